@@ -1,0 +1,332 @@
+"""The content-addressed cache: read-only objects under files/md5/ab/cdef…, linked into place.
+
+Committing never copies a byte on one filesystem: the workspace file is hardlinked under its
+object name and made read-only, so the workspace and the cache share one inode. Whether links
+work is probed once per Cache; when they do not (another filesystem, cache.type = copy) files are
+copied instead. Every object appears under its final name atomically (link, or temp + rename).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat as stat_mod
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.errors import ReproError
+from repro.hashing import DirInfo, Hasher, bytes_md5, file_md5, parse_manifest
+from repro.state import file_key
+
+READ_ONLY = 0o444
+
+
+def object_key(oid: str) -> str:
+    """Relative path of an object in a cache or remote: files/md5/ab/cdef…[.dir]."""
+    return f"files/md5/{oid[:2]}/{oid[2:]}"
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _copy_atomic(source: str | Path, dest: Path, mode: int) -> None:
+    tmp = _tmp_name(dest)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A workspace path whose content is not in the cache: replacing it would lose data."""
+
+    path: str
+
+
+class Cache:
+    """Objects in ``root``; links into the workspace at ``workspace``."""
+
+    def __init__(self, root: Path, workspace: Path, link_type: str = "hardlink") -> None:
+        if link_type not in ("hardlink", "copy", "reflink"):
+            raise ReproError(
+                f"cache.type {link_type!r} is unknown; use hardlink or copy "
+                "(repro config cache.type hardlink)"
+            )
+        self.root = root
+        self.workspace = workspace
+        self.link_type = link_type
+        self._can_link: bool | None = None
+
+    # -- objects -----------------------------------------------------------------------------
+    def object_path(self, oid: str) -> Path:
+        return self.root / object_key(oid)
+
+    def exists(self, oid: str) -> bool:
+        return os.path.exists(self.object_path(oid))
+
+    def save_bytes(self, oid: str, data: bytes) -> None:
+        """Store bytes (a manifest, a run-cache blob) under ``oid`` unless present."""
+        dest = self.object_path(oid)
+        if dest.exists():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(dest)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, READ_ONLY)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def read_manifest(self, oid: str) -> list[tuple[str, str]]:
+        path = self.object_path(oid)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ReproError(
+                f"directory manifest {oid} is not in the cache; run 'repro pull'"
+            ) from None
+        return parse_manifest(data, str(path))
+
+    def all_objects(self) -> Iterable[str]:
+        base = self.root / "files" / "md5"
+        if not base.is_dir():
+            return
+        for fan in sorted(os.listdir(base)):
+            folder = base / fan
+            if len(fan) != 2 or not folder.is_dir():
+                continue
+            for name in sorted(os.listdir(folder)):
+                if not name.startswith("."):
+                    yield fan + name
+
+    def missing(self, oid: str) -> list[str]:
+        """Objects needed for ``oid`` (itself, or a manifest and its entries) not in the cache."""
+        if not self.exists(oid):
+            return [oid]
+        if oid.endswith(".dir"):
+            return [md5 for _rel, md5 in self.read_manifest(oid) if not self.exists(md5)]
+        return []
+
+    # -- linking -----------------------------------------------------------------------------
+    def can_link(self) -> bool:
+        """Probe once whether hardlinks from the cache into the workspace work."""
+        if self._can_link is None:
+            self._can_link = self.link_type == "hardlink" and self._probe_link()
+        return self._can_link
+
+    def _probe_link(self) -> bool:
+        tmp_dir = self.root / "files"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        source = tmp_dir / f".probe.{uuid.uuid4().hex}"
+        target = self.workspace / ".repro" / "tmp" / f".probe.{uuid.uuid4().hex}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.write_bytes(b"")
+            os.link(source, target)
+            return True
+        except OSError:
+            return False
+        finally:
+            source.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+
+    def _place(self, oid: str, dest: Path, writable: bool) -> None:
+        """Make ``dest`` hold object ``oid``: a hardlink when allowed, else a copy."""
+        source = self.object_path(oid)
+        if not writable and self.can_link():
+            tmp = _tmp_name(dest)
+            try:
+                os.link(source, tmp)
+            except OSError as exc:
+                if exc.errno not in (errno.EMLINK, errno.EXDEV):
+                    raise
+                _copy_atomic(source, dest, 0o644)
+                return
+            try:
+                os.replace(tmp, dest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return
+        _copy_atomic(source, dest, 0o644)
+
+    # -- commit ------------------------------------------------------------------------------
+    def commit_file(self, path: Path, md5: str, st: os.stat_result | None = None) -> None:
+        """Put the file at ``path`` (whose hash is ``md5``) into the cache and link it back."""
+        st = st or os.stat(path)
+        obj = self.object_path(md5)
+        try:
+            obj_st = os.stat(obj)
+        except FileNotFoundError:
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            if self.can_link():
+                os.chmod(path, READ_ONLY)  # the inode becomes the object: protect it first
+                try:
+                    os.link(path, obj)
+                    return
+                except FileExistsError:
+                    obj_st = os.stat(obj)  # another writer got there first; fall through
+                except OSError as exc:
+                    if exc.errno not in (errno.EMLINK, errno.EXDEV):
+                        raise
+                    _copy_atomic(path, obj, READ_ONLY)
+                    os.chmod(path, 0o644)
+                    return
+            else:
+                _copy_atomic(path, obj, READ_ONLY)
+                return
+        if obj_st.st_ino == st.st_ino and obj_st.st_dev == st.st_dev:
+            return
+        if self.can_link():
+            self._place(md5, path, writable=False)
+
+    def commit_dir(self, path: Path, info: DirInfo) -> None:
+        md5s = dict(info.entries)
+        for entry in info.files:
+            self.commit_file(Path(entry.path), md5s[entry.relpath], entry.stat)
+        # The manifest goes in last: its presence promises every entry is there.
+        self.save_bytes(info.oid, info.manifest)
+
+    def save_copy(self, path: Path, oid: str) -> None:
+        """Store a copy of a file without linking it (uncached outs kept for the run-cache)."""
+        dest = self.object_path(oid)
+        if dest.exists():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _copy_atomic(path, dest, READ_ONLY)
+
+    # -- checkout ----------------------------------------------------------------------------
+    def is_safe_to_replace(self, path: Path, hasher: Hasher, label: str) -> bool:
+        """True when nothing at ``path`` would be lost: it is absent or its content is cached."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return True
+        if stat_mod.S_ISDIR(st.st_mode):
+            info = hasher.hash_dir(str(path), label)
+            return all(self.exists(md5) for _rel, md5 in info.entries)
+        if stat_mod.S_ISLNK(st.st_mode):
+            return False
+        return self.exists(hasher.hash_file(str(path), st))
+
+    def checkout_file(self, oid: str, dest: Path, writable: bool = False) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            shutil.rmtree(dest)
+        self._place(oid, dest, writable)
+
+    def checkout_dir(
+        self, oid: str, dest: Path, hasher: Hasher, label: str, force: bool
+    ) -> list[Conflict]:
+        """Make the folder ``dest`` match manifest ``oid``; return what it refused to destroy."""
+        entries = self.read_manifest(oid)
+        if os.path.lexists(dest) and not os.path.isdir(dest):
+            if not force and not self.is_safe_to_replace(dest, hasher, label):
+                return [Conflict(label)]
+            os.unlink(dest)
+        current: dict[str, tuple[str, os.stat_result]] = {}
+        if os.path.isdir(dest):
+            info = hasher.hash_dir(str(dest), label)
+            md5s = dict(info.entries)
+            current = {f.relpath: (md5s[f.relpath], f.stat) for f in info.files}
+        wanted = dict(entries)
+        conflicts: list[Conflict] = []
+        for rel, (md5, _st) in current.items():
+            if wanted.get(rel) == md5:
+                continue
+            if not force and not self.exists(md5):
+                conflicts.append(Conflict(f"{label}/{rel}"))
+        if conflicts:
+            return conflicts
+        for rel in current.keys() - wanted.keys():
+            os.unlink(dest / rel)
+        made_dirs: set[str] = set()
+        state_rows = []
+        can_link = self.can_link()
+        for rel, md5 in entries:
+            have = current.get(rel)
+            target = dest / rel
+            if have is not None:
+                if have[0] == md5 and (not can_link or self._same_inode(md5, have[1])):
+                    continue
+            parent = os.path.dirname(rel)
+            if parent not in made_dirs:
+                os.makedirs(dest / parent, exist_ok=True)
+                made_dirs.add(parent)
+            if have is None and can_link:
+                try:
+                    os.link(self.object_path(md5), target)
+                except OSError as exc:
+                    if exc.errno != errno.EMLINK:
+                        raise
+                    _copy_atomic(self.object_path(md5), target, 0o644)
+            else:
+                self._place(md5, target, writable=False)
+            state_rows.append((file_key(os.stat(target)), md5))
+        hasher.state.put_files(state_rows)
+        _remove_empty_dirs(dest)
+        return []
+
+    def _same_inode(self, oid: str, st: os.stat_result) -> bool:
+        try:
+            obj = os.stat(self.object_path(oid))
+        except FileNotFoundError:
+            return False
+        return obj.st_ino == st.st_ino and obj.st_dev == st.st_dev
+
+    # -- integrity ---------------------------------------------------------------------------
+    def verify(self) -> list[str]:
+        """Re-hash every object; return a line per damaged object or manifest."""
+        problems: list[str] = []
+        oids = list(self.all_objects())
+        present = set(oids)
+        for oid in oids:
+            path = self.object_path(oid)
+            if oid.endswith(".dir"):
+                data = path.read_bytes()
+                if bytes_md5(data) + ".dir" != oid:
+                    problems.append(f"corrupt manifest {oid}")
+                    continue
+                try:
+                    for rel, md5 in parse_manifest(data, str(path)):
+                        if md5 not in present:
+                            problems.append(f"manifest {oid} names missing object {md5} ({rel})")
+                except ReproError as exc:
+                    problems.append(str(exc))
+            elif file_md5(str(path)) != oid:
+                problems.append(f"corrupt object {oid}")
+        return problems
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    for folder, dirs, files in os.walk(root, topdown=False):
+        if not dirs and not files and folder != str(root):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
+def unprotect(path: Path) -> None:
+    """Replace linked files below ``path`` with private writable copies; the cache is untouched."""
+    if path.is_dir():
+        for folder, _dirs, files in os.walk(path):
+            for name in files:
+                _unprotect_file(Path(folder) / name)
+    elif path.exists():
+        _unprotect_file(path)
+
+
+def _unprotect_file(path: Path) -> None:
+    _copy_atomic(path, path, 0o644)

@@ -1,0 +1,66 @@
+"""Make the workspace match the stage files of the current commit (SPEC §3.3)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from repro import outputs
+from repro.errors import CheckoutError, ReproError
+from repro.paths import overlaps
+from repro.project import Project
+from repro.stage import Stage
+
+
+@dataclass
+class CheckoutResult:
+    changed: list[str] = field(default_factory=list)  # outs (re)linked
+    removed: list[str] = field(default_factory=list)  # stale outs repro had made
+    kept: list[str] = field(default_factory=list)  # stale outs the user changed: left alone
+    missing: list[str] = field(default_factory=list)  # outs whose objects are not cached
+
+
+def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) -> CheckoutResult:
+    """Link every cached out of ``stages`` from the cache; with ``prune``, drop stale outs."""
+    result = CheckoutResult()
+    conflicts: list[str] = []
+    cache = project.cache
+    wanted: set[str] = set()
+    for stage in stages:
+        for out in stage.outs:
+            wanted.add(out.path)
+            if not out.cache or out.md5 is None:
+                continue
+            if cache.missing(out.md5):
+                result.missing.append(out.path)
+                continue
+            before = outputs.current_md5(project, out.path) if os.path.lexists(
+                project.root / out.path) else None
+            found = outputs.checkout(project, out.path, out.md5, force)
+            conflicts.extend(c.path for c in found)
+            if not found and before != out.md5:
+                result.changed.append(out.path)
+    if prune:
+        for path, oid in sorted(project.state.linked().items()):
+            if any(overlaps(path, w) for w in wanted):
+                continue
+            if not os.path.lexists(project.root / path):
+                project.state.drop_link(path)
+                continue
+            try:
+                now = outputs.current_md5(project, path)
+            except ReproError:
+                now = None
+            if now == oid or force:
+                outputs.remove(project, path)
+                result.removed.append(path)
+            else:
+                result.kept.append(path)
+    if conflicts:
+        shown = ", ".join(conflicts[:5]) + (" …" if len(conflicts) > 5 else "")
+        raise CheckoutError(
+            f"checkout would overwrite changes that are not in the cache: {shown}; "
+            "commit them with 'repro add'/'repro commit', move them away, or use --force",
+            conflicts,
+        )
+    return result

@@ -1,0 +1,189 @@
+"""The command line: parse, dispatch, and map errors to exit codes. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from repro import __version__
+from repro.errors import EXIT_USAGE
+from repro.ui import UI
+
+Handler = Callable[[argparse.Namespace, UI], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message}; see '{self.prog} -h'\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _lazy(module: str, function: str) -> Handler:
+    """Import a command's module only when it runs, so start-up stays fast."""
+
+    def handler(args: argparse.Namespace, ui: UI) -> int:
+        import importlib
+
+        func: Handler = getattr(importlib.import_module(f"repro.commands.{module}"), function)
+        return func(args, ui)
+
+    return handler
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="say more; show tracebacks")
+    group.add_argument("-q", "--quiet", action="store_true", help="print only errors and answers")
+    return common
+
+
+def _revs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--all-branches", action="store_true", help="every branch")
+    parser.add_argument("-T", "--all-tags", action="store_true", help="every tag")
+    parser.add_argument("--all-commits", action="store_true", help="every commit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog="repro", parents=[common],
+        description="Version data, models and metrics with git; reproduce pipelines whose "
+        "every stage runs in a pinned Docker image.",
+    )
+    parser.add_argument("--version", action="version", version=f"repro {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        cmd.set_defaults(func=handler)
+        return cmd
+
+    cmd = add("init", _lazy("init", "cmd_init"), "make .repro/ in the current git repository")
+    cmd.add_argument("--image", help="default image of new stages (core.image)")
+    cmd.add_argument("-f", "--force", action="store_true", help="re-initialise an existing project")
+
+    cmd = add("config", _lazy("config", "cmd_config"), "get or set a config value")
+    cmd.add_argument("--local", action="store_true", help="use .repro/config.local (not in git)")
+    cmd.add_argument("--unset", action="store_true", help="remove the key")
+    cmd.add_argument("key", help="e.g. core.image, cache.type, remote.NAME.url")
+    cmd.add_argument("value", nargs="?")
+
+    cmd = add("add", _lazy("data", "cmd_add"), "track data that no stage produces")
+    cmd.add_argument("paths", nargs="+", metavar="PATH")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    cmd = add("status", _lazy("data", "cmd_status"), "show what changed and why")
+    cmd.add_argument("targets", nargs="*", metavar="TARGET")
+    cmd.add_argument("-c", "--cloud", action="store_true", help="compare the cache with a remote")
+    cmd.add_argument("-r", "--remote", help="remote for --cloud")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cmd = add("checkout", _lazy("data", "cmd_checkout"), "make the workspace match the stage files")
+    cmd.add_argument("targets", nargs="*", metavar="TARGET")
+    cmd.add_argument("-f", "--force", action="store_true", help="overwrite changes not in the cache")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    cmd = add("commit", _lazy("data", "cmd_commit"), "record the current outputs of stages")
+    cmd.add_argument("targets", nargs="*", metavar="TARGET")
+    cmd.add_argument("-f", "--force", action="store_true", help="commit even if deps changed")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    cmd = add("unprotect", _lazy("data", "cmd_unprotect"), "make linked outputs writable copies")
+    cmd.add_argument("paths", nargs="+", metavar="PATH")
+
+    cmd = add("remove", _lazy("data", "cmd_remove"), "drop stages (and, with --outs, their outputs)")
+    cmd.add_argument("targets", nargs="+", metavar="STAGE")
+    cmd.add_argument("--outs", action="store_true", help="also delete the outputs")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    cmd = add("fsck", _lazy("data", "cmd_fsck"), "re-hash every cache (or remote) object")
+    cmd.add_argument("-r", "--remote", help="check this remote instead of the cache")
+
+    cmd = add("run", _lazy("run", "cmd_run"), "write a stage file and run it now")
+    cmd.add_argument("-f", "--file", help="stage file to write (default: first output + .repro)")
+    cmd.add_argument("-d", "--deps", action="append", default=[], metavar="DEP")
+    cmd.add_argument("-o", "--outs", action="append", default=[], metavar="OUT",
+                     help="output kept in the cache")
+    cmd.add_argument("-O", "--outs-no-cache", action="append", default=[], metavar="OUT",
+                     help="output not kept in the cache")
+    cmd.add_argument("-M", "--metrics", action="append", default=[], metavar="METRIC",
+                     help="metric file: not cached, tracked in git")
+    cmd.add_argument("--metrics-cached", action="append", default=[], metavar="METRIC",
+                     help="metric file kept in the cache")
+    cmd.add_argument("--image", help="image to run in (default: core.image)")
+    cmd.add_argument("--network", choices=["none", "bridge", "host"], default="none")
+    cmd.add_argument("-w", "--wdir", help="working directory of the command")
+    cmd.add_argument("--no-exec", action="store_true", help="write the stage file only")
+    cmd.add_argument("--overwrite", action="store_true", help="replace an existing stage file")
+    cmd.add_argument("--no-run-cache", action="store_true", help="always start a container")
+    cmd.add_argument("--cpus", type=float, help="CPU limit for the container")
+    cmd.add_argument("--memory", help="memory limit, e.g. 2g")
+    cmd.add_argument("--gpus", help="GPUs: a count or 'all'")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+    cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+
+    cmd = add("repro", _lazy("run", "cmd_repro"), "reproduce stages whose inputs changed")
+    cmd.add_argument("targets", nargs="*", metavar="TARGET")
+    cmd.add_argument("-f", "--force", action="store_true", help="run the targets regardless")
+    cmd.add_argument("-s", "--single-item", action="store_true", help="only the targets")
+    cmd.add_argument("--dry", action="store_true", help="print the plan; run nothing")
+    cmd.add_argument("--pinned", action="store_true", help="run the recorded image IDs")
+    cmd.add_argument("--no-run-cache", action="store_true", help="never restore from the run-cache")
+    cmd.add_argument("-k", "--keep-going", action="store_true", help="go on after a failure")
+    cmd.add_argument("-j", "--jobs", type=int, default=1, help="stages to run at once")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    pipeline = sub.add_parser("pipeline", parents=[common], help="show the pipeline DAG")
+    psub = pipeline.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
+                                   parser_class=_Parser, required=True)
+    cmd = psub.add_parser("show", parents=[common], help="draw the pipeline")
+    cmd.set_defaults(func=_lazy("pipeline", "cmd_show"))
+    cmd.add_argument("target", nargs="?", metavar="TARGET")
+    style = cmd.add_mutually_exclusive_group()
+    style.add_argument("--ascii", action="store_true", help="boxes and arrows (default)")
+    style.add_argument("--dot", action="store_true", help="Graphviz dot")
+    style.add_argument("--mermaid", action="store_true", help="Mermaid flowchart")
+    label = cmd.add_mutually_exclusive_group()
+    label.add_argument("--commands", action="store_true", help="label stages by command")
+    label.add_argument("--outs", action="store_true", help="show outputs instead of stages")
+    cmd = psub.add_parser("list", parents=[common], help="list stages")
+    cmd.set_defaults(func=_lazy("pipeline", "cmd_list"))
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cmd = add("doctor", _lazy("doctor", "cmd_doctor"), "report on the environment")
+
+    _register_optional(sub, common)
+    return parser
+
+
+def _register_optional(sub: argparse._SubParsersAction[_Parser],
+                       common: argparse.ArgumentParser) -> None:
+    """Commands whose modules may be absent in a partial build register themselves."""
+    import importlib.util
+
+    for module in ("metrics", "remote", "transfer", "gc", "install"):
+        if importlib.util.find_spec(f"repro.commands.{module}") is None:
+            continue
+        mod = importlib.import_module(f"repro.commands.{module}")
+        mod.register(sub, common)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ui = UI(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    if not hasattr(args, "func"):
+        build_parser().print_help()
+        return EXIT_USAGE
+    from repro.error_handler import run_guarded
+
+    return run_guarded(lambda: args.func(args, ui), ui)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os._exit(main())

@@ -1,0 +1,198 @@
+"""Verbs on tracked data: add, status, checkout, commit, unprotect, remove, fsck."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from repro import gitignore, outputs
+from repro import stage as stage_mod
+from repro.cache import unprotect
+from repro.checkout import checkout
+from repro.commands import open_project
+from repro.errors import ReproError
+from repro.graph import build
+from repro.paths import from_user, overlaps
+from repro.project import Project
+from repro.stage import STAGE_SUFFIX, Out, Stage
+from repro.status import stage_changes
+from repro.ui import UI
+
+
+def resolve_targets(project: Project, stages: list[Stage], targets: list[str]) -> list[Stage]:
+    """Stages named by stage file or by an output path, relative to the current folder."""
+    if not targets:
+        return stages
+    by_path = {s.path: s for s in stages}
+    chosen: dict[str, Stage] = {}
+    for target in targets:
+        rel = from_user(project.root, Path.cwd(), target, "target")
+        if rel in by_path:
+            chosen[rel] = by_path[rel]
+            continue
+        owners = [s for s in stages if any(overlaps(rel, o) for o in s.out_paths())]
+        if not owners:
+            raise ReproError(
+                f"'{target}' is neither a stage file nor an output of one; "
+                "'repro pipeline list' shows the stages"
+            )
+        for owner in owners:
+            chosen[owner.path] = owner
+    return list(chosen.values())
+
+
+def cmd_add(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        for raw in args.paths:
+            rel = from_user(project.root, Path.cwd(), raw, "path")
+            if rel.endswith(STAGE_SUFFIX):
+                raise ReproError(f"'{raw}' is a stage file; add the data it names instead")
+            stage_path = rel + STAGE_SUFFIX
+            for other in stages:
+                if other.path != stage_path and any(overlaps(rel, o) for o in other.out_paths()):
+                    raise ReproError(
+                        f"'{rel}' overlaps output '{other.out_paths()[0]}' of '{other.path}'; "
+                        "an output belongs to one stage"
+                    )
+            if not os.path.lexists(project.root / rel):
+                raise ReproError(f"'{raw}' does not exist")
+            out = outputs.commit(project, Out(rel))
+            stage = Stage(path=stage_path, outs=(out,)).with_md5()
+            stage_mod.write(project.root, stage)
+            gitignore.add(project.root, rel)
+            stages = [s for s in stages if s.path != stage_path] + [stage]
+            ignore = os.path.join(os.path.dirname(rel), ".gitignore")
+            ui.info(f"Added '{rel}'. To track it with git: git add {stage_path} {ignore}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    if args.cloud:
+        from repro.commands.transfer import cloud_status
+
+        return cloud_status(project, args, ui)
+    stages = project.stages()
+    build(stages)
+    chosen = resolve_targets(project, stages, args.targets)
+    resolver = None
+    if any(s.image is not None and s.image.id for s in chosen):
+        resolver = _image_resolver(ui)
+    report: dict[str, list[str]] = {}
+    for stage in chosen:
+        changes = stage_changes(project, stage, resolver)
+        if changes:
+            report[stage.path] = [c.message for c in changes]
+    if args.json:
+        ui.out(json.dumps(report, indent=2, sort_keys=True))
+    elif not report:
+        ui.info("Data and pipelines are up to date.")
+    else:
+        for name, reasons in sorted(report.items()):
+            ui.out(f"{name}:")
+            for reason in reasons:
+                ui.out(f"\t{reason}")
+    return 1 if report else 0
+
+
+def _image_resolver(ui: UI):  # type: ignore[no-untyped-def]
+    """Resolve image names through the engine; without one, skip the image check and say so."""
+    from repro.runners import RUNNERS
+
+    runner = RUNNERS["docker"]()
+    try:
+        runner.resolve("repro-probe-nonexistent:none")
+    except ReproError as exc:
+        ui.warn(f"image drift not checked: {exc}")
+        return None
+    return runner.resolve
+
+
+def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        build(stages)
+        chosen = resolve_targets(project, stages, args.targets)
+        result = checkout(project, chosen, force=args.force, prune=not args.targets)
+    for path in result.changed:
+        ui.info(f"M\t{path}")
+    for path in result.removed:
+        ui.info(f"D\t{path}")
+    for path in result.kept:
+        ui.warn(f"'{path}' is no longer tracked but was changed since repro made it; kept")
+    if result.missing:
+        shown = ", ".join(result.missing)
+        raise ReproError(f"not in the cache: {shown}; run 'repro pull' to fetch them")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace, ui: UI) -> int:
+    from repro.reproduce import _finish, hash_deps
+
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        build(stages)
+        for stage in resolve_targets(project, stages, args.targets):
+            deps = hash_deps(project, stage) if not stage.is_data_source else {}
+            outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+            _finish(project, stage, stage.image, deps, outs)
+            ui.info(f"Committed '{stage.path}'")
+    return 0
+
+
+def cmd_unprotect(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    for raw in args.paths:
+        rel = from_user(project.root, Path.cwd(), raw, "path")
+        if not os.path.lexists(project.root / rel):
+            raise ReproError(f"'{raw}' does not exist")
+        unprotect(project.root / rel)
+        ui.info(f"Unprotected '{rel}': it is now a private writable copy")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        for target in args.targets:
+            rel = from_user(project.root, Path.cwd(), target, "stage")
+            matches = [s for s in stages if s.path == rel]
+            if not matches:
+                raise ReproError(f"'{target}' is not a stage file")
+            stage = matches[0]
+            for out in stage.outs:
+                if out.cache:
+                    gitignore.remove(project.root, out.path)
+                if args.outs:
+                    outputs.remove(project, out.path)
+                else:
+                    project.state.drop_link(out.path)
+            (project.root / stage.path).unlink()
+            ui.info(f"Removed stage '{stage.path}'" + (" and its outputs" if args.outs else ""))
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    if args.remote:
+        from repro.commands.transfer import fsck_remote
+
+        return fsck_remote(project, args, ui)
+    problems = project.cache.verify()
+    for problem in problems:
+        ui.out(problem)
+    if problems:
+        raise ReproError(
+            f"{len(problems)} problem(s) in the cache; remove damaged objects and "
+            "'repro pull' or re-run the stages that make them"
+        )
+    count = sum(1 for _ in project.cache.all_objects())
+    ui.info(f"Cache is intact: {count} objects checked.")
+    return 0

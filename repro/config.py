@@ -1,0 +1,115 @@
+"""Project configuration: git-config style INI in .repro/config, overridden by config.local."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import uuid
+from pathlib import Path
+
+from repro.errors import ReproError
+
+# Keys a user may set, with a check for each. Remote options are open-ended per backend.
+KNOWN_KEYS: dict[str, tuple[str, ...] | None] = {
+    "core.image": None,
+    "core.remote": None,
+    "core.jobs": None,
+    "cache.dir": None,
+    "cache.type": ("hardlink", "copy", "reflink"),
+}
+_REMOTE_KEY = re.compile(r"^remote\.([A-Za-z0-9_.-]+)\.([a-z_]+)$")
+SECRET_OPTIONS = ("password", "secret_access_key", "access_key_id", "session_token")
+
+
+def _section_option(key: str) -> tuple[str, str]:
+    match = _REMOTE_KEY.match(key)
+    if match:
+        return f'remote "{match.group(1)}"', match.group(2)
+    if key not in KNOWN_KEYS:
+        known = ", ".join(sorted(KNOWN_KEYS))
+        raise ReproError(f"unknown config key '{key}'; known keys: {known}, remote.NAME.OPTION")
+    section, option = key.split(".", 1)
+    return section, option
+
+
+def _read(path: Path) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ReproError(f"config file {path} is malformed ({first}); fix or remove it") from None
+    return parser
+
+
+def _write(path: Path, parser: configparser.RawConfigParser) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        parser.write(handle)
+    os.replace(tmp, path)
+
+
+class Config:
+    """Merged view of ``config`` and ``config.local`` (local wins)."""
+
+    def __init__(self, repro_dir: Path) -> None:
+        self.repro_dir = repro_dir
+        self.shared_path = repro_dir / "config"
+        self.local_path = repro_dir / "config.local"
+        self._shared = _read(self.shared_path)
+        self._local = _read(self.local_path)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        section, option = _section_option(key)
+        for parser in (self._local, self._shared):
+            if parser.has_option(section, option):
+                return parser.get(section, option)
+        return default
+
+    def set(self, key: str, value: str, local: bool = False) -> None:
+        section, option = _section_option(key)
+        allowed = KNOWN_KEYS.get(key)
+        if allowed and value not in allowed:
+            raise ReproError(f"'{key}' must be one of {', '.join(allowed)}, not '{value}'")
+        if option in SECRET_OPTIONS and not local:
+            raise ReproError(
+                f"'{key}' is a secret; store it with --local so it stays out of git"
+            )
+        parser, path = (self._local, self.local_path) if local else (self._shared, self.shared_path)
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser.set(section, option, value)
+        _write(path, parser)
+
+    def unset(self, key: str, local: bool = False) -> bool:
+        section, option = _section_option(key)
+        parser, path = (self._local, self.local_path) if local else (self._shared, self.shared_path)
+        if not parser.has_option(section, option):
+            return False
+        parser.remove_option(section, option)
+        if not parser.items(section):
+            parser.remove_section(section)
+        _write(path, parser)
+        return True
+
+    def remotes(self) -> dict[str, dict[str, str]]:
+        """Every remote with its merged options."""
+        found: dict[str, dict[str, str]] = {}
+        for parser in (self._shared, self._local):
+            for section in parser.sections():
+                match = re.match(r'^remote "(.+)"$', section)
+                if match:
+                    found.setdefault(match.group(1), {}).update(parser.items(section))
+        return found
+
+    def remove_remote(self, name: str) -> bool:
+        section = f'remote "{name}"'
+        removed = False
+        for parser, path in ((self._shared, self.shared_path), (self._local, self.local_path)):
+            if parser.has_section(section):
+                parser.remove_section(section)
+                _write(path, parser)
+                removed = True
+        return removed

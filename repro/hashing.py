@@ -1,0 +1,214 @@
+"""Content hashes as SPEC §1.3 fixes them: md5 of a file's bytes; a directory's manifest md5 + .dir.
+
+An unchanged file is never read twice: the state db maps (inode, mtime_ns, size) to its md5, and
+an unchanged directory is recognised from a single walk by its fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat as stat_mod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.errors import ReproError
+from repro.state import StateDB, file_key
+
+CHUNK = 1 << 20
+# Hashing more files than this at once earns the "large directory" notice and a progress bar.
+LARGE_DIR_FILES = 200
+# Files per task handed to the pool: per-task overhead would dominate on tiny files.
+BATCH = 128
+
+
+def file_md5(path: str) -> str:
+    """md5 hex digest of a file's raw bytes (what md5sum prints)."""
+    digest = hashlib.md5()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def bytes_md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file below a tracked directory."""
+
+    relpath: str  # POSIX, relative to the directory
+    path: str  # absolute
+    stat: os.stat_result
+
+
+@dataclass(frozen=True)
+class DirInfo:
+    """A hashed directory: its object id and its entries, as stored in the manifest."""
+
+    oid: str
+    manifest: bytes
+    entries: tuple[tuple[str, str], ...]  # (relpath, md5), sorted by relpath
+    files: tuple[FileEntry, ...]
+
+
+def manifest_bytes(entries: Sequence[tuple[str, str]]) -> bytes:
+    """The manifest of DVC 3: sorted JSON list of {md5, relpath}, default separators."""
+    payload = [{"md5": md5, "relpath": rel} for rel, md5 in entries]
+    return json.dumps(payload, sort_keys=True).encode("utf-8")
+
+
+def parse_manifest(data: bytes, where: str) -> list[tuple[str, str]]:
+    """(relpath, md5) pairs of a manifest; a malformed one is a ReproError naming ``where``."""
+    try:
+        payload = json.loads(data.decode("utf-8"))
+        entries = [(str(item["relpath"]), str(item["md5"])) for item in payload]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise ReproError(f"directory manifest {where} is malformed ({exc}); run 'repro fsck'") from exc
+    for rel, md5 in entries:
+        if not is_md5(md5) or rel.startswith("/") or ".." in rel.split("/"):
+            raise ReproError(f"directory manifest {where} has a bad entry {rel!r}; run 'repro fsck'")
+    return entries
+
+
+def is_md5(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def walk_files(root: str) -> list[FileEntry]:
+    """Every regular file below ``root``, sorted by POSIX relpath. Symlinks are refused."""
+    found: list[FileEntry] = []
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                if entry.is_symlink():
+                    raise ReproError(
+                        f"{os.path.join(folder, entry.name)} is a symlink; repro tracks regular "
+                        "files only: replace it with the file it points to, or leave it out"
+                    )
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", entry.path))
+                else:
+                    found.append(FileEntry(rel, entry.path, entry.stat(follow_symlinks=False)))
+    found.sort(key=lambda f: f.relpath)
+    return found
+
+
+def fingerprint(files: Sequence[FileEntry]) -> str:
+    parts = [
+        f"{f.relpath}\0{f.stat.st_ino}\0{f.stat.st_mtime_ns}\0{f.stat.st_size}" for f in files
+    ]
+    return hashlib.md5("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+Notify = Callable[[str], None]
+
+
+class Hasher:
+    """Hashes files and directories through the state db, on every core."""
+
+    def __init__(
+        self, state: StateDB, jobs: int | None = None, notify: Notify | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.state = state
+        self.jobs = jobs or max(2, os.cpu_count() or 2)
+        self.notify = notify or (lambda _msg: None)
+        self.progress = progress
+        self.files_hashed = 0  # how many files were actually read; tests watch it
+
+    def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
+        st = st or os.stat(path)
+        key = file_key(st)
+        known = self.state.get_file(key)
+        if known is not None:
+            return known
+        md5 = file_md5(path)
+        self.files_hashed += 1
+        self.state.put_files([(key, md5)])
+        return md5
+
+    def dir_oid(self, path: str, label: str) -> str:
+        """Object id of a directory; one walk and one lookup when nothing changed."""
+        files = walk_files(path)
+        known = self.state.get_dir(label, fingerprint(files))
+        return known if known is not None else self.hash_dir(path, label, files).oid
+
+    def hash_dir(self, path: str, label: str, files: list[FileEntry] | None = None) -> DirInfo:
+        """Hash the directory at ``path``; ``label`` names it in messages and in the state db."""
+        files = walk_files(path) if files is None else files
+        print_ = fingerprint(files)
+        known_oid = self.state.get_dir(label, print_)
+        md5s: list[str | None] = [self.state.get_file(file_key(f.stat)) for f in files]
+        if known_oid is not None and all(m is not None for m in md5s):
+            entries = tuple((f.relpath, m) for f, m in zip(files, md5s) if m is not None)
+            manifest = manifest_bytes(entries)
+            return DirInfo(known_oid, manifest, entries, tuple(files))
+        missing = [i for i, m in enumerate(md5s) if m is None]
+        if missing:
+            self._hash_many(files, missing, md5s, label)
+        entries = tuple((f.relpath, str(m)) for f, m in zip(files, md5s))
+        manifest = manifest_bytes(entries)
+        oid = bytes_md5(manifest) + ".dir"
+        self.state.put_dir(label, print_, oid)
+        return DirInfo(oid, manifest, entries, tuple(files))
+
+    def _hash_many(
+        self, files: Sequence[FileEntry], missing: list[int], md5s: list[str | None], label: str
+    ) -> None:
+        large = len(missing) >= LARGE_DIR_FILES
+        if large:
+            self.notify(f"Computing md5 for a large directory {label}. This is only done once.")
+        batches = [missing[i : i + BATCH] for i in range(0, len(missing), BATCH)]
+
+        def work(batch: list[int]) -> list[tuple[int, str]]:
+            return [(i, file_md5(files[i].path)) for i in batch]
+
+        bar = None
+        if large and self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(missing), unit="file", desc=f"md5 {label}", leave=False)
+        try:
+            with ThreadPoolExecutor(self.jobs) as pool:
+                for done in pool.map(work, batches):
+                    for i, md5 in done:
+                        md5s[i] = md5
+                    if bar is not None:
+                        bar.update(len(done))
+        finally:
+            if bar is not None:
+                bar.close()
+        self.files_hashed += len(missing)
+        self.state.put_files((file_key(files[i].stat), str(md5s[i])) for i in missing)
+
+
+def is_regular_file(st: os.stat_result) -> bool:
+    return stat_mod.S_ISREG(st.st_mode)
+
+
+def read_path_md5(hasher: Hasher, path: Path, label: str) -> str | None:
+    """Object id of a file or directory, or None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat_mod.S_ISLNK(st.st_mode):
+        raise ReproError(
+            f"{label} is a symlink; repro tracks regular files and folders only: "
+            "replace it with what it points to"
+        )
+    if stat_mod.S_ISDIR(st.st_mode):
+        return hasher.dir_oid(str(path), label)
+    return hasher.hash_file(str(path), st)

@@ -1,0 +1,132 @@
+"""A repro project: a git work tree with a .repro/ folder, and the parts hung off it."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from repro import stage as stage_mod
+from repro.cache import Cache
+from repro.config import Config
+from repro.errors import ReproError
+from repro.hashing import Hasher, Notify
+from repro.lock import ProjectLock
+from repro.paths import overlaps
+from repro.stage import STAGE_SUFFIX, Stage
+from repro.state import StateDB
+
+REPRO_DIR = ".repro"
+GITIGNORE = """\
+# Everything here but config is per machine.
+/config.local
+/cache
+/tmp
+/state.db
+/state.db-*
+/lock
+"""
+
+
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding .repro/."""
+    current = start.resolve()
+    for folder in (current, *current.parents):
+        if (folder / REPRO_DIR).is_dir():
+            return folder
+    raise ReproError(
+        f"{start} is not in a repro project; run 'repro init' at the top of a git repository"
+    )
+
+
+def find_git_root(start: Path) -> Path | None:
+    current = start.resolve()
+    for folder in (current, *current.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+class Project:
+    """Paths, config, cache and state of one project; parts are built on first use."""
+
+    def __init__(self, root: Path, notify: Notify | None = None, progress: bool = True) -> None:
+        self.root = root
+        self.repro_dir = root / REPRO_DIR
+        self.notify = notify
+        self.progress = progress
+
+    @classmethod
+    def find(cls, cwd: Path, notify: Notify | None = None, progress: bool = True) -> Project:
+        return cls(find_root(cwd), notify, progress)
+
+    @cached_property
+    def config(self) -> Config:
+        return Config(self.repro_dir)
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        configured = self.config.get("cache.dir")
+        if not configured:
+            return self.repro_dir / "cache"
+        path = Path(os.path.expanduser(configured))
+        return path if path.is_absolute() else (self.repro_dir / path).resolve()
+
+    @cached_property
+    def cache(self) -> Cache:
+        return Cache(self.cache_dir, self.root, self.config.get("cache.type") or "hardlink")
+
+    @cached_property
+    def state(self) -> StateDB:
+        (self.repro_dir / "tmp").mkdir(exist_ok=True)
+        return StateDB(self.repro_dir / "state.db")
+
+    @cached_property
+    def hasher(self) -> Hasher:
+        return Hasher(self.state, notify=self.notify, progress=self.progress)
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.repro_dir / "tmp"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def lock(self, wait: bool = False) -> ProjectLock:
+        return ProjectLock(self.repro_dir / "lock", wait=wait)
+
+    def stage_files(self) -> list[str]:
+        """Every stage file in the work tree, without walking into outputs or .git/.repro."""
+        found: list[str] = []
+        pruned: list[str] = []
+        for folder, dirs, files in os.walk(self.root):
+            rel_folder = os.path.relpath(folder, self.root)
+            rel_folder = "" if rel_folder == "." else rel_folder.replace(os.sep, "/")
+            for name in sorted(files):
+                if name.endswith(STAGE_SUFFIX) and not name.startswith("."):
+                    path = f"{rel_folder}/{name}" if rel_folder else name
+                    found.append(path)
+                    try:
+                        pruned.extend(stage_mod.load(self.root, path).out_paths())
+                    except ReproError:
+                        pass  # reported when the stage is loaded for real
+            keep = []
+            for name in sorted(dirs):
+                rel = f"{rel_folder}/{name}" if rel_folder else name
+                if name in (".git", REPRO_DIR) or any(rel == p for p in pruned):
+                    continue
+                keep.append(name)
+            dirs[:] = keep
+        return sorted(found)
+
+    def stages(self) -> list[Stage]:
+        return [stage_mod.load(self.root, path) for path in self.stage_files()]
+
+    def stage_for_out(self, path: str) -> Stage | None:
+        for stage in self.stages():
+            if any(overlaps(path, out) for out in stage.out_paths()):
+                return stage
+        return None
+
+    def close(self) -> None:
+        if "state" in self.__dict__:
+            self.state.close()

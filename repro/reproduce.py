@@ -1,0 +1,315 @@
+"""Run stages and decide which ones need running (SPEC §3.1, §3.2, §3.4)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from repro import gitignore, outputs, runcache
+from repro import stage as stage_mod
+from repro.errors import ReproError, StageFailed
+from repro.graph import Graph
+from repro.project import Project
+from repro.runners import Runner, RunSpec
+from repro.stage import Dep, Image, Out, Stage
+from repro.status import Change, stage_changes
+
+LOG_TAIL_LINES = 20
+
+
+class Events(Protocol):
+    def info(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def log(self, chunk: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class Options:
+    force: bool = False
+    single: bool = False
+    dry: bool = False
+    pinned: bool = False
+    run_cache: bool = True
+    keep_going: bool = False
+    jobs: int = 1
+
+
+@dataclass
+class Outcome:
+    ran: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, ReproError]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # downstream of a failure
+    planned: list[str] = field(default_factory=list)  # --dry
+
+
+class _Tail:
+    """Keeps the last lines of a stage's log for the failure message."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        self.lines.extend(line.decode("utf-8", "replace") for line in complete)
+
+    def text(self) -> str:
+        lines = list(self.lines)
+        if self._partial:
+            lines.append(self._partial.decode("utf-8", "replace"))
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def hash_deps(project: Project, stage: Stage) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dep in stage.deps:
+        md5 = outputs.current_md5(project, dep.path)
+        if md5 is None:
+            raise ReproError(
+                f"dependency '{dep.path}' of '{stage.path}' does not exist; create it, or "
+                "reproduce the stage that makes it"
+            )
+        found[dep.path] = md5
+    return found
+
+
+def _read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path, ...]:
+    own = set(stage.out_paths())
+    paths = [d.path for d in stage.deps]
+    for other in graph.stages.values():
+        if other.path == stage.path:
+            continue
+        paths.extend(o.path for o in other.outs if o.cache)
+        paths.append(other.path)
+    paths.append(stage.path)
+    result: list[Path] = []
+    for rel in dict.fromkeys(paths):
+        if rel in own:
+            continue
+        full = project.root / rel
+        if os.path.lexists(full):
+            result.append(full)
+    return tuple(result)
+
+
+def restore_from_run_cache(
+    project: Project, stage: Stage, image: Image, dep_md5s: dict[str, str]
+) -> Stage | None:
+    """Outputs of an identical earlier run, checked out; None when there is no usable entry."""
+    recorded = runcache.lookup(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s))
+    if recorded is None or set(recorded) != set(stage.out_paths()):
+        return None
+    if any(project.cache.missing(md5) for md5 in recorded.values()):
+        return None
+    outs = []
+    for out in stage.outs:
+        outputs.remove(project, out.path)
+        outputs.checkout(project, out.path, recorded[out.path], force=True, cached=out.cache)
+        outs.append(replace(out, md5=recorded[out.path]))
+    return _finish(project, stage, image, dep_md5s, tuple(outs))
+
+
+def _finish(
+    project: Project, stage: Stage, image: Image | None, dep_md5s: dict[str, str],
+    outs: tuple[Out, ...],
+) -> Stage:
+    deps = tuple(Dep(d.path, dep_md5s.get(d.path)) for d in stage.deps)
+    done = replace(stage, image=image, deps=deps, outs=outs).with_md5()
+    for out in done.outs:
+        if out.cache:
+            gitignore.add(project.root, out.path)
+    stage_mod.write(project.root, done)
+    return done
+
+
+def execute(
+    project: Project, stage: Stage, graph: Graph, runner: Runner | None, options: Options,
+    events: Events,
+) -> tuple[Stage, bool]:
+    """Run one stage (or restore it from the run-cache); return it as written, and whether
+    it came from the run-cache."""
+    if stage.is_data_source:
+        outs = tuple(outputs.commit(project, out) for out in stage.outs)
+        return _finish(project, stage, None, {}, outs), False
+    if stage.image is None:
+        raise ReproError(
+            f"stage '{stage.path}' names no image; give --image or set one with "
+            "'repro config core.image NAME'"
+        )
+    assert runner is not None
+    image = runner.ensure(stage.image, options.pinned)
+    dep_md5s = hash_deps(project, stage)
+    if options.run_cache:
+        restored = restore_from_run_cache(project, stage, image, dep_md5s)
+        if restored is not None:
+            events.info(f"Restored '{stage.path}' from the run-cache; no container started.")
+            return restored, True
+    for out in stage.outs:
+        outputs.remove(project, out.path)
+        (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+    events.info(f"Running command:\n\t{stage.cmd}")
+    tail = _Tail()
+
+    def log(chunk: bytes) -> None:
+        tail.feed(chunk)
+        events.log(chunk)
+
+    spec = RunSpec(
+        name=stage.path,
+        cmd=str(stage.cmd),
+        image_id=str(image.id),
+        project_root=project.root,
+        workdir=project.root / stage.work_dir,
+        network=stage.network,
+        read_only=_read_only_paths(project, stage, graph),
+        resources=stage.resources,
+    )
+    code = runner.run(spec, log)
+    if code != 0:
+        raise StageFailed(stage.path, code, tail.text())
+    missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
+    if missing:
+        raise ReproError(
+            f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
+            "fix the command or the -o path"
+        )
+    outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+    # Remembered even under --no-run-cache: that flag only stops restoring.
+    runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
+    return _finish(project, stage, image, dep_md5s, outs), False
+
+
+def changes_of(
+    project: Project, stage: Stage, runner: Runner | None, pinned: bool
+) -> list[Change]:
+    resolver = None
+    if runner is not None and stage.image is not None and not pinned:
+        resolver = runner.resolve
+    return stage_changes(project, stage, resolver)
+
+
+def reproduce(
+    project: Project, graph: Graph, targets: Iterable[str], runner: Runner | None,
+    options: Options, events: Events,
+) -> Outcome:
+    """Reproduce ``targets`` and (unless single) whatever upstream of them changed."""
+    targets = list(targets)
+    names = set(targets) if options.single else graph.ancestors(targets)
+    outcome = Outcome()
+    if options.dry:
+        return _plan(project, graph, names, targets, runner, options, events)
+    if options.jobs > 1:
+        _run_parallel(project, graph, names, set(targets), runner, options, events, outcome)
+    else:
+        blocked: set[str] = set()
+        for name in graph.order(names):
+            if name in blocked:
+                outcome.skipped.append(name)
+                continue
+            try:
+                _step(project, graph, name, name in targets, runner, options, events, outcome)
+            except ReproError as exc:
+                if not options.keep_going:
+                    raise
+                outcome.failed.append((name, exc))
+                events.warn(str(exc))
+                blocked |= graph.descendants(name)
+    return outcome
+
+
+def _step(
+    project: Project, graph: Graph, name: str, is_target: bool, runner: Runner | None,
+    options: Options, events: Events, outcome: Outcome,
+) -> None:
+    stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
+    changes = changes_of(project, stage, runner, options.pinned)
+    forced = options.force and is_target
+    if not changes and not forced:
+        events.info(f"Stage '{name}' didn't change.")
+        outcome.unchanged.append(name)
+        return
+    for change in changes:
+        if change.kind != "stage":
+            events.warn(change.message)
+    events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
+    events.info(f"Reproducing '{name}'")
+    _, restored = execute(project, stage, graph, runner, options, events)
+    (outcome.restored if restored else outcome.ran).append(name)
+
+
+def _plan(
+    project: Project, graph: Graph, names: set[str], targets: list[str],
+    runner: Runner | None, options: Options, events: Events,
+) -> Outcome:
+    outcome = Outcome()
+    will_run: set[str] = set()
+    for name in graph.order(names):
+        stage = graph.stages[name]
+        changes = changes_of(project, stage, runner, options.pinned)
+        upstream = sorted(graph.parents[name] & will_run)
+        if changes or upstream or (options.force and name in targets):
+            will_run.add(name)
+            why = changes[0].message if changes else (
+                f"upstream '{upstream[0]}' would run." if upstream else "forced.")
+            events.info(f"Would reproduce '{name}': {why}")
+            outcome.planned.append(name)
+        else:
+            events.info(f"Stage '{name}' didn't change.")
+            outcome.unchanged.append(name)
+    return outcome
+
+
+def _run_parallel(
+    project: Project, graph: Graph, names: set[str], targets: set[str], runner: Runner | None,
+    options: Options, events: Events, outcome: Outcome,
+) -> None:
+    sorter = graph.sorter(names)
+    sorter.prepare()
+    blocked: set[str] = set()
+    lock = threading.Lock()
+    errors: list[ReproError] = []
+    pool = ThreadPoolExecutor(options.jobs)
+    running: dict[Future[None], str] = {}
+    try:
+        while sorter.is_active():
+            for name in sorted(sorter.get_ready()):
+                if name in blocked or (errors and not options.keep_going):
+                    with lock:
+                        outcome.skipped.append(name)
+                    sorter.done(name)
+                    continue
+                running[pool.submit(
+                    _step, project, graph, name, name in targets, runner, options, events, outcome
+                )] = name
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                exc = future.exception()
+                if isinstance(exc, ReproError):
+                    errors.append(exc)
+                    outcome.failed.append((name, exc))
+                    blocked |= graph.descendants(name)
+                    if options.keep_going:
+                        events.warn(str(exc))
+                elif exc is not None:
+                    raise exc
+                sorter.done(name)
+    except BaseException:
+        if runner is not None:
+            runner.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if errors and not options.keep_going:
+        raise errors[0]

@@ -1,0 +1,50 @@
+"""Stage runners: what executes a stage's command. Docker is the one backend today."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from repro.stage import Image, Resources
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a runner needs to execute one stage."""
+
+    name: str  # the stage file, for labels and messages
+    cmd: str
+    image_id: str
+    project_root: Path
+    workdir: Path  # absolute
+    network: str
+    read_only: tuple[Path, ...]  # absolute paths the stage must not change
+    resources: Resources
+
+
+LogSink = Callable[[bytes], None]
+
+
+class Runner(Protocol):
+    def resolve(self, name: str) -> str | None:
+        """The ID an image name points at now, or None when the engine has no such image."""
+
+    def ensure(self, image: Image, pinned: bool) -> Image:
+        """The image to run, with id (and digest) filled in; pulls by digest when it can."""
+
+    def run(self, spec: RunSpec, log: LogSink) -> int:
+        """Run the stage, streaming its output to ``log``; return the command's exit code."""
+
+    def stop_all(self) -> None:
+        """Stop and remove every container this runner started (Ctrl-C, a failed sibling)."""
+
+
+def docker_runner() -> Runner:
+    from repro.runners.docker import DockerRunner
+
+    return DockerRunner()
+
+
+RUNNERS: dict[str, Callable[[], Runner]] = {"docker": docker_runner}

@@ -1,0 +1,322 @@
+"""Stage files: one stage per YAML file, written deterministically (SPEC §1.2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+STAGE_SUFFIX = ".repro"
+NETWORK_MODES = ("none", "bridge", "host")
+METRIC_TYPES = ("json", "yaml", "csv", "tsv", "raw")
+
+
+@dataclass(frozen=True)
+class Metric:
+    type: str | None = None
+    xpath: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        result: dict[str, str] = {}
+        if self.type:
+            result["type"] = self.type
+        if self.xpath:
+            result["xpath"] = self.xpath
+        return result
+
+
+@dataclass(frozen=True)
+class Dep:
+    path: str  # relative to the project root, POSIX
+    md5: str | None = None
+
+
+@dataclass(frozen=True)
+class Out:
+    path: str
+    md5: str | None = None
+    cache: bool = True
+    metric: Metric | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    id: str | None = None
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float | None = None
+    memory: str | None = None
+    gpus: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("cpus", self.cpus), ("memory", self.memory),
+                                  ("gpus", self.gpus)) if v is not None}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as its file describes it. ``path`` is the stage file, relative to the root."""
+
+    path: str
+    cmd: str | None = None
+    wdir: str = "."
+    image: Image | None = None
+    network: str = "none"
+    deps: tuple[Dep, ...] = ()
+    outs: tuple[Out, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    md5: str | None = None
+
+    @property
+    def is_data_source(self) -> bool:
+        """A stage made by ``repro add``: no command, just tracked data."""
+        return self.cmd is None
+
+    @property
+    def stage_dir(self) -> str:
+        return os.path.dirname(self.path)
+
+    @property
+    def work_dir(self) -> str:
+        """The working directory relative to the project root."""
+        return os.path.normpath(os.path.join(self.stage_dir, self.wdir))
+
+    def definition_md5(self) -> str:
+        """md5 of what defines the stage: cmd, wdir, image id, network, paths and flags.
+
+        Metric read options are left out on purpose: ``metrics modify`` must not force a re-run.
+        """
+        payload = {
+            "cmd": self.cmd,
+            "wdir": self.wdir,
+            "image": self.image.id if self.image else None,
+            "network": self.network if self.cmd else None,
+            "deps": [d.path for d in self.deps],
+            "outs": [[o.path, o.cache, o.metric is not None] for o in self.outs],
+            "resources": self.resources.to_dict(),
+        }
+        return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def with_md5(self) -> Stage:
+        return replace(self, md5=self.definition_md5())
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.cmd is not None:
+            data["cmd"] = self.cmd
+        if self.wdir != ".":
+            data["wdir"] = self.wdir
+        if self.image is not None:
+            image: dict[str, str] = {"name": self.image.name}
+            if self.image.id:
+                image["id"] = self.image.id
+            if self.image.digest:
+                image["digest"] = self.image.digest
+            data["image"] = image
+        if self.cmd is not None and self.network != "none":
+            data["network"] = self.network
+        if self.resources.to_dict():
+            data["resources"] = self.resources.to_dict()
+        if self.deps:
+            data["deps"] = [
+                _drop_none({"path": _to_file(self.stage_dir, d.path), "md5": d.md5})
+                for d in self.deps
+            ]
+        outs = []
+        for out in self.outs:
+            item: dict[str, Any] = _drop_none(
+                {"path": _to_file(self.stage_dir, out.path), "md5": out.md5}
+            )
+            item["cache"] = out.cache
+            if out.metric is not None:
+                item["metric"] = out.metric.to_dict()
+            outs.append(item)
+        if outs:
+            data["outs"] = outs
+        if self.md5:
+            data["md5"] = self.md5
+        return data
+
+    def out_paths(self) -> list[str]:
+        return [o.path for o in self.outs]
+
+
+def _drop_none(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if v is not None}
+
+
+def dump(stage: Stage) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(stage.to_dict(), sort_keys=False, default_flow_style=False))
+
+
+def write(root: Path, stage: Stage) -> None:
+    """Write the stage file atomically (temp + rename), so a kill leaves the old or the new."""
+    target = root / stage.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(dump(stage), encoding="utf-8")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# -- loading ---------------------------------------------------------------------------------
+class _Bad(Exception):
+    pass
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"{what} must be a non-empty string")
+    return value
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    return None if value is None else _str(value, what)
+
+
+def _md5(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    text = _str(value, what)
+    core = text[:-4] if text.endswith(".dir") else text
+    if len(core) != 32 or any(c not in "0123456789abcdef" for c in core):
+        raise _Bad(f"{what} is not an md5 hash")
+    return text
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Bad(f"{what} must be a list")
+    return value
+
+
+def _map(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Bad(f"{what} must be a mapping")
+    return value
+
+
+def _to_root(stage_dir: str, path: str) -> str:
+    from repro.paths import check_relative
+
+    try:
+        return check_relative(posixpath.join(stage_dir, path), "path")
+    except ReproError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _to_file(stage_dir: str, path: str) -> str:
+    return posixpath.relpath(path, stage_dir) if stage_dir else path
+
+
+def from_dict(path: str, data: Any) -> Stage:
+    data = _map(data, "the file")
+    stage_dir = posixpath.dirname(path)
+    known = {"cmd", "wdir", "image", "network", "deps", "outs", "md5", "resources"}
+    unknown = set(data) - known
+    if unknown:
+        raise _Bad(f"unknown key {sorted(unknown)[0]!r}")
+    image = None
+    if data.get("image") is not None:
+        raw = _map(data["image"], "image")
+        image = Image(
+            name=_str(raw.get("name"), "image.name"),
+            id=_opt_str(raw.get("id"), "image.id"),
+            digest=_opt_str(raw.get("digest"), "image.digest"),
+        )
+    network = data.get("network", "none")
+    if network not in NETWORK_MODES:
+        raise _Bad(f"network must be one of {', '.join(NETWORK_MODES)}")
+    deps = tuple(
+        Dep(_to_root(stage_dir, _str(_map(d, "a dep").get("path"), "dep path")),
+            _md5(d.get("md5"), "dep md5"))
+        for d in _list(data.get("deps"), "deps")
+    )
+    outs = []
+    for raw_out in _list(data.get("outs"), "outs"):
+        raw_out = _map(raw_out, "an out")
+        cache = raw_out.get("cache", True)
+        if not isinstance(cache, bool):
+            raise _Bad("out cache must be true or false")
+        metric = None
+        if raw_out.get("metric") is not None:
+            raw_metric = raw_out["metric"]
+            if raw_metric is True:
+                raw_metric = {}
+            raw_metric = _map(raw_metric, "metric")
+            mtype = _opt_str(raw_metric.get("type"), "metric type")
+            if mtype is not None and mtype not in METRIC_TYPES:
+                raise _Bad(f"metric type must be one of {', '.join(METRIC_TYPES)}")
+            metric = Metric(mtype, _opt_str(raw_metric.get("xpath"), "metric xpath"))
+        outs.append(
+            Out(_to_root(stage_dir, _str(raw_out.get("path"), "out path")), _md5(raw_out.get("md5"), "out md5"),
+                cache, metric)
+        )
+    resources = Resources()
+    if data.get("resources") is not None:
+        raw_res = _map(data["resources"], "resources")
+        cpus = raw_res.get("cpus")
+        if cpus is not None and not isinstance(cpus, (int, float)):
+            raise _Bad("resources.cpus must be a number")
+        resources = Resources(
+            float(cpus) if cpus is not None else None,
+            _opt_str(raw_res.get("memory"), "resources.memory"),
+            _opt_str(raw_res.get("gpus"), "resources.gpus"),
+        )
+    cmd = data.get("cmd")
+    if cmd is not None:
+        cmd = _str(cmd, "cmd")
+    wdir = data.get("wdir", ".")
+    wdir = _str(wdir, "wdir")
+    return Stage(
+        path=path, cmd=cmd, wdir=wdir, image=image, network=str(network), deps=deps,
+        outs=tuple(outs), resources=resources, md5=_md5(data.get("md5"), "md5"),
+    )
+
+
+def parse(path: str, text: str) -> Stage:
+    """Parse a stage file's text; any problem is one ReproError naming the file."""
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ReproError(
+            f"stage file '{path}' is not valid YAML{where}; fix it or restore it with git checkout"
+        ) from None
+    try:
+        return from_dict(path, data)
+    except _Bad as exc:
+        raise ReproError(
+            f"stage file '{path}' is malformed: {exc}; fix it or restore it with git checkout"
+        ) from None
+
+
+def load(root: Path, path: str) -> Stage:
+    try:
+        text = (root / path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReproError(f"stage file '{path}' does not exist") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise ReproError(f"'{path}' is not a stage file") from None
+    return parse(path, text)

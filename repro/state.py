@@ -1,0 +1,116 @@
+"""The state database: what repro already knows about files, so nothing is hashed twice.
+
+Three tables, all keyed so that a stale row can never be mistaken for a fresh one:
+- ``files``: inode → (mtime_ns, size, md5). A row counts only when mtime and size still match.
+- ``dirs``: directory path → (fingerprint of every file's relpath/inode/mtime/size, object id),
+  so an unchanged directory is recognised from one walk, without a lookup per file.
+- ``links``: outputs that repro itself materialised, with the object id it put there; checkout
+  may remove such a path later only while it still holds exactly that object.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    inode INTEGER PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, md5 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dirs (
+    path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, oid TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS links (
+    path TEXT PRIMARY KEY, oid TEXT NOT NULL
+);
+"""
+
+FileKey = tuple[int, int, int]  # (inode, mtime_ns, size)
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class StateDB:
+    """sqlite-backed memory of hashes; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._files: dict[int, tuple[int, int, str]] | None = None
+        self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        # WAL lets read-only commands (status) run while a writer holds the project lock,
+        # and a kill -9 mid-transaction rolls back cleanly on the next open.
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.OperationalError:
+            pass  # read-only project or another process creating it at once
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- files -------------------------------------------------------------------------------
+    def _load_files(self) -> dict[int, tuple[int, int, str]]:
+        if self._files is None:
+            rows = self._conn.execute("SELECT inode, mtime_ns, size, md5 FROM files")
+            self._files = {ino: (mtime, size, md5) for ino, mtime, size, md5 in rows}
+        return self._files
+
+    def get_file(self, key: FileKey) -> str | None:
+        """The md5 remembered for a file whose inode, mtime and size are ``key``."""
+        with self._lock:
+            row = self._load_files().get(key[0])
+        if row is not None and row[0] == key[1] and row[1] == key[2]:
+            return row[2]
+        return None
+
+    def put_files(self, items: Iterable[tuple[FileKey, str]]) -> None:
+        rows = [(k[0], k[1], k[2], md5) for k, md5 in items]
+        if not rows:
+            return
+        with self._lock:
+            files = self._load_files()
+            for ino, mtime, size, md5 in rows:
+                files[ino] = (mtime, size, md5)
+            self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+
+    # -- dirs --------------------------------------------------------------------------------
+    def get_dir(self, path: str, fingerprint: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT oid FROM dirs WHERE path = ? AND fingerprint = ?", (path, fingerprint)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_dir(self, path: str, fingerprint: str, oid: str) -> None:
+        with self._lock:
+            self._write("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?)", [(path, fingerprint, oid)])
+
+    # -- links -------------------------------------------------------------------------------
+    def linked(self) -> dict[str, str]:
+        """Every output path repro materialised, with the object id it put there."""
+        with self._lock:
+            return {p: o for p, o in self._conn.execute("SELECT path, oid FROM links")}
+
+    def put_link(self, path: str, oid: str) -> None:
+        with self._lock:
+            self._write("INSERT OR REPLACE INTO links VALUES (?, ?)", [(path, oid)])
+
+    def drop_link(self, path: str) -> None:
+        with self._lock:
+            self._write("DELETE FROM links WHERE path = ?", [(path,)])
+
+    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        try:
+            with self._conn:
+                self._conn.executemany(sql, rows)
+        except sqlite3.OperationalError:
+            # A read-only project (or a locked db) only loses a memo, never correctness.
+            pass
