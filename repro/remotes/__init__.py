@@ -1,0 +1,99 @@
+"""Remote storage backends, chosen by URL scheme.
+
+Backend modules are imported only when their scheme is used, so paramiko and boto3 stay
+optional and commands that never touch a remote start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from repro.errors import ReproError
+from repro.remotes.base import Remote
+
+__all__ = ["Remote", "known_options", "open_remote", "scheme_of"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    module: str  # defines open_remote(url, options) -> Remote
+    options: frozenset[str]  # config keys it understands
+    dependency: str | None = None  # the third-party package it imports
+    extra: str | None = None  # the pip extra that installs it
+
+
+_LOCAL = Backend("repro.remotes.local", frozenset())
+BACKENDS: dict[str, Backend] = {
+    "": _LOCAL,
+    "file": _LOCAL,
+    "ssh": Backend(
+        "repro.remotes.ssh", frozenset({"user", "port", "keyfile", "password"}), "paramiko", "ssh"
+    ),
+    "s3": Backend(
+        "repro.remotes.s3",
+        frozenset(
+            {
+                "endpointurl",
+                "region",
+                "profile",
+                "access_key_id",
+                "secret_access_key",
+                "session_token",
+            }
+        ),
+        "boto3",
+        "s3",
+    ),
+}
+
+# Keys a remote's config section may hold that are not backend options.
+GENERIC_KEYS = frozenset({"url"})
+
+
+def scheme_of(url: str) -> str:
+    """The backend scheme of ``url``; ``""`` for a plain folder path."""
+    # A plain path may contain ':' (e.g. 'backup:2024'); only 'scheme://' names a scheme.
+    if "://" not in url:
+        return ""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in BACKENDS:
+        known = ", ".join(f"{s}://" for s in BACKENDS if s)
+        raise ReproError(f"unsupported remote URL '{url}': use a folder path or one of {known}")
+    return scheme
+
+
+def known_options(url: str) -> frozenset[str]:
+    """The config keys a remote at ``url`` understands (for ``repro remote modify``)."""
+    return BACKENDS[scheme_of(url)].options | GENERIC_KEYS
+
+
+def open_remote(url: str, options: Mapping[str, str]) -> Remote:
+    """Open the remote at ``url`` with its config ``options`` (user, port, endpointurl, …).
+
+    A relative folder path is taken relative to the current directory: callers resolve it
+    against the config file's folder first when that is what they mean. Opening does not
+    connect; the first operation does.
+    """
+    scheme = scheme_of(url)
+    backend = BACKENDS[scheme]
+    unknown = sorted(set(options) - backend.options - GENERIC_KEYS)
+    if unknown:
+        allowed = ", ".join(sorted(backend.options)) or "none"
+        raise ReproError(
+            f"unknown option {', '.join(map(repr, unknown))} for remote '{url}' "
+            f"(allowed: {allowed}); fix it with 'repro remote modify'"
+        )
+    try:
+        module = importlib.import_module(backend.module)
+    except ModuleNotFoundError as exc:
+        if backend.dependency is None or exc.name != backend.dependency:
+            raise
+        raise ReproError(
+            f"{scheme}:// remotes need the '{backend.dependency}' package: "
+            f"pip install 'repro-pipelines[{backend.extra}]'"
+        ) from exc
+    remote: Remote = module.open_remote(url, {k: v for k, v in options.items() if k != "url"})
+    return remote

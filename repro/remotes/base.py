@@ -1,0 +1,46 @@
+"""What every remote backend offers: a flat key → bytes store under one root.
+
+Keys are POSIX relative paths under the remote's root, e.g. ``files/md5/ab/cdef…`` (the DVC 3
+layout), ``images/sha256/…`` or ``runs/…``. Higher layers map object ids to keys.
+
+Errors: a missing key raises ``FileNotFoundError`` (from ``get``); anything else that goes wrong
+on the remote side raises ``repro.errors.RemoteError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+
+class Remote(Protocol):
+    """A storage backend. Implementations must be safe to call from several threads."""
+
+    url: str
+
+    def exists(self, keys: Iterable[str]) -> set[str]:
+        """Return the subset of ``keys`` present.
+
+        Lists by prefix when many, asks one by one when few."""
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield every key under ``prefix`` (a folder-like prefix such as ``files/md5/``)."""
+
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Like ``list``, with each key's size in bytes (free in every store's listing)."""
+
+    def put(self, source: Path, key: str) -> None:
+        """Upload ``source`` (read via ``source.open("rb")``) atomically: the key never names
+        partial bytes."""
+
+    def get(self, key: str, dest: Path) -> None:
+        """Download ``key`` into the file ``dest`` (the caller verifies and moves it).
+
+        Raises ``FileNotFoundError`` when the key is absent."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when it is already gone."""
+
+    def close(self) -> None:
+        """Release connections."""

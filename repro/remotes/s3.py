@@ -1,0 +1,191 @@
+"""A remote in an S3 bucket, or any S3-compatible store (option ``endpointurl``).
+
+Credentials follow boto3's standard chain (environment, ``~/.aws`` files, instance roles)
+unless the remote's options name them (kept in ``config.local``, never the tracked config).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from repro.errors import RemoteError, ReproError
+from repro.remotes.common import bulk_exists, check_key, folder_prefix
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+CHUNK = 1 << 20
+# Above this, multipart upload (itself atomic: the object appears when it completes).
+MULTIPART_THRESHOLD = 64 << 20
+# Enough pooled HTTP connections for the transfer threads; botocore's default is 10.
+MAX_CONNECTIONS = 32
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_DENIED = {
+    "403",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+}
+
+
+def open_remote(url: str, options: Mapping[str, str]) -> S3Remote:
+    """Open ``s3://bucket/prefix``; no request is made until first use."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ReproError(f"s3 remote URL '{url}' has no bucket: use s3://bucket/prefix")
+    return S3Remote(url, parts.netloc, parts.path.strip("/"), options)
+
+
+class S3Remote:
+    """Objects are S3 objects named ``prefix/key``; one thread-safe boto3 client serves all."""
+
+    def __init__(self, url: str, bucket: str, prefix: str, options: Mapping[str, str]) -> None:
+        self.url = url
+        self.bucket = bucket
+        self.root = f"{prefix}/" if prefix else ""
+        self._options = dict(options)
+        self._client_lock = threading.Lock()
+        self._s3: S3Client | None = None
+
+    def _client(self) -> S3Client:
+        # boto3 sessions are not thread-safe but its clients are: build one client, once.
+        with self._client_lock:
+            if self._s3 is None:
+                self._s3 = self._make_client()
+            return self._s3
+
+    def _make_client(self) -> S3Client:
+        opts = self._options
+        endpoint = opts.get("endpointurl")
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=opts.get("access_key_id"),
+                aws_secret_access_key=opts.get("secret_access_key"),
+                aws_session_token=opts.get("session_token"),
+                region_name=opts.get("region"),
+                profile_name=opts.get("profile"),
+            )
+            config = Config(
+                max_pool_connections=MAX_CONNECTIONS,
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                # Most S3-compatible servers (minio, ceph) want bucket names in the path.
+                s3={"addressing_style": "path" if endpoint else "auto"},
+            )
+            client: S3Client = session.client("s3", endpoint_url=endpoint, config=config)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise RemoteError(
+                f"{exc}; fix the remote's 'profile' option or ~/.aws/config"
+            ) from None
+        except ValueError as exc:  # e.g. a malformed endpoint URL
+            raise RemoteError(f"cannot use endpointurl '{endpoint}': {exc}") from None
+        return client
+
+    def _name(self, key: str) -> str:
+        return self.root + check_key(key)
+
+    @contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """Turn botocore failures into one-line RemoteErrors; a missing key is FileNotFoundError."""
+        where = f"s3://{self.bucket}/{self.root}{key}"
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code == "NoSuchBucket":
+                raise RemoteError(
+                    f"bucket '{self.bucket}' does not exist: create it or fix the remote URL"
+                ) from None
+            if code in _NOT_FOUND:
+                raise FileNotFoundError(where) from None
+            if code in _DENIED:
+                raise RemoteError(
+                    f"access denied to {where} ({code}): check your AWS credentials and the "
+                    "bucket's policy"
+                ) from None
+            message = error.get("Message", "") or str(exc)
+            raise RemoteError(f"cannot {action} {where}: {code} {message}".strip()) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise RemoteError(
+                f"no AWS credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, an AWS profile, or 'repro remote modify --local NAME "
+                "access_key_id …'"
+            ) from None
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectionError,
+        ) as exc:
+            raise RemoteError(
+                f"cannot connect to the S3 endpoint for {self.url}: {exc}; check 'endpointurl' "
+                "and the network"
+            ) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise RemoteError(f"cannot {action} {where}: {exc}") from None
+
+    def _exists_one(self, key: str) -> bool:
+        try:
+            with self._errors("check", key):
+                self._client().head_object(Bucket=self.bucket, Key=self._name(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def exists(self, keys: Iterable[str]) -> set[str]:
+        return bulk_exists(keys, self._exists_one, self.list)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return (key for key, _ in self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        start = folder_prefix(prefix)
+        with self._errors("list", start):
+            pages = (
+                self._client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.bucket, Prefix=self.root + start)
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.root) :], item.get("Size", 0)
+
+    def put(self, source: Path, key: str) -> None:
+        name = self._name(key)
+        size = source.stat().st_size
+        with source.open("rb") as body, self._errors("write", key):
+            if size < MULTIPART_THRESHOLD:
+                self._client().put_object(Bucket=self.bucket, Key=name, Body=body)
+            else:
+                config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False)
+                self._client().upload_fileobj(body, self.bucket, name, Config=config)
+
+    def get(self, key: str, dest: Path) -> None:
+        with dest.open("wb") as out, self._errors("read", key):
+            response = self._client().get_object(Bucket=self.bucket, Key=self._name(key))
+            for chunk in response["Body"].iter_chunks(CHUNK):
+                out.write(chunk)
+
+    def delete(self, key: str) -> None:
+        with self._errors("delete", key):
+            self._client().delete_object(Bucket=self.bucket, Key=self._name(key))
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._s3 is not None:
+                self._s3.close()
+                self._s3 = None

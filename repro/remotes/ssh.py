@@ -1,0 +1,388 @@
+"""A remote on another host, over SFTP (paramiko).
+
+Connection settings come, first match wins, from the repro config options, the URL,
+``~/.ssh/config`` (Host, HostName, User, Port, IdentityFile, ProxyCommand) and the defaults.
+Keys come from the ssh agent, the configured identity files and ``~/.ssh/id_*``. Host keys are
+checked against ``~/.ssh/known_hosts`` (and ``/etc/ssh/ssh_known_hosts``); an unknown host is
+refused, never added, so a first connection cannot be silently intercepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import posixpath
+import stat
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import paramiko
+
+from repro.errors import RemoteError, ReproError
+from repro.remotes.common import bulk_exists, check_key, folder_prefix, is_temp, temp_name
+
+# OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
+MAX_CHANNELS = 8
+CONNECT_TIMEOUT = 20.0
+# What a dropped connection raises; an SFTP status error (a plain OSError) leaves a channel usable.
+_BROKEN = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)
+SSH_CONFIG = Path("~/.ssh/config")
+KNOWN_HOSTS = (Path("~/.ssh/known_hosts"), Path("/etc/ssh/ssh_known_hosts"))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to connect, after merging options, URL and ``~/.ssh/config``."""
+
+    alias: str  # the host as written in the URL
+    hostname: str
+    port: int
+    user: str
+    root: str
+    key_files: tuple[str, ...] = ()
+    password: str | None = None
+    proxy_command: str | None = None
+    known_hosts_files: tuple[str, ...] = ()
+
+    @property
+    def display(self) -> str:
+        return f"ssh://{self.user}@{self.alias}:{self.port}{self.root}"
+
+
+def open_remote(url: str, options: Mapping[str, str]) -> SshRemote:
+    """Open ``ssh://[user@]host[:port]/path``; no connection is made until first use."""
+    return SshRemote(url, resolve_target(url, options))
+
+
+def resolve_target(url: str, options: Mapping[str, str]) -> Target:
+    """Merge the repro options, the URL and ``~/.ssh/config`` into a ``Target``."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ReproError(f"ssh remote URL '{url}' has no host: use ssh://[user@]host[:port]/path")
+    config = _ssh_config(parts.hostname)
+    port_text = options.get("port") or (str(parts.port) if parts.port else None)
+    port_text = port_text or config.get("port") or "22"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ReproError(f"ssh port '{port_text}' of '{url}' is not a number") from None
+    key_files = [options["keyfile"]] if options.get("keyfile") else []
+    key_files += config.get("identityfile", [])
+    known_hosts = [str(p.expanduser()) for p in KNOWN_HOSTS]
+    known_hosts += config.get("userknownhostsfile", "").split()
+    return Target(
+        alias=parts.hostname,
+        hostname=config.get("hostname", parts.hostname),
+        port=port,
+        user=options.get("user") or parts.username or config.get("user") or getpass.getuser(),
+        root=unquote(parts.path) or ".",
+        key_files=tuple(str(Path(k).expanduser()) for k in key_files),
+        password=options.get("password"),
+        proxy_command=config.get("proxycommand"),
+        known_hosts_files=tuple(str(Path(k).expanduser()) for k in known_hosts),
+    )
+
+
+def _ssh_config(host: str) -> paramiko.SSHConfigDict:
+    path = SSH_CONFIG.expanduser()
+    if not path.is_file():
+        return paramiko.SSHConfigDict()
+    try:
+        return paramiko.SSHConfig.from_path(str(path)).lookup(host)
+    except (OSError, paramiko.ConfigParseError) as exc:
+        raise ReproError(f"cannot read {path}: {exc}; fix or move it") from exc
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    """The SHA256 fingerprint as OpenSSH prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        self.hostname = hostname
+        self.key = key
+
+
+class _RefuseUnknownHosts(paramiko.MissingHostKeyPolicy):
+    """Refuse a host whose key is not known: adding it blindly would defeat host keys."""
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        raise _UnknownHostKey(hostname, key)
+
+
+def _connect(target: Target) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    for known_hosts in target.known_hosts_files:
+        # "system" host keys are never written back, whatever happens during connect.
+        with suppress(FileNotFoundError):
+            client.load_system_host_keys(known_hosts)
+    client.set_missing_host_key_policy(_RefuseUnknownHosts())
+    where = f"{target.hostname}:{target.port}"
+    try:
+        client.connect(
+            target.hostname,
+            port=target.port,
+            username=target.user,
+            password=target.password,
+            key_filename=list(target.key_files) or None,  # type: ignore[arg-type]  # takes a list too
+            timeout=CONNECT_TIMEOUT,
+            banner_timeout=CONNECT_TIMEOUT,
+            auth_timeout=CONNECT_TIMEOUT,
+            sock=paramiko.ProxyCommand(target.proxy_command) if target.proxy_command else None,
+        )
+    except _UnknownHostKey as exc:
+        client.close()
+        raise RemoteError(
+            f"the ssh host key of {where} is unknown ({exc.key.get_name()} "
+            f"{_fingerprint(exc.key)}); refusing to connect: check the key, record it with "
+            f"'ssh -p {target.port} {target.user}@{target.hostname}', then retry"
+        ) from None
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise RemoteError(
+            f"the ssh host key of {where} does not match known_hosts "
+            f"(now {_fingerprint(exc.key)}): the host was reinstalled or someone is "
+            "intercepting; check it, then fix ~/.ssh/known_hosts"
+        ) from None
+    except paramiko.AuthenticationException:
+        client.close()
+        raise RemoteError(
+            f"ssh authentication failed for {target.user}@{where}: load your key into "
+            "ssh-agent, set IdentityFile in ~/.ssh/config, or run "
+            "'repro remote modify NAME keyfile PATH'"
+        ) from None
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        client.close()
+        reason = _reason(exc)
+        raise RemoteError(
+            f"cannot connect to ssh server {where}: {reason}; check the host and port "
+            "and that sshd runs there"
+        ) from None
+    return client
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason, e.g. "Connection refused", rather than paramiko's wrapper message."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) and exc.errors:
+        exc = next(iter(exc.errors.values()))
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class _ChannelPool:
+    """One ssh connection shared by up to ``size`` SFTP channels, one per working thread.
+
+    An SFTP channel serialises its requests, so parallel transfers need several channels;
+    they share the connection, its authentication and its host key check.
+    """
+
+    def __init__(self, target: Target, size: int = MAX_CHANNELS) -> None:
+        self._target = target
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[paramiko.SFTPClient] = []
+        self._client: paramiko.SSHClient | None = None
+        self._failure: RemoteError | None = None
+
+    def _open_channel(self) -> paramiko.SFTPClient:
+        with self._lock:
+            transport = self._client.get_transport() if self._client else None
+            if transport is None or not transport.is_active():
+                # First use, or the connection dropped: (re)connect once for all threads.
+                if self._failure is not None:
+                    # Waiting threads must not each retry a connection that just failed.
+                    raise RemoteError(str(self._failure)) from None
+                if self._client is not None:
+                    self._client.close()
+                self._client = None
+                try:
+                    self._client = _connect(self._target)
+                except RemoteError as exc:
+                    self._failure = exc
+                    raise
+            client = self._client
+        assert client is not None
+        try:
+            return client.open_sftp()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise RemoteError(
+                f"cannot open an SFTP session on {self._target.display}: {exc}; "
+                "check that the server has the sftp subsystem enabled"
+            ) from None
+
+    @contextmanager
+    def channel(self) -> Iterator[paramiko.SFTPClient]:
+        with self._slots:
+            with self._lock:
+                sftp = self._idle.pop() if self._idle else None
+            if sftp is None:
+                sftp = self._open_channel()
+            try:
+                yield sftp
+            except _BROKEN:
+                # The channel may be mid-request or dead; never hand it to another thread.
+                sftp.close()
+                raise
+            finally:
+                if not sftp.sock.closed:
+                    with self._lock:
+                        self._idle.append(sftp)
+
+    def close(self) -> None:
+        with self._lock:
+            for sftp in self._idle:
+                sftp.close()
+            self._idle.clear()
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+class SshRemote:
+    """Objects are files under ``root`` on the server; uploads are renamed into place."""
+
+    def __init__(self, url: str, target: Target) -> None:
+        self.url = url
+        self.target = target
+        self._pool = _ChannelPool(target)
+        self._made_dirs: set[str] = set()
+        self._made_dirs_lock = threading.Lock()
+
+    def _path(self, key: str) -> str:
+        return posixpath.join(self.target.root, check_key(key))
+
+    @contextmanager
+    def _errors(self, action: str, path: str) -> Iterator[None]:
+        """Turn SFTP failures into one-line RemoteErrors; a missing file stays FileNotFoundError."""
+        try:
+            yield
+        except (FileNotFoundError, RemoteError):
+            raise
+        except PermissionError:
+            raise RemoteError(
+                f"permission denied to {action} {path} on {self.target.display}: "
+                f"check that {self.target.user} may write there"
+            ) from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise RemoteError(
+                f"cannot {action} {path} on {self.target.display}: {exc or type(exc).__name__}; "
+                "check the connection and retry"
+            ) from None
+
+    def _exists_one(self, key: str) -> bool:
+        path = self._path(key)
+        with self._errors("check", path), self._pool.channel() as sftp:
+            try:
+                return stat.S_ISREG(sftp.stat(path).st_mode or 0)
+            except FileNotFoundError:
+                return False
+
+    def exists(self, keys: Iterable[str]) -> set[str]:
+        return bulk_exists(keys, self._exists_one, self.list)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return (key for key, _ in self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        start = folder_prefix(prefix)
+        base = posixpath.join(self.target.root, start) if start else self.target.root
+        with self._errors("list", base), self._pool.channel() as sftp:
+            # Collected first so that no channel stays borrowed while the caller iterates.
+            found = list(self._walk(sftp, base.rstrip("/") or "/", start))
+        yield from found
+
+    def _walk(
+        self, sftp: paramiko.SFTPClient, folder: str, key_prefix: str
+    ) -> Iterator[tuple[str, int]]:
+        try:
+            entries = sftp.listdir_attr(folder)
+        except FileNotFoundError:
+            return
+        for entry in sorted(entries, key=lambda e: e.filename):
+            mode = entry.st_mode or 0
+            if is_temp(entry.filename):
+                continue
+            if stat.S_ISDIR(mode):
+                yield from self._walk(
+                    sftp, posixpath.join(folder, entry.filename), f"{key_prefix}{entry.filename}/"
+                )
+            elif stat.S_ISREG(mode):
+                yield f"{key_prefix}{entry.filename}", entry.st_size or 0
+
+    def _makedirs(self, sftp: paramiko.SFTPClient, folder: str) -> None:
+        with self._made_dirs_lock:
+            if folder in self._made_dirs:
+                return
+        missing: list[str] = []
+        current = folder
+        while current not in ("", "/", "."):
+            try:
+                if stat.S_ISDIR(sftp.stat(current).st_mode or 0):
+                    break
+            except FileNotFoundError:
+                missing.append(current)
+            current = posixpath.dirname(current)
+        for path in reversed(missing):
+            try:
+                sftp.mkdir(path)
+            except OSError:
+                # Another thread or client may have made it meanwhile; only that is fine.
+                if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
+                    raise
+        with self._made_dirs_lock:
+            self._made_dirs.add(folder)
+
+    def put(self, source: Path, key: str) -> None:
+        path = self._path(key)
+        folder, name = posixpath.split(path)
+        tmp = posixpath.join(folder, temp_name(name))
+        with source.open("rb") as src, self._errors("write", path), self._pool.channel() as sftp:
+            self._makedirs(sftp, folder)
+            try:
+                sftp.putfo(src, tmp, confirm=False)
+                self._rename(sftp, tmp, path)
+            except BaseException:
+                with suppress(OSError, paramiko.SSHException, EOFError):
+                    sftp.remove(tmp)
+                raise
+
+    @staticmethod
+    def _rename(sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
+        try:
+            # Atomic and replaces an existing file, like rename(2).
+            sftp.posix_rename(tmp, path)
+        except OSError:
+            # Servers without the OpenSSH extension: plain rename refuses an existing target,
+            # which then holds the same bytes (keys are content hashes).
+            try:
+                sftp.rename(tmp, path)
+            except OSError:
+                sftp.stat(path)
+                sftp.remove(tmp)
+
+    def get(self, key: str, dest: Path) -> None:
+        path = self._path(key)
+        with dest.open("wb") as out, self._errors("read", path), self._pool.channel() as sftp:
+            sftp.getfo(path, out)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with (
+            self._errors("delete", path),
+            self._pool.channel() as sftp,
+            suppress(FileNotFoundError),
+        ):
+            sftp.remove(path)
+
+    def close(self) -> None:
+        self._pool.close()

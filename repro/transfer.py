@@ -1,0 +1,446 @@
+"""Move objects between the local cache and a remote: push, fetch, status, verify, gc.
+
+Object ids are md5 hex digests of an object's bytes, with ``.dir`` appended for directory
+manifests. The cache and every remote share DVC 3's layout, ``files/md5/<id[:2]>/<id[2:]>``.
+A transfer moves only what the other side lacks, checks every downloaded byte against its
+name, and never lets a partial or corrupt object take an object's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from repro.errors import CorruptObjectError, RemoteError, ReproError
+from repro.remotes.base import Remote
+
+CHUNK = 1 << 20
+OBJECTS_PREFIX = "files/md5/"
+MANIFEST_SUFFIX = ".dir"
+# Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
+CACHE_TEMP_PREFIX = ".repro-tmp-"
+_OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
+_FILE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def default_jobs() -> int:
+    """Transfers wait on the network more than the CPU: a few threads per core."""
+    return min(32, 4 * (os.cpu_count() or 1))
+
+
+def is_manifest(object_id: str) -> bool:
+    return object_id.endswith(MANIFEST_SUFFIX)
+
+
+def object_key(object_id: str) -> str:
+    """The remote key of an object, ``files/md5/ab/cdef…``."""
+    return f"{OBJECTS_PREFIX}{object_id[:2]}/{object_id[2:]}"
+
+
+def object_id_of_key(key: str) -> str | None:
+    """The object id a remote key names, or None for a key that is no object."""
+    if not key.startswith(OBJECTS_PREFIX):
+        return None
+    fanout, _, rest = key[len(OBJECTS_PREFIX) :].partition("/")
+    object_id = fanout + rest
+    return object_id if len(fanout) == 2 and _OBJECT_ID.fullmatch(object_id) else None
+
+
+def cache_path(cache_dir: Path, object_id: str) -> Path:
+    """Where the local cache keeps an object."""
+    return cache_dir / object_key(object_id)
+
+
+def file_md5(path: Path) -> str:
+    """The md5 hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
+    """Check a manifest's bytes against its id; return the object ids of its entries."""
+    if hashlib.md5(data).hexdigest() != object_id.removesuffix(MANIFEST_SUFFIX):
+        raise CorruptObjectError(object_id, where)
+    try:
+        entries = json.loads(data)
+        object_ids = [str(entry["md5"]) for entry in entries]
+    except (ValueError, TypeError, KeyError):
+        object_ids = [""]
+    if not all(_FILE_ID.fullmatch(oid) for oid in object_ids):
+        # Its bytes match its name, so it was written like this: not a repro/DVC manifest.
+        raise ReproError(f"object {object_id} in {where} is not a valid directory manifest")
+    return object_ids
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An object that could not be moved, and why."""
+
+    object_id: str
+    error: ReproError
+
+
+@dataclass(frozen=True)
+class TransferSummary:
+    """What a push or fetch did; ``missing`` objects are on neither side that was asked."""
+
+    transferred: int = 0
+    transferred_bytes: int = 0
+    already_present: int = 0
+    missing: tuple[str, ...] = ()
+    failed: tuple[Failure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.failed
+
+
+class _Progress:
+    """A thread-safe files bar with the bytes moved as its postfix."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        # disable=None lets tqdm switch itself off when stderr is not a terminal.
+        self._bar = tqdm(total=0, desc=desc, unit="file", disable=None if enabled else True)
+        self._lock = threading.Lock()
+        self._bytes = 0
+
+    def add(self, files: int) -> None:
+        with self._lock:
+            self._bar.total = (self._bar.total or 0) + files
+            self._bar.refresh()
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes += nbytes
+            self._bar.set_postfix_str(tqdm.format_sizeof(self._bytes, "B", 1024), refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@dataclass
+class _Outcome:
+    done: dict[str, int] = field(default_factory=dict)  # item -> bytes moved
+    missing: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+
+
+def _run(
+    action: Callable[[str], int], items: Sequence[str], jobs: int | None, bar: _Progress
+) -> _Outcome:
+    """Apply ``action`` to ``items`` in parallel.
+
+    FileNotFoundError marks an item missing and a ReproError fails that item alone, but a
+    RemoteError (unreachable, denied) stops the whole batch: the next object would fail the
+    same way, and a rerun resumes since finished objects are complete.
+    """
+    outcome = _Outcome()
+    if not items:
+        return outcome
+    bar.add(len(items))
+    pool = ThreadPoolExecutor(max_workers=min(jobs or default_jobs(), len(items)))
+    try:
+        futures = {pool.submit(action, item): item for item in items}
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                nbytes = future.result()
+            except FileNotFoundError:
+                outcome.missing.append(item)
+                nbytes = 0
+            except RemoteError:
+                raise
+            except ReproError as exc:
+                outcome.failed.append(Failure(item, exc))
+                nbytes = 0
+            else:
+                outcome.done[item] = nbytes
+            bar.advance(nbytes)
+    finally:
+        # After an error or Ctrl-C nothing new starts; the transfers already running finish.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return outcome
+
+
+def _check_ids(object_ids: Iterable[str]) -> list[str]:
+    """Deduplicate, keeping order; refuse ids that are no md5 (they would escape the layout)."""
+    unique = list(dict.fromkeys(object_ids))
+    for object_id in unique:
+        if not _OBJECT_ID.fullmatch(object_id):
+            raise ReproError(f"'{object_id}' is not an object id (an md5, maybe with .dir)")
+    return unique
+
+
+def _remote_has(remote: Remote, object_ids: Iterable[str]) -> set[str]:
+    """Which objects the remote holds, asked in one bulk call."""
+    by_key = {object_key(oid): oid for oid in object_ids}
+    return {by_key[key] for key in remote.exists(by_key)}
+
+
+def _read_manifest(
+    remote: Remote | None, cache_dir: Path | None, object_id: str
+) -> list[str] | None:
+    """A manifest's entries from the cache, else from the remote (not stored); None if absent."""
+    if cache_dir is not None:
+        try:
+            data = cache_path(cache_dir, object_id).read_bytes()
+        except FileNotFoundError:
+            pass
+        else:
+            return manifest_entries(data, object_id, str(cache_dir))
+    if remote is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="repro-manifest-") as tmp:
+        dest = Path(tmp) / "manifest"
+        try:
+            remote.get(object_key(object_id), dest)
+        except FileNotFoundError:
+            return None
+        return manifest_entries(dest.read_bytes(), object_id, remote.url)
+
+
+def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
+    source = cache_path(cache_dir, object_id)
+    size = source.stat().st_size
+    remote.put(source, object_key(object_id))
+    return size
+
+
+def _download(remote: Remote, cache_dir: Path, object_id: str) -> int:
+    """Download one object into the cache, only if its bytes hash to its name."""
+    final = cache_path(cache_dir, object_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+    try:
+        remote.get(object_key(object_id), tmp)
+        if file_md5(tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
+            raise CorruptObjectError(object_id, remote.url)
+        if is_manifest(object_id):
+            manifest_entries(tmp.read_bytes(), object_id, remote.url)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
+        return final.stat().st_size
+    finally:
+        # Left only when the download or the check failed: it never becomes a cache entry.
+        tmp.unlink(missing_ok=True)
+
+
+def push(
+    remote: Remote,
+    cache_dir: Path,
+    object_ids: Iterable[str],
+    jobs: int | None = None,
+    progress: bool = True,
+) -> TransferSummary:
+    """Upload the objects (manifests expanded) that the remote lacks; manifests go last."""
+    wanted = _check_ids(object_ids)
+    failed: list[Failure] = []
+    manifests: dict[str, list[str]] = {}
+    for object_id in filter(is_manifest, wanted):
+        try:
+            entries = _read_manifest(None, cache_dir, object_id)
+        except ReproError as exc:
+            failed.append(Failure(object_id, exc))
+            continue
+        if entries is not None:
+            manifests[object_id] = entries
+    files = list(
+        dict.fromkeys(
+            [oid for oid in wanted if not is_manifest(oid)]
+            + [oid for entries in manifests.values() for oid in entries]
+        )
+    )
+    unreadable = {f.object_id for f in failed}
+    asked = files + [oid for oid in wanted if is_manifest(oid) and oid not in unreadable]
+    on_remote = _remote_has(remote, asked)
+    # Manifests absent locally are fine if the remote has them; else they are missing.
+    missing = [
+        oid for oid in asked if is_manifest(oid) and oid not in manifests and oid not in on_remote
+    ]
+    to_upload = [oid for oid in files if oid not in on_remote]
+
+    bar = _Progress("push", progress)
+    try:
+        first = _run(lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar)
+        stored = on_remote | first.done.keys()
+        ready: list[str] = []
+        for object_id, entries in manifests.items():
+            if object_id in on_remote:
+                continue
+            lacking = [oid for oid in entries if oid not in stored]
+            if lacking:
+                # Uploading it would announce a directory that cannot be pulled whole.
+                failed.append(
+                    Failure(
+                        object_id,
+                        ReproError(
+                            f"directory manifest {object_id} not pushed: {len(lacking)} of its "
+                            f"files are missing or failed (e.g. {lacking[0]})"
+                        ),
+                    )
+                )
+            else:
+                ready.append(object_id)
+        second = _run(lambda oid: _upload(remote, cache_dir, oid), ready, jobs, bar)
+    finally:
+        bar.close()
+    return TransferSummary(
+        transferred=len(first.done) + len(second.done),
+        transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
+        already_present=len(on_remote),
+        missing=tuple(missing + first.missing + second.missing),
+        failed=tuple(failed + first.failed + second.failed),
+    )
+
+
+def fetch(
+    remote: Remote,
+    cache_dir: Path,
+    object_ids: Iterable[str],
+    jobs: int | None = None,
+    progress: bool = True,
+) -> TransferSummary:
+    """Download the objects (manifests expanded) the cache lacks, each verified before use."""
+    wanted = _check_ids(object_ids)
+    manifests = [oid for oid in wanted if is_manifest(oid)]
+    absent = [oid for oid in manifests if not cache_path(cache_dir, oid).exists()]
+    bar = _Progress("fetch", progress)
+    try:
+        # Manifests first: only they tell which files a directory needs.
+        first = _run(lambda oid: _download(remote, cache_dir, oid), absent, jobs, bar)
+        failed = list(first.failed)
+        entries: list[str] = []
+        unusable = set(first.missing) | {f.object_id for f in failed}
+        for object_id in manifests:
+            if object_id in unusable:
+                continue
+            try:
+                entries += _read_manifest(None, cache_dir, object_id) or []
+            except ReproError as exc:
+                failed.append(Failure(object_id, exc))
+        files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + entries))
+        todo = [oid for oid in files if not cache_path(cache_dir, oid).exists()]
+        second = _run(lambda oid: _download(remote, cache_dir, oid), todo, jobs, bar)
+    finally:
+        bar.close()
+    return TransferSummary(
+        transferred=len(first.done) + len(second.done),
+        transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
+        already_present=(len(manifests) - len(absent)) + (len(files) - len(todo)),
+        missing=tuple(first.missing + second.missing),
+        failed=tuple(failed + second.failed),
+    )
+
+
+def status(remote: Remote, cache_dir: Path, object_ids: Iterable[str]) -> dict[str, str]:
+    """Classify each object, manifests expanded: "ok" (both sides), "new" (local only),
+    "deleted" (remote only) or "missing" (neither)."""
+    expanded = _check_ids(object_ids)
+    for object_id in [oid for oid in expanded if is_manifest(oid)]:
+        expanded += _read_manifest(remote, cache_dir, object_id) or []
+    expanded = list(dict.fromkeys(expanded))
+    on_remote = _remote_has(remote, expanded)
+    states = {
+        (True, True): "ok",
+        (True, False): "new",
+        (False, True): "deleted",
+        (False, False): "missing",
+    }
+    return {
+        oid: states[(cache_path(cache_dir, oid).exists(), oid in on_remote)] for oid in expanded
+    }
+
+
+def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:
+    """Download and hash every object on the remote, and check that each manifest's entries
+    are there too. Return one line per problem (empty when the remote is sound)."""
+    listing = dict(remote.list_sizes(OBJECTS_PREFIX))
+    problems: list[str] = []
+    keys: dict[str, str] = {}
+    for key in sorted(listing):
+        object_id = object_id_of_key(key)
+        if object_id is None:
+            problems.append(f"{key} in {remote.url} is not an object (unexpected name)")
+        else:
+            keys[object_id] = key
+    manifests: dict[str, list[str]] = {}
+
+    def check(object_id: str, scratch: Path) -> int:
+        dest = scratch / uuid.uuid4().hex
+        try:
+            remote.get(keys[object_id], dest)
+            if file_md5(dest) != object_id.removesuffix(MANIFEST_SUFFIX):
+                raise CorruptObjectError(object_id, remote.url)
+            if is_manifest(object_id):
+                manifests[object_id] = manifest_entries(dest.read_bytes(), object_id, remote.url)
+        finally:
+            dest.unlink(missing_ok=True)
+        return listing[keys[object_id]]
+
+    bar = _Progress("verify", progress)
+    try:
+        with tempfile.TemporaryDirectory(prefix="repro-verify-") as scratch:
+            outcome = _run(lambda oid: check(oid, Path(scratch)), sorted(keys), jobs, bar)
+    finally:
+        bar.close()
+    problems += [str(failure.error) for failure in outcome.failed]
+    problems += [
+        f"object {oid} vanished from {remote.url} during the check" for oid in outcome.missing
+    ]
+    for object_id, entries in sorted(manifests.items()):
+        lacking = [oid for oid in entries if oid not in keys]
+        if lacking:
+            problems.append(
+                f"directory manifest {object_id} in {remote.url} lists {len(lacking)} object(s) "
+                f"the remote lacks (e.g. {lacking[0]}); push them again"
+            )
+    return problems
+
+
+def gc_remote(
+    remote: Remote,
+    keep_object_ids: Iterable[str],
+    cache_dir: Path | None = None,
+    jobs: int | None = None,
+) -> tuple[int, int]:
+    """Delete every object under ``files/md5/`` not kept (kept manifests keep their entries).
+
+    Manifests are read from ``cache_dir`` when there, else from the remote. Return the number
+    of objects and bytes deleted.
+    """
+    keep = set(_check_ids(keep_object_ids))
+    for object_id in [oid for oid in keep if is_manifest(oid)]:
+        # A kept manifest that cannot be read raises here, before anything is deleted.
+        keep.update(_read_manifest(remote, cache_dir, object_id) or [])
+    doomed: dict[str, int] = {}
+    for key, size in remote.list_sizes(OBJECTS_PREFIX):
+        listed_id = object_id_of_key(key)
+        # Keys that are no object are not ours to delete.
+        if listed_id is not None and listed_id not in keep:
+            doomed[key] = size
+
+    def delete(key: str) -> int:
+        remote.delete(key)
+        return doomed[key]
+
+    bar = _Progress("gc", False)
+    try:
+        outcome = _run(delete, sorted(doomed), jobs, bar)
+    finally:
+        bar.close()
+    return len(outcome.done), sum(outcome.done.values())

@@ -1,0 +1,203 @@
+"""Three real remote backends for one shared suite: a folder, a private sshd on loopback, and
+moto's S3 server on loopback. The servers start once per session; each test gets fresh storage.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from remote_helpers import Backend
+
+SSHD = Path("/usr/sbin/sshd")
+SSH_ALIAS = "repro-test-sshd"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep tests out of the real $HOME, ssh agent and AWS settings."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
+    # Without credentials boto3 would otherwise wait for an EC2 metadata service.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "repro-test", "-f", str(path)],
+        check=True,
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class SshServer:
+    port: int
+    user: str
+    user_key: Path
+    host_public_key: str  # "ssh-ed25519 AAAA…"
+
+    def known_hosts_line(self) -> str:
+        return f"[127.0.0.1]:{self.port} {self.host_public_key}\n"
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH server on 127.0.0.1 that accepts only a throwaway key."""
+    if not SSHD.exists():
+        pytest.skip("no /usr/sbin/sshd: run scripts/ensure-test-services.sh")
+    if os.geteuid() == 0:
+        # sshd refuses to start without its privilege separation directory.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    folder = tmp_path_factory.mktemp("sshd")
+    host_key = keygen(folder / "host_key")
+    user_key = keygen(folder / "user_key")
+    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
+    port = free_port()
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {folder}/sshd.pid\n"
+        f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\n"
+        "LogLevel INFO\n"
+    )
+    process = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    log: list[str] = []
+    # sshd says when it listens; wait for that line rather than polling the port.
+    for line in process.stderr:
+        log.append(line)
+        if "Server listening" in line:
+            break
+    else:
+        process.wait()
+        pytest.fail(f"sshd did not start:\n{''.join(log)}")
+    drain = threading.Thread(target=lambda: log.extend(process.stderr or []), daemon=True)
+    drain.start()
+    try:
+        yield SshServer(
+            port=port,
+            user=getpass.getuser(),
+            user_key=user_key,
+            host_public_key=" ".join((folder / "host_key.pub").read_text().split()[:2]),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, a real HTTP endpoint for boto3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def trust_sshd(home: Path, server: SshServer) -> None:
+    """Record the server's host key and an ~/.ssh/config alias for it, as a user would."""
+    (home / ".ssh" / "known_hosts").write_text(server.known_hosts_line())
+    (home / ".ssh" / "config").write_text(
+        f"Host {SSH_ALIAS}\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.user}\n"
+        f"  IdentityFile {server.user_key}\n"
+    )
+
+
+def make_bucket(endpoint: str) -> str:
+    import boto3
+
+    bucket = f"repro-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return bucket
+
+
+def folder_access(root: Path) -> tuple[Callable[[str, bytes], None], Callable[[], list[str]]]:
+    def write_raw(key: str, data: bytes) -> None:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def stored_names() -> list[str]:
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    return write_raw, stored_names
+
+
+def s3_access(
+    endpoint: str, bucket: str, prefix: str
+) -> tuple[Callable[[str, bytes], None], Callable[[], list[str]]]:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+
+    def write_raw(key: str, data: bytes) -> None:
+        client.put_object(Bucket=bucket, Key=prefix + key, Body=data)
+
+    def stored_names() -> list[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    return write_raw, stored_names
+
+
+@pytest.fixture(params=["local", "ssh", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, home: Path) -> Iterator[Backend]:
+    """Each real backend in turn, with empty storage."""
+    name: str = request.param
+    if name == "local":
+        root = tmp_path / "remote"
+        made = Backend(name, str(root), {}, *folder_access(root))
+    elif name == "ssh":
+        server: SshServer = request.getfixturevalue("sshd")
+        trust_sshd(home, server)
+        root = tmp_path / "ssh-remote"
+        made = Backend(name, f"ssh://{SSH_ALIAS}{root}", {}, *folder_access(root))
+    else:
+        endpoint: str = request.getfixturevalue("s3_endpoint")
+        bucket = make_bucket(endpoint)
+        made = Backend(
+            name,
+            f"s3://{bucket}/team/project",
+            {"endpointurl": endpoint},
+            *s3_access(endpoint, bucket, "team/project/"),
+        )
+    try:
+        yield made
+    finally:
+        made.remote.close()

@@ -1,0 +1,105 @@
+"""Small helpers for the remote tests: a local cache filled with objects, a call-counting remote."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.remotes import open_remote
+from repro.remotes.base import Remote
+from repro.transfer import cache_path
+
+
+def add_file(cache_dir: Path, content: bytes) -> str:
+    """Store ``content`` in the cache as a read-only object; return its id."""
+    object_id = hashlib.md5(content).hexdigest()
+    path = cache_path(cache_dir, object_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(content)
+        os.chmod(path, 0o444)
+    return object_id
+
+
+def add_directory(cache_dir: Path, files: Mapping[str, bytes]) -> str:
+    """Store the files and their manifest (the spec's format); return the manifest's id."""
+    entries = sorted(
+        ({"md5": add_file(cache_dir, data), "relpath": relpath} for relpath, data in files.items()),
+        key=lambda entry: entry["relpath"],
+    )
+    manifest = json.dumps(entries, sort_keys=True).encode()
+    object_id = hashlib.md5(manifest).hexdigest() + ".dir"
+    path = cache_path(cache_dir, object_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(manifest)
+    return object_id
+
+
+def many_files(cache_dir: Path, count: int, tag: str = "") -> list[str]:
+    return [add_file(cache_dir, f"object {tag}{i}\n".encode()) for i in range(count)]
+
+
+def cached_files(cache_dir: Path) -> list[Path]:
+    """Every file under the cache, temp files included."""
+    return sorted(p for p in cache_dir.rglob("*") if p.is_file())
+
+
+class CountingRemote:
+    """Wraps a remote and counts calls (and keys asked about) per method."""
+
+    def __init__(self, inner: Remote) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.calls: Counter[str] = Counter()
+        self.keys_asked = 0
+        self.put_order: list[str] = []
+
+    def exists(self, keys: Iterable[str]) -> set[str]:
+        wanted = list(keys)
+        self.calls["exists"] += 1
+        self.keys_asked += len(wanted)
+        return self.inner.exists(wanted)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        self.calls["list"] += 1
+        return self.inner.list(prefix)
+
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        self.calls["list_sizes"] += 1
+        return self.inner.list_sizes(prefix)
+
+    def put(self, source: Path, key: str) -> None:
+        self.calls["put"] += 1
+        self.inner.put(source, key)
+        self.put_order.append(key)
+
+    def get(self, key: str, dest: Path) -> None:
+        self.calls["get"] += 1
+        self.inner.get(key, dest)
+
+    def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        self.inner.delete(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class Backend:
+    """A remote under test, plus raw access to its storage that bypasses the backend."""
+
+    name: str
+    url: str
+    options: dict[str, str]
+    write_raw: Callable[[str, bytes], None]  # key -> bytes, e.g. to corrupt an object
+    stored_names: Callable[[], list[str]]  # every stored name, temp files included
+    remote: Remote = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.remote = open_remote(self.url, self.options)

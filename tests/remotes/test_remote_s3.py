@@ -1,0 +1,64 @@
+"""What only the S3 backend does: buckets, endpoints, credentials from options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import free_port, make_bucket
+
+from repro.errors import RemoteError
+from repro.remotes import open_remote
+
+
+def one_line_error(url: str, options: dict[str, str]) -> str:
+    remote = open_remote(url, options)
+    try:
+        with pytest.raises(RemoteError) as caught:
+            list(remote.list("files/"))
+    finally:
+        remote.close()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_missing_bucket_says_so(s3_endpoint: str) -> None:
+    message = one_line_error("s3://no-such-bucket/x", {"endpointurl": s3_endpoint})
+    assert "bucket 'no-such-bucket' does not exist" in message
+
+
+def test_an_unreachable_endpoint_is_one_clear_line() -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    message = one_line_error("s3://bucket/x", {"endpointurl": endpoint})
+    assert "cannot connect" in message and endpoint in message
+
+
+def test_missing_credentials_say_where_to_put_them(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    message = one_line_error("s3://bucket/x", {"endpointurl": s3_endpoint})
+    assert "no AWS credentials" in message and "access_key_id" in message
+
+
+def test_credentials_and_region_from_options(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bucket = make_bucket(s3_endpoint)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    options = {
+        "endpointurl": s3_endpoint,
+        "access_key_id": "from-config",
+        "secret_access_key": "from-config-secret",
+        "region": "eu-west-1",
+    }
+    remote = open_remote(f"s3://{bucket}", options)
+    try:
+        (tmp_path / "src").write_bytes(b"with options")
+        remote.put(tmp_path / "src", "files/md5/ab/cd")
+        assert list(remote.list("")) == ["files/md5/ab/cd"]  # no prefix: the bucket's root
+    finally:
+        remote.close()

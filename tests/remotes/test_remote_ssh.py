@@ -1,0 +1,129 @@
+"""What only the ssh backend does: host keys, authentication, ~/.ssh/config, channel pool."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SSH_ALIAS, SshServer, free_port, keygen, trust_sshd
+from remote_helpers import many_files
+
+from repro.errors import RemoteError
+from repro.remotes import open_remote
+from repro.remotes.ssh import MAX_CHANNELS, resolve_target
+from repro.transfer import fetch, push
+
+
+def known_hosts(home: Path) -> Path:
+    return home / ".ssh" / "known_hosts"
+
+
+def one_line_error(url: str, options: dict[str, str] | None = None) -> str:
+    remote = open_remote(url, options or {})
+    try:
+        with pytest.raises(RemoteError) as caught:
+            remote.exists(["files/md5/ab/cd"])
+    finally:
+        remote.close()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_host_key_is_refused_and_not_recorded(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    known_hosts(home).write_text("")
+
+    message = one_line_error(f"ssh://{SSH_ALIAS}{tmp_path}")
+
+    assert "host key" in message and "unknown" in message and "SHA256:" in message
+    assert known_hosts(home).read_text() == ""
+
+
+def test_changed_host_key_is_refused(sshd: SshServer, home: Path, tmp_path: Path) -> None:
+    trust_sshd(home, sshd)
+    impostor = keygen(tmp_path / "impostor")
+    key = " ".join(Path(f"{impostor}.pub").read_text().split()[:2])
+    known_hosts(home).write_text(f"[127.0.0.1]:{sshd.port} {key}\n")
+
+    message = one_line_error(f"ssh://{SSH_ALIAS}{tmp_path}")
+
+    assert "does not match" in message
+
+
+def test_connection_refused_is_one_clear_line(home: Path) -> None:
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    message = one_line_error(f"ssh://127.0.0.1:{port}/srv/remote")
+    assert f"127.0.0.1:{port}" in message and "refused" in message.lower()
+    assert time.monotonic() - started < 5
+
+
+def test_a_key_the_server_does_not_accept_fails_authentication(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    known_hosts(home).write_text(sshd.known_hosts_line())
+    stranger = keygen(tmp_path / "stranger")
+
+    message = one_line_error(
+        f"ssh://127.0.0.1:{sshd.port}{tmp_path}", {"user": sshd.user, "keyfile": str(stranger)}
+    )
+
+    assert "authentication failed" in message and "keyfile" in message
+
+
+def test_options_alone_are_enough_without_ssh_config(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    known_hosts(home).write_text(sshd.known_hosts_line())
+    remote = open_remote(
+        f"ssh://127.0.0.1{tmp_path}/remote",
+        {"user": sshd.user, "port": str(sshd.port), "keyfile": str(sshd.user_key)},
+    )
+    try:
+        (tmp_path / "src").write_bytes(b"via options")
+        remote.put(tmp_path / "src", "files/md5/ab/cd")
+    finally:
+        remote.close()
+    assert (tmp_path / "remote/files/md5/ab/cd").read_bytes() == b"via options"
+
+
+def test_options_beat_the_url_which_beats_ssh_config(home: Path) -> None:
+    (home / ".ssh" / "config").write_text(
+        "Host box\n  HostName 10.0.0.7\n  User config-user\n  Port 2201\n"
+        "  IdentityFile ~/.ssh/box_key\n"
+    )
+
+    from_config = resolve_target("ssh://box/srv/data", {})
+    from_url = resolve_target("ssh://url-user@box:2202/srv/data", {})
+    from_options = resolve_target(
+        "ssh://url-user@box:2202/srv/data", {"user": "opt-user", "port": "2203"}
+    )
+
+    assert (from_config.hostname, from_config.user, from_config.port) == (
+        "10.0.0.7",
+        "config-user",
+        2201,
+    )
+    assert from_config.key_files == (str(home / ".ssh" / "box_key"),)
+    assert from_config.root == "/srv/data"
+    assert (from_url.user, from_url.port) == ("url-user", 2202)
+    assert (from_options.user, from_options.port) == ("opt-user", 2203)
+
+
+def test_more_threads_than_channels_share_one_connection(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 120)
+    remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
+    try:
+        pushed = push(remote, cache, files, jobs=MAX_CHANNELS * 3, progress=False)
+        fetched = fetch(remote, other, files, jobs=MAX_CHANNELS * 3, progress=False)
+    finally:
+        remote.close()
+    assert (pushed.transferred, fetched.transferred) == (120, 120)
