@@ -64,6 +64,7 @@ class Cache:
         self.workspace = workspace
         self.link_type = link_type
         self._can_link: bool | None = None
+        self._manifests: dict[str, list[tuple[str, str]]] = {}
 
     # -- objects -----------------------------------------------------------------------------
     def object_path(self, oid: str) -> Path:
@@ -89,6 +90,12 @@ class Cache:
             raise
 
     def read_manifest(self, oid: str) -> list[tuple[str, str]]:
+        """(relpath, md5) entries of a cached manifest; parsed once per Cache."""
+        if oid not in self._manifests:
+            self._manifests[oid] = self._read_manifest(oid)
+        return self._manifests[oid]
+
+    def _read_manifest(self, oid: str) -> list[tuple[str, str]]:
         path = self.object_path(oid)
         try:
             data = path.read_bytes()
@@ -115,7 +122,9 @@ class Cache:
         if not self.exists(oid):
             return [oid]
         if oid.endswith(".dir"):
-            return [md5 for _rel, md5 in self.read_manifest(oid) if not self.exists(md5)]
+            entries = self.read_manifest(oid)
+            present = self._present({md5[:2] for _rel, md5 in entries}, create=False)
+            return [md5 for _rel, md5 in entries if md5 not in present]
         return []
 
     # -- linking -----------------------------------------------------------------------------
@@ -191,10 +200,36 @@ class Cache:
         if self.can_link():
             self._place(md5, path, writable=False)
 
+    def _present(self, fans: Iterable[str], create: bool = True) -> set[str]:
+        """Object ids present in the given fan-out folders: one listdir each, not a stat per file."""
+        base = os.path.join(self.root, "files", "md5")
+        found: set[str] = set()
+        for fan in fans:
+            folder = os.path.join(base, fan)
+            try:
+                found.update(fan + name for name in os.listdir(folder))
+            except FileNotFoundError:
+                if create:
+                    os.makedirs(folder, exist_ok=True)
+        return found
+
     def commit_dir(self, path: Path, info: DirInfo) -> None:
-        md5s = dict(info.entries)
-        for entry in info.files:
-            self.commit_file(Path(entry.path), md5s[entry.relpath], entry.stat)
+        """Commit every file of a hashed directory; the manifest goes in last."""
+        present = self._present({md5[:2] for _rel, md5 in info.entries})
+        base = os.path.join(self.root, "files", "md5")
+        can_link = self.can_link()
+        for entry, (_rel, md5) in zip(info.files, info.entries):
+            if can_link and md5 not in present:
+                os.chmod(entry.path, READ_ONLY)  # the inode becomes the object: protect it first
+                try:
+                    os.link(entry.path, os.path.join(base, md5[:2], md5[2:]))
+                    present.add(md5)
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.EMLINK, errno.EXDEV):
+                        raise
+            self.commit_file(Path(entry.path), md5, entry.stat)
+            present.add(md5)
         # The manifest goes in last: its presence promises every entry is there.
         self.save_bytes(info.oid, info.manifest)
 
@@ -254,25 +289,28 @@ class Cache:
         made_dirs: set[str] = set()
         state_rows = []
         can_link = self.can_link()
+        base = os.path.join(self.root, "files", "md5")
+        dest_str = str(dest)
         for rel, md5 in entries:
             have = current.get(rel)
-            target = dest / rel
             if have is not None:
                 if have[0] == md5 and (not can_link or self._same_inode(md5, have[1])):
                     continue
-            parent = os.path.dirname(rel)
+            target = os.path.join(dest_str, rel)
+            parent = os.path.dirname(target)
             if parent not in made_dirs:
-                os.makedirs(dest / parent, exist_ok=True)
+                os.makedirs(parent, exist_ok=True)
                 made_dirs.add(parent)
+            source = os.path.join(base, md5[:2], md5[2:])
             if have is None and can_link:
                 try:
-                    os.link(self.object_path(md5), target)
+                    os.link(source, target)
                 except OSError as exc:
                     if exc.errno != errno.EMLINK:
                         raise
-                    _copy_atomic(self.object_path(md5), target, 0o644)
+                    _copy_atomic(source, Path(target), 0o644)
             else:
-                self._place(md5, target, writable=False)
+                self._place(md5, Path(target), writable=False)
             state_rows.append((file_key(os.stat(target)), md5))
         hasher.state.put_files(state_rows)
         _remove_empty_dirs(dest)

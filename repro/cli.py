@@ -158,20 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd = add("doctor", _lazy("doctor", "cmd_doctor"), "report on the environment")
 
-    _register_optional(sub, common)
     return parser
-
-
-def _register_optional(sub: argparse._SubParsersAction[_Parser],
-                       common: argparse.ArgumentParser) -> None:
-    """Commands whose modules may be absent in a partial build register themselves."""
-    import importlib.util
-
-    for module in ("metrics", "remote", "transfer", "gc", "install"):
-        if importlib.util.find_spec(f"repro.commands.{module}") is None:
-            continue
-        mod = importlib.import_module(f"repro.commands.{module}")
-        mod.register(sub, common)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,8 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     cache = project.cache
     hasher = project.hasher
     if stat_mod.S_ISDIR(st.st_mode):
+        if out.cache and _already_committed(project, out.path):
+            return replace(out, md5=project.state.linked()[out.path])
         info = hasher.hash_dir(str(full), out.path)
         if out.cache:
             cache.commit_dir(full, info)
@@ -59,6 +61,15 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     elif keep_copy:
         cache.save_copy(full, md5)
     return replace(out, md5=md5)
+
+
+def _already_committed(project: Project, path: str) -> bool:
+    """True when repro linked this folder from the cache and nothing in it changed since."""
+    linked = project.state.linked().get(path)
+    if linked is None:
+        return False
+    oid = project.hasher.dir_oid(str(project.root / path), path)
+    return oid == linked and not project.cache.missing(oid)
 
 
 def checkout(project: Project, path: str, oid: str, force: bool, cached: bool = True) -> list[Conflict]:

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import Project, make_tree
+
+from repro.hashing import Hasher, file_md5, manifest_bytes
+from repro.state import StateDB
+
+
+def test_file_md5_is_what_md5sum_prints(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(256)) * 5000)
+    md5sum = subprocess.run(["md5sum", str(path)], capture_output=True, text=True, check=True)
+    assert file_md5(str(path)) == md5sum.stdout.split()[0]
+
+
+def test_directory_hash_is_dvc3_manifest(tmp_path: Path) -> None:
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "b").write_text("b")
+    (tmp_path / "d" / "sub" / "a").write_text("a")
+    hasher = Hasher(StateDB(tmp_path / "state.db"))
+    info = hasher.hash_dir(str(tmp_path / "d"), "d")
+    entries = [
+        {"md5": hashlib.md5(b"b").hexdigest(), "relpath": "b"},
+        {"md5": hashlib.md5(b"a").hexdigest(), "relpath": "sub/a"},
+    ]
+    expected = json.dumps(entries, sort_keys=True).encode()
+    assert info.manifest == expected == manifest_bytes(info.entries)
+    assert info.oid == hashlib.md5(expected).hexdigest() + ".dir"
+
+
+def test_unchanged_files_are_never_hashed_twice(tmp_path: Path) -> None:
+    make_tree(tmp_path / "d", 50, folders=5)
+    state = StateDB(tmp_path / "state.db")
+    first = Hasher(state)
+    oid = first.hash_dir(str(tmp_path / "d"), "d").oid
+    assert first.files_hashed == 50
+    second = Hasher(StateDB(tmp_path / "state.db"))  # a new process, same db
+    assert second.dir_oid(str(tmp_path / "d"), "d") == oid
+    assert second.hash_dir(str(tmp_path / "d"), "d").oid == oid
+    assert second.files_hashed == 0
+    (tmp_path / "d" / "d001" / "f00001").write_bytes(b"changed")
+    third = Hasher(StateDB(tmp_path / "state.db"))
+    assert third.dir_oid(str(tmp_path / "d"), "d") != oid
+    assert third.files_hashed == 1
+
+
+def test_second_status_hashes_nothing(project: Project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_tree(project.root / "data", 300, folders=3)
+    project.ok("add", "data")
+    import repro.hashing as hashing
+
+    calls: list[str] = []
+    real = hashing.file_md5
+
+    def counting(path: str) -> str:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(hashing, "file_md5", counting)
+    assert project.repro("status").code == 0
+    assert project.repro("status").code == 0
+    assert calls == []
+    project.write("data/d000/f00000", "new content")
+    assert project.repro("status").code == 1
+    assert len(calls) == 1
+
+
+def test_large_directory_shows_notice_and_progress(project: Project) -> None:
+    make_tree(project.root / "data", 400, folders=4)
+    result = project.ok("add", "data")
+    assert "Computing md5 for a large directory data. This is only done once." in result.out
+    assert "md5 data:" in result.err and "/400" in result.err  # the tqdm bar, on stderr
