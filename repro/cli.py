@@ -156,6 +156,82 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.set_defaults(func=_lazy("pipeline", "cmd_list"))
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
+    metrics = sub.add_parser("metrics", parents=[common], help="show, modify and compare metrics")
+    msub = metrics.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
+                                  parser_class=_Parser, required=True)
+    cmd = msub.add_parser("show", parents=[common], help="metric values of the workspace or history")
+    cmd.set_defaults(func=_lazy("metrics", "cmd_show"))
+    cmd.add_argument("paths", nargs="*", metavar="PATH")
+    _revs(cmd)
+    cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
+    cmd.add_argument("--xpath", help="key path such as acc or train.loss")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd = msub.add_parser("modify", parents=[common], help="set how a metric is read")
+    cmd.set_defaults(func=_lazy("metrics", "cmd_modify"))
+    cmd.add_argument("path", metavar="PATH")
+    cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
+    cmd.add_argument("--xpath", help="key path such as acc or train.loss")
+    cmd = msub.add_parser("diff", parents=[common], help="compare metrics of two revisions")
+    cmd.set_defaults(func=_lazy("metrics", "cmd_diff"))
+    cmd.add_argument("a_rev", nargs="?", metavar="A", help="old revision (default HEAD)")
+    cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
+    cmd.add_argument("--path", dest="paths", action="append", default=[], metavar="PATH")
+    cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
+    cmd.add_argument("--xpath", help="key path such as acc or train.loss")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    remote = sub.add_parser("remote", parents=[common], help="manage remotes")
+    rsub = remote.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
+                                 parser_class=_Parser, required=True)
+    cmd = rsub.add_parser("add", parents=[common], help="add a remote")
+    cmd.set_defaults(func=_lazy("remote", "cmd_add"))
+    cmd.add_argument("-d", "--default", action="store_true", help="make it the default")
+    cmd.add_argument("-f", "--force", action="store_true", help="overwrite an existing one")
+    cmd.add_argument("--local", action="store_true", help="write to config.local")
+    cmd.add_argument("name", metavar="NAME")
+    cmd.add_argument("url", metavar="URL", help="folder, ssh://[user@]host[:port]/path, "
+                     "s3://bucket/prefix")
+    cmd = rsub.add_parser("list", parents=[common], help="list remotes")
+    cmd.set_defaults(func=_lazy("remote", "cmd_list"))
+    cmd = rsub.add_parser("remove", parents=[common], help="remove a remote")
+    cmd.set_defaults(func=_lazy("remote", "cmd_remove"))
+    cmd.add_argument("name", metavar="NAME")
+    cmd = rsub.add_parser("default", parents=[common], help="show or set the default remote")
+    cmd.set_defaults(func=_lazy("remote", "cmd_default"))
+    cmd.add_argument("--local", action="store_true", help="write to config.local")
+    cmd.add_argument("name", nargs="?", metavar="NAME")
+    cmd = rsub.add_parser("modify", parents=[common], help="set a remote option")
+    cmd.set_defaults(func=_lazy("remote", "cmd_modify"))
+    cmd.add_argument("--local", action="store_true", help="write to config.local (secrets)")
+    cmd.add_argument("--unset", action="store_true", help="remove the option")
+    cmd.add_argument("name", metavar="NAME")
+    cmd.add_argument("key", metavar="KEY")
+    cmd.add_argument("value", nargs="?", metavar="VALUE")
+
+    for verb, help_text in (("push", "upload what the remote lacks"),
+                            ("fetch", "download what the cache lacks"),
+                            ("pull", "fetch, then checkout")):
+        cmd = add(verb, _lazy("transfer", f"cmd_{verb}"), help_text)
+        cmd.add_argument("targets", nargs="*", metavar="TARGET")
+        cmd.add_argument("-r", "--remote", help="remote name (default: core.remote)")
+        _revs(cmd)
+        cmd.add_argument("-j", "--jobs", type=int, default=None, help="parallel transfers")
+        cmd.add_argument("--images", action="store_true", help="pinned images travel too")
+        cmd.add_argument("--run-cache", action="store_true", help="run-cache entries travel too")
+        cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    cmd = add("gc", _lazy("gc", "cmd_gc"), "delete cache objects no kept revision uses")
+    scope = cmd.add_argument_group("scope (one is required; the workspace is always kept)")
+    scope.add_argument("-w", "--workspace", action="store_true", help="keep the workspace only")
+    _revs(scope)  # type: ignore[arg-type]
+    cmd.add_argument("-c", "--cloud", action="store_true", help="also delete from the remote")
+    cmd.add_argument("-r", "--remote", help="remote for --cloud")
+    cmd.add_argument("-f", "--force", action="store_true", help="do not ask")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    cmd = add("install", _lazy("install", "cmd_install"),
+              "git hooks: post-checkout runs checkout, pre-push runs push")
+
     cmd = add("doctor", _lazy("doctor", "cmd_doctor"), "report on the environment")
 
     return parser

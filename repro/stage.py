@@ -95,7 +95,7 @@ class Stage:
     def definition_md5(self) -> str:
         """md5 of what defines the stage: cmd, wdir, image id, network, paths and flags.
 
-        Metric read options are left out on purpose: ``metrics modify`` must not force a re-run.
+        Metric options are left out on purpose: ``metrics modify`` must not force a re-run.
         """
         payload = {
             "cmd": self.cmd,
@@ -103,7 +103,7 @@ class Stage:
             "image": self.image.id if self.image else None,
             "network": self.network if self.cmd else None,
             "deps": [d.path for d in self.deps],
-            "outs": [[o.path, o.cache, o.metric is not None] for o in self.outs],
+            "outs": [[o.path, o.cache] for o in self.outs],
             "resources": self.resources.to_dict(),
         }
         return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,163 @@
+"""Reading metric files: json, yaml, csv, tsv or raw, and selecting values by an xpath.
+
+An xpath is a key path: ``acc``, ``train.loss``, ``layers[0].units``. For csv/tsv it names a
+column, optionally a row: ``acc`` (the column), ``acc[2]`` (row 2 of it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from repro.errors import ReproError
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+Value = Any  # a number, string, list or mapping parsed from a metric file
+
+
+def guess_type(path: str) -> str:
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    return {"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}.get(
+        suffix, "raw"
+    )
+
+
+def _number(text: str) -> Value:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse(data: bytes, metric_type: str, where: str) -> Value:
+    """The whole content of a metric file as a value."""
+    text = data.decode("utf-8", "replace")
+    try:
+        if metric_type == "json":
+            return json.loads(text)
+        if metric_type == "yaml":
+            import yaml
+
+            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if metric_type in ("csv", "tsv"):
+            reader = csv.DictReader(io.StringIO(text), delimiter="," if metric_type == "csv" else "\t")
+            return [{k: _number(v) for k, v in row.items() if k is not None} for row in reader]
+    except (ValueError, csv.Error) as exc:
+        raise ReproError(f"metric {where} is not valid {metric_type} ({exc})") from None
+    except Exception as exc:  # yaml.YAMLError without importing yaml at module load
+        raise ReproError(f"metric {where} is not valid {metric_type} ({type(exc).__name__})") from None
+    return _number(text.strip())
+
+
+def select(value: Value, xpath: str | None, metric_type: str, where: str) -> Value:
+    """The part of ``value`` that ``xpath`` names; the whole value without one."""
+    if not xpath:
+        return value
+    steps = [(m.group(1), m.group(2)) for m in _STEP.finditer(xpath)]
+    if not steps:
+        raise ReproError(f"xpath '{xpath}' is empty; use e.g. acc or train.loss")
+    if metric_type in ("csv", "tsv"):
+        (column, _), *rest = steps
+        rows = value if isinstance(value, list) else []
+        if rows and column not in rows[0]:
+            raise ReproError(f"metric {where} has no column '{column}'")
+        values = [row.get(column) for row in rows]
+        if rest and rest[0][1] is not None:
+            index = int(rest[0][1])
+            if index >= len(values):
+                raise ReproError(f"metric {where} has no row {index}")
+            return values[index]
+        return values[0] if len(values) == 1 else values
+    current = value
+    for key, index in steps:
+        try:
+            current = current[int(index)] if index is not None else current[key]
+        except (KeyError, IndexError, TypeError):
+            raise ReproError(f"metric {where} has nothing at '{xpath}'") from None
+    return current
+
+
+def flatten(value: Value, prefix: str = "") -> dict[str, Value]:
+    """Leaves of nested mappings as dotted keys, for tables and diffs."""
+    if isinstance(value, dict):
+        flat: dict[str, Value] = {}
+        for key, inner in value.items():
+            flat.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A metric's selected value, with the xpath that selected it (for column names)."""
+
+    value: Value
+    xpath: str | None = None
+
+    def leaves(self) -> dict[str, Value]:
+        """Scalar leaves by dotted key; the key is "" for a plain scalar without xpath."""
+        return flatten(self.value, self.xpath or "")
+
+
+class Missing:
+    """A metric that could not be read at a revision, with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Missing({self.reason!r})"
+
+
+def read_metrics(
+    history: Any, cache: Any, revision: Any, paths: list[str], metric_type: str | None,
+    xpath: str | None,
+) -> dict[str, Reading | Missing]:
+    """metric path → selected value (or Missing) of one revision.
+
+    Declared metrics come from the revision's stage files, with their type and xpath unless
+    overridden; explicit ``paths`` that no stage declares are read too. A cached metric is read
+    from the cache by its recorded md5.
+    """
+    declared: dict[str, tuple[str | None, str | None, str | None]] = {}  # path -> type, xpath, md5
+    for stage in history.stages_at(revision):
+        for out in stage.outs:
+            if out.metric is not None:
+                md5 = out.md5 if out.cache else None
+                declared[out.path] = (out.metric.type, out.metric.xpath, md5)
+    wanted = paths or sorted(declared)
+    result: dict[str, Reading | Missing] = {}
+    for path in wanted:
+        d_type, d_xpath, md5 = declared.get(path, (None, None, None))
+        the_type = metric_type or d_type or guess_type(path)
+        the_xpath = xpath if xpath is not None else d_xpath
+        data = None
+        if md5 is not None:
+            obj = cache.object_path(md5)
+            if obj.exists():
+                data = obj.read_bytes()
+            elif revision.sha is None:
+                data = history.read(revision, path)
+            if data is None:
+                result[path] = Missing("not in the cache; run 'repro pull'")
+                continue
+        else:
+            data = history.read(revision, path)
+        if data is None:
+            if paths or path in declared:
+                result[path] = Missing("no such file at this revision")
+            continue
+        where = f"{path} at {revision.label}"
+        try:
+            value = select(parse(data, the_type, where), the_xpath, the_type, where)
+            result[path] = Reading(value, the_xpath)
+        except ReproError as exc:
+            result[path] = Missing(str(exc))
+    return result
