@@ -72,6 +72,11 @@ def test_seed_pipeline_reproduces_only_what_changed(docker_project: Project, doc
         assert f"Reproducing '{name}'" in result.out
     assert json.loads((project.root / "model/metrics.json").read_text())["acc"] == 20
 
+    project.ok("metrics", "modify", "model/metrics.json", "--xpath", "acc")
+    assert project.repro("status").code == 0  # how a metric is read does not make it stale
+    shown = json.loads(project.ok("metrics", "show", "--json").out)
+    assert shown == {"workspace": {"model/metrics.json": 20}}
+
 
 def test_early_cutoff_when_outputs_are_identical(docker_project: Project) -> None:
     project = docker_project
