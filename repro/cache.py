@@ -8,16 +8,18 @@ copied instead. Every object appears under its final name atomically (link, or t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import stat as stat_mod
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from repro.errors import ReproError
+from repro.fsutil import tmp_name as _tmp_name
+from repro.fsutil import write_atomic
 from repro.hashing import DirInfo, Hasher, bytes_md5, file_md5, parse_manifest
 from repro.state import file_key
 
@@ -27,10 +29,6 @@ READ_ONLY = 0o444
 def object_key(oid: str) -> str:
     """Relative path of an object in a cache or remote: files/md5/ab/cdef…[.dir]."""
     return f"files/md5/{oid[:2]}/{oid[2:]}"
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _copy_atomic(source: str | Path, dest: Path, mode: int) -> None:
@@ -79,15 +77,7 @@ class Cache:
         if dest.exists():
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(dest)
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, READ_ONLY)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(dest, data, READ_ONLY)
 
     def read_manifest(self, oid: str) -> list[tuple[str, str]]:
         """(relpath, md5) entries of a cached manifest; parsed once per Cache."""
@@ -137,8 +127,8 @@ class Cache:
     def _probe_link(self) -> bool:
         tmp_dir = self.root / "files"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        source = tmp_dir / f".probe.{uuid.uuid4().hex}"
-        target = self.workspace / ".repro" / "tmp" / f".probe.{uuid.uuid4().hex}"
+        source = _tmp_name(tmp_dir / "probe")
+        target = _tmp_name(self.workspace / ".repro" / "tmp" / "probe")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             source.write_bytes(b"")
@@ -201,7 +191,7 @@ class Cache:
             self._place(md5, path, writable=False)
 
     def _present(self, fans: Iterable[str], create: bool = True) -> set[str]:
-        """Object ids present in the given fan-out folders: one listdir each, not a stat per file."""
+        """Object ids in the given fan-out folders: one listdir each, not a stat per file."""
         base = os.path.join(self.root, "files", "md5")
         found: set[str] = set()
         for fan in fans:
@@ -218,7 +208,7 @@ class Cache:
         present = self._present({md5[:2] for _rel, md5 in info.entries})
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
-        for entry, (_rel, md5) in zip(info.files, info.entries):
+        for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
             if can_link and md5 not in present:
                 os.chmod(entry.path, READ_ONLY)  # the inode becomes the object: protect it first
                 try:
@@ -293,9 +283,12 @@ class Cache:
         dest_str = str(dest)
         for rel, md5 in entries:
             have = current.get(rel)
-            if have is not None:
-                if have[0] == md5 and (not can_link or self._same_inode(md5, have[1])):
-                    continue
+            if (
+                have is not None
+                and have[0] == md5
+                and (not can_link or self._same_inode(md5, have[1]))
+            ):
+                continue
             target = os.path.join(dest_str, rel)
             parent = os.path.dirname(target)
             if parent not in made_dirs:
@@ -350,10 +343,8 @@ class Cache:
 def _remove_empty_dirs(root: Path) -> None:
     for folder, dirs, files in os.walk(root, topdown=False):
         if not dirs and not files and folder != str(root):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(folder)
-            except OSError:
-                pass
 
 
 def unprotect(path: Path) -> None:

@@ -34,8 +34,11 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
             if cache.missing(out.md5):
                 result.missing.append(out.path)
                 continue
-            before = outputs.current_md5(project, out.path) if os.path.lexists(
-                project.root / out.path) else None
+            before = (
+                outputs.current_md5(project, out.path)
+                if os.path.lexists(project.root / out.path)
+                else None
+            )
             found = outputs.checkout(project, out.path, out.md5, force)
             conflicts.extend(c.path for c in found)
             if not found and before != out.md5:

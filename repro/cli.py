@@ -35,8 +35,8 @@ def _lazy(module: str, function: str) -> Handler:
     return handler
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common() -> _Parser:
+    common = _Parser(add_help=False)
     group = common.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", help="say more; show tracebacks")
     group.add_argument("-q", "--quiet", action="store_true", help="print only errors and answers")
@@ -52,7 +52,8 @@ def _revs(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = _Parser(
-        prog="repro", parents=[common],
+        prog="repro",
+        parents=[common],
         description="Version data, models and metrics with git; reproduce pipelines whose "
         "every stage runs in a pinned Docker image.",
     )
@@ -86,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd = add("checkout", _lazy("data", "cmd_checkout"), "make the workspace match the stage files")
     cmd.add_argument("targets", nargs="*", metavar="TARGET")
-    cmd.add_argument("-f", "--force", action="store_true", help="overwrite changes not in the cache")
+    cmd.add_argument(
+        "-f", "--force", action="store_true", help="overwrite changes not in the cache"
+    )
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
     cmd = add("commit", _lazy("data", "cmd_commit"), "record the current outputs of stages")
@@ -97,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = add("unprotect", _lazy("data", "cmd_unprotect"), "make linked outputs writable copies")
     cmd.add_argument("paths", nargs="+", metavar="PATH")
 
-    cmd = add("remove", _lazy("data", "cmd_remove"), "drop stages (and, with --outs, their outputs)")
+    cmd = add(
+        "remove", _lazy("data", "cmd_remove"), "drop stages (and, with --outs, their outputs)"
+    )
     cmd.add_argument("targets", nargs="+", metavar="STAGE")
     cmd.add_argument("--outs", action="store_true", help="also delete the outputs")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
@@ -108,14 +113,32 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = add("run", _lazy("run", "cmd_run"), "write a stage file and run it now")
     cmd.add_argument("-f", "--file", help="stage file to write (default: first output + .repro)")
     cmd.add_argument("-d", "--deps", action="append", default=[], metavar="DEP")
-    cmd.add_argument("-o", "--outs", action="append", default=[], metavar="OUT",
-                     help="output kept in the cache")
-    cmd.add_argument("-O", "--outs-no-cache", action="append", default=[], metavar="OUT",
-                     help="output not kept in the cache")
-    cmd.add_argument("-M", "--metrics", action="append", default=[], metavar="METRIC",
-                     help="metric file: not cached, tracked in git")
-    cmd.add_argument("--metrics-cached", action="append", default=[], metavar="METRIC",
-                     help="metric file kept in the cache")
+    cmd.add_argument(
+        "-o", "--outs", action="append", default=[], metavar="OUT", help="output kept in the cache"
+    )
+    cmd.add_argument(
+        "-O",
+        "--outs-no-cache",
+        action="append",
+        default=[],
+        metavar="OUT",
+        help="output not kept in the cache",
+    )
+    cmd.add_argument(
+        "-M",
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="metric file: not cached, tracked in git",
+    )
+    cmd.add_argument(
+        "--metrics-cached",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="metric file kept in the cache",
+    )
     cmd.add_argument("--image", help="image to run in (default: core.image)")
     cmd.add_argument("--network", choices=["none", "bridge", "host"], default="none")
     cmd.add_argument("-w", "--wdir", help="working directory of the command")
@@ -140,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
     pipeline = sub.add_parser("pipeline", parents=[common], help="show the pipeline DAG")
-    psub = pipeline.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
-                                   parser_class=_Parser, required=True)
+    psub = pipeline.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
     cmd = psub.add_parser("show", parents=[common], help="draw the pipeline")
     cmd.set_defaults(func=_lazy("pipeline", "cmd_show"))
     cmd.add_argument("target", nargs="?", metavar="TARGET")
@@ -157,9 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
     metrics = sub.add_parser("metrics", parents=[common], help="show, modify and compare metrics")
-    msub = metrics.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
-                                  parser_class=_Parser, required=True)
-    cmd = msub.add_parser("show", parents=[common], help="metric values of the workspace or history")
+    msub = metrics.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    cmd = msub.add_parser(
+        "show", parents=[common], help="metric values of the workspace or history"
+    )
     cmd.set_defaults(func=_lazy("metrics", "cmd_show"))
     cmd.add_argument("paths", nargs="*", metavar="PATH")
     _revs(cmd)
@@ -181,16 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
     remote = sub.add_parser("remote", parents=[common], help="manage remotes")
-    rsub = remote.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
-                                 parser_class=_Parser, required=True)
+    rsub = remote.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
     cmd = rsub.add_parser("add", parents=[common], help="add a remote")
     cmd.set_defaults(func=_lazy("remote", "cmd_add"))
     cmd.add_argument("-d", "--default", action="store_true", help="make it the default")
     cmd.add_argument("-f", "--force", action="store_true", help="overwrite an existing one")
     cmd.add_argument("--local", action="store_true", help="write to config.local")
     cmd.add_argument("name", metavar="NAME")
-    cmd.add_argument("url", metavar="URL", help="folder, ssh://[user@]host[:port]/path, "
-                     "s3://bucket/prefix")
+    cmd.add_argument(
+        "url", metavar="URL", help="folder, ssh://[user@]host[:port]/path, s3://bucket/prefix"
+    )
     cmd = rsub.add_parser("list", parents=[common], help="list remotes")
     cmd.set_defaults(func=_lazy("remote", "cmd_list"))
     cmd = rsub.add_parser("remove", parents=[common], help="remove a remote")
@@ -208,9 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("key", metavar="KEY")
     cmd.add_argument("value", nargs="?", metavar="VALUE")
 
-    for verb, help_text in (("push", "upload what the remote lacks"),
-                            ("fetch", "download what the cache lacks"),
-                            ("pull", "fetch, then checkout")):
+    for verb, help_text in (
+        ("push", "upload what the remote lacks"),
+        ("fetch", "download what the cache lacks"),
+        ("pull", "fetch, then checkout"),
+    ):
         cmd = add(verb, _lazy("transfer", f"cmd_{verb}"), help_text)
         cmd.add_argument("targets", nargs="*", metavar="TARGET")
         cmd.add_argument("-r", "--remote", help="remote name (default: core.remote)")
@@ -229,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-f", "--force", action="store_true", help="do not ask")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
-    cmd = add("install", _lazy("install", "cmd_install"),
-              "git hooks: post-checkout runs checkout, pre-push runs push")
+    cmd = add(
+        "install",
+        _lazy("install", "cmd_install"),
+        "git hooks: post-checkout runs checkout, pre-push runs push",
+    )
 
     cmd = add("doctor", _lazy("doctor", "cmd_doctor"), "report on the environment")
 

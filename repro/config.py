@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import configparser
-import os
 import re
-import uuid
 from pathlib import Path
 
 from repro.errors import ReproError
@@ -45,10 +43,13 @@ def _read(path: Path) -> configparser.RawConfigParser:
 
 
 def _write(path: Path, parser: configparser.RawConfigParser) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        parser.write(handle)
-    os.replace(tmp, path)
+    import io
+
+    from repro.fsutil import write_atomic
+
+    text = io.StringIO()
+    parser.write(text)
+    write_atomic(path, text.getvalue().encode("utf-8"))
 
 
 class Config:
@@ -74,9 +75,7 @@ class Config:
         if allowed and value not in allowed:
             raise ReproError(f"'{key}' must be one of {', '.join(allowed)}, not '{value}'")
         if option in SECRET_OPTIONS and not local:
-            raise ReproError(
-                f"'{key}' is a secret; store it with --local so it stays out of git"
-            )
+            raise ReproError(f"'{key}' is a secret; store it with --local so it stays out of git")
         parser, path = (self._local, self.local_path) if local else (self._shared, self.shared_path)
         if not parser.has_section(section):
             parser.add_section(section)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import time
-import traceback
 from collections.abc import Callable
 
 from repro.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ReproError
@@ -14,6 +11,10 @@ from repro.ui import UI
 
 
 def _write_log() -> str:
+    import tempfile
+    import time
+    import traceback
+
     folder = os.environ.get("REPRO_LOG_DIR") or tempfile.gettempdir()
     path = os.path.join(folder, f"repro-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
     with open(path, "w", encoding="utf-8") as handle:
@@ -27,6 +28,8 @@ def run_guarded(action: Callable[[], int], ui: UI) -> int:
         return action()
     except ReproError as exc:
         if ui.verbose:
+            import traceback
+
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
@@ -39,6 +42,8 @@ def run_guarded(action: Callable[[], int], ui: UI) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - this is the edge; everything else is a bug
         if ui.verbose:
+            import traceback
+
             traceback.print_exc()
         try:
             where = f"; details in {_write_log()}"
@@ -47,6 +52,7 @@ def run_guarded(action: Callable[[], int], ui: UI) -> int:
         print(
             f"error: unexpected internal error ({type(exc).__name__}: {exc}){where}; "
             "please report it",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
         return EXIT_INTERNAL

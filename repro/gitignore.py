@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
-import uuid
 from pathlib import Path
+
+from repro.fsutil import write_atomic
 
 
 def _entry(path: str) -> tuple[Path, str]:
@@ -43,6 +43,4 @@ def remove(root: Path, path: str) -> bool:
 
 def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".gitignore.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))

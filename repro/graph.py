@@ -95,5 +95,7 @@ def build(stages: Iterable[Stage]) -> Graph:
         graph.order(by_name)
     except CycleError as exc:
         cycle = " -> ".join(exc.args[1])
-        raise ReproError(f"the pipeline has a cycle ({cycle}); break it by removing a dep") from None
+        raise ReproError(
+            f"the pipeline has a cycle ({cycle}); break it by removing a dep"
+        ) from None
     return graph

@@ -13,7 +13,6 @@ import re
 import stat as stat_mod
 import subprocess
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -74,10 +73,14 @@ def parse_manifest(data: bytes, where: str) -> list[tuple[str, str]]:
         payload = json.loads(data.decode("utf-8"))
         entries = [(str(item["relpath"]), str(item["md5"])) for item in payload]
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise ReproError(f"directory manifest {where} is malformed ({exc}); run 'repro fsck'") from exc
+        raise ReproError(
+            f"directory manifest {where} is malformed ({exc}); run 'repro fsck'"
+        ) from exc
     for rel, md5 in entries:
         if not is_md5(md5) or rel.startswith("/") or ".." in rel.split("/"):
-            raise ReproError(f"directory manifest {where} has a bad entry {rel!r}; run 'repro fsck'")
+            raise ReproError(
+                f"directory manifest {where} has a bad entry {rel!r}; run 'repro fsck'"
+            )
     return entries
 
 
@@ -122,9 +125,23 @@ def fingerprint(path: str) -> str:
     """
     try:
         listing = subprocess.run(
-            ["find", path, "-mindepth", "1", "(", "-type", "f", "-o", "-type", "l", ")",
-             "-printf", _FIND_FORMAT],
-            capture_output=True, check=True,
+            [
+                "find",
+                path,
+                "-mindepth",
+                "1",
+                "(",
+                "-type",
+                "f",
+                "-o",
+                "-type",
+                "l",
+                ")",
+                "-printf",
+                _FIND_FORMAT,
+            ],
+            capture_output=True,
+            check=True,
         ).stdout
         return "find:" + hashlib.md5(listing).hexdigest()
     except (OSError, subprocess.CalledProcessError):
@@ -143,7 +160,10 @@ class Hasher:
     """Hashes files and directories through the state db, on every core."""
 
     def __init__(
-        self, state: StateDB, jobs: int | None = None, notify: Notify | None = None,
+        self,
+        state: StateDB,
+        jobs: int | None = None,
+        notify: Notify | None = None,
         progress: bool = True,
     ) -> None:
         self.state = state
@@ -175,13 +195,15 @@ class Hasher:
         known_oid = self.state.get_dir(label, print_)
         md5s: list[str | None] = [self.state.get_file(file_key(f.stat)) for f in files]
         if known_oid is not None and all(m is not None for m in md5s):
-            entries = tuple((f.relpath, m) for f, m in zip(files, md5s) if m is not None)
+            entries = tuple(
+                (f.relpath, m) for f, m in zip(files, md5s, strict=True) if m is not None
+            )
             manifest = manifest_bytes(entries)
             return DirInfo(known_oid, manifest, entries, tuple(files))
         missing = [i for i, m in enumerate(md5s) if m is None]
         if missing:
             self._hash_many(files, missing, md5s, label)
-        entries = tuple((f.relpath, str(m)) for f, m in zip(files, md5s))
+        entries = tuple((f.relpath, str(m)) for f, m in zip(files, md5s, strict=True))
         manifest = manifest_bytes(entries)
         oid = bytes_md5(manifest) + ".dir"
         self.state.put_dir(label, print_, oid)
@@ -197,6 +219,8 @@ class Hasher:
 
         def work(batch: list[int]) -> list[tuple[int, str]]:
             return [(i, file_md5(files[i].path)) for i in batch]
+
+        from concurrent.futures import ThreadPoolExecutor
 
         bar = None
         if large and self.progress:

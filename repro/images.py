@@ -36,6 +36,7 @@ def push_images(remote: Remote, image_ids: Iterable[str], scratch: Path) -> tupl
     todo = [i for i in ids if image_key(i) not in present]
     client = _client() if todo else None
     for image_id in todo:
+        assert client is not None
         try:
             image = client.images.get(image_id)
         except Exception:  # noqa: BLE001 - docker.errors without importing docker early

@@ -10,9 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -41,8 +39,8 @@ class ProjectLock:
             raise
         info = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "token": uuid.uuid4().hex,
+            "host": os.uname().nodename,
+            "token": os.urandom(8).hex(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         os.ftruncate(fd, 0)

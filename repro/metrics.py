@@ -47,12 +47,16 @@ def parse(data: bytes, metric_type: str, where: str) -> Value:
 
             return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if metric_type in ("csv", "tsv"):
-            reader = csv.DictReader(io.StringIO(text), delimiter="," if metric_type == "csv" else "\t")
+            reader = csv.DictReader(
+                io.StringIO(text), delimiter="," if metric_type == "csv" else "\t"
+            )
             return [{k: _number(v) for k, v in row.items() if k is not None} for row in reader]
     except (ValueError, csv.Error) as exc:
         raise ReproError(f"metric {where} is not valid {metric_type} ({exc})") from None
     except Exception as exc:  # yaml.YAMLError without importing yaml at module load
-        raise ReproError(f"metric {where} is not valid {metric_type} ({type(exc).__name__})") from None
+        raise ReproError(
+            f"metric {where} is not valid {metric_type} ({type(exc).__name__})"
+        ) from None
     return _number(text.strip())
 
 
@@ -76,9 +80,9 @@ def select(value: Value, xpath: str | None, metric_type: str, where: str) -> Val
             return values[index]
         return values[0] if len(values) == 1 else values
     current = value
-    for key, index in steps:
+    for key, position in steps:
         try:
-            current = current[int(index)] if index is not None else current[key]
+            current = current[int(position)] if position is not None else current[key]
         except (KeyError, IndexError, TypeError):
             raise ReproError(f"metric {where} has nothing at '{xpath}'") from None
     return current
@@ -117,7 +121,11 @@ class Missing:
 
 
 def read_metrics(
-    history: Any, cache: Any, revision: Any, paths: list[str], metric_type: str | None,
+    history: Any,
+    cache: Any,
+    revision: Any,
+    paths: list[str],
+    metric_type: str | None,
     xpath: str | None,
 ) -> dict[str, Reading | Missing]:
     """metric path → selected value (or Missing) of one revision.

@@ -50,7 +50,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
             cache.commit_dir(full, info)
             project.state.put_link(out.path, info.oid)
         elif keep_copy:
-            for entry, (_rel, md5) in zip(info.files, info.entries):
+            for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
                 cache.save_copy(Path(entry.path), md5)
             cache.save_bytes(info.oid, info.manifest)
         return replace(out, md5=info.oid)
@@ -72,7 +72,9 @@ def _already_committed(project: Project, path: str) -> bool:
     return oid == linked and not project.cache.missing(oid)
 
 
-def checkout(project: Project, path: str, oid: str, force: bool, cached: bool = True) -> list[Conflict]:
+def checkout(
+    project: Project, path: str, oid: str, force: bool, cached: bool = True
+) -> list[Conflict]:
     """Make ``path`` hold object ``oid``; return the paths it refused to overwrite."""
     full = project.root / path
     if escapes_via_symlink(project.root, path):
@@ -89,7 +91,9 @@ def checkout(project: Project, path: str, oid: str, force: bool, cached: bool = 
             existing = current_md5(project, path) if not os.path.islink(full) else "symlink"
         if existing == oid and (not cached or _linked(project, oid, full)):
             conflicts = []
-        elif existing is not None and not force and not cache.is_safe_to_replace(full, hasher, path):
+        elif (
+            existing is not None and not force and not cache.is_safe_to_replace(full, hasher, path)
+        ):
             conflicts = [Conflict(path)]
         else:
             cache.checkout_file(oid, full, writable=not cached)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -105,10 +106,9 @@ class Project:
                 if name.endswith(STAGE_SUFFIX) and not name.startswith("."):
                     path = f"{rel_folder}/{name}" if rel_folder else name
                     found.append(path)
-                    try:
+                    # A broken stage file is reported when it is loaded for real.
+                    with contextlib.suppress(ReproError):
                         pruned.extend(stage_mod.load(self.root, path).out_paths())
-                    except ReproError:
-                        pass  # reported when the stage is loaded for real
             keep = []
             for name in sorted(dirs):
                 rel = f"{rel_folder}/{name}" if rel_folder else name

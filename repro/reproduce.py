@@ -119,7 +119,10 @@ def restore_from_run_cache(
 
 
 def _finish(
-    project: Project, stage: Stage, image: Image | None, dep_md5s: dict[str, str],
+    project: Project,
+    stage: Stage,
+    image: Image | None,
+    dep_md5s: dict[str, str],
     outs: tuple[Out, ...],
 ) -> Stage:
     deps = tuple(Dep(d.path, dep_md5s.get(d.path)) for d in stage.deps)
@@ -132,7 +135,11 @@ def _finish(
 
 
 def execute(
-    project: Project, stage: Stage, graph: Graph, runner: Runner | None, options: Options,
+    project: Project,
+    stage: Stage,
+    graph: Graph,
+    runner: Runner | None,
+    options: Options,
     events: Events,
 ) -> tuple[Stage, bool]:
     """Run one stage (or restore it from the run-cache); return it as written, and whether
@@ -188,9 +195,7 @@ def execute(
     return _finish(project, stage, image, dep_md5s, outs), False
 
 
-def changes_of(
-    project: Project, stage: Stage, runner: Runner | None, pinned: bool
-) -> list[Change]:
+def changes_of(project: Project, stage: Stage, runner: Runner | None, pinned: bool) -> list[Change]:
     resolver = None
     if runner is not None and stage.image is not None and not pinned:
         resolver = runner.resolve
@@ -198,8 +203,12 @@ def changes_of(
 
 
 def reproduce(
-    project: Project, graph: Graph, targets: Iterable[str], runner: Runner | None,
-    options: Options, events: Events,
+    project: Project,
+    graph: Graph,
+    targets: Iterable[str],
+    runner: Runner | None,
+    options: Options,
+    events: Events,
 ) -> Outcome:
     """Reproduce ``targets`` and (unless single) whatever upstream of them changed."""
     targets = list(targets)
@@ -227,8 +236,14 @@ def reproduce(
 
 
 def _step(
-    project: Project, graph: Graph, name: str, is_target: bool, runner: Runner | None,
-    options: Options, events: Events, outcome: Outcome,
+    project: Project,
+    graph: Graph,
+    name: str,
+    is_target: bool,
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+    outcome: Outcome,
 ) -> None:
     stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
     changes = changes_of(project, stage, runner, options.pinned)
@@ -247,8 +262,13 @@ def _step(
 
 
 def _plan(
-    project: Project, graph: Graph, names: set[str], targets: list[str],
-    runner: Runner | None, options: Options, events: Events,
+    project: Project,
+    graph: Graph,
+    names: set[str],
+    targets: list[str],
+    runner: Runner | None,
+    options: Options,
+    events: Events,
 ) -> Outcome:
     outcome = Outcome()
     will_run: set[str] = set()
@@ -258,8 +278,11 @@ def _plan(
         upstream = sorted(graph.parents[name] & will_run)
         if changes or upstream or (options.force and name in targets):
             will_run.add(name)
-            why = changes[0].message if changes else (
-                f"upstream '{upstream[0]}' would run." if upstream else "forced.")
+            why = (
+                changes[0].message
+                if changes
+                else (f"upstream '{upstream[0]}' would run." if upstream else "forced.")
+            )
             events.info(f"Would reproduce '{name}': {why}")
             outcome.planned.append(name)
         else:
@@ -269,8 +292,14 @@ def _plan(
 
 
 def _run_parallel(
-    project: Project, graph: Graph, names: set[str], targets: set[str], runner: Runner | None,
-    options: Options, events: Events, outcome: Outcome,
+    project: Project,
+    graph: Graph,
+    names: set[str],
+    targets: set[str],
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+    outcome: Outcome,
 ) -> None:
     sorter = graph.sorter(names)
     sorter.prepare()
@@ -287,9 +316,19 @@ def _run_parallel(
                         outcome.skipped.append(name)
                     sorter.done(name)
                     continue
-                running[pool.submit(
-                    _step, project, graph, name, name in targets, runner, options, events, outcome
-                )] = name
+                running[
+                    pool.submit(
+                        _step,
+                        project,
+                        graph,
+                        name,
+                        name in targets,
+                        runner,
+                        options,
+                        events,
+                        outcome,
+                    )
+                ] = name
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)

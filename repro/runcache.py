@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
+from repro.fsutil import write_atomic
 from repro.stage import Out, Stage
 
 
@@ -45,9 +45,7 @@ def save(cache_dir: Path, run_key: str, outs: tuple[Out, ...]) -> None:
     target = _entry_path(cache_dir, run_key)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"outs": [{"path": o.path, "md5": o.md5, "cache": o.cache} for o in outs]}
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(payload, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, target)
+    write_atomic(target, json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 
 def all_entries(cache_dir: Path) -> list[str]:
@@ -55,6 +53,9 @@ def all_entries(cache_dir: Path) -> list[str]:
     if not base.is_dir():
         return []
     return sorted(
-        fan + name for fan in os.listdir(base) if len(fan) == 2
-        for name in os.listdir(base / fan) if not name.startswith(".")
+        fan + name
+        for fan in os.listdir(base)
+        if len(fan) == 2
+        for name in os.listdir(base / fan)
+        if not name.startswith(".")
     )

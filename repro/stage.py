@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import posixpath
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,8 +59,11 @@ class Resources:
     gpus: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in (("cpus", self.cpus), ("memory", self.memory),
-                                  ("gpus", self.gpus)) if v is not None}
+        return {
+            k: v
+            for k, v in (("cpus", self.cpus), ("memory", self.memory), ("gpus", self.gpus))
+            if v is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -164,15 +166,11 @@ def dump(stage: Stage) -> str:
 
 def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new."""
+    from repro.fsutil import write_atomic
+
     target = root / stage.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(dump(stage), encoding="utf-8")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(target, dump(stage).encode("utf-8"))
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -246,8 +244,10 @@ def from_dict(path: str, data: Any) -> Stage:
     if network not in NETWORK_MODES:
         raise _Bad(f"network must be one of {', '.join(NETWORK_MODES)}")
     deps = tuple(
-        Dep(_to_root(stage_dir, _str(_map(d, "a dep").get("path"), "dep path")),
-            _md5(d.get("md5"), "dep md5"))
+        Dep(
+            _to_root(stage_dir, _str(_map(d, "a dep").get("path"), "dep path")),
+            _md5(d.get("md5"), "dep md5"),
+        )
         for d in _list(data.get("deps"), "deps")
     )
     outs = []
@@ -267,8 +267,12 @@ def from_dict(path: str, data: Any) -> Stage:
                 raise _Bad(f"metric type must be one of {', '.join(METRIC_TYPES)}")
             metric = Metric(mtype, _opt_str(raw_metric.get("xpath"), "metric xpath"))
         outs.append(
-            Out(_to_root(stage_dir, _str(raw_out.get("path"), "out path")), _md5(raw_out.get("md5"), "out md5"),
-                cache, metric)
+            Out(
+                _to_root(stage_dir, _str(raw_out.get("path"), "out path")),
+                _md5(raw_out.get("md5"), "out md5"),
+                cache,
+                metric,
+            )
         )
     resources = Resources()
     if data.get("resources") is not None:
@@ -287,8 +291,15 @@ def from_dict(path: str, data: Any) -> Stage:
     wdir = data.get("wdir", ".")
     wdir = _str(wdir, "wdir")
     return Stage(
-        path=path, cmd=cmd, wdir=wdir, image=image, network=str(network), deps=deps,
-        outs=tuple(outs), resources=resources, md5=_md5(data.get("md5"), "md5"),
+        path=path,
+        cmd=cmd,
+        wdir=wdir,
+        image=image,
+        network=str(network),
+        deps=deps,
+        outs=tuple(outs),
+        resources=resources,
+        md5=_md5(data.get("md5"), "md5"),
     )
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     inode INTEGER PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, md5 TEXT NOT NULL
@@ -48,7 +49,8 @@ class StateDB:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            self._conn.executescript(_SCHEMA)
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
         except sqlite3.OperationalError:
             pass  # read-only project or another process creating it at once
 
@@ -107,7 +109,7 @@ class StateDB:
         with self._lock:
             self._write("DELETE FROM links WHERE path = ?", [(path,)])
 
-    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         try:
             with self._conn:
                 self._conn.executemany(sql, rows)

@@ -15,8 +15,9 @@ class Needs:
     images: frozenset[str]  # pinned image IDs
 
 
-def needs(history: History, revisions: Iterable[Revision],
-          only: Iterable[str] | None = None) -> Needs:
+def needs(
+    history: History, revisions: Iterable[Revision], only: Iterable[str] | None = None
+) -> Needs:
     """What the stages of ``revisions`` need; ``only`` restricts to those stage files."""
     wanted = set(only) if only is not None else None
     objects: set[str] = set()

@@ -29,8 +29,7 @@ def _repro_command() -> str:
 HOOKS = {
     # $3 is 1 for a branch (or tag) checkout, 0 for a file checkout: only the former moves data.
     "post-checkout": '[ "$3" = "1" ] || exit 0\nexec {repro} checkout',
-    "pre-push": 'if {repro} config core.remote >/dev/null 2>&1; then\n'
-                '    exec {repro} push\nfi',
+    "pre-push": "if {repro} config core.remote >/dev/null 2>&1; then\n    exec {repro} push\nfi",
 }
 
 
@@ -43,7 +42,7 @@ def cmd_install(args: argparse.Namespace, ui: UI) -> int:
         hook = hooks_dir / name
         if hook.exists() and MARKER not in hook.read_text(errors="replace"):
             os.replace(hook, hooks_dir / f"{name}.pre-repro")
-        chained = f'if [ -x "$0.pre-repro" ]; then "$0.pre-repro" "$@" || exit $?; fi\n'
+        chained = 'if [ -x "$0.pre-repro" ]; then "$0.pre-repro" "$@" || exit $?; fi\n'
         hook.write_text(f"#!/bin/sh\n{MARKER}\n{chained}{body.format(repro=repro)}\n")
         hook.chmod(0o755)
         ui.info(f"Installed .git/hooks/{name}")

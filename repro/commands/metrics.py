@@ -35,7 +35,8 @@ def _compact(value: Any) -> str:
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     )
 
 
@@ -91,10 +92,17 @@ def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
         for stage in project.stages():
             if path in stage.out_paths():
                 outs = tuple(
-                    replace(o, metric=Metric(args.type or (o.metric.type if o.metric else None),
-                                             args.xpath if args.xpath is not None else (
-                                                 o.metric.xpath if o.metric else None)))
-                    if o.path == path else o
+                    replace(
+                        o,
+                        metric=Metric(
+                            args.type or (o.metric.type if o.metric else None),
+                            args.xpath
+                            if args.xpath is not None
+                            else (o.metric.xpath if o.metric else None),
+                        ),
+                    )
+                    if o.path == path
+                    else o
                     for o in stage.outs
                 )
                 stage_mod.write(project.root, replace(stage, outs=outs))
@@ -122,13 +130,22 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
         for key in sorted(set(before) | set(after), key=str):
             a, b = before.get(key), after.get(key)
             change = None
-            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(
-                    a, bool):
+            if (
+                isinstance(a, (int, float))
+                and isinstance(b, (int, float))
+                and not isinstance(a, bool)
+            ):
                 change = b - a
             rows_json.setdefault(path, {})[key or path] = {"old": a, "new": b, "diff": change}
-            rows.append([path, key or "-", _compact(a) if a is not None else "-",
-                         _compact(b) if b is not None else "-",
-                         (f"{change:+.6g}" if change is not None else "-")])
+            rows.append(
+                [
+                    path,
+                    key or "-",
+                    _compact(a) if a is not None else "-",
+                    _compact(b) if b is not None else "-",
+                    (f"{change:+.6g}" if change is not None else "-"),
+                ]
+            )
     if args.json:
         ui.out(json.dumps(rows_json, indent=2))
     elif len(rows) == 1:

@@ -60,8 +60,9 @@ def render_ascii(nodes: list[str], edges: list[tuple[str, str]], labels: dict[st
     # Odd widths give every box a middle column for the arrows.
     widths = {n: len(labels[n]) + 4 + (len(labels[n]) % 2 == 1) for n in nodes}
     gap = 3
-    row_width = max((sum(widths[n] for n in row) + gap * (len(row) - 1) for row in layers),
-                    default=0)
+    row_width = max(
+        (sum(widths[n] for n in row) + gap * (len(row) - 1) for row in layers), default=0
+    )
     centers: dict[str, int] = {}
     lines: list[str] = []
     skipped: list[tuple[str, str]] = []

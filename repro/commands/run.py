@@ -24,8 +24,11 @@ from repro.ui import UI
 def _metric(path: str) -> Metric:
     """A metric's type guessed from its extension; 'metrics modify' changes it."""
     ext = os.path.splitext(path)[1].lower().lstrip(".")
-    return Metric(type={"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv",
-                        "tsv": "tsv"}.get(ext, "raw"))
+    return Metric(
+        type={"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}.get(
+            ext, "raw"
+        )
+    )
 
 
 def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
@@ -68,8 +71,13 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         wdir = os.path.relpath(target, project.root / posixpath.dirname(stage_path))
     deps = tuple(Dep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
     return Stage(
-        path=stage_path, cmd=command, wdir=wdir, image=Image(image_name), network=args.network,
-        deps=deps, outs=tuple(outs),
+        path=stage_path,
+        cmd=command,
+        wdir=wdir,
+        image=Image(image_name),
+        network=args.network,
+        deps=deps,
+        outs=tuple(outs),
         resources=Resources(args.cpus, args.memory, args.gpus),
     )
 
@@ -119,8 +127,13 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     targets = [s.path for s in resolve_targets(project, stages, args.targets)]
     runner = RUNNERS["docker"]() if any(not s.is_data_source for s in stages) else None
     options = Options(
-        force=args.force, single=args.single_item, dry=args.dry, pinned=args.pinned,
-        run_cache=not args.no_run_cache, keep_going=args.keep_going, jobs=args.jobs,
+        force=args.force,
+        single=args.single_item,
+        dry=args.dry,
+        pinned=args.pinned,
+        run_cache=not args.no_run_cache,
+        keep_going=args.keep_going,
+        jobs=args.jobs,
     )
     try:
         outcome = reproduce(project, graph, targets, runner, options, ui)

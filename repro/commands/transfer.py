@@ -69,8 +69,11 @@ def _report(summary: Any, verb: str, ui: UI) -> None:
     if problems:
         for line in problems[:10]:
             ui.warn(line)
-        hint = "run the stages that make them, or pull from where they are" if verb == "Pushed" \
+        hint = (
+            "run the stages that make them, or pull from where they are"
+            if verb == "Pushed"
             else "push them from a machine that has them"
+        )
         raise ReproError(f"{len(problems)} object(s) could not be {verb.lower()}; {hint}")
 
 
@@ -81,8 +84,9 @@ def cmd_push(args: argparse.Namespace, ui: UI) -> int:
     remote = open_named_remote(project, args.remote)
     wanted = _needs(project, args)
     try:
-        summary = transfer.push(remote, project.cache_dir, sorted(wanted.objects), args.jobs,
-                                ui.progress)
+        summary = transfer.push(
+            remote, project.cache_dir, sorted(wanted.objects), args.jobs, ui.progress
+        )
         if args.run_cache:
             _push_runs(project, remote, args, ui)
         if args.images:
@@ -110,8 +114,9 @@ def _fetch(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -
     from repro import transfer
 
     wanted = _needs(project, args)
-    summary = transfer.fetch(remote, project.cache_dir, sorted(wanted.objects), args.jobs,
-                             ui.progress)
+    summary = transfer.fetch(
+        remote, project.cache_dir, sorted(wanted.objects), args.jobs, ui.progress
+    )
     if args.run_cache:
         _fetch_runs(project, remote, args, ui)
     if args.images:
@@ -212,8 +217,11 @@ def cloud_status(project: Project, args: argparse.Namespace, ui: UI) -> int:
     elif not out_of_sync:
         ui.info(f"Cache and remote are in sync ({counts.get('ok', 0)} objects).")
     else:
-        labels = {"new": "only in the cache (push)", "deleted": "only on the remote (fetch)",
-                  "missing": "in neither"}
+        labels = {
+            "new": "only in the cache (push)",
+            "deleted": "only on the remote (fetch)",
+            "missing": "in neither",
+        }
         for state, count in sorted(out_of_sync.items()):
             ui.out(f"\t{labels[state]}: {count}")
     return 1 if out_of_sync else 0

@@ -40,11 +40,12 @@ class DockerRunner:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import docker
             import docker.errors
 
+            import docker
+
             try:
-                client = docker.from_env(timeout=300)
+                client = docker.from_env(timeout=300)  # type: ignore[attr-defined]
                 client.ping()
             except (docker.errors.DockerException, OSError) as exc:
                 raise _engine_error(exc) from None
@@ -60,7 +61,9 @@ class DockerRunner:
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
-            raise ReproError(f"the Docker engine refused to inspect image '{name}': {exc}") from None
+            raise ReproError(
+                f"the Docker engine refused to inspect image '{name}': {exc}"
+            ) from None
 
     def _digest(self, image_id: str) -> str | None:
         attrs = self.client.images.get(image_id).attrs
@@ -206,7 +209,9 @@ class DockerRunner:
         try:
             container = self.client.containers.create(**kwargs)
         except docker.errors.ImageNotFound:
-            raise ReproError(f"image {spec.image_id[:19]}… vanished before the run; retry") from None
+            raise ReproError(
+                f"image {spec.image_id[:19]}… vanished before the run; retry"
+            ) from None
         except docker.errors.APIError as exc:
             raise ReproError(f"the Docker engine refused to create the container: {exc}") from None
         with self._lock:
