@@ -153,7 +153,7 @@ def execute(
             "'repro config core.image NAME'"
         )
     assert runner is not None
-    image = runner.ensure(stage.image, options.pinned)
+    image = _ensure_image(project, runner, stage.image, options.pinned, events)
     dep_md5s = hash_deps(project, stage)
     if options.run_cache:
         restored = restore_from_run_cache(project, stage, image, dep_md5s)
@@ -193,6 +193,32 @@ def execute(
     # Remembered even under --no-run-cache: that flag only stops restoring.
     runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
     return _finish(project, stage, image, dep_md5s, outs), False
+
+
+def _ensure_image(
+    project: Project, runner: Runner, image: Image, pinned: bool, events: Events
+) -> Image:
+    """The image to run; a pinned ID missing here is loaded from the default remote if it
+    has it (SPEC §3.1: digest, then remote, then an error that says how to get it)."""
+    try:
+        return runner.ensure(image, pinned)
+    except ReproError:
+        if not image.id or project.config.get("core.remote") is None:
+            raise
+        from repro.images import pull_images
+        from repro.remote_select import open_named_remote
+
+        remote = open_named_remote(project, None)
+        try:
+            loaded, _absent = pull_images(remote, [image.id], project.tmp_dir)
+        except ReproError:
+            loaded = 0
+        finally:
+            remote.close()
+        if not loaded:
+            raise
+        events.info(f"Loaded image {image.id[:19]}… from the remote.")
+        return runner.ensure(image, pinned)
 
 
 def changes_of(project: Project, stage: Stage, runner: Runner | None, pinned: bool) -> list[Change]:

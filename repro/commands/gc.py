@@ -51,7 +51,7 @@ def cmd_gc(args: argparse.Namespace, ui: UI) -> int:
         ui.info(f"Freed {size / 1e6:.1f} MB ({len(doomed)} objects).")
         if args.cloud:
             from repro import transfer
-            from repro.commands.transfer import open_named_remote
+            from repro.remote_select import open_named_remote
 
             remote = open_named_remote(project, args.remote)
             try:

@@ -15,27 +15,10 @@ from repro.errors import ReproError
 from repro.graph import build
 from repro.history import WORKSPACE, History, Revision
 from repro.project import Project
+from repro.remote_select import open_named_remote
 from repro.remotes.base import Remote
 from repro.ui import UI
 from repro.usage import Needs, needs
-
-
-def open_named_remote(project: Project, name: str | None) -> Remote:
-    from repro.remotes import open_remote
-
-    name = name or project.config.get("core.remote")
-    remotes = project.config.remotes()
-    if name is None:
-        raise ReproError(
-            "no remote given and no default set; add one with 'repro remote add -d NAME URL'"
-        )
-    if name not in remotes or "url" not in remotes[name]:
-        raise ReproError(f"no remote named '{name}'; 'repro remote list' shows them")
-    options = dict(remotes[name])
-    url = options.pop("url")
-    if "://" not in url and not os.path.isabs(url):
-        url = os.path.normpath(os.path.join(project.repro_dir, url))
-    return open_remote(url, options)
 
 
 def _revisions(project: Project, args: argparse.Namespace) -> list[Revision]:
