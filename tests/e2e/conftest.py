@@ -1,0 +1,23 @@
+"""End-to-end fixtures: a Docker engine the scripts' docker CLI can reach."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """Skip unless a Docker engine answers to the docker CLI (the scripts use the CLI)."""
+    try:
+        answered = subprocess.run(
+            ["docker", "info"], capture_output=True, timeout=60, check=False
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        answered = False
+    if not answered:
+        if os.environ.get("CI"):
+            pytest.fail("no Docker engine answers in CI")
+        pytest.skip("no Docker engine answers (scripts/ensure-docker.sh starts one)")

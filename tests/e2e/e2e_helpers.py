@@ -1,0 +1,28 @@
+"""Helpers for the end-to-end tests: run the repository's own scripts as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(*args: str | Path, timeout: float, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a script of this repository from its root, without a terminal, capturing output."""
+    return subprocess.run(
+        [str(arg) for arg in args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def explain(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
+    """The tail of a failed run, for an assertion message."""
+    tail = (result.stdout + result.stderr).splitlines()[-lines:]
+    return f"exit {result.returncode}; last lines:\n" + "\n".join(tail)

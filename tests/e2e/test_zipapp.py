@@ -1,0 +1,104 @@
+"""dist/repro.pyz: built reproducibly by scripts/build-zipapp.sh, runs with any Python >= 3.10.
+
+On the host, and in containers with Debian bookworm's Python 3.11 and trixie's 3.13 (base
+images made by docker/base/build-base.sh: pulled where a registry answers, else debootstrap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import repro
+
+from e2e_helpers import ROOT, explain, run_script
+
+pytestmark = pytest.mark.slow
+
+PYZ = ROOT / "dist" / "repro.pyz"
+# A user's first session: a git repository, repro init, some data, add, status.
+SESSION = """
+set -eu
+cat >/tmp/repro.pyz
+python3 --version
+python3 /tmp/repro.pyz --version
+mkdir /tmp/project && cd /tmp/project
+git init -q
+python3 /tmp/repro.pyz init
+echo hello >greeting.txt
+python3 /tmp/repro.pyz add greeting.txt
+cat greeting.txt.repro
+python3 /tmp/repro.pyz status
+"""
+
+
+@pytest.fixture(scope="module")
+def zipapp() -> Path:
+    result = run_script(ROOT / "scripts" / "build-zipapp.sh", timeout=15 * 60)
+    assert result.returncode == 0, explain(result)
+    return PYZ
+
+
+def test_same_sources_give_the_same_bytes(zipapp: Path, tmp_path: Path) -> None:
+    first = hashlib.sha256(zipapp.read_bytes()).hexdigest()
+    # Another temporary folder and a stricter umask must not show in the output.
+    result = run_script(
+        "bash", "-c", "umask 077 && exec scripts/build-zipapp.sh",
+        timeout=15 * 60, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, explain(result)
+    assert hashlib.sha256(zipapp.read_bytes()).hexdigest() == first
+
+
+def test_runs_on_the_host(zipapp: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "SHIV_ROOT": str(tmp_path / "shiv")}
+    result = run_script("python3", zipapp, "--version", timeout=120, env=env)
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.strip() == f"repro {repro.__version__}"
+
+
+@pytest.fixture(scope="module")
+def python_image(engine: None):  # type: ignore[no-untyped-def]
+    """repro-pytest-SUITE: repro-base:SUITE plus python3 and git, built once per suite."""
+
+    def build(suite: str) -> str:
+        base = run_script(ROOT / "docker" / "base" / "build-base.sh", suite, timeout=20 * 60)
+        if base.returncode != 0 and "needs root" in base.stderr:
+            pytest.skip(f"cannot make repro-base:{suite} here: {base.stderr.strip()}")
+        assert base.returncode == 0, explain(base)
+        tag = f"repro-pytest-{suite}:latest"
+        dockerfile = (
+            f"FROM repro-base:{suite}\n"
+            "RUN apt-get update && apt-get install -y --no-install-recommends python3 git "
+            "&& rm -rf /var/lib/apt/lists/*\n"
+        )
+        built = subprocess.run(
+            ["docker", "build", "-q", "-t", tag, "-"],
+            input=dockerfile, capture_output=True, text=True, timeout=20 * 60, check=False,
+        )
+        assert built.returncode == 0, explain(built)
+        return tag
+
+    return build
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("suite", "python"), [("bookworm", "3.11"), ("trixie", "3.13")])
+def test_runs_in_debian(zipapp: Path, python_image, suite: str, python: str) -> None:  # type: ignore[no-untyped-def]
+    image = python_image(suite)
+    result = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", "none", "-u", "1000:1000",
+         "-e", "HOME=/tmp", "-e", "GIT_AUTHOR_NAME=t", "-e", "GIT_COMMITTER_NAME=t",
+         "-e", "EMAIL=t@example.invalid", image, "sh", "-c", SESSION],
+        input=zipapp.read_bytes(), capture_output=True, timeout=300, check=False,
+    )
+    out = result.stdout.decode() + result.stderr.decode()
+    assert result.returncode == 0, out
+    assert f"Python {python}." in out
+    assert f"repro {repro.__version__}" in out
+    assert "path: greeting.txt" in out
+    assert "md5: b1946ac92492d2347c6235b4d2611184" in out  # md5sum of "hello\n"
