@@ -13,6 +13,7 @@ import base64
 import getpass
 import hashlib
 import posixpath
+import shutil
 import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,6 +30,9 @@ from repro.remotes.common import bulk_exists, check_key, folder_prefix, is_temp,
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
 MAX_CHANNELS = 8
 CONNECT_TIMEOUT = 20.0
+PREFETCH_ABOVE = 256 << 10
+# SFTP reads are at most 32 KiB; reading in bigger chunks only adds copying.
+SFTP_CHUNK = 32 << 10
 # What a dropped connection raises; an SFTP status error (a plain OSError) leaves a channel usable.
 _BROKEN = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)
 SSH_CONFIG = Path("~/.ssh/config")
@@ -180,72 +184,119 @@ def _reason(exc: BaseException) -> str:
 
 
 class _ChannelPool:
-    """One ssh connection shared by up to ``size`` SFTP channels, one per working thread.
+    """One ssh connection shared by up to ``limit`` SFTP channels, one per working thread.
 
     An SFTP channel serialises its requests, so parallel transfers need several channels;
-    they share the connection, its authentication and its host key check.
+    they share the connection, its authentication and its host key check. A server that
+    allows fewer sessions (sshd's MaxSessions) lowers the limit instead of failing.
     """
 
-    def __init__(self, target: Target, size: int = MAX_CHANNELS) -> None:
+    def __init__(self, target: Target, limit: int = MAX_CHANNELS) -> None:
         self._target = target
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
+        self._limit = limit
+        self._open = 0  # channels in use or idle
         self._idle: list[paramiko.SFTPClient] = []
+        self._changed = threading.Condition()
+        self._connect_lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
         self._failure: RemoteError | None = None
 
-    def _open_channel(self) -> paramiko.SFTPClient:
-        with self._lock:
+    def _transport(self) -> paramiko.Transport:
+        with self._connect_lock:
             transport = self._client.get_transport() if self._client else None
-            if transport is None or not transport.is_active():
-                # First use, or the connection dropped: (re)connect once for all threads.
-                if self._failure is not None:
-                    # Waiting threads must not each retry a connection that just failed.
-                    raise RemoteError(str(self._failure)) from None
-                if self._client is not None:
-                    self._client.close()
-                self._client = None
-                try:
-                    self._client = _connect(self._target)
-                except RemoteError as exc:
-                    self._failure = exc
+            if transport is not None and transport.is_active():
+                return transport
+            if self._failure is not None:
+                # Waiting threads must not each retry a connection that just failed.
+                raise RemoteError(str(self._failure))
+            # First use, or the connection dropped: (re)connect once for all threads.
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+            try:
+                self._client = _connect(self._target)
+            except RemoteError as exc:
+                self._failure = exc
+                raise
+            transport = self._client.get_transport()
+            if transport is None:
+                raise RemoteError(f"lost the connection to {self._target.display}; retry")
+            return transport
+
+    def _acquire(self) -> paramiko.SFTPClient:
+        while True:
+            with self._changed:
+                while True:
+                    while self._idle:
+                        sftp = self._idle.pop()
+                        if not sftp.sock.closed:
+                            return sftp
+                        self._open -= 1  # its connection died
+                    if self._open < self._limit:
+                        self._open += 1
+                        break
+                    self._changed.wait()
+            try:
+                transport = self._transport()
+            except BaseException:
+                self._release(None)
+                raise
+            try:
+                return paramiko.SFTPClient.from_transport(transport) or _no_sftp()
+            except paramiko.SSHException:
+                if not transport.is_active():
+                    self._release(None)
                     raise
-            client = self._client
-        assert client is not None
-        try:
-            return client.open_sftp()
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise RemoteError(
-                f"cannot open an SFTP session on {self._target.display}: {exc}; "
-                "check that the server has the sftp subsystem enabled"
-            ) from None
+                # A live connection that refuses a channel has run out of sessions. (Threads
+                # racing here may get paramiko's generic error instead of ChannelException.)
+                with self._changed:
+                    self._open -= 1
+                    self._changed.notify_all()
+                    if self._open == 0:
+                        raise RemoteError(
+                            f"{self._target.display} refused an SFTP session; check that the "
+                            "server enables the sftp subsystem"
+                        ) from None
+                    # The server allows no more sessions per connection: share the ones open.
+                    self._limit = self._open
+            except BaseException:
+                self._release(None)
+                raise
+
+    def _release(self, sftp: paramiko.SFTPClient | None) -> None:
+        with self._changed:
+            if sftp is None or sftp.sock.closed:
+                self._open -= 1
+            else:
+                self._idle.append(sftp)
+            self._changed.notify()
 
     @contextmanager
     def channel(self) -> Iterator[paramiko.SFTPClient]:
-        with self._slots:
-            with self._lock:
-                sftp = self._idle.pop() if self._idle else None
-            if sftp is None:
-                sftp = self._open_channel()
-            try:
-                yield sftp
-            except _BROKEN:
-                # The channel may be mid-request or dead; never hand it to another thread.
-                sftp.close()
-                raise
-            finally:
-                if not sftp.sock.closed:
-                    with self._lock:
-                        self._idle.append(sftp)
+        sftp = self._acquire()
+        try:
+            yield sftp
+        except _BROKEN:
+            # The channel may be mid-request or dead; never hand it to another thread.
+            sftp.close()
+            raise
+        finally:
+            self._release(sftp)
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             for sftp in self._idle:
                 sftp.close()
+            self._open -= len(self._idle)
             self._idle.clear()
+        with self._connect_lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _no_sftp() -> paramiko.SFTPClient:
+    raise paramiko.SSHException("the server closed the SFTP session at once")
 
 
 class SshRemote:
@@ -372,8 +423,18 @@ class SshRemote:
 
     def get(self, key: str, dest: Path) -> None:
         path = self._path(key)
-        with dest.open("wb") as out, self._errors("read", path), self._pool.channel() as sftp:
-            sftp.getfo(path, out)
+        with (
+            dest.open("wb") as out,
+            self._errors("read", path),
+            self._pool.channel() as sftp,
+            sftp.open(path, "rb") as remote_file,
+        ):
+            size = remote_file.stat().st_size or 0
+            # Prefetching pipelines reads (needed for speed on big files) but costs a
+            # thread per file, which small objects, the common case, do not repay.
+            if size > PREFETCH_ABOVE:
+                remote_file.prefetch(size)
+            shutil.copyfileobj(remote_file, out, SFTP_CHUNK)
 
     def delete(self, key: str) -> None:
         path = self._path(key)

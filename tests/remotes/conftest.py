@@ -12,6 +12,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +69,14 @@ class SshServer:
         return f"[127.0.0.1]:{self.port} {self.host_public_key}\n"
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+@contextmanager
+def running_sshd(folder: Path, extra_config: str = "") -> Iterator[SshServer]:
     """A real OpenSSH server on 127.0.0.1 that accepts only a throwaway key."""
     if not SSHD.exists():
         pytest.skip("no /usr/sbin/sshd: run scripts/ensure-test-services.sh")
     if os.geteuid() == 0:
         # sshd refuses to start without its privilege separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    folder = tmp_path_factory.mktemp("sshd")
     host_key = keygen(folder / "host_key")
     user_key = keygen(folder / "user_key")
     shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
@@ -87,7 +87,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\n"
-        "LogLevel INFO\n"
+        f"LogLevel INFO\n{extra_config}"
     )
     process = subprocess.Popen(
         [str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True
@@ -114,6 +114,13 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """One sshd for the whole session; each test gets its own folder on it."""
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

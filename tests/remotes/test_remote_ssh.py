@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SSH_ALIAS, SshServer, free_port, keygen, trust_sshd
+from conftest import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trust_sshd
 from remote_helpers import many_files
 
 from repro.errors import RemoteError
@@ -127,3 +127,22 @@ def test_more_threads_than_channels_share_one_connection(
     finally:
         remote.close()
     assert (pushed.transferred, fetched.transferred) == (120, 120)
+
+
+def test_a_server_allowing_fewer_sessions_than_threads_still_works(
+    home: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "sshd").mkdir()
+    with running_sshd(tmp_path / "sshd", "MaxSessions 2\n") as stingy:
+        trust_sshd(home, stingy)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        files = many_files(cache, 40)
+        remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
+        try:
+            pushed = push(remote, cache, files, jobs=8, progress=False)
+            fetched = fetch(remote, other, files, jobs=8, progress=False)
+            # The server refused the third session; the pool learned to live with two.
+            assert remote._pool._limit == 2  # type: ignore[attr-defined]
+        finally:
+            remote.close()
+    assert (pushed.transferred, fetched.transferred) == (40, 40)
