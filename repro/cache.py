@@ -13,17 +13,26 @@ import errno
 import os
 import shutil
 import stat as stat_mod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from repro.errors import ReproError
 from repro.fsutil import tmp_name as _tmp_name
 from repro.fsutil import write_atomic
-from repro.hashing import DirInfo, Hasher, bytes_md5, file_md5, parse_manifest
-from repro.state import file_key
+from repro.hashing import (
+    DirInfo,
+    FileEntry,
+    Hasher,
+    bytes_md5,
+    file_md5,
+    fingerprint,
+    parse_manifest,
+)
 
 READ_ONLY = 0o444
+T = TypeVar("T")
 
 
 def object_key(oid: str) -> str:
@@ -161,9 +170,10 @@ class Cache:
         _copy_atomic(source, dest, 0o644)
 
     # -- commit ------------------------------------------------------------------------------
-    def commit_file(self, path: Path, md5: str, st: os.stat_result | None = None) -> None:
+    def commit_file(self, path: Path, md5: str, inode: int | None = None) -> None:
         """Put the file at ``path`` (whose hash is ``md5``) into the cache and link it back."""
-        st = st or os.stat(path)
+        if inode is None:
+            inode = os.stat(path).st_ino
         obj = self.object_path(md5)
         try:
             obj_st = os.stat(obj)
@@ -185,7 +195,7 @@ class Cache:
             else:
                 _copy_atomic(path, obj, READ_ONLY)
                 return
-        if obj_st.st_ino == st.st_ino and obj_st.st_dev == st.st_dev:
+        if obj_st.st_ino == inode:
             return
         if self.can_link():
             self._place(md5, path, writable=False)
@@ -206,9 +216,19 @@ class Cache:
     def commit_dir(self, path: Path, info: DirInfo) -> None:
         """Commit every file of a hashed directory; the manifest goes in last."""
         present = self._present({md5[:2] for _rel, md5 in info.entries})
+        self.can_link()  # probe here, once, before the workers ask
+        # Grouped by the first hex digit, equal contents land in one worker: no two threads
+        # ever race to create the same object.
+        groups: dict[str, list[tuple[FileEntry, str]]] = {}
+        for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
+            groups.setdefault(md5[0], []).append((entry, md5))
+        _in_parallel(lambda group: self._commit_group(group, present), list(groups.values()))
+        self.save_bytes(info.oid, info.manifest)
+
+    def _commit_group(self, group: list[tuple[FileEntry, str]], present: set[str]) -> None:
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
-        for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
+        for entry, md5 in group:
             if can_link and md5 not in present:
                 os.chmod(entry.path, READ_ONLY)  # the inode becomes the object: protect it first
                 try:
@@ -218,10 +238,8 @@ class Cache:
                 except OSError as exc:
                     if exc.errno not in (errno.EEXIST, errno.EMLINK, errno.EXDEV):
                         raise
-            self.commit_file(Path(entry.path), md5, entry.stat)
+            self.commit_file(Path(entry.path), md5, entry.key[0])
             present.add(md5)
-        # The manifest goes in last: its presence promises every entry is there.
-        self.save_bytes(info.oid, info.manifest)
 
     def save_copy(self, path: Path, oid: str) -> None:
         """Store a copy of a file without linking it (uncached outs kept for the run-cache)."""
@@ -260,11 +278,11 @@ class Cache:
             if not force and not self.is_safe_to_replace(dest, hasher, label):
                 return [Conflict(label)]
             os.unlink(dest)
-        current: dict[str, tuple[str, os.stat_result]] = {}
+        current: dict[str, tuple[str, int]] = {}  # relpath -> (md5, inode)
         if os.path.isdir(dest):
             info = hasher.hash_dir(str(dest), label)
             md5s = dict(info.entries)
-            current = {f.relpath: (md5s[f.relpath], f.stat) for f in info.files}
+            current = {f.relpath: (md5s[f.relpath], f.key[0]) for f in info.files}
         wanted = dict(entries)
         conflicts: list[Conflict] = []
         for rel, (md5, _st) in current.items():
@@ -276,11 +294,10 @@ class Cache:
             return conflicts
         for rel in current.keys() - wanted.keys():
             os.unlink(dest / rel)
-        made_dirs: set[str] = set()
-        state_rows = []
         can_link = self.can_link()
-        base = os.path.join(self.root, "files", "md5")
         dest_str = str(dest)
+        todo: list[tuple[str, str, bool]] = []  # (target, md5, target is new)
+        made_dirs: set[str] = set()
         for rel, md5 in entries:
             have = current.get(rel)
             if (
@@ -294,27 +311,36 @@ class Cache:
             if parent not in made_dirs:
                 os.makedirs(parent, exist_ok=True)
                 made_dirs.add(parent)
+            todo.append((target, md5, have is None))
+        chunks = [todo[i::_WORKERS] for i in range(_WORKERS)]
+        _in_parallel(self._link_group, [chunk for chunk in chunks if chunk])
+        if current:
+            _remove_empty_dirs(dest)
+        # The tree now holds exactly the manifest: remember that, instead of a row per file.
+        hasher.state.put_dir(label, fingerprint(dest_str), oid)
+        return []
+
+    def _link_group(self, group: list[tuple[str, str, bool]]) -> None:
+        base = os.path.join(self.root, "files", "md5")
+        can_link = self.can_link()
+        for target, md5, new in group:
             source = os.path.join(base, md5[:2], md5[2:])
-            if have is None and can_link:
+            if new and can_link:
                 try:
                     os.link(source, target)
+                    continue
                 except OSError as exc:
                     if exc.errno != errno.EMLINK:
                         raise
-                    _copy_atomic(source, Path(target), 0o644)
+                _copy_atomic(source, Path(target), 0o644)
             else:
                 self._place(md5, Path(target), writable=False)
-            state_rows.append((file_key(os.stat(target)), md5))
-        hasher.state.put_files(state_rows)
-        _remove_empty_dirs(dest)
-        return []
 
-    def _same_inode(self, oid: str, st: os.stat_result) -> bool:
+    def _same_inode(self, oid: str, inode: int) -> bool:
         try:
-            obj = os.stat(self.object_path(oid))
+            return os.stat(self.object_path(oid)).st_ino == inode
         except FileNotFoundError:
             return False
-        return obj.st_ino == st.st_ino and obj.st_dev == st.st_dev
 
     # -- integrity ---------------------------------------------------------------------------
     def verify(self) -> list[str]:
@@ -338,6 +364,22 @@ class Cache:
             elif file_md5(str(path)) != oid:
                 problems.append(f"corrupt object {oid}")
         return problems
+
+
+# Links and chmods are syscalls that release the GIL: a few threads overlap them.
+_WORKERS = min(4, 2 * (os.cpu_count() or 1))
+
+
+def _in_parallel(func: Callable[[T], object], groups: list[T]) -> None:
+    if len(groups) <= 1:
+        for group in groups:
+            func(group)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        for _ in pool.map(func, groups):
+            pass
 
 
 def _remove_empty_dirs(root: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from repro.errors import ReproError
-from repro.state import StateDB, file_key
+from repro.state import FileKey, StateDB, file_key
 
 CHUNK = 1 << 20
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
@@ -48,7 +48,7 @@ class FileEntry(NamedTuple):
 
     relpath: str  # POSIX, relative to the directory
     path: str
-    stat: os.stat_result
+    key: FileKey  # (inode, mtime_ns, size)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,10 @@ def walk_files(root: str) -> list[FileEntry]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((rel + "/", entry.path))
                 else:
-                    found.append(FileEntry(rel, entry.path, entry.stat(follow_symlinks=False)))
+                    st = entry.stat(follow_symlinks=False)
+                    found.append(
+                        FileEntry(rel, entry.path, (st.st_ino, st.st_mtime_ns, st.st_size))
+                    )
     found.sort(key=lambda f: f.relpath)
     return found
 
@@ -145,10 +148,7 @@ def fingerprint(path: str) -> str:
         ).stdout
         return "find:" + hashlib.md5(listing).hexdigest()
     except (OSError, subprocess.CalledProcessError):
-        parts = [
-            f"{f.relpath}\0{f.stat.st_ino}\0{f.stat.st_mtime_ns}\0{f.stat.st_size}"
-            for f in walk_files(path)
-        ]
+        parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in walk_files(path)]
         joined = "\n".join(parts).encode("utf-8", "surrogateescape")
         return "py:" + hashlib.md5(joined).hexdigest()
 
@@ -193,7 +193,7 @@ class Hasher:
         print_ = fingerprint(path)  # taken before reading: a change meanwhile makes it stale
         files = walk_files(path)
         known_oid = self.state.get_dir(label, print_)
-        md5s: list[str | None] = [self.state.get_file(file_key(f.stat)) for f in files]
+        md5s: list[str | None] = [self.state.get_file(f.key) for f in files]
         if known_oid is not None and all(m is not None for m in md5s):
             entries = tuple(
                 (f.relpath, m) for f, m in zip(files, md5s, strict=True) if m is not None
@@ -238,7 +238,7 @@ class Hasher:
             if bar is not None:
                 bar.close()
         self.files_hashed += len(missing)
-        self.state.put_files((file_key(files[i].stat), str(md5s[i])) for i in missing)
+        self.state.put_files((files[i].key, str(md5s[i])) for i in missing)
 
 
 def is_regular_file(st: os.stat_result) -> bool:

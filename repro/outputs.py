@@ -56,7 +56,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
         return replace(out, md5=info.oid)
     md5 = hasher.hash_file(str(full), st)
     if out.cache:
-        cache.commit_file(full, md5, st)
+        cache.commit_file(full, md5, st.st_ino)
         project.state.put_link(out.path, md5)
     elif keep_copy:
         cache.save_copy(full, md5)
@@ -83,8 +83,6 @@ def checkout(
     hasher = project.hasher
     if oid.endswith(".dir"):
         conflicts = cache.checkout_dir(oid, full, hasher, path, force)
-        if not conflicts:
-            hasher.dir_oid(str(full), path)  # remember the fresh tree: next status is one walk
     else:
         existing = None
         if os.path.lexists(full):

@@ -69,12 +69,12 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
     if not parts.hostname:
         raise ReproError(f"ssh remote URL '{url}' has no host: use ssh://[user@]host[:port]/path")
     config = _ssh_config(parts.hostname)
-    port_text = options.get("port") or (str(parts.port) if parts.port else None)
-    port_text = port_text or config.get("port") or "22"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ReproError(f"ssh port '{port_text}' of '{url}' is not a number") from None
+    # Parsed by hand: urlsplit's .port raises on a bad port, and "[::1]:22" has colons.
+    url_port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    port_text = options.get("port") or url_port or config.get("port") or "22"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ReproError(f"ssh port '{port_text}' of '{url}' is not a port number")
+    port = int(port_text)
     key_files = [options["keyfile"]] if options.get("keyfile") else []
     key_files += config.get("identityfile", [])
     known_hosts = [str(p.expanduser()) for p in KNOWN_HOSTS]
