@@ -75,8 +75,16 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ReproError(f"ssh port '{port_text}' of '{url}' is not a port number")
     port = int(port_text)
-    key_files = [options["keyfile"]] if options.get("keyfile") else []
-    key_files += config.get("identityfile", [])
+    key_files = []
+    if options.get("keyfile"):
+        key_files.append(Path(options["keyfile"]).expanduser())
+        if not key_files[0].is_file():
+            raise ReproError(
+                f"ssh keyfile {key_files[0]} does not exist; fix it with "
+                "'repro remote modify NAME keyfile PATH'"
+            )
+    # Like OpenSSH, skip configured identities that are absent (a "Host *" default, say).
+    key_files += [p for p in map(Path, config.get("identityfile", [])) if p.expanduser().is_file()]
     known_hosts = [str(p.expanduser()) for p in KNOWN_HOSTS]
     known_hosts += config.get("userknownhostsfile", "").split()
     return Target(
@@ -85,7 +93,7 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
         port=port,
         user=options.get("user") or parts.username or config.get("user") or getpass.getuser(),
         root=unquote(parts.path) or ".",
-        key_files=tuple(str(Path(k).expanduser()) for k in key_files),
+        key_files=tuple(str(k.expanduser()) for k in key_files),
         password=options.get("password"),
         proxy_command=config.get("proxycommand"),
         known_hosts_files=tuple(str(Path(k).expanduser()) for k in known_hosts),

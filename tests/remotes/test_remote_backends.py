@@ -26,9 +26,9 @@ class FailingFile(io.FileIO):
         if self.tell() >= 1 << 20:
             raise Interrupted
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         self._check()
-        return super().read(min(size, 64 << 10) if size >= 0 else 64 << 10)
+        return super().read(64 << 10 if size is None or size < 0 else min(size, 64 << 10))
 
     def readinto(self, buffer: Any) -> int:
         self._check()
@@ -42,7 +42,7 @@ class FailingFile(io.FileIO):
 class FailingSource(PosixPath):
     """A source file whose upload is cut short, like a crash or Ctrl-C mid-transfer."""
 
-    def open(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def open(self, *args: Any, **kwargs: Any) -> Any:
         return FailingFile(str(self), "rb")
 
 
@@ -108,7 +108,12 @@ def test_exists_with_few_keys_asks_each(
     backend.remote.put(write(tmp_path / "src", b"x"), KEY)
     asked: list[str] = []
     real = backend.remote._exists_one  # type: ignore[attr-defined]
-    monkeypatch.setattr(backend.remote, "_exists_one", lambda key: asked.append(key) or real(key))
+
+    def ask_one(key: str) -> bool:
+        asked.append(key)
+        return bool(real(key))
+
+    monkeypatch.setattr(backend.remote, "_exists_one", ask_one)
 
     assert backend.remote.exists([KEY, OTHER]) == {KEY}
     assert sorted(asked) == [KEY, OTHER]

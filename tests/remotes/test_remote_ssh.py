@@ -9,7 +9,7 @@ import pytest
 from conftest import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trust_sshd
 from remote_helpers import many_files
 
-from repro.errors import RemoteError
+from repro.errors import RemoteError, ReproError
 from repro.remotes import open_remote
 from repro.remotes.ssh import MAX_CHANNELS, resolve_target
 from repro.transfer import fetch, push
@@ -108,10 +108,16 @@ def test_options_beat_the_url_which_beats_ssh_config(home: Path) -> None:
         "config-user",
         2201,
     )
-    assert from_config.key_files == (str(home / ".ssh" / "box_key"),)
+    assert from_config.key_files == ()  # ~/.ssh/box_key does not exist: skipped, like ssh does
+    (home / ".ssh" / "box_key").write_text("key")
+    assert resolve_target("ssh://box/srv", {}).key_files == (str(home / ".ssh" / "box_key"),)
+    with pytest.raises(ReproError, match="keyfile .*nope does not exist"):
+        resolve_target("ssh://box/srv", {"keyfile": "~/nope"})
     assert from_config.root == "/srv/data"
     assert (from_url.user, from_url.port) == ("url-user", 2202)
     assert (from_options.user, from_options.port) == ("opt-user", 2203)
+    with pytest.raises(ReproError, match="not a port number"):
+        resolve_target("ssh://box:http/srv", {})
 
 
 def test_more_threads_than_channels_share_one_connection(
