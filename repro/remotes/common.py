@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 FEW_KEYS = 64
 # Listing runs a few folders at once: remotes are thread-safe and each listing is a round trip.
 LIST_WORKERS = 8
+# files/md5/XX/: two hex digits of fan-out.
+FANOUT = 256
 # Interrupted uploads may leave these behind; listings never report them as keys.
 TEMP_PREFIX = ".repro-tmp-"
 
@@ -45,17 +47,30 @@ def bulk_exists(
     keys: Iterable[str],
     exists_one: Callable[[str], bool],
     list_prefix: Callable[[str], Iterable[str]],
+    page_size: int | None = None,
 ) -> set[str]:
-    """Which ``keys`` exist: per-key queries when few, else one listing per parent folder.
+    """Which ``keys`` exist: per-key queries when few, else listings.
 
-    With the ``files/md5/XX/`` fan-out that is at most 256 listings however many keys we ask
-    about, and listing only the folders we need stays cheap on a huge remote.
+    Listing one folder per parent folder of the keys costs at most 256 listings with the
+    ``files/md5/XX/`` fan-out however many keys we ask about, and stays cheap on a huge
+    remote. A store whose listing is paginated (``page_size`` keys per request, as on S3)
+    may do better listing the whole parent at once when the remote is small: one folder is
+    listed first to estimate its size.
     """
     wanted = {check_key(k) for k in keys}
     if len(wanted) <= FEW_KEYS:
         return {k for k in wanted if exists_one(k)}
     folders = sorted({folder_prefix(posixpath.dirname(k)) for k in wanted})
     found: set[str] = set()
+    parents = {posixpath.dirname(folder.rstrip("/")) for folder in folders}
+    if page_size and len(parents) == 1 and len(folders) > LIST_WORKERS:
+        sample = list(list_prefix(folders[0]))
+        # Keys spread evenly over the 2-hex-digit fan-out, so one folder predicts the rest.
+        whole_listing_requests = len(sample) * FANOUT / page_size
+        if whole_listing_requests < len(folders) / LIST_WORKERS:
+            return wanted & set(list_prefix(folder_prefix(parents.pop())))
+        found.update(sample)
+        folders = folders[1:]
     with ThreadPoolExecutor(max_workers=min(LIST_WORKERS, len(folders))) as pool:
         for listed in pool.map(lambda folder: list(list_prefix(folder)), folders):
             found.update(listed)

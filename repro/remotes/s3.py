@@ -31,6 +31,8 @@ CHUNK = 1 << 20
 MULTIPART_THRESHOLD = 64 << 20
 # Enough pooled HTTP connections for the transfer threads; botocore's default is 10.
 MAX_CONNECTIONS = 32
+# Keys per list_objects_v2 response.
+LIST_PAGE = 1000
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {
     "403",
@@ -147,7 +149,7 @@ class S3Remote:
         return True
 
     def exists(self, keys: Iterable[str]) -> set[str]:
-        return bulk_exists(keys, self._exists_one, self.list)
+        return bulk_exists(keys, self._exists_one, self.list, page_size=LIST_PAGE)
 
     def list(self, prefix: str) -> Iterator[str]:
         return (key for key, _ in self.list_sizes(prefix))

@@ -122,7 +122,8 @@ class _UnknownHostKey(Exception):
         self.key = key
 
 
-class _RefuseUnknownHosts(paramiko.MissingHostKeyPolicy):
+# The ignore is for mypy without types-paramiko, where the base class is Any.
+class _RefuseUnknownHosts(paramiko.MissingHostKeyPolicy):  # type: ignore[misc,unused-ignore]
     """Refuse a host whose key is not known: adding it blindly would defeat host keys."""
 
     def missing_host_key(
@@ -145,7 +146,7 @@ def _connect(target: Target) -> paramiko.SSHClient:
             port=target.port,
             username=target.user,
             password=target.password,
-            key_filename=list(target.key_files) or None,  # type: ignore[arg-type]  # takes a list too
+            key_filename=list(target.key_files) or None,  # type: ignore[arg-type,unused-ignore]  # a list works too
             timeout=CONNECT_TIMEOUT,
             banner_timeout=CONNECT_TIMEOUT,
             auth_timeout=CONNECT_TIMEOUT,

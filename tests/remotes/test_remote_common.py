@@ -1,0 +1,55 @@
+"""The bulk existence strategy, with a fake store that records its listings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from repro.remotes.common import FEW_KEYS, bulk_exists
+
+
+class FakeStore:
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = set(keys)
+        self.listed: list[str] = []
+        self.asked: list[str] = []
+
+    def exists_one(self, key: str) -> bool:
+        self.asked.append(key)
+        return key in self.keys
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        return [k for k in self.keys if k.startswith(prefix)]
+
+
+def keys(count: int, start: int = 0) -> list[str]:
+    return [f"files/md5/{i % 256:02x}/{i:030x}" for i in range(start, start + count)]
+
+
+def test_few_keys_are_asked_one_by_one() -> None:
+    store = FakeStore(keys(10))
+    wanted = keys(FEW_KEYS // 2, 5)
+    assert bulk_exists(wanted, store.exists_one, store.list_prefix) == set(keys(5, 5))
+    assert store.listed == []
+
+
+def test_many_keys_list_each_fanout_folder_once() -> None:
+    store = FakeStore(keys(1000))
+    wanted = keys(2000)
+    assert bulk_exists(wanted, store.exists_one, store.list_prefix) == set(keys(1000))
+    assert store.asked == []
+    assert sorted(store.listed) == sorted({f"files/md5/{i:02x}/" for i in range(256)})
+
+
+def test_a_small_paginated_store_is_listed_whole() -> None:
+    store = FakeStore(keys(1000))
+    found = bulk_exists(keys(2000), store.exists_one, store.list_prefix, page_size=1000)
+    assert found == set(keys(1000))
+    assert store.listed == ["files/md5/00/", "files/md5/"]  # a sample, then all of it
+
+
+def test_a_big_paginated_store_is_listed_by_folder() -> None:
+    store = FakeStore(keys(256 * 200))  # 200 keys per folder: the whole listing is 52 pages
+    found = bulk_exists(keys(2000), store.exists_one, store.list_prefix, page_size=1000)
+    assert found == set(keys(2000))
+    assert len(store.listed) == 256 and "files/md5/" not in store.listed
