@@ -304,3 +304,53 @@ def _run_as(uid: int, gid: int, extra_gid: int, cwd: Path, args: list[str]) -> i
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def test_cycles_and_overlapping_outputs_are_refused(docker_project: Project) -> None:
+    project = docker_project
+    project.ok("run", "--no-exec", "-f", "a.repro", "-d", "b.out", "-o", "a.out", "cp b.out a.out")
+    result = project.repro("run", "--no-exec", "-f", "b.repro", "-d", "a.out", "-o", "b.out",
+                           "cp a.out b.out")
+    assert result.code == 1 and "cycle" in result.err
+    assert not (project.root / "b.repro").exists()
+    result = project.repro("run", "--no-exec", "-f", "c.repro", "-o", "a.out", "touch a.out")
+    assert result.code == 1 and "overlaps" in result.err
+    result = project.repro("run", "--no-exec", "-f", "d.repro", "-d", "x", "-o", "x/y", "true")
+    assert result.code == 1 and "its own output" in result.err
+    result = project.repro("run", "-o", "../escape", "true")
+    assert result.code == 1 and "outside the project" in result.err
+
+
+def test_pipeline_show_and_list(docker_project: Project) -> None:
+    project = docker_project
+    seed_pipeline(project)
+    drawing = project.ok("pipeline", "show", "--ascii", "evaluate.repro").out
+    lines = drawing.splitlines()
+    order = [i for name in ("load.repro", "train.repro", "evaluate.repro")
+             for i, line in enumerate(lines) if f"| {name}" in line or f"{name} |" in line]
+    assert order == sorted(order) and len(order) == 3
+    assert "v" in drawing and "+--" in drawing
+    assert "-> \"model/model.bin\"" in project.ok("pipeline", "show", "--dot", "--outs").out
+    mermaid = project.ok("pipeline", "show", "--mermaid", "--commands").out
+    assert mermaid.startswith("flowchart TD") and "seq 1" in mermaid
+    listed = json.loads(project.ok("pipeline", "list", "--json").out)
+    assert [s["stage"] for s in listed] == ["load.repro", "train.repro", "evaluate.repro"]
+    assert listed[2]["upstream"] == ["load.repro", "train.repro"]
+    project.ok("remove", "evaluate.repro")
+    assert not (project.root / "evaluate.repro").exists()
+
+
+def test_resources_reach_the_engine(docker_project: Project) -> None:
+    project = docker_project
+    limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+    project.ok("run", "--memory", "64m", "--cpus", "0.5", "-o", "limit.txt", f"({limit}) > limit.txt")
+    assert (project.root / "limit.txt").read_text().strip() == str(64 * 1024 * 1024)
+    stage = (project.root / "limit.txt.repro").read_text()
+    assert "resources:\n  cpus: 0.5\n  memory: 64m\n" in stage
+
+
+def test_network_mode_is_recorded_and_used(docker_project: Project) -> None:
+    project = docker_project
+    project.ok("run", "--network", "bridge", "-o", "ifaces", "ls /sys/class/net > ifaces")
+    assert "eth0" in (project.root / "ifaces").read_text().split()
+    assert "network: bridge" in (project.root / "ifaces.repro").read_text()
