@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -86,7 +87,8 @@ class LocalRemote:
                 raise _remote_error("write", dest, exc) from exc
             finally:
                 # Only left over when the copy or the rename failed.
-                tmp.unlink(missing_ok=True)
+                with suppress(OSError):
+                    tmp.unlink(missing_ok=True)
 
     def get(self, key: str, dest: Path) -> None:
         path = self._path(key)

@@ -322,12 +322,20 @@ class SshRemote:
         return posixpath.join(self.target.root, check_key(key))
 
     @contextmanager
-    def _errors(self, action: str, path: str) -> Iterator[None]:
-        """Turn SFTP failures into one-line RemoteErrors; a missing file stays FileNotFoundError."""
+    def _errors(self, action: str, path: str, missing_ok: bool = False) -> Iterator[None]:
+        """Turn SFTP failures into one-line RemoteErrors; with ``missing_ok`` a missing file
+        stays FileNotFoundError (the caller's "no such key")."""
         try:
             yield
-        except (FileNotFoundError, RemoteError):
+        except RemoteError:
             raise
+        except FileNotFoundError:
+            if missing_ok:
+                raise
+            raise RemoteError(
+                f"cannot {action} {path} on {self.target.display}: a folder on the way is "
+                "missing or is a file; check the remote's path"
+            ) from None
         except PermissionError:
             raise RemoteError(
                 f"permission denied to {action} {path} on {self.target.display}: "
@@ -395,10 +403,14 @@ class SshRemote:
         for path in reversed(missing):
             try:
                 sftp.mkdir(path)
-            except OSError:
+            except OSError as exc:
                 # Another thread or client may have made it meanwhile; only that is fine.
-                if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
-                    raise
+                try:
+                    made = stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+                except OSError:
+                    made = False
+                if not made:
+                    raise exc from None
         with self._made_dirs_lock:
             self._made_dirs.add(folder)
 
@@ -434,7 +446,7 @@ class SshRemote:
         path = self._path(key)
         with (
             dest.open("wb") as out,
-            self._errors("read", path),
+            self._errors("read", path, missing_ok=True),
             self._pool.channel() as sftp,
             sftp.open(path, "rb") as remote_file,
         ):

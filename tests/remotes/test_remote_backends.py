@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from remote_helpers import Backend
 
+from repro.errors import RemoteError
+
 KEY = "files/md5/ab/cdef0123456789abcdef0123456789"
 OTHER = "files/md5/ab/ffff0123456789abcdef0123456789"
 
@@ -165,3 +167,15 @@ def test_keys_must_stay_under_the_root(backend: Backend, tmp_path: Path) -> None
     for key in ("../escape", "/abs/key", "files//x", "files/./x"):
         with pytest.raises(ValueError):
             backend.remote.put(write(tmp_path / "src", b"x"), key)
+
+
+def test_a_remote_that_cannot_be_written_is_one_clear_line(
+    backend: Backend, tmp_path: Path
+) -> None:
+    if backend.name == "s3":
+        pytest.skip("an S3 prefix cannot be blocked by a file")
+    # Tests run as root, where permissions do not deny: a file where a folder must go does.
+    backend.write_raw("files", b"in the way")
+    with pytest.raises(RemoteError) as caught:
+        backend.remote.put(write(tmp_path / "src", b"x"), KEY)
+    assert "\n" not in str(caught.value) and "files/md5/ab" in str(caught.value)
