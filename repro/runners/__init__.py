@@ -37,6 +37,9 @@ class Runner(Protocol):
     def run(self, spec: RunSpec, log: LogSink) -> int:
         """Run the stage, streaming its output to ``log``; return the command's exit code."""
 
+    def reap(self, project_root: Path) -> int:
+        """Remove what a killed earlier run of this project left behind; return how many."""
+
     def stop_all(self) -> None:
         """Stop and remove every container this runner started (Ctrl-C, a failed sibling)."""
 

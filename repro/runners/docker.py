@@ -8,6 +8,7 @@ read-only on top, because the stage runs as the owner of those files and could c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -36,6 +37,7 @@ class DockerRunner:
         self._translate: Callable[[Path], Path] | None = None
         self._running: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._reaped = False
 
     @property
     def client(self) -> Any:
@@ -182,6 +184,8 @@ class DockerRunner:
     def run(self, spec: RunSpec, log: LogSink) -> int:
         import docker.errors
 
+        self.reap(spec.project_root)
+
         kwargs: dict[str, Any] = {
             "image": spec.image_id,
             "command": ["/bin/sh", "-c", spec.cmd],
@@ -237,6 +241,26 @@ class DockerRunner:
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
                 raise
+
+    def reap(self, project_root: Path) -> int:
+        """Remove containers a killed repro left behind for this project, once per runner.
+
+        Called under the project lock, so no live repro of this project owns any of them; the
+        runner's lock keeps parallel stages from starting until the reaping is done.
+        """
+        import docker.errors
+
+        with self._lock:
+            if self._reaped:
+                return 0
+            self._reaped = True
+            stale = self.client.containers.list(
+                all=True, filters={"label": f"repro.project={project_root}"}
+            )
+            for container in stale:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+            return len(stale)
 
     def stop_all(self) -> None:
         with self._lock:
