@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from repro.cli import main
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Repro Test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Repro Test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-TEST_IMAGE = "repro-test-busybox:latest"
-BUSYBOX_TOOLS = (
-    "sh cat cp echo ls mkdir sort true false sleep md5sum chmod rm touch ip ifconfig id wc "
-    "head tail seq mv ln date test grep sed env stat dd yes printf chown kill"
-).split()
+from helpers import GIT_ENV, TEST_IMAGE, Project, _docker_client, build_busybox_image, git
 
 
 @pytest.fixture(autouse=True)
@@ -39,73 +21,6 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
-class Project:
-    """A git repo with repro initialised, and ways to drive the CLI in it."""
-
-    def __init__(self, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.root = root
-        self._capsys = capsys
-
-    def repro(self, *args: str) -> Result:
-        """Run the CLI in-process (fast; lets tests watch internals)."""
-        self._capsys.readouterr()
-        old = os.getcwd()
-        os.chdir(self.root)
-        try:
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse usage errors and --version
-                code = int(exc.code or 0)
-        finally:
-            os.chdir(old)
-        captured = self._capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    def ok(self, *args: str) -> Result:
-        result = self.repro(*args)
-        assert result.code == 0, f"repro {' '.join(args)} failed: {result.err}{result.out}"
-        return result
-
-    def git(self, *args: str) -> str:
-        return git(self.root, *args)
-
-    def write(self, rel: str, text: str) -> Path:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and not os.access(path, os.W_OK):
-            path.unlink()
-        path.write_text(text)
-        return path
-
-    def commit(self, message: str, tag: str | None = None) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-        if tag:
-            self.git("tag", "-a", tag, "-m", message)
-
-
-def cli(cwd: Path, *args: str, timeout: float = 120, **kwargs: object) -> Result:
-    """Run repro as a separate process, as a user would."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, **kwargs,  # type: ignore[arg-type]
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture
@@ -134,55 +49,7 @@ def public_project(capsys: pytest.CaptureFixture[str]) -> Iterator[Project]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def make_tree(root: Path, files: int, folders: int = 1, size: int = 64, seed: int = 0) -> None:
-    """A folder of ``files`` files with fixed pseudo-random bytes."""
-    import random
-
-    rng = random.Random(seed)
-    for index in range(files):
-        folder = root / f"d{index % folders:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index:05d}").write_bytes(rng.randbytes(size))
-
-
 # -- Docker ------------------------------------------------------------------------------------
-def _docker_client():  # type: ignore[no-untyped-def]
-    import docker
-
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-        return client
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("CI"):
-            pytest.fail(f"no Docker engine answers in CI: {exc}")
-        pytest.skip(f"no Docker engine: {exc} (scripts/test.sh starts one)")
-
-
-def build_busybox_image(client, tag: str = TEST_IMAGE) -> str:  # type: ignore[no-untyped-def]
-    """A static busybox imported as an image: no registry needed."""
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.fail("busybox-static is not installed (scripts/test.sh installs it)")
-    with tempfile.TemporaryDirectory() as tmp:
-        tar_path = Path(tmp) / "rootfs.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            for folder, mode in (("bin", 0o755), ("tmp", 0o1777), ("etc", 0o755)):
-                info = tarfile.TarInfo(folder)
-                info.type, info.mode = tarfile.DIRTYPE, mode
-                tar.addfile(info)
-            tar.add(busybox, "bin/busybox")
-            for tool in BUSYBOX_TOOLS:
-                info = tarfile.TarInfo(f"bin/{tool}")
-                info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(info)
-        with open(tar_path, "rb") as handle:
-            client.api.import_image_from_data(
-                handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1]
-            )
-    return str(client.images.get(tag).id)
-
-
 @pytest.fixture(scope="session")
 def docker_client():  # type: ignore[no-untyped-def]
     client = _docker_client()

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Project, make_tree
+from helpers import Project, make_tree
 
 from repro.cache import object_key
 

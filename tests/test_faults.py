@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Project, cli, make_tree
+from helpers import Project, cli, make_tree
 
 
 def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:

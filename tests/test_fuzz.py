@@ -6,7 +6,7 @@ import string
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from helpers import Project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import Project, make_tree
+from helpers import Project, make_tree
 
 from repro.hashing import Hasher, file_md5, manifest_bytes
 from repro.state import StateDB

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import Project
+from helpers import Project
 
 
 def tagged_metrics(project: Project) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEST_IMAGE, Project, build_busybox_image
+from helpers import TEST_IMAGE, Project, build_busybox_image
 
 pytestmark = pytest.mark.docker
 
@@ -281,11 +281,11 @@ def test_stage_runs_as_the_invoking_user(public_project: Project, docker_client)
 
 def _run_as(uid: int, gid: int, extra_gid: int, cwd: Path, args: list[str]) -> int:
     """Run the CLI in a forked child that has dropped root (the python install is private)."""
-    import docker  # noqa: F401  - imported before dropping privileges
     import docker.types  # noqa: F401
     import tqdm  # noqa: F401
     import yaml  # noqa: F401
 
+    import docker  # noqa: F401  - imported before dropping privileges
     import repro.commands.data  # noqa: F401
     import repro.commands.run  # noqa: F401
     import repro.runners.docker  # noqa: F401

