@@ -78,10 +78,10 @@ start() {
         "$image" "$@"
 }
 
-# command_for SCRIPT: the script, then (with `bash`) a shell in the same container.
+# command_for SCRIPT DIR: the script, then (with `bash`) a shell in DIR of the same container.
 command_for() {
     if [ "$shell" = 1 ]; then
-        echo "$1; status=\$?; echo \"($1 exited with \$status)\"; exec bash -l"
+        echo "$1; status=\$?; echo \"($1 exited with \$status)\"; cd $2 && exec bash -l"
     else
         echo "$1"
     fi
@@ -91,12 +91,12 @@ status=0
 if [ "$walkthrough" = 1 ]; then
     walk_shell=$shell
     [ "$clone" = 1 ] && shell=0  # the shell goes to the clone's container, which comes last
-    start bash -c "$(command_for /home/repro/scripts/walkthrough.sh)" || status=$?
+    start bash -c "$(command_for /home/repro/scripts/walkthrough.sh /home/repro/walkthrough)" || status=$?
     shell=$walk_shell
     [ "$status" = 0 ] || exit "$status"
 fi
 if [ "$clone" = 1 ]; then
-    start bash -c "$(command_for /home/repro/scripts/clone.sh)" || status=$?
+    start bash -c "$(command_for /home/repro/scripts/clone.sh /home/repro/walkthrough-cloned)" || status=$?
     exit "$status"
 fi
 if [ "$walkthrough" = 0 ]; then

@@ -20,8 +20,10 @@ def main() -> int:
     num_images = json.loads(CONFIG.read_text())["num_images"]
     pool = (MNIST_DIR / "train" / "index.txt").read_text().split()
     if not isinstance(num_images, int) or not 0 < num_images <= len(pool):
-        print(f"load: num_images in {CONFIG} must be 1..{len(pool)}, got {num_images!r}",
-              file=sys.stderr)
+        print(
+            f"load: num_images in {CONFIG} must be 1..{len(pool)}, got {num_images!r}",
+            file=sys.stderr,
+        )
         return 1
 
     # Start from nothing so that a smaller num_images never leaves extra images behind.

@@ -92,8 +92,10 @@ def main() -> int:
     MODEL.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     torch.jit.script(model).save(str(MODEL))
-    print(f"train: {len(images)} images, {num_conv_filters} filters, "
-          f"{time.monotonic() - started:.1f} s -> {MODEL}")
+    print(
+        f"train: {len(images)} images, {num_conv_filters} filters, "
+        f"{time.monotonic() - started:.1f} s -> {MODEL}"
+    )
     return 0
 
 

@@ -20,13 +20,12 @@ import repro
 pytestmark = pytest.mark.slow
 
 PYZ = ROOT / "dist" / "repro.pyz"
-DOCKER_RUN = (
-    "docker run --rm -i --network none -u 1000:1000 -e HOME=/tmp "
-    "-e GIT_AUTHOR_NAME=t -e GIT_COMMITTER_NAME=t -e EMAIL=t@example.invalid"
-).split()
+# A non-root user with no home of its own, no network: a plain CI container.
+DOCKER_RUN = ["docker", "run", "--rm", "-i", "--network", "none", "-u", "1000:1000"]
 # A user's first session: a git repository, repro init, some data, add, status.
 SESSION = """
 set -eu
+export HOME=/tmp GIT_AUTHOR_NAME=t GIT_COMMITTER_NAME=t EMAIL=t@example.invalid
 cat >/tmp/repro.pyz
 python3 --version
 python3 /tmp/repro.pyz --version
