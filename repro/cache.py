@@ -316,8 +316,10 @@ class Cache:
         _in_parallel(self._link_group, [chunk for chunk in chunks if chunk])
         if current:
             _remove_empty_dirs(dest)
-        # The tree now holds exactly the manifest: remember that, instead of a row per file.
-        hasher.state.put_dir(label, fingerprint(dest_str), oid)
+        if can_link:
+            # The tree now holds exactly the manifest's objects (hardlinks, whose bytes cannot
+            # change without the cache noticing in fsck): remember it, not a row per file.
+            hasher.state.put_dir(label, fingerprint(dest_str), oid)
         return []
 
     def _link_group(self, group: list[tuple[str, str, bool]]) -> None:

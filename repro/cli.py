@@ -278,8 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     from repro.error_handler import run_guarded
+    from repro.state import close_all
 
-    return run_guarded(lambda: args.func(args, ui), ui)
+    try:
+        return run_guarded(lambda: args.func(args, ui), ui)
+    finally:
+        close_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,13 +12,14 @@ import os
 import re
 import stat as stat_mod
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from repro.errors import ReproError
-from repro.state import FileKey, StateDB, file_key
+from repro.state import FileKey, StateDB, file_key, settled
 
 CHUNK = 1 << 20
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
@@ -178,9 +179,10 @@ class Hasher:
         known = self.state.get_file(key)
         if known is not None:
             return known
+        read_at = time.time_ns()
         md5 = file_md5(path)
         self.files_hashed += 1
-        self.state.put_files([(key, md5)])
+        self.state.put_files([(key, md5)], read_at)
         return md5
 
     def dir_oid(self, path: str, label: str) -> str:
@@ -190,6 +192,7 @@ class Hasher:
 
     def hash_dir(self, path: str, label: str) -> DirInfo:
         """Hash the directory at ``path``; ``label`` names it in messages and in the state db."""
+        read_at = time.time_ns()
         print_ = fingerprint(path)  # taken before reading: a change meanwhile makes it stale
         files = walk_files(path)
         known_oid = self.state.get_dir(label, print_)
@@ -202,15 +205,21 @@ class Hasher:
             return DirInfo(known_oid, manifest, entries, tuple(files))
         missing = [i for i, m in enumerate(md5s) if m is None]
         if missing:
-            self._hash_many(files, missing, md5s, label)
+            self._hash_many(files, missing, md5s, label, read_at)
         entries = tuple((f.relpath, str(m)) for f, m in zip(files, md5s, strict=True))
         manifest = manifest_bytes(entries)
         oid = bytes_md5(manifest) + ".dir"
-        self.state.put_dir(label, print_, oid)
+        if all(settled(f.key[1], read_at) for f in files):
+            self.state.put_dir(label, print_, oid)
         return DirInfo(oid, manifest, entries, tuple(files))
 
     def _hash_many(
-        self, files: Sequence[FileEntry], missing: list[int], md5s: list[str | None], label: str
+        self,
+        files: Sequence[FileEntry],
+        missing: list[int],
+        md5s: list[str | None],
+        label: str,
+        read_at: int,
     ) -> None:
         large = len(missing) >= LARGE_DIR_FILES
         if large:
@@ -238,7 +247,7 @@ class Hasher:
             if bar is not None:
                 bar.close()
         self.files_hashed += len(missing)
-        self.state.put_files((files[i].key, str(md5s[i])) for i in missing)
+        self.state.put_files(((files[i].key, str(md5s[i])) for i in missing), read_at)
 
 
 def is_regular_file(st: os.stat_result) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat as stat_mod
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def checkout(
         else:
             cache.checkout_file(oid, full, writable=not cached)
             st = os.stat(full)
-            hasher.state.put_files([((st.st_ino, st.st_mtime_ns, st.st_size), oid)])
+            hasher.state.put_files(
+                [((st.st_ino, st.st_mtime_ns, st.st_size), oid)], time.time_ns()
+            )
             conflicts = []
     if not conflicts and cached:
         project.state.put_link(path, oid)

@@ -31,9 +31,30 @@ CREATE TABLE IF NOT EXISTS links (
 
 FileKey = tuple[int, int, int]  # (inode, mtime_ns, size)
 
+# A file modified within one timestamp tick of being read may change again without its mtime
+# moving (git's "racily clean" problem). Hashes of files that recent are not remembered.
+RACY_NS = 100_000_000
+
+
+def settled(mtime_ns: int, read_at_ns: int) -> bool:
+    """True when a file with this mtime, read at ``read_at_ns``, can be remembered safely."""
+    return mtime_ns < read_at_ns - RACY_NS
+
 
 def file_key(st: os.stat_result) -> FileKey:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# Strong references: a state db must be closed by close_all, not whenever the collector
+# gets to it (sqlite removes the WAL files on close, which touches .repro/).
+_OPEN: set[StateDB] = set()
+
+
+def close_all() -> None:
+    """Close every state db of this process now (the CLI does at exit), not at some later GC:
+    sqlite removes its WAL files on close, and that must not happen during another command."""
+    for state in list(_OPEN):
+        state.close()
 
 
 class StateDB:
@@ -41,6 +62,7 @@ class StateDB:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        _OPEN.add(self)
         self._lock = threading.Lock()
         self._files: dict[int, tuple[int, int, str]] | None = None
         self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
@@ -49,7 +71,9 @@ class StateDB:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # fetchall, never fetchone: an unfinished statement keeps sqlite from closing
+            # (and removing its WAL files) when close() is called.
+            if self._conn.execute("PRAGMA user_version").fetchall()[0][0] != SCHEMA_VERSION:
                 self._conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
         except sqlite3.OperationalError:
             pass  # read-only project or another process creating it at once
@@ -57,6 +81,7 @@ class StateDB:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        _OPEN.discard(self)
 
     # -- files -------------------------------------------------------------------------------
     def _load_files(self) -> dict[int, tuple[int, int, str]]:
@@ -73,8 +98,9 @@ class StateDB:
             return row[2]
         return None
 
-    def put_files(self, items: Iterable[tuple[FileKey, str]]) -> None:
-        rows = [(k[0], k[1], k[2], md5) for k, md5 in items]
+    def put_files(self, items: Iterable[tuple[FileKey, str]], read_at_ns: int) -> None:
+        """Remember hashes of files read at ``read_at_ns`` (racily recent ones are skipped)."""
+        rows = [(k[0], k[1], k[2], md5) for k, md5 in items if settled(k[1], read_at_ns)]
         if not rows:
             return
         with self._lock:
@@ -86,10 +112,10 @@ class StateDB:
     # -- dirs --------------------------------------------------------------------------------
     def get_dir(self, path: str, fingerprint: str) -> str | None:
         with self._lock:
-            row = self._conn.execute(
+            rows = self._conn.execute(
                 "SELECT oid FROM dirs WHERE path = ? AND fingerprint = ?", (path, fingerprint)
-            ).fetchone()
-        return None if row is None else str(row[0])
+            ).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def put_dir(self, path: str, fingerprint: str, oid: str) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 TEST_IMAGE = "repro-test-busybox:latest"
+OLD_NS = 1_700_000_000 * 10**9
 BUSYBOX_TOOLS = ["sh", "cat", "cp", "echo", "ls", "mkdir", "sort", "true", "false", "sleep", "md5sum", "chmod", "rm", "touch", "ip", "ifconfig", "id", "wc", "head", "tail", "seq", "mv", "ln", "date", "test", "grep", "sed", "env", "stat", "dd", "yes", "printf", "chown", "kill"]
 
 
@@ -101,7 +102,9 @@ def make_tree(root: Path, files: int, folders: int = 1, size: int = 64, seed: in
     for index in range(files):
         folder = root / f"d{index % folders:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index:05d}").write_bytes(rng.randbytes(size))
+        path = folder / f"f{index:05d}"
+        path.write_bytes(rng.randbytes(size))
+        os.utime(path, ns=(OLD_NS, OLD_NS))  # data made before the command, as in real life
 
 
 def _docker_client():  # type: ignore[no-untyped-def]
