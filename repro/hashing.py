@@ -235,7 +235,10 @@ class Hasher:
         if large and self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(missing), unit="file", desc=f"md5 {label}", leave=False)
+            # disable=None: no bar when stderr is not a terminal (logs, CI, pipes).
+            bar = tqdm(
+                total=len(missing), unit="file", desc=f"md5 {label}", leave=False, disable=None
+            )
         try:
             with ThreadPoolExecutor(self.jobs) as pool:
                 for done in pool.map(work, batches):

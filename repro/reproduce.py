@@ -280,7 +280,7 @@ def _step(
         return
     for change in changes:
         if change.kind != "stage":
-            events.warn(change.message)
+            events.info(change.message)  # on stdout, in order with the lines around it
     events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
     events.info(f"Reproducing '{name}'")
     _, restored = execute(project, stage, graph, runner, options, events)

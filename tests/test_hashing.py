@@ -74,4 +74,37 @@ def test_large_directory_shows_notice_and_progress(project: Project) -> None:
     make_tree(project.root / "data", 400, folders=4)
     result = project.ok("add", "data")
     assert "Computing md5 for a large directory data. This is only done once." in result.out
-    assert "md5 data:" in result.err and "/400" in result.err  # the tqdm bar, on stderr
+    assert "md5 data" not in result.err  # no bar when stderr is not a terminal
+
+
+def test_progress_bar_on_a_terminal(project: Project) -> None:
+    """On a terminal (a real pty), the first hash of a large directory shows a tqdm bar."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    make_tree(project.root / "data", 3000, folders=10)
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # A fresh pty is 0 columns wide; a real terminal is not (tqdm draws to the width).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "repro", "add", "data"], cwd=project.root,
+                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait() == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "md5 data:" in screen and "file" in screen, screen

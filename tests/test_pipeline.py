@@ -59,9 +59,9 @@ def test_seed_pipeline_reproduces_only_what_changed(docker_project: Project, doc
     project.write("config/train.json", "64\n")
     result = project.ok("repro", "evaluate.repro")
     assert "Stage 'load.repro' didn't change." in result.out
-    assert "Dependency 'config/train.json' of 'train.repro' changed." in result.err
+    assert "Dependency 'config/train.json' of 'train.repro' changed." in result.out
     assert "Reproducing 'train.repro'" in result.out
-    assert "Dependency 'model/model.bin' of 'evaluate.repro' changed." in result.err
+    assert "Dependency 'model/model.bin' of 'evaluate.repro' changed." in result.out
     assert "Reproducing 'evaluate.repro'" in result.out
     assert "Reproducing 'load.repro'" not in result.out
     assert project.repro("status").code == 0
