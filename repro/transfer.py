@@ -221,9 +221,11 @@ def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
     return size
 
 
-def _download(remote: Remote, cache_dir: Path, object_id: str) -> int:
-    """Download one object into the cache, only if its bytes hash to its name."""
-    final = cache_path(cache_dir, object_id)
+def _download(
+    remote: Remote, cache_dir: Path, object_id: str, final: Path | None = None
+) -> int:
+    """Download one object into the cache (or ``final``), only if its bytes hash to its name."""
+    final = final or cache_path(cache_dir, object_id)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
     try:
@@ -308,6 +310,12 @@ def push(
     )
 
 
+def _pending_path(cache_dir: Path, object_id: str) -> Path:
+    """Where a fetched manifest waits (a dot-name, which no listing counts) for its files."""
+    final = cache_path(cache_dir, object_id)
+    return final.with_name(f".repro-pending-{final.name}")
+
+
 def fetch(
     remote: Remote,
     cache_dir: Path,
@@ -315,29 +323,53 @@ def fetch(
     jobs: int | None = None,
     progress: bool = True,
 ) -> TransferSummary:
-    """Download the objects (manifests expanded) the cache lacks, each verified before use."""
+    """Download the objects (manifests expanded) the cache lacks, each verified before use.
+
+    A manifest takes its final name only once all of its files are in the cache, as after a
+    commit: a kill mid-fetch never leaves a cached manifest that promises missing files.
+    """
     wanted = _check_ids(object_ids)
     manifests = [oid for oid in wanted if is_manifest(oid)]
     absent = [oid for oid in manifests if not cache_path(cache_dir, oid).exists()]
     bar = _Progress("fetch", progress)
     try:
         # Manifests first: only they tell which files a directory needs.
-        first = _run(lambda oid: _download(remote, cache_dir, oid), absent, jobs, bar)
+        first = _run(
+            lambda oid: _download(remote, cache_dir, oid, _pending_path(cache_dir, oid)),
+            absent,
+            jobs,
+            bar,
+        )
         failed = list(first.failed)
-        entries: list[str] = []
+        entries: dict[str, list[str]] = {}
         unusable = set(first.missing) | {f.object_id for f in failed}
         for object_id in manifests:
             if object_id in unusable:
                 continue
+            source = cache_path(cache_dir, object_id)
+            if not source.exists():
+                source = _pending_path(cache_dir, object_id)
             try:
-                entries += _read_manifest(None, cache_dir, object_id) or []
+                entries[object_id] = manifest_entries(
+                    source.read_bytes(), object_id, str(cache_dir)
+                )
             except ReproError as exc:
                 failed.append(Failure(object_id, exc))
-        files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + entries))
+        listed = [oid for found in entries.values() for oid in found]
+        files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
         todo = [oid for oid in files if not cache_path(cache_dir, oid).exists()]
         second = _run(lambda oid: _download(remote, cache_dir, oid), todo, jobs, bar)
     finally:
         bar.close()
+    for object_id in absent:
+        pending = _pending_path(cache_dir, object_id)
+        complete = object_id in entries and all(
+            cache_path(cache_dir, oid).exists() for oid in entries[object_id]
+        )
+        if complete and pending.exists():
+            os.replace(pending, cache_path(cache_dir, object_id))
+        else:
+            pending.unlink(missing_ok=True)
     return TransferSummary(
         transferred=len(first.done) + len(second.done),
         transferred_bytes=sum(first.done.values()) + sum(second.done.values()),

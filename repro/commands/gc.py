@@ -45,7 +45,8 @@ def cmd_gc(args: argparse.Namespace, ui: UI) -> int:
             if answer not in ("y", "yes"):
                 ui.info("Nothing deleted.")
                 return 0
-        for oid in doomed:
+        # Manifests go first: a kill mid-way must not leave one whose files are gone.
+        for oid in sorted(doomed, key=lambda o: not o.endswith(".dir")):
             project.cache.object_path(oid).unlink(missing_ok=True)
         _drop_dead_runs(project)
         ui.info(f"Freed {size / 1e6:.1f} MB ({len(doomed)} objects).")
