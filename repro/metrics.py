@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,13 +128,17 @@ def read_metrics(
     paths: list[str],
     metric_type: str | None,
     xpath: str | None,
+    current: Mapping[str, Any] | None = None,
 ) -> dict[str, Reading | Missing]:
     """metric path → selected value (or Missing) of one revision.
 
-    Declared metrics come from the revision's stage files, with their type and xpath unless
-    overridden; explicit ``paths`` that no stage declares are read too. A cached metric is read
-    from the cache by its recorded md5.
+    Declared metrics come from the revision's stage files. How each is read (type, xpath)
+    comes from the command line, else from ``current`` (the workspace's metric settings, so
+    that a 'metrics modify' shows alike across all of history), else from the revision itself.
+    Explicit ``paths`` that no stage declares are read too. A cached metric is read from the
+    cache by its recorded md5.
     """
+    current = current or {}
     declared: dict[str, tuple[str | None, str | None, str | None]] = {}  # path -> type, xpath, md5
     for stage in history.stages_at(revision):
         for out in stage.outs:
@@ -144,6 +149,9 @@ def read_metrics(
     result: dict[str, Reading | Missing] = {}
     for path in wanted:
         d_type, d_xpath, md5 = declared.get(path, (None, None, None))
+        now = current.get(path)
+        if now is not None:
+            d_type, d_xpath = now.type or d_type, now.xpath if now.xpath else d_xpath
         the_type = metric_type or d_type or guess_type(path)
         the_xpath = xpath if xpath is not None else d_xpath
         data = None

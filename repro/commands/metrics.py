@@ -50,9 +50,12 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     else:
         revisions = [Revision(WORKSPACE, None)]
     paths = _paths(project, args.paths)
+    current = _current_settings(project)
     found: dict[str, dict[str, Any]] = {}
     for revision in revisions:
-        values = read_metrics(history, project.cache, revision, paths, args.type, args.xpath)
+        values = read_metrics(
+            history, project.cache, revision, paths, args.type, args.xpath, current
+        )
         if values:
             found[revision.label] = values
     if args.json:
@@ -111,6 +114,16 @@ def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
     raise ReproError(f"'{path}' is not an output of any stage; declare it with 'repro run -M'")
 
 
+def _current_settings(project: Any) -> dict[str, Metric]:
+    """How the workspace's stage files say each metric is read."""
+    return {
+        out.path: out.metric
+        for stage in project.stages()
+        for out in stage.outs
+        if out.metric is not None
+    }
+
+
 def _leaves(reading: Reading | Missing | None) -> dict[str, Any]:
     return reading.leaves() if isinstance(reading, Reading) else {}
 
@@ -121,8 +134,9 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
     old_rev = history.resolve(args.a_rev or "HEAD")
     new_rev = history.resolve(args.b_rev or WORKSPACE)
     paths = _paths(project, args.paths)
-    old = read_metrics(history, project.cache, old_rev, paths, args.type, args.xpath)
-    new = read_metrics(history, project.cache, new_rev, paths, args.type, args.xpath)
+    current = _current_settings(project)
+    old = read_metrics(history, project.cache, old_rev, paths, args.type, args.xpath, current)
+    new = read_metrics(history, project.cache, new_rev, paths, args.type, args.xpath, current)
     rows_json: dict[str, dict[str, dict[str, Any]]] = {}
     rows = [["path", "metric", old_rev.label, new_rev.label, "change"]]
     for path in sorted(set(old) | set(new)):
