@@ -65,11 +65,12 @@ class StateDB:
         _OPEN.add(self)
         self._lock = threading.Lock()
         self._files: dict[int, tuple[int, int, str]] | None = None
+        self.read_only = False  # --dry: remember nothing, touch nothing
         self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-        # WAL lets read-only commands (status) run while a writer holds the project lock,
-        # and a kill -9 mid-transaction rolls back cleanly on the next open.
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # A rollback journal, not WAL: reading creates no files (WAL would add -wal and -shm
+        # beside the db on every open), and a kill -9 mid-transaction still rolls back cleanly
+        # on the next open. Writers are brief, so readers rarely wait.
+        self._conn.execute("PRAGMA journal_mode=DELETE").fetchall()
         try:
             # fetchall, never fetchone: an unfinished statement keeps sqlite from closing
             # (and removing its WAL files) when close() is called.
@@ -136,6 +137,8 @@ class StateDB:
             self._write("DELETE FROM links WHERE path = ?", [(path,)])
 
     def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        if self.read_only:
+            return
         try:
             with self._conn:
                 self._conn.executemany(sql, rows)

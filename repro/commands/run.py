@@ -116,6 +116,7 @@ def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
         raise UsageError("-j needs a number of at least 1")
     lock = project.lock(args.wait)
     if args.dry:
+        project.state.read_only = True
         return _repro(project, args, ui)
     with lock:
         return _repro(project, args, ui)

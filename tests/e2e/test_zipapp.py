@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +119,52 @@ def test_runs_in_debian(
     assert f"repro {repro.__version__}" in out
     assert "path: greeting.txt" in out
     assert "md5: b1946ac92492d2347c6235b4d2611184" in out  # md5sum of "hello\n"
+
+
+# A pipeline driven from inside the container: repro talks to the host's engine through the
+# socket and finds its own bind mount to hand stage containers the host path of the project.
+PIPELINE = """
+set -eu
+export HOME=/tmp GIT_AUTHOR_NAME=t GIT_COMMITTER_NAME=t EMAIL=t@example.invalid
+cat >/tmp/repro.pyz
+cd /work
+git init -q
+python3 /tmp/repro.pyz init --image repro-test-busybox:latest
+echo 3 >n.txt
+python3 /tmp/repro.pyz run -d n.txt -o out.txt 'seq 1 $(cat n.txt) > out.txt'
+python3 /tmp/repro.pyz repro
+echo 4 >n.txt
+python3 /tmp/repro.pyz repro
+python3 /tmp/repro.pyz status
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("suite", "python"), [("bookworm", "3.11"), ("trixie", "3.13")])
+def test_runs_a_pipeline_in_debian(
+    zipapp: Path,
+    python_image: Callable[[str], str],
+    suite: str,
+    python: str,
+    docker_client: object,  # builds the busybox stage image
+) -> None:
+    image = python_image(suite)
+    # Not under pytest's tmp_path: that is private to root, and the container runs as 1000.
+    work = Path(tempfile.mkdtemp(prefix="repro-pyz-", dir="/tmp"))
+    os.chown(work, 1000, 1000)
+    socket = "/var/run/docker.sock"
+    try:
+        result = subprocess.run(
+            ["docker", "run", "--rm", "-i", "-u", "1000:1000",
+             "--group-add", str(os.stat(socket).st_gid), "-v", f"{socket}:{socket}",
+             "-v", f"{work}:/work", image, "sh", "-c", PIPELINE],
+            input=zipapp.read_bytes(), capture_output=True, timeout=300, check=False,
+        )
+        out = result.stdout.decode() + result.stderr.decode()
+        assert result.returncode == 0, out
+        assert "Pipeline is up to date. Nothing to reproduce." in out
+        assert "Reproducing 'out.txt.repro'" in out
+        assert (work / "out.txt").read_text() == "1\n2\n3\n4\n"
+        assert "Data and pipelines are up to date." in out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
