@@ -26,6 +26,8 @@ from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.remotes.base import Remote
 
 CHUNK = 1 << 20
+# Objects per task handed to the thread pool.
+BATCH = 64
 OBJECTS_PREFIX = "files/md5/"
 MANIFEST_SUFFIX = ".dir"
 # Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
@@ -153,24 +155,35 @@ def _run(
     if not items:
         return outcome
     bar.add(len(items))
-    pool = ThreadPoolExecutor(max_workers=min(jobs or default_jobs(), len(items)))
-    try:
-        futures = {pool.submit(action, item): item for item in items}
-        for future in as_completed(futures):
-            item = futures[future]
+    workers = min(jobs or default_jobs(), len(items))
+    # Small batches per task: a future per object costs more than copying a small file.
+    size = max(1, min(BATCH, len(items) // (workers * 4)))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+
+    def run_batch(batch: Sequence[str]) -> list[tuple[str, int | BaseException]]:
+        results: list[tuple[str, int | BaseException]] = []
+        for item in batch:
             try:
-                nbytes = future.result()
-            except FileNotFoundError:
-                outcome.missing.append(item)
-                nbytes = 0
+                results.append((item, action(item)))
             except RemoteError:
                 raise
-            except ReproError as exc:
-                outcome.failed.append(Failure(item, exc))
+            except (FileNotFoundError, ReproError) as exc:
+                results.append((item, exc))
+        return results
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(run_batch, batch) for batch in batches]
+        for future in as_completed(futures):
+            for item, result in future.result():
                 nbytes = 0
-            else:
-                outcome.done[item] = nbytes
-            bar.advance(nbytes)
+                if isinstance(result, FileNotFoundError):
+                    outcome.missing.append(item)
+                elif isinstance(result, ReproError):
+                    outcome.failed.append(Failure(item, result))
+                elif isinstance(result, int):
+                    outcome.done[item] = nbytes = result
+                bar.advance(nbytes)
     finally:
         # After an error or Ctrl-C nothing new starts; the transfers already running finish.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
@@ -33,12 +34,31 @@ def _remote_error(action: str, path: Path, exc: OSError) -> RemoteError:
     return RemoteError(f"cannot {action} {path}: {exc.strerror or exc}; {hint}")
 
 
+def _fast_copy(src: BinaryIO, dst: BinaryIO) -> bool:
+    """Copy in the kernel where it can; False when the caller must copy by hand."""
+    try:
+        size = os.fstat(src.fileno()).st_size
+        copied = 0
+        while copied < size:
+            sent = os.sendfile(dst.fileno(), src.fileno(), copied, size - copied)
+            if sent == 0:
+                break
+            copied += sent
+        return copied == size
+    except OSError:
+        src.seek(0)
+        dst.seek(0)
+        dst.truncate()
+        return False
+
+
 class LocalRemote:
     """Objects are plain files under ``root``; uploads go to a temp name, then ``os.replace``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root)
+        self._made: set[Path] = set()  # folders known to exist: one mkdir each, not per put
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -79,9 +99,13 @@ class LocalRemote:
         # Opened first, so that a problem with the local file is not blamed on the remote.
         with source.open("rb") as src:
             try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                if dest.parent not in self._made:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    self._made.add(dest.parent)
                 with open(tmp, "xb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                    # sendfile: the bytes never pass through Python.
+                    if not _fast_copy(src, dst):
+                        shutil.copyfileobj(src, dst, CHUNK)
                 os.replace(tmp, dest)
             except OSError as exc:
                 raise _remote_error("write", dest, exc) from exc
