@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
@@ -32,24 +31,6 @@ def _remote_error(action: str, path: Path, exc: OSError) -> RemoteError:
     else:
         hint = "check that the folder is mounted and reachable"
     return RemoteError(f"cannot {action} {path}: {exc.strerror or exc}; {hint}")
-
-
-def _fast_copy(src: BinaryIO, dst: BinaryIO) -> bool:
-    """Copy in the kernel where it can; False when the caller must copy by hand."""
-    try:
-        size = os.fstat(src.fileno()).st_size
-        copied = 0
-        while copied < size:
-            sent = os.sendfile(dst.fileno(), src.fileno(), copied, size - copied)
-            if sent == 0:
-                break
-            copied += sent
-        return copied == size
-    except OSError:
-        src.seek(0)
-        dst.seek(0)
-        dst.truncate()
-        return False
 
 
 class LocalRemote:
@@ -103,9 +84,7 @@ class LocalRemote:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     self._made.add(dest.parent)
                 with open(tmp, "xb") as dst:
-                    # sendfile: the bytes never pass through Python.
-                    if not _fast_copy(src, dst):
-                        shutil.copyfileobj(src, dst, CHUNK)
+                    shutil.copyfileobj(src, dst, CHUNK)
                 os.replace(tmp, dest)
             except OSError as exc:
                 raise _remote_error("write", dest, exc) from exc
