@@ -42,10 +42,7 @@ class Graph:
 
     def order(self, names: Iterable[str]) -> list[str]:
         """``names`` upstream first; ties broken by name, so output is stable."""
-        wanted = set(names)
-        sorter: TopologicalSorter[str] = TopologicalSorter()
-        for name in sorted(wanted):
-            sorter.add(name, *sorted(self.parents[name] & wanted))
+        sorter = self.sorter(names)
         result: list[str] = []
         sorter.prepare()
         while sorter.is_active():
@@ -55,6 +52,7 @@ class Graph:
         return result
 
     def sorter(self, names: Iterable[str]) -> TopologicalSorter[str]:
+        """A topological sorter over ``names`` and the edges between them."""
         wanted = set(names)
         sorter: TopologicalSorter[str] = TopologicalSorter()
         for name in sorted(wanted):
