@@ -93,7 +93,20 @@ def is_md5(text: str) -> bool:
 
 
 def walk_files(root: str) -> list[FileEntry]:
-    """Every regular file below ``root``, sorted by POSIX relpath. Symlinks are refused."""
+    """Every regular file below ``root``, sorted by POSIX relpath (other kinds are refused)."""
+    return scan(root)[1]
+
+
+def _not_regular(path: str, kind: str) -> ReproError:
+    if kind == "l":
+        return ReproError(
+            f"{path} is a symlink; repro tracks regular files only: replace it with the file "
+            "it points to, or leave it out"
+        )
+    return ReproError(f"{path} is not a regular file (a fifo, socket or device); leave it out")
+
+
+def _walk_python(root: str) -> list[FileEntry]:
     found: list[FileEntry] = []
     stack = [("", root)]
     while stack:
@@ -101,57 +114,71 @@ def walk_files(root: str) -> list[FileEntry]:
         with os.scandir(folder) as it:
             for entry in it:
                 rel = prefix + entry.name
-                if entry.is_symlink():
-                    raise ReproError(
-                        f"{os.path.join(folder, entry.name)} is a symlink; repro tracks regular "
-                        "files only: replace it with the file it points to, or leave it out"
-                    )
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((rel + "/", entry.path))
-                else:
-                    st = entry.stat(follow_symlinks=False)
-                    found.append(
-                        FileEntry(rel, entry.path, (st.st_ino, st.st_mtime_ns, st.st_size))
-                    )
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if not stat_mod.S_ISREG(st.st_mode):
+                    raise _not_regular(entry.path, "l" if entry.is_symlink() else "?")
+                found.append(FileEntry(rel, entry.path, (st.st_ino, st.st_mtime_ns, st.st_size)))
     found.sort(key=lambda f: f.relpath)
     return found
 
 
+# Every non-directory below the root: type, inode, mtime (s.ns), size, relpath; NUL-separated.
 _FIND_FORMAT = "%y %i %T@ %s %P\\0"
 
 
-def fingerprint(path: str) -> str:
-    """A digest of every entry's type, inode, mtime, size and relpath below ``path``.
-
-    Equal fingerprints mean an unchanged tree, so its hash can be reused without a lookup per
-    file. GNU find does the walk in C, three times faster than os.scandir from Python; where it
-    is missing, a Python walk gives a fingerprint of another kind (they never compare equal).
-    """
+def _find(root: str) -> bytes | None:
+    """GNU find's listing of ``root``, or None where find is missing or different."""
     try:
-        listing = subprocess.run(
-            [
-                "find",
-                path,
-                "-mindepth",
-                "1",
-                "(",
-                "-type",
-                "f",
-                "-o",
-                "-type",
-                "l",
-                ")",
-                "-printf",
-                _FIND_FORMAT,
-            ],
+        return subprocess.run(
+            ["find", root, "-mindepth", "1", "!", "-type", "d", "-printf", _FIND_FORMAT],
             capture_output=True,
             check=True,
         ).stdout
-        return "find:" + hashlib.md5(listing).hexdigest()
     except (OSError, subprocess.CalledProcessError):
-        parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in walk_files(path)]
-        joined = "\n".join(parts).encode("utf-8", "surrogateescape")
-        return "py:" + hashlib.md5(joined).hexdigest()
+        return None
+
+
+def _parse_find(root: str, listing: bytes) -> list[FileEntry]:
+    found: list[FileEntry] = []
+    for record in listing.split(b"\0")[:-1]:
+        kind, inode, mtime, size, rel = record.split(b" ", 4)
+        relpath = os.fsdecode(rel)
+        if kind != b"f":
+            raise _not_regular(os.path.join(root, relpath), kind.decode())
+        seconds, _, fraction = mtime.partition(b".")
+        mtime_ns = int(seconds) * 1_000_000_000 + int((fraction + b"000000000")[:9])
+        found.append(
+            FileEntry(relpath, os.path.join(root, relpath), (int(inode), mtime_ns, int(size)))
+        )
+    found.sort(key=lambda f: f.relpath)
+    return found
+
+
+def scan(root: str) -> tuple[str, list[FileEntry]]:
+    """A tree's fingerprint and its files, from one walk.
+
+    GNU find walks and stats in C, several times faster than os.scandir from Python; where it
+    is missing, a Python walk gives a fingerprint of another kind (the two never compare equal).
+    Equal fingerprints mean an unchanged tree (same names, inodes, mtimes and sizes).
+    """
+    listing = _find(root)
+    if listing is not None:
+        return "find:" + hashlib.md5(listing).hexdigest(), _parse_find(root, listing)
+    files = _walk_python(root)
+    parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in files]
+    joined = "\n".join(parts).encode("utf-8", "surrogateescape")
+    return "py:" + hashlib.md5(joined).hexdigest(), files
+
+
+def fingerprint(root: str) -> str:
+    """The fingerprint of :func:`scan`, without building the file list."""
+    listing = _find(root)
+    if listing is not None:
+        return "find:" + hashlib.md5(listing).hexdigest()
+    return scan(root)[0]
 
 
 Notify = Callable[[str], None]
@@ -193,8 +220,7 @@ class Hasher:
     def hash_dir(self, path: str, label: str) -> DirInfo:
         """Hash the directory at ``path``; ``label`` names it in messages and in the state db."""
         read_at = time.time_ns()
-        print_ = fingerprint(path)  # taken before reading: a change meanwhile makes it stale
-        files = walk_files(path)
+        print_, files = scan(path)  # taken before reading: a change meanwhile makes it stale
         known_oid = self.state.get_dir(label, print_)
         md5s: list[str | None] = [self.state.get_file(f.key) for f in files]
         if known_oid is not None and all(m is not None for m in md5s):
