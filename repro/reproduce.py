@@ -283,6 +283,8 @@ def _step(
             events.info(change.message)  # on stdout, in order with the lines around it
     events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
     events.info(f"Reproducing '{name}'")
+    if forced:  # --force means run the command, not restore an earlier run of it
+        options = replace(options, run_cache=False)
     _, restored = execute(project, stage, graph, runner, options, events)
     (outcome.restored if restored else outcome.ran).append(name)
 

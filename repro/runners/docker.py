@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,27 @@ from repro.runners import LogSink, RunSpec
 from repro.stage import Image
 
 _CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
+
+
+def _import_docker() -> Any:
+    """docker-py, without the 0.12 s it spends importing paramiko for ssh:// engines.
+
+    docker.transport skips its SSH adapter when paramiko fails to import; for a local engine we
+    make it fail for that one import (paramiko stays importable for repro's SSH remotes).
+    """
+    if "docker" in sys.modules or os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+        import docker
+
+        return docker
+    hidden = "paramiko" not in sys.modules
+    if hidden:
+        sys.modules["paramiko"] = None  # type: ignore[assignment]
+    try:
+        import docker
+    finally:
+        if hidden:
+            del sys.modules["paramiko"]
+    return docker
 
 
 def _engine_error(exc: Exception) -> ReproError:
@@ -42,12 +64,9 @@ class DockerRunner:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import docker.errors
-
-            import docker
-
+            docker = _import_docker()
             try:
-                client = docker.from_env(timeout=300)  # type: ignore[attr-defined]
+                client = docker.from_env(timeout=300)
                 client.ping()
             except (docker.errors.DockerException, OSError) as exc:
                 raise _engine_error(exc) from None
