@@ -109,6 +109,10 @@ def test_run_cache_restores_without_a_container(docker_project: Project, docker_
     assert (project.root / "model/model.bin").read_text() == model_32
     assert (project.root / "train.repro").read_text() == stages_32["train.repro"]
     since = time.time()
+    result = project.ok("repro", "-f", "-s", "train.repro")  # --force runs the command
+    assert "from the run-cache" not in result.out
+    assert created_containers(docker_client, project, since) == 1
+    since = time.time()
     project.write("config/train.json", "64\n")
     project.ok("repro", "--no-run-cache")
     assert created_containers(docker_client, project, since) == 2  # train and evaluate
