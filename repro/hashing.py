@@ -157,6 +157,16 @@ def _parse_find(root: str, listing: bytes) -> list[FileEntry]:
     return found
 
 
+def scan_lazily(root: str) -> tuple[str, Callable[[], list[FileEntry]]]:
+    """A tree's fingerprint now, and its file list when asked (from the same walk)."""
+    listing = _find(root)
+    if listing is not None:
+        found = listing
+        return "find:" + hashlib.md5(found).hexdigest(), lambda: _parse_find(root, found)
+    fingerprint_, files = scan(root)
+    return fingerprint_, lambda: files
+
+
 def scan(root: str) -> tuple[str, list[FileEntry]]:
     """A tree's fingerprint and its files, from one walk.
 
@@ -214,13 +224,24 @@ class Hasher:
 
     def dir_oid(self, path: str, label: str) -> str:
         """Object id of a directory; one walk and one lookup when nothing changed."""
-        known = self.state.get_dir(label, fingerprint(path))
-        return known if known is not None else self.hash_dir(path, label).oid
-
-    def hash_dir(self, path: str, label: str) -> DirInfo:
-        """Hash the directory at ``path``; ``label`` names it in messages and in the state db."""
         read_at = time.time_ns()
-        print_, files = scan(path)  # taken before reading: a change meanwhile makes it stale
+        print_, files = scan_lazily(path)
+        known = self.state.get_dir(label, print_)
+        if known is not None:
+            return known
+        return self.hash_dir(path, label, (read_at, print_, files())).oid
+
+    def hash_dir(
+        self, path: str, label: str, scanned: tuple[int, str, list[FileEntry]] | None = None
+    ) -> DirInfo:
+        """Hash the directory at ``path``; ``label`` names it in messages and in the state db.
+
+        ``scanned`` is (time before the walk, fingerprint, files) when the caller walked already.
+        """
+        if scanned is None:
+            # The fingerprint is taken before reading: a change meanwhile makes it stale.
+            scanned = (time.time_ns(), *scan(path))
+        read_at, print_, files = scanned
         known_oid = self.state.get_dir(label, print_)
         md5s: list[str | None] = [self.state.get_file(f.key) for f in files]
         if known_oid is not None and all(m is not None for m in md5s):
