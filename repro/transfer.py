@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from repro.errors import CorruptObjectError, RemoteError, ReproError
+from repro.hashing import file_md5
 from repro.remotes.base import Remote
 
 CHUNK = 1 << 20
@@ -62,15 +63,6 @@ def object_id_of_key(key: str) -> str | None:
 def cache_path(cache_dir: Path, object_id: str) -> Path:
     """Where the local cache keeps an object."""
     return cache_dir / object_key(object_id)
-
-
-def file_md5(path: Path) -> str:
-    """The md5 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
@@ -243,7 +235,7 @@ def _download(
     tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
     try:
         remote.get(object_key(object_id), tmp)
-        if file_md5(tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
+        if file_md5(str(tmp)) != object_id.removesuffix(MANIFEST_SUFFIX):
             raise CorruptObjectError(object_id, remote.url)
         if is_manifest(object_id):
             manifest_entries(tmp.read_bytes(), object_id, remote.url)
@@ -429,7 +421,7 @@ def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True
         dest = scratch / uuid.uuid4().hex
         try:
             remote.get(keys[object_id], dest)
-            if file_md5(dest) != object_id.removesuffix(MANIFEST_SUFFIX):
+            if file_md5(str(dest)) != object_id.removesuffix(MANIFEST_SUFFIX):
                 raise CorruptObjectError(object_id, remote.url)
             if is_manifest(object_id):
                 manifests[object_id] = manifest_entries(dest.read_bytes(), object_id, remote.url)
