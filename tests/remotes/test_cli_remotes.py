@@ -140,3 +140,43 @@ def test_images_travel_and_pinned_runs_the_same_id(project: Project, backend: Ba
         from helpers import build_busybox_image
 
         build_busybox_image(docker_client)
+
+
+def test_remote_that_disappears_mid_push(project: Project, home: Path) -> None:
+    """The S3 server goes away during a push: one clear line, exit 1, the cache intact, and a
+    push to a store that is back completes."""
+    from conftest import make_bucket
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = make_bucket(endpoint)
+    make_tree(project.root / "data", 3000, folders=10, size=4096, seed=11)
+    project.ok("add", "data")
+    project.ok("remote", "add", "-d", "store", f"s3://{bucket}/p")
+    project.ok("remote", "modify", "store", "endpointurl", endpoint)
+    proc = subprocess.Popen([sys.executable, "-m", "repro", "push", "-q"], cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    server.stop()
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert cli(project.root, "fsck").code == 0
+
+    again = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    again.start()
+    try:
+        host, port = again.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        bucket = make_bucket(endpoint)
+        project.ok("remote", "add", "-f", "-d", "store", f"s3://{bucket}/p")
+        project.ok("remote", "modify", "store", "endpointurl", endpoint)
+        result = cli(project.root, "push")
+        assert result.code == 0, result.err
+        assert cli(project.root, "status", "-c").code == 0
+    finally:
+        again.stop()
