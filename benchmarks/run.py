@@ -11,12 +11,17 @@ Datasets are generated with a fixed seed under the scratch folder (default /tmp/
 
 Every operation runs as a fresh child process per measurement, alternating repro, DVC and the
 floor (the order rotates each round, so all three see the same conditions); medians are
-reported. Peak memory is the child tree's maximum resident set size from wait4(2). The page
-cache is not dropped (that needs root and a quiet machine): every tool reads warm data.
+reported. Peak memory is the maximum resident set of the command's process tree, as
+/usr/bin/time reports it (a direct child of this process would inherit its high-water mark).
+The page cache is not dropped (that needs root and a quiet machine): every tool reads warm data.
 
 DVC is installed into its own virtualenv (--dvc-venv, default /tmp/repro-bench-dvc-venv) with
 `pip install 'dvc==3.*'` the first time. The repro under test is the `repro` console script
-next to the running Python.
+next to the running Python, importing the package of one commit (--code, default HEAD, which
+is extracted to the scratch dir and put first on PYTHONPATH) or the live work tree
+(--code worktree, the default of --quick).
+
+A full run takes about 20 minutes on 2 cores; --quick --no-dvc about 90 seconds.
 
 Only the Python standard library is used.
 """
@@ -256,6 +261,9 @@ def alternate(
         for name in names[k:] + names[:k]:
             setup, step = sides[name]
             setup(i)
+            # Write back what the setup (or the previous side) left dirty, so nobody's timing
+            # pays for someone else's writes.
+            os.sync()
             case.add(name, step())
 
 
@@ -1011,7 +1019,7 @@ def render(result: dict[str, object]) -> str:
         "## Results",
         "",
         "Seconds (median). `repro/DVC` below 0.20 means repro is at least 5× faster. "
-        "Peak = maximum resident set of the command's process tree (wait4).",
+        "Peak = maximum resident set of the command's process tree (`/usr/bin/time %M`).",
         "",
         "| operation | set | repro s | DVC s | repro/DVC | floor | floor s | repro/floor "
         "| repro peak MB | DVC peak MB |",
@@ -1061,6 +1069,17 @@ def render(result: dict[str, object]) -> str:
                 f"- {c['set']}: `md5sum` alone over the dataset takes "
                 f"{c['extra']['md5sum_s']:.3f} s."
             )
+    noisy = []
+    for c in result["cases"]:  # type: ignore[attr-defined]
+        for side in ("repro", "dvc", "floor"):
+            runs = c.get(side, {}).get("runs_s") or []
+            if len(runs) > 1 and min(runs) > 0 and max(runs) / min(runs) > 2:
+                noisy.append(f"{c['set']}/{c['op']} ({side} {min(runs):.2f}–{max(runs):.2f} s)")
+    if noisy:
+        notes.append(
+            "- Rounds that varied more than 2× (min–max), mostly writes of many new files on a "
+            "shared disk: " + "; ".join(noisy) + ". Read those rows with care."
+        )
     lines += [
         "",
         "## Targets",
@@ -1078,7 +1097,8 @@ def render(result: dict[str, object]) -> str:
         "does not give a benchmark, and would slow every other job): every tool and every floor "
         "reads data that is warm in memory. 'Cold' `add` means the files are new to the tool "
         "(fresh project, data just copied in), not that they are on disk only. Alternating the "
-        "order each round gives all sides the same conditions.",
+        "order each round gives all sides the same conditions, and a `sync` before every "
+        "timed command keeps one side's dirty pages from slowing the next.",
         "- Floors are single commands doing the same physical work: `md5sum` (via `find | xargs`, "
         "one core), `cp -al` (a hardlink per file), `cp -r` (a copy), a stat walk (`find -printf` "
         "of inode, mtime, size), `git cat-file --batch` for the metric blobs of every tag. The "
@@ -1092,7 +1112,7 @@ def render(result: dict[str, object]) -> str:
         *notes,
         "",
         "Regenerate: `python3 benchmarks/run.py` (full, about 20 minutes on this machine) or "
-        "`python3 benchmarks/run.py --quick --no-dvc` (a minute; what "
+        "`python3 benchmarks/run.py --quick --no-dvc` (90 seconds; what "
         "`tests/test_benchmarks_quick.py` runs).",
         "",
     ]
@@ -1151,6 +1171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _rmtree(bench.scratch / "datasets")
             for snapshot in bench.scratch.glob("code-*"):
                 _rmtree(snapshot)
+        _rmtree(bench.scratch / "dvc-site")  # DVC's per-project indexes: 1 GB after a full run
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.out:
