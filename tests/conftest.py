@@ -12,6 +12,14 @@ import pytest
 from helpers import GIT_ENV, TEST_IMAGE, Project, _docker_client, build_busybox_image, git
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the test item (tests that count their own outcomes)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests out of the real $HOME and git config; make git commits deterministic."""
