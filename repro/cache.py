@@ -40,11 +40,15 @@ def object_key(oid: str) -> str:
     return f"files/md5/{oid[:2]}/{oid[2:]}"
 
 
-def _copy_atomic(source: str | Path, dest: Path, mode: int) -> None:
+WRITABLE = None  # a workspace copy: the mode the user's umask gives a new file
+
+
+def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
     tmp = _tmp_name(dest)
     try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, mode)
+        shutil.copyfile(source, tmp)  # a new file: its mode comes from the umask, not source
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -159,7 +163,7 @@ class Cache:
             except OSError as exc:
                 if exc.errno not in (errno.EMLINK, errno.EXDEV):
                     raise
-                _copy_atomic(source, dest, 0o644)
+                _copy_atomic(source, dest, WRITABLE)
                 return
             try:
                 os.replace(tmp, dest)
@@ -167,7 +171,7 @@ class Cache:
                 tmp.unlink(missing_ok=True)
                 raise
             return
-        _copy_atomic(source, dest, 0o644)
+        _copy_atomic(source, dest, WRITABLE)
 
     # -- commit ------------------------------------------------------------------------------
     def commit_file(self, path: Path, md5: str, inode: int | None = None) -> None:
@@ -334,7 +338,7 @@ class Cache:
                 except OSError as exc:
                     if exc.errno != errno.EMLINK:
                         raise
-                _copy_atomic(source, Path(target), 0o644)
+                _copy_atomic(source, Path(target), WRITABLE)
             else:
                 self._place(md5, Path(target), writable=False)
 
@@ -402,4 +406,4 @@ def unprotect(path: Path) -> None:
 
 
 def _unprotect_file(path: Path) -> None:
-    _copy_atomic(path, path, 0o644)
+    _copy_atomic(path, path, WRITABLE)
