@@ -845,7 +845,13 @@ def snapshot_repro(rev: str, scratch: Path) -> tuple[Path, str]:
     ).stdout.strip()
     if not found.startswith(str(dest)):
         raise SystemExit(f"PYTHONPATH={dest} does not take precedence over {found}")
-    return dest, sha
+    last = subprocess.run(
+        ["git", "log", "-1", "--format=%h", sha, "--", "repro"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return dest, f"{sha} (repro/ as of {last})" if last and last != sha else sha
 
 
 def _repro_commit() -> str:
@@ -1006,7 +1012,7 @@ def render(result: dict[str, object]) -> str:
         f"- scratch `{m['scratch']}` on {m['scratch_fs']}",
         f"- load average before / after: {m['load_before']} / {m['load_after']} "
         "(the machine is shared with other builds: expect noise)",
-        f"- Python {v['python']}, repro {v['repro']} (commit {v['repro_commit']}), "
+        f"- Python {v['python']}, repro {v['repro']} at commit {v['repro_commit']}, "
         f"DVC {v['dvc'] or 'not run'}, git {v['git']}, Docker engine {v['docker'] or 'none'}",
         "",
         "## Datasets (fixed seed)",
