@@ -13,17 +13,16 @@ import errno
 import os
 import shutil
 import stat as stat_mod
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
+from repro import workers
 from repro.errors import ReproError
 from repro.fsutil import tmp_name as _tmp_name
 from repro.fsutil import write_atomic
 from repro.hashing import (
     DirInfo,
-    FileEntry,
     Hasher,
     bytes_md5,
     file_md5,
@@ -32,7 +31,6 @@ from repro.hashing import (
 )
 
 READ_ONLY = 0o444
-T = TypeVar("T")
 
 
 def object_key(oid: str) -> str:
@@ -126,7 +124,7 @@ class Cache:
             return [oid]
         if oid.endswith(".dir"):
             entries = self.read_manifest(oid)
-            present = self._present({md5[:2] for _rel, md5 in entries}, create=False)
+            present = self._present({md5[:2] for _rel, md5 in entries})
             return [md5 for _rel, md5 in entries if md5 not in present]
         return []
 
@@ -204,46 +202,48 @@ class Cache:
         if self.can_link():
             self._place(md5, path, writable=False)
 
-    def _present(self, fans: Iterable[str], create: bool = True) -> set[str]:
+    def _present(self, fans: Iterable[str]) -> set[str]:
         """Object ids in the given fan-out folders: one listdir each, not a stat per file."""
         base = os.path.join(self.root, "files", "md5")
         found: set[str] = set()
+        if not os.path.isdir(base):
+            return found  # a fresh cache: no listdir of 256 folders that are not there
         for fan in fans:
-            folder = os.path.join(base, fan)
-            try:
-                found.update(fan + name for name in os.listdir(folder))
-            except FileNotFoundError:
-                if create:
-                    os.makedirs(folder, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                found.update(fan + name for name in os.listdir(os.path.join(base, fan)))
         return found
 
     def commit_dir(self, path: Path, info: DirInfo) -> None:
         """Commit every file of a hashed directory; the manifest goes in last."""
         present = self._present({md5[:2] for _rel, md5 in info.entries})
         self.can_link()  # probe here, once, before the workers ask
-        # Grouped by the first hex digit, equal contents land in one worker: no two threads
-        # ever race to create the same object.
-        groups: dict[str, list[tuple[FileEntry, str]]] = {}
+        # Each worker owns a range of first hex digits: equal contents land in one worker, so
+        # no two workers race to create the same object, nor lock the same fan-out folder.
+        count = len(workers.split(info.entries, workers.cores()))
+        parts: list[list[tuple[str, int, str]]] = [[] for _ in range(count)]
         for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
-            groups.setdefault(md5[0], []).append((entry, md5))
-        _in_parallel(lambda group: self._commit_group(group, present), list(groups.values()))
+            parts[int(md5[0], 16) * count // 16].append((entry.path, entry.key[0], md5))
+        workers.run_parts(lambda batch: self._commit_batch(batch, present), parts)
         self.save_bytes(info.oid, info.manifest)
 
-    def _commit_group(self, group: list[tuple[FileEntry, str]], present: set[str]) -> None:
+    def _commit_batch(
+        self, batch: Sequence[tuple[str, int, str]], present: set[str]
+    ) -> list[None]:
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
-        for entry, md5 in group:
+        for path, inode, md5 in batch:
             if can_link and md5 not in present:
-                os.chmod(entry.path, READ_ONLY)  # the inode becomes the object: protect it first
+                os.chmod(path, READ_ONLY)  # the inode becomes the object: protect it first
                 try:
-                    os.link(entry.path, os.path.join(base, md5[:2], md5[2:]))
+                    _link_making_parent(path, os.path.join(base, md5[:2], md5[2:]))
                     present.add(md5)
                     continue
                 except OSError as exc:
                     if exc.errno not in (errno.EEXIST, errno.EMLINK, errno.EXDEV):
                         raise
-            self.commit_file(Path(entry.path), md5, entry.key[0])
+            self.commit_file(Path(path), md5, inode)
             present.add(md5)
+        return []
 
     def save_copy(self, path: Path, oid: str) -> None:
         """Store a copy of a file without linking it (uncached outs kept for the run-cache)."""
@@ -316,8 +316,7 @@ class Cache:
                 os.makedirs(parent, exist_ok=True)
                 made_dirs.add(parent)
             todo.append((target, md5, have is None))
-        chunks = [todo[i::_WORKERS] for i in range(_WORKERS)]
-        _in_parallel(self._link_group, [chunk for chunk in chunks if chunk])
+        workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
         if current:
             _remove_empty_dirs(dest)
         if can_link:
@@ -326,10 +325,10 @@ class Cache:
             hasher.state.put_dir(label, fingerprint(dest_str), oid)
         return []
 
-    def _link_group(self, group: list[tuple[str, str, bool]]) -> None:
+    def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[None]:
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
-        for target, md5, new in group:
+        for target, md5, new in batch:
             source = os.path.join(base, md5[:2], md5[2:])
             if new and can_link:
                 try:
@@ -341,6 +340,7 @@ class Cache:
                 _copy_atomic(source, Path(target), WRITABLE)
             else:
                 self._place(md5, Path(target), writable=False)
+        return []
 
     def _same_inode(self, oid: str, inode: int) -> bool:
         try:
@@ -372,20 +372,15 @@ class Cache:
         return problems
 
 
-# Links and chmods are syscalls that release the GIL: a few threads overlap them.
-_WORKERS = min(4, 2 * (os.cpu_count() or 1))
-
-
-def _in_parallel(func: Callable[[T], object], groups: list[T]) -> None:
-    if len(groups) <= 1:
-        for group in groups:
-            func(group)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        for _ in pool.map(func, groups):
-            pass
+def _link_making_parent(source: str, dest: str) -> None:
+    """``os.link``, creating the fan-out folder on first use (a fresh cache has none)."""
+    try:
+        os.link(source, dest)
+    except FileNotFoundError:
+        if not os.path.exists(source):
+            raise
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.link(source, dest)
 
 
 def _remove_empty_dirs(root: Path) -> None:
