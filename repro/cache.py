@@ -24,9 +24,9 @@ from repro.fsutil import write_atomic
 from repro.hashing import (
     DirInfo,
     Hasher,
+    Scan,
     bytes_md5,
     file_md5,
-    fingerprint,
     parse_manifest,
 )
 
@@ -322,7 +322,8 @@ class Cache:
         if can_link:
             # The tree now holds exactly the manifest's objects (hardlinks, whose bytes cannot
             # change without the cache noticing in fsck): remember it, not a row per file.
-            hasher.state.put_dir(label, fingerprint(dest_str), oid)
+            tree = Scan(dest_str)
+            hasher.state.put_dir(label, tree.fingerprint, oid, tree.listing)
         return []
 
     def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[None]:

@@ -27,6 +27,8 @@ from repro.state import FileKey, StateDB, file_key, settled
 CHUNK = 1 << 20
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
 LARGE_DIR_FILES = 200
+# Up to this many changed records, a walk is compared with the last one record by record.
+FEW_CHANGED = 64
 
 
 _buffers = threading.local()
@@ -113,11 +115,6 @@ def is_md5(text: str) -> bool:
     return _MD5.match(text) is not None
 
 
-def walk_files(root: str) -> list[FileEntry]:
-    """Every regular file below ``root``, sorted by POSIX relpath (other kinds are refused)."""
-    return scan(root)[1]
-
-
 def _not_regular(path: str, kind: str) -> ReproError:
     if kind == "l":
         return ReproError(
@@ -162,54 +159,55 @@ def _find(root: str) -> bytes | None:
         return None
 
 
-def _parse_find(root: str, listing: bytes) -> list[FileEntry]:
-    found: list[FileEntry] = []
-    for record in listing.split(b"\0")[:-1]:
-        kind, inode, mtime, size, rel = record.split(b" ", 4)
-        relpath = os.fsdecode(rel)
-        if kind != b"f":
-            raise _not_regular(os.path.join(root, relpath), kind.decode())
-        seconds, _, fraction = mtime.partition(b".")
-        mtime_ns = int(seconds) * 1_000_000_000 + int((fraction + b"000000000")[:9])
-        found.append(
-            FileEntry(relpath, os.path.join(root, relpath), (int(inode), mtime_ns, int(size)))
-        )
-    found.sort(key=lambda f: f.relpath)
-    return found
+def _parse_record(root: str, record: bytes) -> FileEntry:
+    kind, inode, mtime, size, rel = record.split(b" ", 4)
+    relpath = os.fsdecode(rel)
+    if kind != b"f":
+        raise _not_regular(os.path.join(root, relpath), kind.decode())
+    seconds, _, fraction = mtime.partition(b".")
+    mtime_ns = int(seconds) * 1_000_000_000 + int((fraction + b"000000000")[:9])
+    return FileEntry(relpath, os.path.join(root, relpath), (int(inode), mtime_ns, int(size)))
 
 
-def scan_lazily(root: str) -> tuple[str, Callable[[], list[FileEntry]]]:
-    """A tree's fingerprint now, and its file list when asked (from the same walk)."""
-    listing = _find(root)
-    if listing is not None:
-        found = listing
-        return "find:" + hashlib.md5(found).hexdigest(), lambda: _parse_find(root, found)
-    fingerprint_, files = scan(root)
-    return fingerprint_, lambda: files
+def _records(listing: bytes) -> list[bytes]:
+    return listing.split(b"\0")[:-1]
 
 
-def scan(root: str) -> tuple[str, list[FileEntry]]:
-    """A tree's fingerprint and its files, from one walk.
+class Scan:
+    """One walk of a tree: its fingerprint, and its files parsed only when asked.
 
-    GNU find walks and stats in C, several times faster than os.scandir from Python; where it
-    is missing, a Python walk gives a fingerprint of another kind (the two never compare equal).
-    Equal fingerprints mean an unchanged tree (same names, inodes, mtimes and sizes).
+    GNU find walks and stats in C, several times faster than os.scandir from Python; its raw
+    ``listing`` is kept, so that a later walk can be compared with it record by record. Where
+    find is missing, a Python walk gives a fingerprint of another kind (the two never compare
+    equal) and no listing. Equal fingerprints mean an unchanged tree (same names, inodes,
+    mtimes and sizes).
     """
-    listing = _find(root)
-    if listing is not None:
-        return "find:" + hashlib.md5(listing).hexdigest(), _parse_find(root, listing)
-    files = _walk_python(root)
-    parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in files]
-    joined = "\n".join(parts).encode("utf-8", "surrogateescape")
-    return "py:" + hashlib.md5(joined).hexdigest(), files
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.listing = _find(root)
+        self._files: list[FileEntry] | None = None
+        if self.listing is not None:
+            self.fingerprint = "find:" + hashlib.md5(self.listing).hexdigest()
+            return
+        self._files = _walk_python(root)
+        parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in self._files]
+        joined = "\n".join(parts).encode("utf-8", "surrogateescape")
+        self.fingerprint = "py:" + hashlib.md5(joined).hexdigest()
+
+    def files(self) -> list[FileEntry]:
+        """Every regular file, sorted by POSIX relpath (other kinds are refused)."""
+        if self._files is None:
+            assert self.listing is not None
+            found = [_parse_record(self.root, record) for record in _records(self.listing)]
+            found.sort(key=lambda f: f.relpath)
+            self._files = found
+        return self._files
 
 
-def fingerprint(root: str) -> str:
-    """The fingerprint of :func:`scan`, without building the file list."""
-    listing = _find(root)
-    if listing is not None:
-        return "find:" + hashlib.md5(listing).hexdigest()
-    return scan(root)[0]
+def walk_files(root: str) -> list[FileEntry]:
+    """Every regular file below ``root``, sorted by POSIX relpath (other kinds are refused)."""
+    return Scan(root).files()
 
 
 Notify = Callable[[str], None]
@@ -230,6 +228,9 @@ class Hasher:
         self.notify = notify or (lambda _msg: None)
         self.progress = progress
         self.files_hashed = 0  # how many files were actually read; tests watch it
+        # Hashes read by this command, racily recent ones too (the state db skips those):
+        # a later pass of the same command must not read the file again.
+        self._read: dict[FileKey, str] = {}
 
     def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
         st = st or os.stat(path)
@@ -246,25 +247,66 @@ class Hasher:
     def dir_oid(self, path: str, label: str) -> str:
         """Object id of a directory; one walk and one lookup when nothing changed."""
         read_at = time.time_ns()
-        print_, files = scan_lazily(path)
-        known = self.state.get_dir(label, print_)
+        tree = Scan(path)
+        known = self.state.get_dir(label, tree.fingerprint)
+        if known is None:
+            known = self._only_touched(tree, label, read_at)
         if known is not None:
             return known
-        return self.hash_dir(path, label, (read_at, print_, files())).oid
+        return self.hash_dir(path, label, (read_at, tree)).oid
 
-    def hash_dir(
-        self, path: str, label: str, scanned: tuple[int, str, list[FileEntry]] | None = None
-    ) -> DirInfo:
+    def _only_touched(self, tree: Scan, label: str, read_at: int) -> str | None:
+        """The remembered object id when, since the last walk, a few files changed their mtime
+        (or inode) but not their bytes; None when that is not so, or not cheap to tell.
+
+        A ``touch``, a ``git checkout`` or an editor that saves unchanged bytes would otherwise
+        cost a state lookup for every file of the tree and a new manifest.
+        """
+        previous = self.state.get_listing(label)
+        if tree.listing is None or previous is None:
+            return None
+        oid, old_listing = previous
+        old = set(_records(old_listing))
+        new = _records(tree.listing)
+        added = [record for record in new if record not in old]
+        if len(added) > FEW_CHANGED or len(new) != len(old):
+            return None
+        gone = old.difference(new)
+        before = {entry.relpath: entry for entry in (_parse_record(tree.root, r) for r in gone)}
+        after = [_parse_record(tree.root, record) for record in added]
+        if len(before) != len(after):
+            return None
+        for entry in after:
+            was = before.get(entry.relpath)
+            md5 = None if was is None else self.state.get_file(was.key)
+            if md5 is None or self._hash_entry(entry) != md5:
+                return None
+        if all(settled(entry.key[1], read_at) for entry in after):
+            self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
+        return oid
+
+    def _hash_entry(self, entry: FileEntry) -> str:
+        known = self._read.get(entry.key) or self.state.get_file(entry.key)
+        if known is not None:
+            return known
+        read_at = time.time_ns()
+        md5 = self._read[entry.key] = file_md5(entry.path)
+        self.files_hashed += 1
+        self.state.put_files([(entry.key, md5)], read_at)
+        return md5
+
+    def hash_dir(self, path: str, label: str, scanned: tuple[int, Scan] | None = None) -> DirInfo:
         """Hash the directory at ``path``; ``label`` names it in messages and in the state db.
 
-        ``scanned`` is (time before the walk, fingerprint, files) when the caller walked already.
+        ``scanned`` is (time before the walk, the walk) when the caller walked already.
         """
-        if scanned is None:
-            # The fingerprint is taken before reading: a change meanwhile makes it stale.
-            scanned = (time.time_ns(), *scan(path))
-        read_at, print_, files = scanned
-        known_oid = self.state.get_dir(label, print_)
-        md5s: list[str | None] = [self.state.get_file(f.key) for f in files]
+        # The walk comes before reading: a change meanwhile makes its fingerprint stale.
+        read_at, tree = scanned or (time.time_ns(), Scan(path))
+        files = tree.files()
+        known_oid = self.state.get_dir(label, tree.fingerprint)
+        md5s = self.state.get_files([f.key for f in files])
+        if self._read:
+            md5s = [m or self._read.get(f.key) for f, m in zip(files, md5s, strict=True)]
         if known_oid is not None and all(m is not None for m in md5s):
             entries = tuple(
                 (f.relpath, m) for f, m in zip(files, md5s, strict=True) if m is not None
@@ -278,7 +320,7 @@ class Hasher:
         manifest = manifest_bytes(entries)
         oid = bytes_md5(manifest) + ".dir"
         if all(settled(f.key[1], read_at) for f in files):
-            self.state.put_dir(label, print_, oid)
+            self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
         return DirInfo(oid, manifest, entries, tuple(files))
 
     def _hash_many(

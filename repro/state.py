@@ -4,6 +4,8 @@ Three tables, all keyed so that a stale row can never be mistaken for a fresh on
 - ``files``: inode → (mtime_ns, size, md5). A row counts only when mtime and size still match.
 - ``dirs``: directory path → (fingerprint of every file's relpath/inode/mtime/size, object id),
   so an unchanged directory is recognised from one walk, without a lookup per file.
+- ``listings``: directory path → the raw walk behind its ``dirs`` row, so that a walk that
+  differs in a few records (a touched file) is recognised from those records alone.
 - ``links``: outputs that repro itself materialised, with the object id it put there; checkout
   may remove such a path later only while it still holds exactly that object.
 """
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     inode INTEGER PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, md5 TEXT NOT NULL
@@ -24,12 +26,16 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS dirs (
     path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, oid TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS listings (
+    path TEXT PRIMARY KEY, oid TEXT NOT NULL, listing BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS links (
     path TEXT PRIMARY KEY, oid TEXT NOT NULL
 );
 """
 
 FileKey = tuple[int, int, int]  # (inode, mtime_ns, size)
+Statement = tuple[str, Sequence[tuple[object, ...]]]
 
 # A file modified within one timestamp tick of being read may change again without its mtime
 # moving (git's "racily clean" problem). Hashes of files that recent are not remembered.
@@ -94,10 +100,26 @@ class StateDB:
     def get_file(self, key: FileKey) -> str | None:
         """The md5 remembered for a file whose inode, mtime and size are ``key``."""
         with self._lock:
-            row = self._load_files().get(key[0])
+            if self._files is not None:
+                row = self._files.get(key[0])
+            else:  # one lookup: not worth loading every row
+                rows = self._conn.execute(
+                    "SELECT mtime_ns, size, md5 FROM files WHERE inode = ?", (key[0],)
+                ).fetchall()
+                row = rows[0] if rows else None
         if row is not None and row[0] == key[1] and row[1] == key[2]:
-            return row[2]
+            return str(row[2])
         return None
+
+    def get_files(self, keys: Sequence[FileKey]) -> list[str | None]:
+        """:meth:`get_file` for many keys at once."""
+        with self._lock:
+            files = self._load_files()
+        found: list[str | None] = []
+        for inode, mtime_ns, size in keys:
+            row = files.get(inode)
+            found.append(row[2] if row is not None and row[:2] == (mtime_ns, size) else None)
+        return found
 
     def put_files(self, items: Iterable[tuple[FileKey, str]], read_at_ns: int) -> None:
         """Remember hashes of files read at ``read_at_ns`` (racily recent ones are skipped)."""
@@ -105,9 +127,9 @@ class StateDB:
         if not rows:
             return
         with self._lock:
-            files = self._load_files()
-            for ino, mtime, size, md5 in rows:
-                files[ino] = (mtime, size, md5)
+            if self._files is not None:
+                for ino, mtime, size, md5 in rows:
+                    self._files[ino] = (mtime, size, md5)
             self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
 
     # -- dirs --------------------------------------------------------------------------------
@@ -118,9 +140,25 @@ class StateDB:
             ).fetchall()
         return str(rows[0][0]) if rows else None
 
-    def put_dir(self, path: str, fingerprint: str, oid: str) -> None:
+    def put_dir(self, path: str, fingerprint: str, oid: str, listing: bytes | None = None) -> None:
+        """Remember a directory's object id by its fingerprint, and the walk behind it."""
+        memo: Statement
+        if listing is None:
+            memo = ("DELETE FROM listings WHERE path = ?", [(path,)])
+        else:
+            memo = ("INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", [(path, oid, listing)])
         with self._lock:
-            self._write("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?)", [(path, fingerprint, oid)])
+            self._write(
+                "INSERT OR REPLACE INTO dirs VALUES (?, ?, ?)", [(path, fingerprint, oid)], memo
+            )
+
+    def get_listing(self, path: str) -> tuple[str, bytes] | None:
+        """(object id, raw walk) last remembered for the directory ``path``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT oid, listing FROM listings WHERE path = ?", (path,)
+            ).fetchall()
+        return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     # -- links -------------------------------------------------------------------------------
     def linked(self) -> dict[str, str]:
@@ -136,12 +174,14 @@ class StateDB:
         with self._lock:
             self._write("DELETE FROM links WHERE path = ?", [(path,)])
 
-    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]], *more: Statement) -> None:
+        """Run ``sql`` over ``rows`` (and any more statements) in one transaction."""
         if self.read_only:
             return
         try:
             with self._conn:
-                self._conn.executemany(sql, rows)
+                for statement, values in ((sql, rows), *more):
+                    self._conn.executemany(statement, values)
         except sqlite3.OperationalError:
             # A read-only project (or a locked db) only loses a memo, never correctness.
             pass

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -47,6 +48,52 @@ def test_unchanged_files_are_never_hashed_twice(tmp_path: Path) -> None:
     third = Hasher(StateDB(tmp_path / "state.db"))
     assert third.dir_oid(str(tmp_path / "d"), "d") != oid
     assert third.files_hashed == 1
+
+
+def _touch(path: Path, seconds: int) -> None:
+    """Give ``path`` a new, settled mtime without changing its bytes."""
+    os.utime(path, ns=(seconds * 10**9, seconds * 10**9))
+
+
+def test_touched_files_are_told_apart_from_changed_ones(tmp_path: Path) -> None:
+    tree = tmp_path / "d"
+    make_tree(tree, 200, folders=4)
+    oid = Hasher(StateDB(tmp_path / "state.db")).hash_dir(str(tree), "d").oid
+    touched = [tree / "d000" / "f00000", tree / "d001" / "f00001", tree / "d003" / "f00199"]
+    for path in touched:
+        _touch(path, 1_600_000_000)
+    second = Hasher(StateDB(tmp_path / "state.db"))
+    assert second.dir_oid(str(tree), "d") == oid
+    assert second.files_hashed == len(touched)  # the touched files only, not the other 197
+    third = Hasher(StateDB(tmp_path / "state.db"))
+    assert third.dir_oid(str(tree), "d") == oid
+    assert third.files_hashed == 0  # the new walk was remembered
+
+    # Same size, new bytes, an old mtime: still a change.
+    path = tree / "d002" / "f00002"
+    path.write_bytes(bytes(len(path.read_bytes())))
+    _touch(path, 1_500_000_000)
+    fourth = Hasher(StateDB(tmp_path / "state.db"))
+    changed = fourth.dir_oid(str(tree), "d")
+    assert changed != oid
+    assert changed == Hasher(StateDB(tmp_path / "fresh.db")).hash_dir(str(tree), "d").oid
+
+    # A rename keeps every byte but changes the manifest.
+    path.rename(tree / "d002" / "renamed")
+    renamed = Hasher(StateDB(tmp_path / "state.db")).dir_oid(str(tree), "d")
+    assert renamed not in (oid, changed)
+    assert renamed == Hasher(StateDB(tmp_path / "fresh2.db")).hash_dir(str(tree), "d").oid
+
+
+def test_many_touched_files_fall_back_to_a_full_lookup(tmp_path: Path) -> None:
+    tree = tmp_path / "d"
+    make_tree(tree, 300, folders=3)
+    oid = Hasher(StateDB(tmp_path / "state.db")).hash_dir(str(tree), "d").oid
+    for index, path in enumerate(sorted(tree.rglob("f*"))[:150]):
+        _touch(path, 1_600_000_000 + index)
+    again = Hasher(StateDB(tmp_path / "state.db"))
+    assert again.dir_oid(str(tree), "d") == oid
+    assert again.files_hashed == 150
 
 
 def test_second_status_hashes_nothing(project: Project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
