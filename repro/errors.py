@@ -33,6 +33,9 @@ class StageFailed(ReproError):
             f"stage '{stage_file}' failed: its command exited with code {exit_code}{tail}"
         )
 
+    def __reduce__(self) -> tuple[object, ...]:  # errors cross process boundaries pickled
+        return (type(self), (self.stage_file, self.command_exit_code, self.log_tail))
+
 
 class LockedError(ReproError):
     """Another repro command holds the project lock."""
@@ -44,6 +47,9 @@ class CheckoutError(ReproError):
     def __init__(self, message: str, paths: list[str]) -> None:
         self.paths = paths
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.paths))
 
 
 class RemoteError(ReproError):
@@ -60,3 +66,6 @@ class CorruptObjectError(ReproError):
             f"object {object_id} in {where} is corrupt (its md5 differs); "
             "remove it there and push it again from a good copy"
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.object_id, self.where))

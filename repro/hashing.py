@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
@@ -350,7 +350,7 @@ class Hasher:
             )
         try:
             parts = workers.run_parts(
-                work, workers.split(paths, self.jobs), None if bar is None else bar.update
+                work, workers.split(paths, self.jobs), None if bar is None else _counter(bar)
             )
         finally:
             if bar is not None:
@@ -359,6 +359,10 @@ class Hasher:
             md5s[i] = md5
         self.files_hashed += len(missing)
         self.state.put_files(((files[i].key, str(md5s[i])) for i in missing), read_at)
+
+
+def _counter(bar: Any) -> Callable[[list[str]], object]:
+    return lambda done: bar.update(len(done))
 
 
 def is_regular_file(st: os.stat_result) -> bool:

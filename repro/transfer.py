@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro import workers
 from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.hashing import file_md5
 from repro.remotes.base import Remote
@@ -107,6 +108,7 @@ class _Progress:
     """A thread-safe files bar with the bytes moved as its postfix."""
 
     def __init__(self, desc: str, enabled: bool) -> None:
+        tqdm.monitor_interval = 0  # no monitor thread: a folder remote forks its workers
         # disable=None lets tqdm switch itself off when stderr is not a terminal.
         self._bar = tqdm(total=0, desc=desc, unit="file", disable=None if enabled else True)
         self._lock = threading.Lock()
@@ -134,26 +136,33 @@ class _Outcome:
     failed: list[Failure] = field(default_factory=list)
 
 
+Result = tuple[str, "int | BaseException"]
+
+
 def _run(
-    action: Callable[[str], int], items: Sequence[str], jobs: int | None, bar: _Progress
+    action: Callable[[str], int],
+    items: Sequence[str],
+    jobs: int | None,
+    bar: _Progress,
+    forkable: bool = False,
 ) -> _Outcome:
     """Apply ``action`` to ``items`` in parallel.
 
     FileNotFoundError marks an item missing and a ReproError fails that item alone, but a
     RemoteError (unreachable, denied) stops the whole batch: the next object would fail the
     same way, and a rerun resumes since finished objects are complete.
+
+    Network transfers wait on the network, so threads overlap them. A ``forkable`` remote (a
+    folder) keeps the CPU and the kernel busy instead: there, threads would only queue for
+    the GIL, and forked workers use every core.
     """
     outcome = _Outcome()
     if not items:
         return outcome
     bar.add(len(items))
-    workers = min(jobs or default_jobs(), len(items))
-    # Small batches per task: a future per object costs more than copying a small file.
-    size = max(1, min(BATCH, len(items) // (workers * 4)))
-    batches = [items[i : i + size] for i in range(0, len(items), size)]
 
-    def run_batch(batch: Sequence[str]) -> list[tuple[str, int | BaseException]]:
-        results: list[tuple[str, int | BaseException]] = []
+    def run_batch(batch: Sequence[str]) -> list[Result]:
+        results: list[Result] = []
         for item in batch:
             try:
                 results.append((item, action(item)))
@@ -163,23 +172,43 @@ def _run(
                 results.append((item, exc))
         return results
 
-    pool = ThreadPoolExecutor(max_workers=workers)
+    def record(results: list[Result]) -> None:
+        for item, result in results:
+            nbytes = 0
+            if isinstance(result, FileNotFoundError):
+                outcome.missing.append(item)
+            elif isinstance(result, ReproError):
+                outcome.failed.append(Failure(item, result))
+            elif isinstance(result, int):
+                outcome.done[item] = nbytes = result
+            bar.advance(nbytes)
+
+    if forkable:
+        parts = workers.split(items, jobs or workers.cores())
+        workers.run_parts(run_batch, parts, record)
+        return outcome
+    _run_threads(run_batch, items, jobs or default_jobs(), record)
+    return outcome
+
+
+def _run_threads(
+    run_batch: Callable[[Sequence[str]], list[Result]],
+    items: Sequence[str],
+    jobs: int,
+    record: Callable[[list[Result]], None],
+) -> None:
+    pool_size = min(jobs, len(items))
+    # Small batches per task: a future per object costs more than copying a small file.
+    size = max(1, min(BATCH, len(items) // (pool_size * 4)))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    pool = ThreadPoolExecutor(max_workers=pool_size)
     try:
         futures = [pool.submit(run_batch, batch) for batch in batches]
         for future in as_completed(futures):
-            for item, result in future.result():
-                nbytes = 0
-                if isinstance(result, FileNotFoundError):
-                    outcome.missing.append(item)
-                elif isinstance(result, ReproError):
-                    outcome.failed.append(Failure(item, result))
-                elif isinstance(result, int):
-                    outcome.done[item] = nbytes = result
-                bar.advance(nbytes)
+            record(future.result())
     finally:
         # After an error or Ctrl-C nothing new starts; the transfers already running finish.
         pool.shutdown(wait=True, cancel_futures=True)
-    return outcome
 
 
 def _check_ids(object_ids: Iterable[str]) -> list[str]:
@@ -283,7 +312,9 @@ def push(
 
     bar = _Progress("push", progress)
     try:
-        first = _run(lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar)
+        first = _run(
+            lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar, remote.forkable
+        )
         stored = on_remote | first.done.keys()
         ready: list[str] = []
         for object_id, entries in manifests.items():
@@ -303,7 +334,9 @@ def push(
                 )
             else:
                 ready.append(object_id)
-        second = _run(lambda oid: _upload(remote, cache_dir, oid), ready, jobs, bar)
+        second = _run(
+            lambda oid: _upload(remote, cache_dir, oid), ready, jobs, bar, remote.forkable
+        )
     finally:
         bar.close()
     return TransferSummary(
@@ -344,6 +377,7 @@ def fetch(
             absent,
             jobs,
             bar,
+            remote.forkable,
         )
         failed = list(first.failed)
         entries: dict[str, list[str]] = {}
@@ -363,7 +397,9 @@ def fetch(
         listed = [oid for found in entries.values() for oid in found]
         files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
         todo = [oid for oid in files if not cache_path(cache_dir, oid).exists()]
-        second = _run(lambda oid: _download(remote, cache_dir, oid), todo, jobs, bar)
+        second = _run(
+            lambda oid: _download(remote, cache_dir, oid), todo, jobs, bar, remote.forkable
+        )
     finally:
         bar.close()
     for object_id in absent:
@@ -432,7 +468,9 @@ def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True
     bar = _Progress("verify", progress)
     try:
         with tempfile.TemporaryDirectory(prefix="repro-verify-") as scratch:
-            outcome = _run(lambda oid: check(oid, Path(scratch)), sorted(keys), jobs, bar)
+            outcome = _run(
+                lambda oid: check(oid, Path(scratch)), sorted(keys), jobs, bar, remote.forkable
+            )
     finally:
         bar.close()
     problems += [str(failure.error) for failure in outcome.failed]
@@ -477,7 +515,7 @@ def gc_remote(
 
     bar = _Progress("gc", False)
     try:
-        outcome = _run(delete, sorted(doomed), jobs, bar)
+        outcome = _run(delete, sorted(doomed), jobs, bar, remote.forkable)
     finally:
         bar.close()
     return len(outcome.done), sum(outcome.done.values())

@@ -25,12 +25,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Work = Callable[[Sequence[T]], list[R]]
-Progress = Callable[[int], object]
+Progress = Callable[[list[R]], object]  # called with each batch's results as they come
 
 # Items per message from a worker: per-message overhead must stay small next to the work.
 BATCH = 128
 # Below this many items a fork costs more than it saves.
-MIN_ITEMS = 1000
+MIN_ITEMS = 500
 _HEADER = struct.Struct("!Q")
 
 
@@ -45,7 +45,7 @@ def cores() -> int:
 def run_parts(
     work: Work[T, R],
     parts: Sequence[Sequence[T]],
-    progress: Progress | None = None,
+    progress: Progress[R] | None = None,
 ) -> list[list[R]]:
     """``work`` over every part, each part in its own process; results in part order.
 
@@ -94,13 +94,13 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _run_here(work: Work[T, R], items: Sequence[T], progress: Progress | None) -> list[R]:
+def _run_here(work: Work[T, R], items: Sequence[T], progress: Progress[R] | None) -> list[R]:
     results: list[R] = []
     for start in range(0, len(items), BATCH):
         done = work(items[start : start + BATCH])
         results.extend(done)
         if progress is not None:
-            progress(len(done))
+            progress(done)
     return results
 
 
@@ -152,7 +152,7 @@ def _picklable(exc: BaseException) -> BaseException:
 class _Reader(Generic[R]):
     """Drains one worker's pipe on a thread, so that the worker never blocks on a full pipe."""
 
-    def __init__(self, pid: int, read_fd: int, progress: Progress | None) -> None:
+    def __init__(self, pid: int, read_fd: int, progress: Progress[R] | None) -> None:
         self.pid = pid
         self.results: list[R] = []
         self.error: BaseException | None = None
@@ -171,7 +171,7 @@ class _Reader(Generic[R]):
                     continue
                 self.results.extend(payload)
                 if self._progress is not None:
-                    self._progress(len(payload))
+                    self._progress(payload)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

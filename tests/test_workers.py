@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,13 +22,31 @@ def pids(batch: Sequence[int]) -> list[tuple[int, int]]:
     return [(item, os.getpid()) for item in batch]
 
 
+IN_ORDER = textwrap.dedent(
+    """
+    import json, os
+    from repro import workers
+
+    def pids(batch):
+        return [(item, os.getpid()) for item in batch]
+
+    parts = workers.run_parts(pids, workers.split(list(range(5000)), 3))
+    print(json.dumps({"me": os.getpid(), "parts": parts}))
+    """
+)
+
+
 def test_results_come_back_in_order_from_several_processes() -> None:
-    items = list(range(5000))
-    parts = workers.run_parts(pids, workers.split(items, 3))
-    flat = [item for part in parts for item, _pid in part]
-    assert flat == items
-    seen = {pid for part in parts for _item, pid in part}
-    assert os.getpid() in seen
+    # In a fresh interpreter: threads other tests leave behind in this one would (rightly)
+    # keep the workers from forking.
+    done = subprocess.run(
+        [sys.executable, "-c", IN_ORDER], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    flat = [item for part in found["parts"] for item, _pid in part]
+    assert flat == list(range(5000))
+    seen = {pid for part in found["parts"] for _item, pid in part}
+    assert found["me"] in seen
     assert len(seen) == 3, "every part should run in its own process"
 
 
@@ -51,22 +70,36 @@ def test_no_fork_while_other_threads_run() -> None:
 
 def test_progress_counts_every_item() -> None:
     counted: list[int] = []
-    workers.run_parts(pids, workers.split(list(range(4000)), 2), counted.append)
+    parts = workers.split(list(range(4000)), 2)
+    workers.run_parts(pids, parts, lambda done: counted.append(len(done)))
     assert sum(counted) == 4000
 
 
-def test_an_error_in_a_worker_reaches_the_parent(tmp_path: Path) -> None:
-    missing = str(tmp_path / "gone")
+FAILING = textwrap.dedent(
+    """
+    import os, sys
+    from repro import workers
 
-    def open_them(batch: Sequence[str]) -> list[int]:
+    def sizes(batch):
         return [os.stat(path).st_size for path in batch]
 
-    present = str(tmp_path / "here")
-    Path(present).write_bytes(b"abc")
-    items = [present] * 3000 + [missing] + [present] * 10
-    with pytest.raises(FileNotFoundError) as caught:
-        workers.run_parts(open_them, workers.split(items, 2))
-    assert caught.value.filename == missing
+    present, missing = sys.argv[1:]
+    try:
+        workers.run_parts(sizes, workers.split([present] * 3000 + [missing] + [present] * 10, 2))
+    except FileNotFoundError as exc:
+        print(exc.filename)
+    """
+)
+
+
+def test_an_error_in_a_worker_reaches_the_parent(tmp_path: Path) -> None:
+    present, missing = tmp_path / "here", tmp_path / "gone"
+    present.write_bytes(b"abc")
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING, str(present), str(missing)],
+        capture_output=True, text=True, check=True,
+    )
+    assert done.stdout.strip() == str(missing)  # raised in the second worker, re-raised here
 
 
 def test_split_is_contiguous_and_complete() -> None:

@@ -18,6 +18,9 @@ class Remote(Protocol):
     """A storage backend. Implementations must be safe to call from several threads."""
 
     url: str
+    # True when transfers may run in forked worker processes: the backend holds no connection
+    # or thread that a fork would share (a folder). Network backends overlap in threads.
+    forkable: bool
 
     def exists(self, keys: Iterable[str]) -> set[str]:
         """Return the subset of ``keys`` present.

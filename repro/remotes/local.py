@@ -36,6 +36,8 @@ def _remote_error(action: str, path: Path, exc: OSError) -> RemoteError:
 class LocalRemote:
     """Objects are plain files under ``root``; uploads go to a temp name, then ``os.replace``."""
 
+    forkable = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root)

@@ -55,6 +55,8 @@ def open_remote(url: str, options: Mapping[str, str]) -> S3Remote:
 class S3Remote:
     """Objects are S3 objects named ``prefix/key``; one thread-safe boto3 client serves all."""
 
+    forkable = False
+
     def __init__(self, url: str, bucket: str, prefix: str, options: Mapping[str, str]) -> None:
         self.url = url
         self.bucket = bucket

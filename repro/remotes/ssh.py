@@ -311,6 +311,8 @@ def _no_sftp() -> paramiko.SFTPClient:
 class SshRemote:
     """Objects are files under ``root`` on the server; uploads are renamed into place."""
 
+    forkable = False
+
     def __init__(self, url: str, target: Target) -> None:
         self.url = url
         self.target = target

@@ -52,6 +52,8 @@ def cached_files(cache_dir: Path) -> list[Path]:
 class CountingRemote:
     """Wraps a remote and counts calls (and keys asked about) per method."""
 
+    forkable = False  # the counts live in this process: no forked workers
+
     def __init__(self, inner: Remote) -> None:
         self.inner = inner
         self.url = inner.url

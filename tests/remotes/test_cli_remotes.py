@@ -180,3 +180,39 @@ def test_remote_that_disappears_mid_push(project: Project, home: Path) -> None:
         assert cli(project.root, "status", "-c").code == 0
     finally:
         again.stop()
+
+
+def test_many_objects_move_in_forked_workers_and_still_fail_one_by_one(
+    project: Project, tmp_path: Path
+) -> None:
+    """A folder remote moves thousands of objects in forked workers: a corrupt object and a
+    missing one are still reported by name, and every good object still lands."""
+    make_tree(project.root / "data", 2400, folders=12, size=256, seed=11)
+    project.ok("add", "data")
+    remote = tmp_path / "store"
+    project.ok("remote", "add", "-d", "store", str(remote))
+    # A separate process, as a user runs it: no threads of the test run keep it from forking.
+    pushed = cli(project.root, "push")
+    assert pushed.code == 0, pushed.err
+    assert "Pushed 2401 objects" in pushed.out
+    objects = sorted(p for p in (remote / "files" / "md5").rglob("*") if p.is_file())
+    assert len(objects) == 2401
+    files = [p for p in objects if not p.name.endswith(".dir")]
+    corrupt, gone = files[100], files[-100]  # in the first and in the last worker's share
+    corrupt.chmod(0o644)
+    corrupt.write_bytes(bytes(len(corrupt.read_bytes())))
+    gone.unlink()
+
+    shutil.rmtree(project.root / ".repro" / "cache")
+    shutil.rmtree(project.root / "data")
+    result = cli(project.root, "pull")
+    assert result.code == 1
+    said = result.out + result.err
+    assert corrupt.parent.name + corrupt.name in said
+    assert gone.parent.name + gone.name in said
+    cached = {p.parent.name + p.name for p in (project.root / ".repro/cache").rglob("*")
+              if p.is_file()}
+    good = {p.parent.name + p.name for p in files} - {
+        corrupt.parent.name + corrupt.name, gone.parent.name + gone.name}
+    assert cached == good  # every good object, nothing corrupt, no temp file
+    assert project.repro("fsck").code == 0
