@@ -6,6 +6,7 @@ revision come straight from the object database.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,17 +64,34 @@ class History:
             except ValueError:
                 pass  # no commits yet
         if branches:
-            for head in self.repo.heads:
-                found[head.name] = Revision(head.name, head.commit.hexsha)
+            for name, sha in self._refs("refs/heads"):
+                found[name] = Revision(name, sha)
         if tags:
-            for tag in self.repo.tags:
-                try:
-                    found[tag.name] = Revision(tag.name, tag.commit.hexsha)
-                except ValueError:
-                    continue  # a tag of a tree or blob has no stage files
+            for name, sha in self._refs("refs/tags"):
+                found[name] = Revision(name, sha)
         if commits:
             return list(found.values())
         return sorted(found.values(), key=lambda r: _natural(r.label))
+
+    def _refs(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(short name, commit sha) of every ref under ``prefix``, from one git call.
+
+        Refs of trees or blobs are skipped: they have no stage files.
+        """
+        # %(*objectname) is the object an annotated tag points at; empty for other refs.
+        listing = self.repo.git.for_each_ref(
+            "--format=%(refname:short)%00%(objectname)%00%(objecttype)%00"
+            "%(*objectname)%00%(*objecttype)",
+            prefix,
+        )
+        for line in listing.splitlines():
+            name, sha, kind, target, target_kind = line.split("\0")
+            if kind == "commit":
+                yield name, sha
+            elif target_kind == "commit":
+                yield name, target
+            elif target_kind == "tag":  # a tag of a tag: rare, let git peel it
+                yield name, self.repo.commit(name).hexsha
 
     def stages_at(self, revision: Revision) -> list[Stage]:
         """Every stage file of a revision; a malformed one at an old revision is skipped."""
@@ -82,19 +100,20 @@ class History:
 
             return Project(self.root).stages()
         stages = []
-        for path, data in self._stage_blobs(revision.sha):
-            try:
-                stages.append(stage_mod.parse(path, data.decode("utf-8")))
-            except (ReproError, UnicodeDecodeError):
+        for path, blob in self._files(self._root_tree(revision.sha), ""):
+            if not path.endswith(STAGE_SUFFIX):
                 continue
+            key = (path, blob)
+            if key not in self._stages:
+                try:
+                    text = self._object(blob).decode("utf-8")
+                    self._stages[key] = stage_mod.parse(path, text)
+                except (ReproError, UnicodeDecodeError):
+                    self._stages[key] = None
+            parsed = self._stages[key]
+            if parsed is not None:
+                stages.append(parsed)
         return stages
-
-    def _stage_blobs(self, sha: str) -> Iterator[tuple[str, bytes]]:
-        tree = self.repo.commit(sha).tree
-        for item in tree.traverse(
-            predicate=lambda i, _d: i.type == "blob" and i.path.endswith(STAGE_SUFFIX)
-        ):
-            yield item.path, item.data_stream.read()
 
     def read(self, revision: Revision, path: str) -> bytes | None:
         """A file's bytes at a revision (the work tree for the workspace); None when absent."""
@@ -103,10 +122,58 @@ class History:
                 return (self.root / path).read_bytes()
             except (FileNotFoundError, IsADirectoryError):
                 return None
-        try:
-            blob = self.repo.commit(revision.sha).tree / path
-        except KeyError:
+        tree = self._root_tree(revision.sha)
+        *folders, name = path.split("/")
+        for folder in folders:
+            entry = self._tree(tree).get(folder)
+            if entry is None or not entry[0]:
+                return None
+            tree = entry[1]
+        entry = self._tree(tree).get(name)
+        if entry is None or entry[0]:
             return None
-        if blob.type != "blob":
-            return None
-        return bytes(blob.data_stream.read())
+        return self._object(entry[1])
+
+    # -- the object database, read with a tree cache ------------------------------------------
+    # Tags of one project share most of their trees and all unchanged stage files: each tree
+    # is parsed once and each stage file version once, however many revisions hold them.
+
+    @cached_property
+    def _trees(self) -> dict[bytes, dict[str, tuple[bool, bytes]]]:
+        return {}
+
+    @cached_property
+    def _stages(self) -> dict[tuple[str, bytes], Stage | None]:
+        return {}
+
+    def _object(self, binsha: bytes) -> bytes:
+        return bytes(self.repo.odb.stream(binsha).read())
+
+    def _root_tree(self, commit_sha: str) -> bytes:
+        header = self._object(bytes.fromhex(commit_sha)).split(b"\n", 1)[0]
+        return bytes.fromhex(header.removeprefix(b"tree ").decode("ascii"))
+
+    def _tree(self, binsha: bytes) -> dict[str, tuple[bool, bytes]]:
+        """A tree's entries: name -> (is a folder, object sha); submodules are left out."""
+        if binsha not in self._trees:
+            entries: dict[str, tuple[bool, bytes]] = {}
+            data = self._object(binsha)
+            at = 0
+            while at < len(data):
+                space = data.index(b" ", at)
+                nul = data.index(b"\0", space)
+                mode = data[at:space]
+                sha = data[nul + 1 : nul + 21]
+                if mode != b"160000":
+                    entries[os.fsdecode(data[space + 1 : nul])] = (mode == b"40000", sha)
+                at = nul + 21
+            self._trees[binsha] = entries
+        return self._trees[binsha]
+
+    def _files(self, tree: bytes, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """(path, blob sha) of every file below ``tree``."""
+        for name, (is_folder, sha) in sorted(self._tree(tree).items()):
+            if is_folder:
+                yield from self._files(sha, f"{prefix}{name}/")
+            else:
+                yield f"{prefix}{name}", sha

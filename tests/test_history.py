@@ -131,3 +131,33 @@ def test_install_hooks_bring_data_with_git_checkout(project: Project) -> None:
     assert (project.root / ".user-hook").read_text() == "user-hook-ran\n"
     project.git("checkout", "-q", "0.3")
     assert (project.root / "data/train.txt").read_text() == "abc"
+
+
+def test_history_reads_every_kind_of_ref_and_nested_stage_files(project: Project) -> None:
+    """Lightweight and annotated tags, a tag of a tree, a branch, stage files in a subfolder,
+    and a stage file that was broken at one tag: each read straight from git objects."""
+    project.write("eval/score.repro", "outs:\n- path: score.json\n  cache: false\n"
+                                      "  metric:\n    type: json\n")
+    project.write("eval/score.json", json.dumps({"f1": 0.5}))
+    project.commit("first")
+    project.git("tag", "light")  # lightweight
+    project.write("eval/score.json", json.dumps({"f1": 0.6}))
+    project.write("eval/score.repro", "outs: [this is not: a stage\n")  # broken at this tag
+    project.git("add", "-A")
+    project.git("commit", "-q", "-m", "broken")
+    project.git("tag", "-a", "annotated", "-m", "an annotated tag")
+    project.write("eval/score.repro", "outs:\n- path: score.json\n  cache: false\n"
+                                      "  metric:\n    type: json\n")
+    project.write("eval/score.json", json.dumps({"f1": 0.7}))
+    project.commit("fixed")
+    tree = project.git("rev-parse", "HEAD^{tree}").strip()
+    project.git("tag", "a-tree", tree)  # no commit: no stage files, skipped
+    project.git("branch", "side")
+
+    tags = json.loads(project.ok("metrics", "show", "-T", "--json").out)
+    assert tags == {"light": {"eval/score.json": {"f1": 0.5}}}  # the broken tag declares none
+    both = json.loads(project.ok("metrics", "show", "-a", "-T", "--json").out)
+    assert both["side"] == {"eval/score.json": {"f1": 0.7}}
+    assert "a-tree" not in both
+    named = json.loads(project.ok("metrics", "show", "-T", "--json", "eval/score.json").out)
+    assert named["annotated"] == {"eval/score.json": {"f1": 0.6}}  # read by path all the same
