@@ -358,3 +358,17 @@ def test_network_mode_is_recorded_and_used(docker_project: Project) -> None:
     project.ok("run", "--network", "bridge", "-o", "ifaces", "ls /sys/class/net > ifaces")
     assert "eth0" in (project.root / "ifaces").read_text().split()
     assert "network: bridge" in (project.root / "ifaces.repro").read_text()
+
+
+def test_a_local_engine_never_loads_the_ssh_stack(docker_project: Project) -> None:
+    """docker-py pulls in paramiko (~0.1 s of imports per command) only for ssh:// engines."""
+    project = docker_project
+    project.ok("run", "-f", "noop.repro", "--image", TEST_IMAGE, "true")
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "repro", "repro", "-f", "noop.repro"],
+        cwd=project.root, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| docker\n" in done.stderr  # docker-py was loaded in this process
+    assert "paramiko.transport" not in done.stderr  # tried (and refused) at most, not loaded

@@ -75,7 +75,7 @@ class DockerRunner:
 
     # -- images ------------------------------------------------------------------------------
     def resolve(self, name: str) -> str | None:
-        import docker.errors
+        docker = _import_docker()
 
         try:
             return str(self.client.images.get(name).id)
@@ -92,7 +92,7 @@ class DockerRunner:
         return str(digests[0]) if digests else None
 
     def ensure(self, image: Image, pinned: bool) -> Image:
-        import docker.errors
+        docker = _import_docker()
 
         if pinned and image.id:
             if self.resolve(image.id) is not None:
@@ -126,7 +126,7 @@ class DockerRunner:
         return Image(image.name, image_id, digest or image.digest)
 
     def _pull(self, reference: str) -> None:
-        import docker.errors
+        docker = _import_docker()
 
         try:
             self.client.images.pull(reference)
@@ -166,7 +166,7 @@ class DockerRunner:
 
     def _own_container(self) -> Any:
         """This process's container on the same engine, or None when not in one."""
-        import docker.errors
+        docker = _import_docker()
 
         if not os.path.exists("/.dockerenv") and not os.environ.get("REPRO_IN_CONTAINER"):
             return None
@@ -201,7 +201,7 @@ class DockerRunner:
         return mounts
 
     def run(self, spec: RunSpec, log: LogSink) -> int:
-        import docker.errors
+        docker = _import_docker()
 
         self.reap(spec.project_root)
 
@@ -249,7 +249,7 @@ class DockerRunner:
             self._remove(container)
 
     def _remove(self, container: Any) -> None:
-        import docker.errors
+        docker = _import_docker()
 
         with self._lock:
             self._running.pop(container.id, None)
@@ -267,7 +267,7 @@ class DockerRunner:
         Called under the project lock, so no live repro of this project owns any of them; the
         runner's lock keeps parallel stages from starting until the reaping is done.
         """
-        import docker.errors
+        docker = _import_docker()
 
         with self._lock:
             if self._reaped:
