@@ -9,6 +9,7 @@ name, and never lets a partial or corrupt object take an object's name.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -255,13 +256,28 @@ def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
     return size
 
 
+_temp_numbers = itertools.count()
+
+
 def _download(
-    remote: Remote, cache_dir: Path, object_id: str, final: Path | None = None
+    remote: Remote,
+    cache_dir: Path,
+    object_id: str,
+    final: Path | None = None,
+    made: set[Path] | None = None,
 ) -> int:
-    """Download one object into the cache (or ``final``), only if its bytes hash to its name."""
+    """Download one object into the cache (or ``final``), only if its bytes hash to its name.
+
+    ``made`` holds the folders this transfer already created: one mkdir each, not per object.
+    """
     final = final or cache_path(cache_dir, object_id)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+    if made is None or final.parent not in made:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(final.parent)
+    # Unique per process and call: forked workers share no counter, but never a pid.
+    tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{final.name}")
+    placed = False
     try:
         remote.get(object_key(object_id), tmp)
         if file_md5(str(tmp)) != object_id.removesuffix(MANIFEST_SUFFIX):
@@ -269,11 +285,14 @@ def _download(
         if is_manifest(object_id):
             manifest_entries(tmp.read_bytes(), object_id, remote.url)
         os.chmod(tmp, 0o444)
+        size = os.stat(tmp).st_size
         os.replace(tmp, final)
-        return final.stat().st_size
+        placed = True
+        return size
     finally:
-        # Left only when the download or the check failed: it never becomes a cache entry.
-        tmp.unlink(missing_ok=True)
+        if not placed:
+            # The download or the check failed: it never becomes a cache entry.
+            tmp.unlink(missing_ok=True)
 
 
 def push(
@@ -397,8 +416,13 @@ def fetch(
         listed = [oid for found in entries.values() for oid in found]
         files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
         todo = [oid for oid in files if not cache_path(cache_dir, oid).exists()]
+        made: set[Path] = set()
         second = _run(
-            lambda oid: _download(remote, cache_dir, oid), todo, jobs, bar, remote.forkable
+            lambda oid: _download(remote, cache_dir, oid, made=made),
+            todo,
+            jobs,
+            bar,
+            remote.forkable,
         )
     finally:
         bar.close()
