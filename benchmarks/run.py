@@ -16,10 +16,11 @@ reported. Peak memory is the maximum resident set of the command's process tree,
 The page cache is not dropped (that needs root and a quiet machine): every tool reads warm data.
 
 DVC is installed into its own virtualenv (--dvc-venv, default /tmp/repro-bench-dvc-venv) with
-`pip install 'dvc==3.*'` the first time. The repro under test is the `repro` console script
-next to the running Python, importing the package of one commit (--code, default HEAD, which
-is extracted to the scratch dir and put first on PYTHONPATH) or the live work tree
-(--code worktree, the default of --quick).
+`pip install 'dvc==3.*'` the first time. repro is measured the same way: one commit (--code,
+default HEAD) is extracted to the scratch dir and pip-installed, as a user would install it,
+into a virtualenv of its own; both tools then start from a clean interpreter, without whatever
+.pth files the running Python has. With --code worktree (the default of --quick) it is the
+`repro` console script next to the running Python, importing the live work tree.
 
 A full run takes about 20 minutes on 2 cores; --quick --no-dvc about 90 seconds.
 
@@ -298,10 +299,12 @@ class Tool:
 class Repro(Tool):
     name = "repro"
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, venv: Path | None = None) -> None:
         super().__init__(runner)
-        # The console script next to this interpreter (not the pyenv shim, not python -m).
-        self.exe = str(Path(sys.executable).parent / "repro")
+        # The console script of the virtualenv, or the one next to this interpreter (not the
+        # pyenv shim, not python -m).
+        bin_dir = venv / "bin" if venv else Path(sys.executable).parent
+        self.exe = str(bin_dir / "repro")
         if not os.access(self.exe, os.X_OK):
             self.exe = shutil.which("repro") or "repro"
 
@@ -393,15 +396,16 @@ class Bench:
         env["DVC_NO_ANALYTICS"] = "1"
         env["DVC_SITE_CACHE_DIR"] = str(self.scratch / "dvc-site")
         self.code = args.code
+        self.python = sys.executable  # the bare interpreter of the start-up floor
+        venv: Path | None = None
         if args.code != "worktree":
-            # Measure one commit of repro, not a work tree someone may be editing meanwhile.
-            snapshot, self.code = snapshot_repro(args.code, self.scratch)
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(snapshot)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-            )
+            # Measure one commit of repro, not a work tree someone may be editing meanwhile,
+            # installed into a virtualenv of its own, as DVC is.
+            venv, self.code = install_repro(args.code, self.scratch)
+            self.python = str(venv / "bin" / "python")
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.runner = Runner(self.scratch / "logs", env)
-        self.repro = Repro(self.runner)
+        self.repro = Repro(self.runner, venv)
         self.dvc: DVC | None = None
         if not args.no_dvc:
             self.dvc = DVC(self.runner, Path(args.dvc_venv))
@@ -443,7 +447,7 @@ class Bench:
             here = self.work
             sides: dict[str, tuple[Callable[[int], None], Step]] = {
                 "repro": (_noop, lambda: r.measure(self.repro.cmd("--version"), here)),
-                "floor": (_noop, lambda: r.measure([sys.executable, "-c", "pass"], here)),
+                "floor": (_noop, lambda: r.measure([self.python, "-c", "pass"], here)),
             }
             if self.dvc:
                 dvc = self.dvc
@@ -817,8 +821,8 @@ def _rmtree(path: Path) -> None:
     subprocess.run(["rm", "-rf", str(path)], check=True)
 
 
-def snapshot_repro(rev: str, scratch: Path) -> tuple[Path, str]:
-    """The repro package of commit ``rev`` extracted (and compiled) under the scratch dir."""
+def install_repro(rev: str, scratch: Path) -> tuple[Path, str]:
+    """A virtualenv under the scratch dir with repro of commit ``rev`` pip-installed in it."""
     root = HERE.parent
     sha = subprocess.run(
         ["git", "rev-parse", "--short", f"{rev}^{{commit}}"],
@@ -827,31 +831,39 @@ def snapshot_repro(rev: str, scratch: Path) -> tuple[Path, str]:
         text=True,
         check=True,
     ).stdout.strip()
-    dest = scratch / f"code-{sha}"
-    if not (dest / "repro" / "__init__.py").exists():
-        _rmtree(dest)
-        dest.mkdir(parents=True)
+    venv = scratch / f"repro-venv-{sha}"
+    exe = venv / "bin" / "repro"
+    if not exe.exists():
+        _rmtree(venv)
+        source = scratch / f"code-{sha}"
+        _rmtree(source)
+        source.mkdir(parents=True)
         archive = subprocess.run(
-            ["git", "archive", sha, "repro"], cwd=root, capture_output=True, check=True
+            ["git", "archive", sha, "repro", "pyproject.toml", "README.md"],
+            cwd=root,
+            capture_output=True,
+            check=True,
         ).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest)], check=True)
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        print(f"installing repro {sha} into {venv} …", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(source)], check=True)
+        _rmtree(source)
     found = subprocess.run(
-        [sys.executable, "-c", "import repro; print(repro.__file__)"],
-        env={**os.environ, "PYTHONPATH": str(dest)},
+        [str(venv / "bin" / "python"), "-c", "import repro; print(repro.__file__)"],
         cwd=scratch,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    if not found.startswith(str(dest)):
-        raise SystemExit(f"PYTHONPATH={dest} does not take precedence over {found}")
+    if not found.startswith(str(venv)):
+        raise SystemExit(f"{venv} imports repro from {found}, not from its own site-packages")
     last = subprocess.run(
         ["git", "log", "-1", "--format=%h", sha, "--", "repro"],
         cwd=root,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    return dest, f"{sha} (repro/ as of {last})" if last and last != sha else sha
+    return venv, f"{sha} (repro/ as of {last})" if last and last != sha else sha
 
 
 def _repro_commit() -> str:
@@ -1110,6 +1122,9 @@ def render(result: dict[str, object]) -> str:
         "of inode, mtime, size), `git cat-file --batch` for the metric blobs of every tag. The "
         "floor of `--version` is the bare interpreter start (`python3 -c pass`), which every "
         "Python command pays on top of the floors of the other rows.",
+        "- Each tool is pip-installed into a virtualenv of its own (repro from the commit named "
+        "above, without extras; DVC 3 from PyPI), so both start from a clean interpreter; the "
+        "start-up floor is that interpreter.",
         "- DVC is configured with `cache.type hardlink` (and `copy` for the copy case), like "
         "repro; its site cache lives in the scratch folder. Push goes to a new folder each round "
         "so that no remote index can short-cut it; pull clones the project anew each round.",
