@@ -4,7 +4,9 @@ Keys are POSIX relative paths under the remote's root, e.g. ``files/md5/ab/cdef�
 layout), ``images/sha256/…`` or ``runs/…``. Higher layers map object ids to keys.
 
 Errors: a missing key raises ``FileNotFoundError`` (from ``get``); anything else that goes wrong
-on the remote side raises ``repro.errors.RemoteError`` with a one-line message.
+on the remote side raises ``repro.errors.RemoteError`` with a one-line message. A backend
+retries, a bounded number of times, only what may pass (a dropped connection, a stale network
+file handle); a refusal such as permission denied is raised at once.
 """
 
 from __future__ import annotations

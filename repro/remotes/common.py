@@ -1,4 +1,5 @@
-"""Helpers the backends share: key checks, temp names and the bulk existence strategy."""
+"""Helpers the backends share: key checks, temp names, retries and the bulk existence
+strategy."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import posixpath
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from time import sleep
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Up to this many keys, one existence query per key beats listing folders.
 FEW_KEYS = 64
@@ -41,6 +46,27 @@ def temp_name(name: str) -> str:
 
 def is_temp(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
+
+
+def retrying(
+    attempt: Callable[[], T],
+    is_transient: Callable[[Exception], bool],
+    delays: Iterable[float],
+) -> T:
+    """Return ``attempt()``; after a transient failure wait each of ``delays`` in turn and try
+    again. Any other failure, or the last transient one, propagates.
+
+    Only for idempotent operations: every backend write goes to a temp name and is renamed
+    into place, so repeating one that may or may not have happened is safe.
+    """
+    for delay in delays:
+        try:
+            return attempt()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+        sleep(delay)
+    return attempt()
 
 
 def bulk_exists(

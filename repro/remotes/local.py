@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
-from repro.remotes.common import bulk_exists, check_key, folder_prefix, is_temp, temp_name
+from repro.remotes.common import (
+    bulk_exists,
+    check_key,
+    folder_prefix,
+    is_temp,
+    retrying,
+    temp_name,
+)
 
 CHUNK = 1 << 20
+# What a network filesystem (NFS, SMB) may report for a moment: a stale handle after the
+# server restarted, a timeout, a busy resource. Python itself already retries EINTR.
+# Anything else (permission denied, a full disk, a missing folder) fails at once.
+TRANSIENT_ERRNOS = frozenset({errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR})
+# Seconds to wait before each retry: four attempts in all, 3.5 s of waiting at most.
+RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 def open_remote(url: str, options: Mapping[str, str]) -> LocalRemote:
@@ -23,14 +38,51 @@ def open_remote(url: str, options: Mapping[str, str]) -> LocalRemote:
     return LocalRemote(root.expanduser().absolute())
 
 
+def _transient(exc: Exception) -> bool:
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry, as in some containers
+        return f"uid {os.geteuid()}"
+
+
 def _remote_error(action: str, path: Path, exc: OSError) -> RemoteError:
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "make the folder writable for you, or choose another remote"
-    elif exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return _permission_error(action, path, exc)
+    if exc.errno == errno.EROFS:
+        hint = "it is on a read-only filesystem; remount it read-write or choose another remote"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
         hint = "free some space there, or choose another remote"
+    elif exc.errno in TRANSIENT_ERRNOS:
+        hint = (
+            f"it still failed after {len(RETRY_DELAYS) + 1} attempts; check that the folder is "
+            "mounted and reachable, then run the command again"
+        )
     else:
         hint = "check that the folder is mounted and reachable"
     return RemoteError(f"cannot {action} {path}: {exc.strerror or exc}; {hint}")
+
+
+def _permission_error(action: str, path: Path, exc: OSError) -> RemoteError:
+    user = _user_name()
+    if action in ("write", "delete"):
+        # exc.filename is what the call touched (a folder being made, a temp file, the
+        # object): the folder to fix is the one that holds it.
+        folder = Path(exc.filename).parent if exc.filename else path.parent
+        return RemoteError(
+            f"cannot {action} in the remote folder {folder}: permission denied for user "
+            f"{user}; give {user} write permission there (owner or mode), or choose another "
+            "remote"
+        )
+    if exc.filename:
+        path = Path(exc.filename)  # the file itself, or a folder on its way
+    return RemoteError(
+        f"cannot {action} {path} on the remote: permission denied for user {user}; give "
+        f"{user} read permission on it and its folders (owner or mode), or choose another remote"
+    )
 
 
 class LocalRemote:
@@ -47,7 +99,11 @@ class LocalRemote:
         return self.root / check_key(key)
 
     def _exists_one(self, key: str) -> bool:
-        return self._path(key).is_file()
+        path = self._path(key)
+        try:
+            return retrying(path.is_file, _transient, RETRY_DELAYS)
+        except OSError as exc:
+            raise _remote_error("check", path, exc) from exc
 
     def exists(self, keys: Iterable[str]) -> set[str]:
         return bulk_exists(keys, self._exists_one, self.list)
@@ -65,7 +121,7 @@ class LocalRemote:
 
     def _walk(self, folder: Path, key_prefix: str) -> Iterator[tuple[str, int]]:
         try:
-            entries = list(os.scandir(folder))
+            entries = retrying(lambda: list(os.scandir(folder)), _transient, RETRY_DELAYS)
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in sorted(entries, key=lambda e: e.name):
@@ -78,27 +134,33 @@ class LocalRemote:
 
     def put(self, source: Path, key: str) -> None:
         dest = self._path(key)
-        tmp = dest.with_name(temp_name(dest.name))
         # Opened first, so that a problem with the local file is not blamed on the remote.
         with source.open("rb") as src:
             try:
-                if dest.parent not in self._made:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    self._made.add(dest.parent)
-                with open(tmp, "xb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-                os.replace(tmp, dest)
+                retrying(lambda: self._put_once(src, dest), _transient, RETRY_DELAYS)
             except OSError as exc:
                 raise _remote_error("write", dest, exc) from exc
-            finally:
-                # Only left over when the copy or the rename failed.
-                with suppress(OSError):
-                    tmp.unlink(missing_ok=True)
+
+    def _put_once(self, src: BinaryIO, dest: Path) -> None:
+        src.seek(0)
+        tmp = dest.with_name(temp_name(dest.name))
+        try:
+            if dest.parent not in self._made:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(dest.parent)
+            with open(tmp, "xb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+            os.replace(tmp, dest)
+        finally:
+            # Only left over when the copy or the rename failed.
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def get(self, key: str, dest: Path) -> None:
         path = self._path(key)
         try:
-            shutil.copyfile(path, dest)
+            # copyfile truncates dest, so a retry starts afresh.
+            retrying(lambda: shutil.copyfile(path, dest), _transient, RETRY_DELAYS)
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -107,7 +169,7 @@ class LocalRemote:
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
-            path.unlink(missing_ok=True)
+            retrying(lambda: path.unlink(missing_ok=True), _transient, RETRY_DELAYS)
         except OSError as exc:
             raise _remote_error("delete", path, exc) from exc
 

@@ -42,6 +42,14 @@ _DENIED = {
     "ExpiredToken",
     "InvalidToken",
 }
+# The IAM permission each of our operations needs, for the hint when one is denied.
+_PERMISSION = {
+    "check": "s3:GetObject",
+    "list": "s3:ListBucket",
+    "write": "s3:PutObject",
+    "read": "s3:GetObject",
+    "delete": "s3:DeleteObject",
+}
 
 
 def open_remote(url: str, options: Mapping[str, str]) -> S3Remote:
@@ -120,8 +128,8 @@ class S3Remote:
                 raise FileNotFoundError(where) from None
             if code in _DENIED:
                 raise RemoteError(
-                    f"access denied to {where} ({code}): check your AWS credentials and the "
-                    "bucket's policy"
+                    f"cannot {action} {where}: access denied ({code}); check your AWS "
+                    f"credentials and that the bucket's policy grants them {_PERMISSION[action]}"
                 ) from None
             message = error.get("Message", "") or str(exc)
             raise RemoteError(f"cannot {action} {where}: {code} {message}".strip()) from None

@@ -5,6 +5,11 @@ Connection settings come, first match wins, from the repro config options, the U
 Keys come from the ssh agent, the configured identity files and ``~/.ssh/id_*``. Host keys are
 checked against ``~/.ssh/known_hosts`` (and ``/etc/ssh/ssh_known_hosts``); an unknown host is
 refused, never added, so a first connection cannot be silently intercepted.
+
+A connection that drops after it worked (sshd restarted, a flaky link) is re-established and
+the operation repeated a few times with growing pauses; every operation is idempotent since
+uploads are renamed into place. A first connection that fails, an authentication or host key
+problem, and a refusal by the server (permission denied) fail at once.
 """
 
 from __future__ import annotations
@@ -12,20 +17,30 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import logging
 import posixpath
 import shutil
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paramiko
 
 from repro.errors import RemoteError, ReproError
-from repro.remotes.common import bulk_exists, check_key, folder_prefix, is_temp, temp_name
+from repro.remotes.common import (
+    bulk_exists,
+    check_key,
+    folder_prefix,
+    is_temp,
+    retrying,
+    temp_name,
+)
 
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
 MAX_CHANNELS = 8
@@ -35,8 +50,18 @@ PREFETCH_ABOVE = 256 << 10
 SFTP_CHUNK = 32 << 10
 # What a dropped connection raises; an SFTP status error (a plain OSError) leaves a channel usable.
 _BROKEN = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)
+# Seconds to wait before each retry once the connection dropped: five attempts in all and
+# 7.5 s of waiting at most, long enough for sshd to restart or a link to come back.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+# After a failed reconnect the other threads wait this long before trying one themselves.
+RECONNECT_GAP = 0.25
 SSH_CONFIG = Path("~/.ssh/config")
 KNOWN_HOSTS = (Path("~/.ssh/known_hosts"), Path("/etc/ssh/ssh_known_hosts"))
+T = TypeVar("T")
+
+# paramiko logs a dropped connection from its own thread, traceback and all, and Python
+# prints unhandled log records on stderr; repro reports the failure itself, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,18 @@ class Target:
     @property
     def display(self) -> str:
         return f"ssh://{self.user}@{self.alias}:{self.port}{self.root}"
+
+
+class _Unreachable(RemoteError):
+    """The server did not answer (refused, reset, timed out), perhaps only for a moment."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Dropped(Exception):
+    """The connection died under an operation, or has not come back yet: worth a retry."""
 
 
 def open_remote(url: str, options: Mapping[str, str]) -> SshRemote:
@@ -176,9 +213,10 @@ def _connect(target: Target) -> paramiko.SSHClient:
     except (OSError, paramiko.SSHException, EOFError) as exc:
         client.close()
         reason = _reason(exc)
-        raise RemoteError(
+        raise _Unreachable(
             f"cannot connect to ssh server {where}: {reason}; check the host and port "
-            "and that sshd runs there"
+            "and that sshd runs there",
+            reason,
         ) from None
     return client
 
@@ -189,7 +227,10 @@ def _reason(exc: BaseException) -> str:
         exc = next(iter(exc.errors.values()))
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return str(exc) or type(exc).__name__
+    text = str(exc).strip().rstrip(":")  # paramiko's "Server connection dropped: "
+    if text:
+        return text
+    return "the connection closed" if isinstance(exc, EOFError) else type(exc).__name__
 
 
 class _ChannelPool:
@@ -208,7 +249,9 @@ class _ChannelPool:
         self._changed = threading.Condition()
         self._connect_lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
-        self._failure: RemoteError | None = None
+        self._failure: RemoteError | None = None  # final: no thread tries again
+        self._connected = False  # a connection worked once, so a failure may pass
+        self._last_drop: tuple[float, str] | None = None  # when a reconnect failed, and why
 
     def _transport(self) -> paramiko.Transport:
         with self._connect_lock:
@@ -216,17 +259,27 @@ class _ChannelPool:
             if transport is not None and transport.is_active():
                 return transport
             if self._failure is not None:
-                # Waiting threads must not each retry a connection that just failed.
+                # Waiting threads must not each retry a connection that cannot work.
                 raise RemoteError(str(self._failure))
+            if self._last_drop and time.monotonic() - self._last_drop[0] < RECONNECT_GAP:
+                raise _Dropped(self._last_drop[1])  # another thread has just tried
             # First use, or the connection dropped: (re)connect once for all threads.
             if self._client is not None:
                 self._client.close()
             self._client = None
             try:
                 self._client = _connect(self._target)
+            except _Unreachable as exc:
+                if not self._connected:
+                    # A wrong host or port, or no sshd: waiting would not help.
+                    self._failure = exc
+                    raise
+                self._last_drop = (time.monotonic(), exc.reason)
+                raise _Dropped(exc.reason) from None
             except RemoteError as exc:
                 self._failure = exc
                 raise
+            self._connected, self._last_drop = True, None
             transport = self._client.get_transport()
             if transport is None:
                 raise RemoteError(f"lost the connection to {self._target.display}; retry")
@@ -282,12 +335,19 @@ class _ChannelPool:
 
     @contextmanager
     def channel(self) -> Iterator[paramiko.SFTPClient]:
-        sftp = self._acquire()
+        """A channel of its own for the caller; a dropped connection raises ``_Dropped``."""
+        try:
+            sftp = self._acquire()
+        except _BROKEN as exc:  # the connection died while the channel opened
+            raise _Dropped(_reason(exc)) from None
         try:
             yield sftp
-        except _BROKEN:
-            # The channel may be mid-request or dead; never hand it to another thread.
-            sftp.close()
+        except Exception as exc:
+            # paramiko reports a closed channel as a plain OSError ("Socket is closed").
+            if isinstance(exc, _BROKEN) or (isinstance(exc, OSError) and sftp.sock.closed):
+                # The channel may be mid-request or dead; never hand it to another thread.
+                _close_quietly(sftp)
+                raise _Dropped(_reason(exc)) from None
             raise
         finally:
             self._release(sftp)
@@ -295,13 +355,19 @@ class _ChannelPool:
     def close(self) -> None:
         with self._changed:
             for sftp in self._idle:
-                sftp.close()
+                _close_quietly(sftp)
             self._open -= len(self._idle)
             self._idle.clear()
         with self._connect_lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _close_quietly(sftp: paramiko.SFTPClient) -> None:
+    """Close a channel whose connection may be dead (closing sends a message, which fails)."""
+    with suppress(OSError, EOFError, paramiko.SSHException):
+        sftp.close()
 
 
 def _no_sftp() -> paramiko.SFTPClient:
@@ -323,6 +389,23 @@ class SshRemote:
     def _path(self, key: str) -> str:
         return posixpath.join(self.target.root, check_key(key))
 
+    def _call(
+        self,
+        action: str,
+        path: str,
+        operation: Callable[[paramiko.SFTPClient], T],
+        missing_ok: bool = False,
+    ) -> T:
+        """Run ``operation`` on a channel of the pool; when the connection drops under it,
+        reconnect and run it again, a bounded number of times. It must be idempotent."""
+
+        def attempt() -> T:
+            with self._pool.channel() as sftp:
+                return operation(sftp)
+
+        with self._errors(action, path, missing_ok):
+            return retrying(attempt, lambda exc: isinstance(exc, _Dropped), RETRY_DELAYS)
+
     @contextmanager
     def _errors(self, action: str, path: str, missing_ok: bool = False) -> Iterator[None]:
         """Turn SFTP failures into one-line RemoteErrors; with ``missing_ok`` a missing file
@@ -331,6 +414,12 @@ class SshRemote:
             yield
         except RemoteError:
             raise
+        except _Dropped as exc:
+            raise RemoteError(
+                f"cannot {action} {path}: lost the connection to {self.target.display} ({exc}) "
+                f"and {len(RETRY_DELAYS) + 1} attempts failed; check that the server is up and "
+                "reachable, then run the command again (finished transfers are kept)"
+            ) from None
         except FileNotFoundError:
             if missing_ok:
                 raise
@@ -338,24 +427,39 @@ class SshRemote:
                 f"cannot {action} {path} on {self.target.display}: a folder on the way is "
                 "missing or is a file; check the remote's path"
             ) from None
-        except PermissionError:
-            raise RemoteError(
-                f"permission denied to {action} {path} on {self.target.display}: "
-                f"check that {self.target.user} may write there"
-            ) from None
+        except PermissionError as exc:
+            raise self._permission_error(action, path, exc) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise RemoteError(
-                f"cannot {action} {path} on {self.target.display}: {exc or type(exc).__name__}; "
+                f"cannot {action} {path} on {self.target.display}: {_reason(exc)}; "
                 "check the connection and retry"
             ) from None
 
+    def _permission_error(self, action: str, path: str, exc: PermissionError) -> RemoteError:
+        user, host = self.target.user, self.target.alias
+        if action in ("write", "delete"):
+            # exc.filename, when known, is a folder being made: the one to fix holds it.
+            folder = posixpath.dirname(exc.filename or path)
+            return RemoteError(
+                f"cannot {action} in {folder} on {host}: permission denied for user {user}; "
+                f"give {user} write permission there (owner or mode), or choose another "
+                "remote path"
+            )
+        return RemoteError(
+            f"cannot {action} {path} on {host}: permission denied for user {user}; give {user} "
+            "read permission on it and its folders (owner or mode), or ask the server's admin"
+        )
+
     def _exists_one(self, key: str) -> bool:
         path = self._path(key)
-        with self._errors("check", path), self._pool.channel() as sftp:
+
+        def is_file(sftp: paramiko.SFTPClient) -> bool:
             try:
                 return stat.S_ISREG(sftp.stat(path).st_mode or 0)
             except FileNotFoundError:
                 return False
+
+        return self._call("check", path, is_file)
 
     def exists(self, keys: Iterable[str]) -> set[str]:
         return bulk_exists(keys, self._exists_one, self.list)
@@ -366,9 +470,10 @@ class SshRemote:
     def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
         start = folder_prefix(prefix)
         base = posixpath.join(self.target.root, start) if start else self.target.root
-        with self._errors("list", base), self._pool.channel() as sftp:
-            # Collected first so that no channel stays borrowed while the caller iterates.
-            found = list(self._walk(sftp, base.rstrip("/") or "/", start))
+        # Collected first so that no channel stays borrowed while the caller iterates.
+        found = self._call(
+            "list", base, lambda sftp: list(self._walk(sftp, base.rstrip("/") or "/", start))
+        )
         yield from found
 
     def _walk(
@@ -412,6 +517,7 @@ class SshRemote:
                 except OSError:
                     made = False
                 if not made:
+                    exc.filename = path  # SFTP errors do not say which request failed
                     raise exc from None
         with self._made_dirs_lock:
             self._made_dirs.add(folder)
@@ -419,16 +525,27 @@ class SshRemote:
     def put(self, source: Path, key: str) -> None:
         path = self._path(key)
         folder, name = posixpath.split(path)
-        tmp = posixpath.join(folder, temp_name(name))
-        with source.open("rb") as src, self._errors("write", path), self._pool.channel() as sftp:
+        leftovers: list[str] = []  # temp files of attempts that a dropped connection cut
+
+        def upload(sftp: paramiko.SFTPClient) -> None:
+            while leftovers:
+                with suppress(OSError):
+                    sftp.remove(leftovers.pop())
             self._makedirs(sftp, folder)
+            tmp = posixpath.join(folder, temp_name(name))
+            src.seek(0)
             try:
                 sftp.putfo(src, tmp, confirm=False)
                 self._rename(sftp, tmp, path)
             except BaseException:
+                leftovers.append(tmp)
                 with suppress(OSError, paramiko.SSHException, EOFError):
                     sftp.remove(tmp)
+                    leftovers.pop()
                 raise
+
+        with source.open("rb") as src:
+            self._call("write", path, upload)
 
     @staticmethod
     def _rename(sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
@@ -446,27 +563,29 @@ class SshRemote:
 
     def get(self, key: str, dest: Path) -> None:
         path = self._path(key)
-        with (
-            dest.open("wb") as out,
-            self._errors("read", path, missing_ok=True),
-            self._pool.channel() as sftp,
-            sftp.open(path, "rb") as remote_file,
-        ):
-            size = remote_file.stat().st_size or 0
-            # Prefetching pipelines reads (needed for speed on big files) but costs a
-            # thread per file, which small objects, the common case, do not repay.
-            if size > PREFETCH_ABOVE:
-                remote_file.prefetch(size)
-            shutil.copyfileobj(remote_file, out, SFTP_CHUNK)
+
+        def download(sftp: paramiko.SFTPClient) -> None:
+            out.seek(0)
+            out.truncate()  # what an attempt cut short wrote
+            with sftp.open(path, "rb") as remote_file:
+                size = remote_file.stat().st_size or 0
+                # Prefetching pipelines reads (needed for speed on big files) but costs a
+                # thread per file, which small objects, the common case, do not repay.
+                if size > PREFETCH_ABOVE:
+                    remote_file.prefetch(size)
+                shutil.copyfileobj(remote_file, out, SFTP_CHUNK)
+
+        with dest.open("wb") as out:
+            self._call("read", path, download, missing_ok=True)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        with (
-            self._errors("delete", path),
-            self._pool.channel() as sftp,
-            suppress(FileNotFoundError),
-        ):
-            sftp.remove(path)
+
+        def remove(sftp: paramiko.SFTPClient) -> None:
+            with suppress(FileNotFoundError):  # gone already, maybe by an attempt cut short
+                sftp.remove(path)
+
+        self._call("delete", path, remove)
 
     def close(self) -> None:
         self._pool.close()

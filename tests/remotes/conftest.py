@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -64,23 +64,34 @@ class SshServer:
     user: str
     user_key: Path
     host_public_key: str  # "ssh-ed25519 AAAA…"
+    pid: int = 0  # the listening sshd; each connection is a child of it
+    log: list[str] = field(default_factory=list, compare=False)
 
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_public_key}\n"
 
 
 @contextmanager
-def running_sshd(folder: Path, extra_config: str = "") -> Iterator[SshServer]:
-    """A real OpenSSH server on 127.0.0.1 that accepts only a throwaway key."""
+def running_sshd(
+    folder: Path, extra_config: str = "", user: str | None = None, port: int | None = None
+) -> Iterator[SshServer]:
+    """A real OpenSSH server on 127.0.0.1 that accepts only a throwaway key, for ``user``
+    (the current one by default). Keys already in ``folder`` are reused, so a server can be
+    started again on the same ``port`` as the same host."""
     if not SSHD.exists():
         pytest.skip("no /usr/sbin/sshd: run scripts/ensure-test-services.sh")
     if os.geteuid() == 0:
         # sshd refuses to start without its privilege separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    host_key = keygen(folder / "host_key")
-    user_key = keygen(folder / "user_key")
-    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
-    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    host_key = folder / "host_key"
+    user_key = folder / "user_key"
+    if not host_key.exists():
+        keygen(host_key)
+        keygen(user_key)
+        # sshd reads it as the user who logs in.
+        shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
+    port = port or free_port()
     config = folder / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {folder}/sshd.pid\n"
@@ -107,9 +118,11 @@ def running_sshd(folder: Path, extra_config: str = "") -> Iterator[SshServer]:
     try:
         yield SshServer(
             port=port,
-            user=getpass.getuser(),
+            user=user or getpass.getuser(),
             user_key=user_key,
             host_public_key=" ".join((folder / "host_key.pub").read_text().split()[:2]),
+            pid=process.pid,
+            log=log,
         )
     finally:
         process.terminate()

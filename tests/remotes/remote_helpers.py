@@ -1,14 +1,21 @@
-"""Small helpers for the remote tests: a local cache filled with objects, a call-counting remote."""
+"""Small helpers for the remote tests: a local cache filled with objects, a call-counting
+remote, the CLI run as an ordinary user."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
+import sys
+import tempfile
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers import Result
 
 from repro.remotes import open_remote
 from repro.remotes.base import Remote
@@ -105,3 +112,70 @@ class Backend:
 
     def __post_init__(self) -> None:
         self.remote = open_remote(self.url, self.options)
+
+
+# An ordinary user who owns nothing here (the tests run as root, whom no mode stops).
+NOBODY = 65534
+
+
+def public_dir(prefix: str) -> Path:
+    """A new folder in /tmp that every user can reach (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def remove_public_dir(path: Path) -> None:
+    for folder in [path, *path.rglob("*")]:
+        if folder.is_dir() and not folder.is_symlink():
+            folder.chmod(0o755)  # a test may have left a folder unwritable, even for rm
+    shutil.rmtree(path)
+
+
+def chown_tree(root: Path, uid: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.lchown(path, uid, uid)
+
+
+def run_as(uid: int, cwd: Path, home: Path, *args: str) -> Result:
+    """Run the CLI as ``uid`` in a forked child, output captured.
+
+    A fork, not a new interpreter: the Python install lives under /root, which other users
+    cannot enter. So every module the command imports is imported here first.
+    """
+    import git  # noqa: F401
+
+    import repro.checkout
+    import repro.commands.data
+    import repro.commands.transfer
+    import repro.error_handler
+    import repro.remotes.local
+    import repro.state
+    import repro.transfer  # noqa: F401
+    from repro.cli import main
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 3
+            try:
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                os.environ.update(HOME=str(home), REPRO_LOG_DIR=str(home))
+                os.chdir(cwd)
+                code = main(list(args))
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        return Result(os.waitstatus_to_exitcode(status), out.read(), err.read())

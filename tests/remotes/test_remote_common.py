@@ -1,10 +1,13 @@
-"""The bulk existence strategy, with a fake store that records its listings."""
+"""The bulk existence strategy, with a fake store that records its listings; the retry loop."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from repro.remotes.common import FEW_KEYS, bulk_exists
+import pytest
+
+import repro.remotes.common
+from repro.remotes.common import FEW_KEYS, bulk_exists, retrying
 
 
 class FakeStore:
@@ -53,3 +56,35 @@ def test_a_big_paginated_store_is_listed_by_folder() -> None:
     found = bulk_exists(keys(2000), store.exists_one, store.list_prefix, page_size=1000)
     assert found == set(keys(2000))
     assert len(store.listed) == 256 and "files/md5/" not in store.listed
+
+
+def test_retrying_repeats_only_transient_failures_and_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(repro.remotes.common, "sleep", waits.append)
+    outcomes: list[object] = [TimeoutError("1"), TimeoutError("2"), "done"]
+
+    def attempt() -> object:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def transient(exc: Exception) -> bool:
+        return isinstance(exc, TimeoutError)
+
+    assert retrying(attempt, transient, (0.5, 1.0, 2.0)) == "done"
+    assert waits == [0.5, 1.0]
+
+    waits.clear()
+    outcomes[:] = [TimeoutError(str(n)) for n in range(5)]
+    with pytest.raises(TimeoutError, match="^3$"):  # the last of 1 + 3 attempts
+        retrying(attempt, transient, (0.5, 1.0, 2.0))
+    assert waits == [0.5, 1.0, 2.0]
+
+    waits.clear()
+    outcomes[:] = [PermissionError("no"), "never"]
+    with pytest.raises(PermissionError):
+        retrying(attempt, transient, (0.5, 1.0, 2.0))
+    assert waits == [] and outcomes == ["never"]

@@ -1,0 +1,231 @@
+"""Retries where they make sense: an ssh connection that drops mid-transfer is re-established
+and the push goes on; a server gone for good gives one line after a bounded wait. A folder
+remote retries what a network filesystem reports for a moment, and nothing else.
+
+The ssh tests cut connections for real: they SIGKILL the sshd processes serving the push.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SSH_ALIAS, SshServer, running_sshd, trust_sshd
+from helpers import Project, cli, make_tree
+
+import repro.remotes.common
+from repro.errors import RemoteError
+from repro.remotes.local import RETRY_DELAYS, LocalRemote
+
+FILES = 2000
+KEY = "files/md5/ab/cdef0123456789abcdef0123456789"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):  # a process that ended meanwhile
+            parent = int(stat_file.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat_file.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cut_connections(server: SshServer, listener_too: bool = False) -> int:
+    """SIGKILL the processes serving the server's connections (and the listener itself);
+    return how many there were."""
+    # Stopped, the listener forks no new session while we look for them; and killed only
+    # after them, since its orphans would no longer be its descendants.
+    os.kill(server.pid, signal.SIGSTOP)
+    sessions = descendants(server.pid)
+    for pid in sessions:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    os.kill(server.pid, signal.SIGKILL if listener_too else signal.SIGCONT)
+    return len(sessions)
+
+
+def objects_in(remote: Path) -> int:
+    """Objects under their final name (temp names start with a dot)."""
+    return sum(1 for p in remote.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def leftovers_in(remote: Path) -> list[Path]:
+    return [p for p in remote.rglob(".repro-tmp-*") if p.is_file()]
+
+
+def start_push(project: Project, remote: Path) -> subprocess.Popen[str]:
+    """``repro push`` in its own process, once it has begun to upload."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", "push"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while objects_in(remote) == 0:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the push uploaded nothing in 60 s"
+        time.sleep(0.01)
+    return proc
+
+
+def ssh_project(project: Project, home: Path, server: SshServer, remote: Path) -> None:
+    trust_sshd(home, server)
+    make_tree(project.root / "data", FILES, folders=10, size=2048, seed=21)
+    project.ok("add", "data")
+    project.ok("remote", "add", "-d", "store", f"ssh://{SSH_ALIAS}{remote}")
+
+
+def logins(server: SshServer) -> int:
+    return sum("Accepted publickey" in line for line in server.log)
+
+
+def test_ssh_push_survives_dropped_connections(
+    project: Project, home: Path, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    with running_sshd(tmp_path / "sshd") as server:
+        ssh_project(project, home, server, remote)
+        proc = start_push(project, remote)
+        killed = cut_connections(server)
+        stored_when_cut = objects_in(remote)
+        out, err = proc.communicate(timeout=300)
+        assert cli(project.root, "fsck", "-r", "store").code == 0
+        assert cli(project.root, "status", "-c").code == 0
+
+    assert killed > 0 and stored_when_cut < FILES + 1
+    assert proc.returncode == 0, err
+    assert f"Pushed {FILES + 1} objects" in out  # all of them, in one command
+    assert logins(server) >= 4  # the push reconnected; fsck and status came after
+    assert leftovers_in(remote) == []  # the cut uploads' temp files were removed
+
+
+def test_ssh_push_waits_for_a_restarted_sshd(project: Project, home: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    with running_sshd(tmp_path / "sshd") as server:
+        ssh_project(project, home, server, remote)
+        proc = start_push(project, remote)
+        cut_connections(server, listener_too=True)
+        stored_when_cut = objects_in(remote)
+    # The same host on the same port, a moment later.
+    with running_sshd(tmp_path / "sshd", port=server.port) as again:
+        out, err = proc.communicate(timeout=300)
+        assert cli(project.root, "fsck", "-r", "store").code == 0
+
+    assert stored_when_cut < FILES + 1
+    assert proc.returncode == 0, err
+    assert f"Pushed {FILES + 1} objects" in out
+    assert logins(again) >= 2  # the push, then fsck
+
+
+def test_ssh_server_gone_for_good_fails_with_one_line(
+    project: Project, home: Path, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    with running_sshd(tmp_path / "sshd") as server:
+        ssh_project(project, home, server, remote)
+        proc = start_push(project, remote)
+        cut_connections(server, listener_too=True)
+        _, err = proc.communicate(timeout=300)
+
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "lost the connection to ssh://" in err and "5 attempts failed" in err
+    assert "run the command again" in err
+    assert cli(project.root, "fsck").code == 0  # the local cache is intact
+    with running_sshd(tmp_path / "sshd", port=server.port):
+        result = cli(project.root, "push")
+        assert result.code == 0, result.err
+        assert cli(project.root, "fsck", "-r", "store").code == 0
+
+
+# -- a folder ----------------------------------------------------------------------------------
+class Flaky:
+    """Wraps a function so that its first calls fail with ``errors``, one each."""
+
+    def __init__(self, real: Callable[..., Any], *errors: int) -> None:
+        self.real = real
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.errors:
+            code = self.errors.pop(0)
+            raise OSError(code, os.strerror(code))
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses between attempts, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(repro.remotes.common, "sleep", recorded.append)
+    return recorded
+
+
+def test_folder_remote_retries_a_stale_nfs_handle(
+    tmp_path: Path, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    (tmp_path / "src").write_bytes(b"payload")
+    copy = Flaky(shutil.copyfileobj, errno.ESTALE, errno.EAGAIN)
+    monkeypatch.setattr(shutil, "copyfileobj", copy)
+
+    remote.put(tmp_path / "src", KEY)
+
+    assert copy.calls == 3 and waits == list(RETRY_DELAYS[:2])
+    assert (tmp_path / "remote" / KEY).read_bytes() == b"payload"
+    assert leftovers_in(tmp_path / "remote") == []
+    monkeypatch.setattr(shutil, "copyfile", Flaky(shutil.copyfile, errno.ESTALE))
+    remote.get(KEY, tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == b"payload"
+
+
+def test_folder_remote_gives_up_after_bounded_attempts(
+    tmp_path: Path, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    (tmp_path / "src").write_bytes(b"payload")
+    copy = Flaky(shutil.copyfileobj, *[errno.ESTALE] * 10)
+    monkeypatch.setattr(shutil, "copyfileobj", copy)
+
+    with pytest.raises(RemoteError, match="still failed after 4 attempts"):
+        remote.put(tmp_path / "src", KEY)
+
+    assert copy.calls == 4 and waits == list(RETRY_DELAYS)
+    assert [p for p in (tmp_path / "remote").rglob("*") if p.is_file()] == []  # not even a temp
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.ENOSPC, errno.EROFS, errno.EIO])
+def test_folder_remote_fails_fast_on_lasting_errors(
+    code: int, tmp_path: Path, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    (tmp_path / "src").write_bytes(b"payload")
+    copy = Flaky(shutil.copyfileobj, code)
+    monkeypatch.setattr(shutil, "copyfileobj", copy)
+
+    with pytest.raises(RemoteError) as caught:
+        remote.put(tmp_path / "src", KEY)
+
+    assert copy.calls == 1 and waits == []
+    assert "\n" not in str(caught.value)
