@@ -373,6 +373,19 @@ def _pending_path(cache_dir: Path, object_id: str) -> Path:
     return final.with_name(f".repro-pending-{final.name}")
 
 
+def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[str]]) -> None:
+    """Give each fetched manifest its name if all its files arrived; drop it otherwise."""
+    for object_id in absent:
+        pending = _pending_path(cache_dir, object_id)
+        complete = object_id in entries and all(
+            cache_path(cache_dir, oid).exists() for oid in entries[object_id]
+        )
+        if complete and pending.exists():
+            os.replace(pending, cache_path(cache_dir, object_id))
+        else:
+            pending.unlink(missing_ok=True)
+
+
 def fetch(
     remote: Remote,
     cache_dir: Path,
@@ -389,6 +402,7 @@ def fetch(
     manifests = [oid for oid in wanted if is_manifest(oid)]
     absent = [oid for oid in manifests if not cache_path(cache_dir, oid).exists()]
     bar = _Progress("fetch", progress)
+    entries: dict[str, list[str]] = {}
     try:
         # Manifests first: only they tell which files a directory needs.
         first = _run(
@@ -399,7 +413,6 @@ def fetch(
             remote.forkable,
         )
         failed = list(first.failed)
-        entries: dict[str, list[str]] = {}
         unusable = set(first.missing) | {f.object_id for f in failed}
         for object_id in manifests:
             if object_id in unusable:
@@ -426,15 +439,9 @@ def fetch(
         )
     finally:
         bar.close()
-    for object_id in absent:
-        pending = _pending_path(cache_dir, object_id)
-        complete = object_id in entries and all(
-            cache_path(cache_dir, oid).exists() for oid in entries[object_id]
-        )
-        if complete and pending.exists():
-            os.replace(pending, cache_path(cache_dir, object_id))
-        else:
-            pending.unlink(missing_ok=True)
+        # Even after an error: a manifest whose files all arrived takes its name, and no
+        # pending one is left behind.
+        _settle_pending(cache_dir, absent, entries)
     return TransferSummary(
         transferred=len(first.done) + len(second.done),
         transferred_bytes=sum(first.done.values()) + sum(second.done.values()),

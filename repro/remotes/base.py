@@ -36,8 +36,8 @@ class Remote(Protocol):
         """Like ``list``, with each key's size in bytes (free in every store's listing)."""
 
     def put(self, source: Path, key: str) -> None:
-        """Upload ``source`` (read via ``source.open("rb")``) atomically: the key never names
-        partial bytes."""
+        """Upload ``source`` (opened with ``source.open("rb")``; a folder copies from its
+        descriptor in the kernel) atomically: the key never names partial bytes."""
 
     def get(self, key: str, dest: Path) -> None:
         """Download ``key`` into the file ``dest`` (the caller verifies and moves it).

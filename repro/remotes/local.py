@@ -5,11 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
@@ -23,6 +21,9 @@ from repro.remotes.common import (
 )
 
 CHUNK = 1 << 20
+COPY_CHUNK = 1 << 30  # per kernel copy call: large, the kernel copies in its own steps
+# What copy_file_range or sendfile report where the kernel or filesystem cannot use them.
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 # What a network filesystem (NFS, SMB) may report for a moment: a stale handle after the
 # server restarted, a timeout, a busy resource. Python itself already retries EINTR.
 # Anything else (permission denied, a full disk, a missing folder) fails at once.
@@ -85,6 +86,47 @@ def _permission_error(action: str, path: Path, exc: OSError) -> RemoteError:
     )
 
 
+def _copy_fd(src: int, dst: int) -> None:
+    """Copy all of ``src`` (from its start) into ``dst`` inside the kernel.
+
+    copy_file_range first (no bytes through user space, a server-side copy on NFS 4.2);
+    sendfile where the kernel or the filesystem refuses it; plain reads and writes last.
+    """
+    offset = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is not None:
+        try:
+            while copied := copy_range(src, dst, COPY_CHUNK, offset):
+                offset += copied
+            return
+        except OSError as exc:
+            if offset or exc.errno not in _NO_KERNEL_COPY:
+                raise
+    try:
+        while copied := os.sendfile(dst, src, offset, COPY_CHUNK):
+            offset += copied
+        return
+    except OSError as exc:
+        if offset or exc.errno not in _NO_KERNEL_COPY:
+            raise
+    while data := os.pread(src, CHUNK, offset):
+        os.write(dst, data)
+        offset += len(data)
+
+
+def _copy_file(source: Path, dest: Path) -> None:
+    """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh)."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _copy_fd(src, out)
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
+
+
 class LocalRemote:
     """Objects are plain files under ``root``; uploads go to a temp name, then ``os.replace``."""
 
@@ -134,33 +176,37 @@ class LocalRemote:
 
     def put(self, source: Path, key: str) -> None:
         dest = self._path(key)
-        # Opened first, so that a problem with the local file is not blamed on the remote.
+        # Opened first, so that a problem with the local file is not blamed on the remote;
+        # its bytes are then copied from the descriptor, inside the kernel.
         with source.open("rb") as src:
             try:
-                retrying(lambda: self._put_once(src, dest), _transient, RETRY_DELAYS)
+                retrying(lambda: self._put_once(src.fileno(), dest), _transient, RETRY_DELAYS)
             except OSError as exc:
                 raise _remote_error("write", dest, exc) from exc
 
-    def _put_once(self, src: BinaryIO, dest: Path) -> None:
-        src.seek(0)
+    def _put_once(self, src: int, dest: Path) -> None:
+        if dest.parent not in self._made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(dest.parent)
         tmp = dest.with_name(temp_name(dest.name))
+        placed = False
         try:
-            if dest.parent not in self._made:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(dest.parent)
-            with open(tmp, "xb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                _copy_fd(src, out)
+            finally:
+                os.close(out)
             os.replace(tmp, dest)
+            placed = True
         finally:
-            # Only left over when the copy or the rename failed.
-            with suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            if not placed:  # the copy or the rename failed
+                with suppress(OSError):
+                    tmp.unlink(missing_ok=True)
 
     def get(self, key: str, dest: Path) -> None:
         path = self._path(key)
         try:
-            # copyfile truncates dest, so a retry starts afresh.
-            retrying(lambda: shutil.copyfile(path, dest), _transient, RETRY_DELAYS)
+            retrying(lambda: _copy_file(path, dest), _transient, RETRY_DELAYS)
         except FileNotFoundError:
             raise
         except OSError as exc:

@@ -216,3 +216,26 @@ def test_many_objects_move_in_forked_workers_and_still_fail_one_by_one(
         corrupt.parent.name + corrupt.name, gone.parent.name + gone.name}
     assert cached == good  # every good object, nothing corrupt, no temp file
     assert project.repro("fsck").code == 0
+
+
+def test_a_fetch_stopped_by_the_remote_leaves_no_pending_manifest(
+    project: Project, tmp_path: Path
+) -> None:
+    make_tree(project.root / "data", 40, folders=2, size=128, seed=5)
+    project.ok("add", "data")
+    remote = tmp_path / "store"
+    project.ok("remote", "add", "-d", "store", str(remote))
+    project.ok("push")
+    # One object becomes a folder: reading it fails on the remote's side, which stops the fetch.
+    victim = next(p for p in sorted((remote / "files" / "md5").rglob("*"))
+                  if p.is_file() and not p.name.endswith(".dir"))
+    victim.unlink()
+    victim.mkdir()
+    shutil.rmtree(project.root / ".repro" / "cache")
+    result = project.repro("fetch")
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    leftovers = [p.name for p in (project.root / ".repro" / "cache").rglob("*")
+                 if p.name.startswith(".repro-")]
+    assert leftovers == []
+    assert project.repro("fsck").code == 0

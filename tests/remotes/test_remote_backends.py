@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PosixPath
@@ -12,6 +13,7 @@ import pytest
 from remote_helpers import Backend
 
 from repro.errors import RemoteError
+from repro.remotes import local
 
 KEY = "files/md5/ab/cdef0123456789abcdef0123456789"
 OTHER = "files/md5/ab/ffff0123456789abcdef0123456789"
@@ -86,14 +88,23 @@ def test_put_replaces_an_existing_key(backend: Backend, tmp_path: Path) -> None:
     assert (tmp_path / "dest").read_bytes() == b"second"
 
 
-def test_interrupted_put_leaves_no_partial_object(backend: Backend, tmp_path: Path) -> None:
+def _copy_one_mib_then_die(src: int, dst: int) -> None:
+    os.write(dst, os.pread(src, 1 << 20, 0))
+    raise Interrupted
+
+
+def test_interrupted_put_leaves_no_partial_object(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend.remote.put(write(tmp_path / "good", b"good bytes"), KEY)
     big = write(tmp_path / "big", b"x" * (3 << 20))
-
-    with pytest.raises(Interrupted):
-        backend.remote.put(FailingSource(big), KEY)
-    with pytest.raises(Interrupted):
-        backend.remote.put(FailingSource(big), OTHER)
+    with monkeypatch.context() as patched:
+        # A folder copies inside the kernel, not through the file object's reads: cut it there.
+        patched.setattr(local, "_copy_fd", _copy_one_mib_then_die)
+        with pytest.raises(Interrupted):
+            backend.remote.put(FailingSource(big), KEY)
+        with pytest.raises(Interrupted):
+            backend.remote.put(FailingSource(big), OTHER)
 
     # The old object is intact, the new key never appeared, and no temp file is left behind.
     backend.remote.get(KEY, tmp_path / "dest")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from helpers import Project, cli, make_tree
 
 import repro.remotes.common
 from repro.errors import RemoteError
+from repro.remotes import local
 from repro.remotes.local import RETRY_DELAYS, LocalRemote
 
 FILES = 2000
@@ -187,15 +187,15 @@ def test_folder_remote_retries_a_stale_nfs_handle(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(shutil.copyfileobj, errno.ESTALE, errno.EAGAIN)
-    monkeypatch.setattr(shutil, "copyfileobj", copy)
+    copy = Flaky(local._copy_fd, errno.ESTALE, errno.EAGAIN)
+    monkeypatch.setattr(local, "_copy_fd", copy)
 
     remote.put(tmp_path / "src", KEY)
 
     assert copy.calls == 3 and waits == list(RETRY_DELAYS[:2])
     assert (tmp_path / "remote" / KEY).read_bytes() == b"payload"
     assert leftovers_in(tmp_path / "remote") == []
-    monkeypatch.setattr(shutil, "copyfile", Flaky(shutil.copyfile, errno.ESTALE))
+    monkeypatch.setattr(local, "_copy_file", Flaky(local._copy_file, errno.ESTALE))
     remote.get(KEY, tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == b"payload"
 
@@ -205,8 +205,8 @@ def test_folder_remote_gives_up_after_bounded_attempts(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(shutil.copyfileobj, *[errno.ESTALE] * 10)
-    monkeypatch.setattr(shutil, "copyfileobj", copy)
+    copy = Flaky(local._copy_fd, *[errno.ESTALE] * 10)
+    monkeypatch.setattr(local, "_copy_fd", copy)
 
     with pytest.raises(RemoteError, match="still failed after 4 attempts"):
         remote.put(tmp_path / "src", KEY)
@@ -221,8 +221,8 @@ def test_folder_remote_fails_fast_on_lasting_errors(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(shutil.copyfileobj, code)
-    monkeypatch.setattr(shutil, "copyfileobj", copy)
+    copy = Flaky(local._copy_fd, code)
+    monkeypatch.setattr(local, "_copy_fd", copy)
 
     with pytest.raises(RemoteError) as caught:
         remote.put(tmp_path / "src", KEY)
