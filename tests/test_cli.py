@@ -1,0 +1,55 @@
+"""The command-line edge: only the invoked command's parser is built."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from repro import cli
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+def test_the_command_list_matches_the_parser() -> None:
+    assert _commands(cli.build_parser()) == cli.COMMANDS
+
+
+def test_one_command_builds_one_parser() -> None:
+    assert _commands(cli.build_parser("status")) == {"status"}
+    assert _commands(cli.build_parser("metrics")) == {"metrics"}
+    assert _commands(cli.build_parser("")) == set()
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["-h"], "pipeline"),  # the full list of commands
+        (["status", "-h"], "--cloud"),
+        (["metrics", "show", "-h"], "--xpath"),
+        (["-q", "remote", "add", "-h"], "--default"),
+    ],
+)
+def test_help_still_lists_what_it_should(
+    argv: list[str], shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(argv)
+    assert done.value.code == 0
+    assert shown in capsys.readouterr().out
+
+
+def test_version_and_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("repro ")
+    with pytest.raises(SystemExit) as done:
+        cli.main(["statsu"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'statsu'" in err and len(err.strip().splitlines()) == 1
