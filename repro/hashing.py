@@ -279,17 +279,21 @@ class Hasher:
         for entry in after:
             was = before.get(entry.relpath)
             md5 = None if was is None else self.state.get_file(was.key)
-            if md5 is None or self._hash_entry(entry) != md5:
+            if md5 is None or self._hash_entry(entry, read_at) != md5:
                 return None
         if all(settled(entry.key[1], read_at) for entry in after):
             self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
         return oid
 
-    def _hash_entry(self, entry: FileEntry) -> str:
+    def _hash_entry(self, entry: FileEntry, read_at: int) -> str:
+        """The md5 of one file of a walk made at ``read_at``.
+
+        The hash is remembered only if the walk could be: a row without its listing would
+        make the next comparison with that listing miss.
+        """
         known = self._read.get(entry.key) or self.state.get_file(entry.key)
         if known is not None:
             return known
-        read_at = time.time_ns()
         md5 = self._read[entry.key] = file_md5(entry.path)
         self.files_hashed += 1
         self.state.put_files([(entry.key, md5)], read_at)
