@@ -65,11 +65,16 @@ def run_parts(
         failure = exc
         for reader in readers:
             reader.kill()
-    for reader in readers:
-        reader.join()
-        if failure is None and reader.error is not None:
-            failure = reader.error
-        results.append(reader.results)
+    try:
+        for reader in readers:
+            reader.join()
+            if failure is None and reader.error is not None:
+                failure = reader.error
+            results.append(reader.results)
+    except BaseException:  # Ctrl-C while waiting for the workers: stop them too
+        for reader in readers:
+            reader.kill()
+        raise
     if failure is not None:
         raise failure
     return results
