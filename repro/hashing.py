@@ -233,16 +233,8 @@ class Hasher:
         self._read: dict[FileKey, str] = {}
 
     def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
-        st = st or os.stat(path)
-        key = file_key(st)
-        known = self.state.get_file(key)
-        if known is not None:
-            return known
-        read_at = time.time_ns()
-        md5 = file_md5(path)
-        self.files_hashed += 1
-        self.state.put_files([(key, md5)], read_at)
-        return md5
+        key = file_key(st or os.stat(path))
+        return self._hash_entry(FileEntry(path, path, key), time.time_ns())
 
     def dir_oid(self, path: str, label: str) -> str:
         """Object id of a directory; one walk and one lookup when nothing changed."""
@@ -286,10 +278,10 @@ class Hasher:
         return oid
 
     def _hash_entry(self, entry: FileEntry, read_at: int) -> str:
-        """The md5 of one file of a walk made at ``read_at``.
+        """The md5 of one file, looked at (stat, or a walk) at ``read_at``.
 
-        The hash is remembered only if the walk could be: a row without its listing would
-        make the next comparison with that listing miss.
+        The hash is remembered only if a walk made then could be: a row without its listing
+        would make the next comparison with that listing miss.
         """
         known = self._read.get(entry.key) or self.state.get_file(entry.key)
         if known is not None:
