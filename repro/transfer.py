@@ -28,7 +28,6 @@ from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.hashing import file_md5
 from repro.remotes.base import Remote
 
-CHUNK = 1 << 20
 # Objects per task handed to the thread pool.
 BATCH = 64
 OBJECTS_PREFIX = "files/md5/"
@@ -145,7 +144,7 @@ def _run(
     items: Sequence[str],
     jobs: int | None,
     bar: _Progress,
-    forkable: bool = False,
+    forkable: bool,
 ) -> _Outcome:
     """Apply ``action`` to ``items`` in parallel.
 

@@ -114,15 +114,20 @@ def _copy_fd(src: int, dst: int) -> None:
         offset += len(data)
 
 
+def _copy_into(src: int, dest: Path, flags: int) -> None:
+    """Copy all of ``src`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
+    out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
+    try:
+        _copy_fd(src, out)
+    finally:
+        os.close(out)
+
+
 def _copy_file(source: Path, dest: Path) -> None:
     """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh)."""
     src = os.open(source, os.O_RDONLY)
     try:
-        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            _copy_fd(src, out)
-        finally:
-            os.close(out)
+        _copy_into(src, dest, os.O_TRUNC)
     finally:
         os.close(src)
 
@@ -191,11 +196,7 @@ class LocalRemote:
         tmp = dest.with_name(temp_name(dest.name))
         placed = False
         try:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                _copy_fd(src, out)
-            finally:
-                os.close(out)
+            _copy_into(src, tmp, os.O_EXCL)
             os.replace(tmp, dest)
             placed = True
         finally:
