@@ -354,9 +354,7 @@ class DVC(Tool):
     def ensure(self) -> None:
         if os.access(self.exe, os.X_OK):
             return
-        print(f"installing DVC 3 into {self.venv} …", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
-        subprocess.run([str(self.venv / "bin" / "pip"), "install", "-q", "dvc==3.*"], check=True)
+        make_venv(self.venv, "dvc==3.*", what="DVC 3")
 
     def init(self, proj: Path) -> None:
         self.r.run(["git", "init", "-q"], proj)
@@ -821,6 +819,13 @@ def _rmtree(path: Path) -> None:
     subprocess.run(["rm", "-rf", str(path)], check=True)
 
 
+def make_venv(venv: Path, requirement: str, what: str) -> None:
+    """A new virtualenv at ``venv`` with ``requirement`` pip-installed (``what`` names it)."""
+    print(f"installing {what} into {venv} …", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", requirement], check=True)
+
+
 def install_repro(rev: str, scratch: Path) -> tuple[Path, str]:
     """A virtualenv under the scratch dir with repro of commit ``rev`` pip-installed in it."""
     root = HERE.parent
@@ -845,9 +850,7 @@ def install_repro(rev: str, scratch: Path) -> tuple[Path, str]:
             check=True,
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-        print(f"installing repro {sha} into {venv} …", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(source)], check=True)
+        make_venv(venv, str(source), what=f"repro {sha}")
         _rmtree(source)
     found = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import repro; print(repro.__file__)"],
