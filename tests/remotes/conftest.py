@@ -71,6 +71,26 @@ class SshServer:
         return f"[127.0.0.1]:{self.port} {self.host_public_key}\n"
 
 
+def start_server(command: list[str], ready: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start a server that logs on stderr; return once it logs ``ready``, with its log so far.
+
+    The log keeps growing from a thread: a server that logs every request would otherwise
+    block on a full pipe.
+    """
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    log: list[str] = []
+    for line in process.stderr:
+        log.append(line)
+        if ready in line:
+            break
+    else:
+        process.wait()
+        pytest.fail(f"{command[0]} did not start:\n{''.join(log)}")
+    threading.Thread(target=lambda: log.extend(process.stderr or []), daemon=True).start()
+    return process, log
+
+
 @contextmanager
 def running_sshd(
     folder: Path, extra_config: str = "", user: str | None = None, port: int | None = None
@@ -100,21 +120,8 @@ def running_sshd(
         "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\n"
         f"LogLevel INFO\n{extra_config}"
     )
-    process = subprocess.Popen(
-        [str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    log: list[str] = []
     # sshd says when it listens; wait for that line rather than polling the port.
-    for line in process.stderr:
-        log.append(line)
-        if "Server listening" in line:
-            break
-    else:
-        process.wait()
-        pytest.fail(f"sshd did not start:\n{''.join(log)}")
-    drain = threading.Thread(target=lambda: log.extend(process.stderr or []), daemon=True)
-    drain.start()
+    process, log = start_server([str(SSHD), "-D", "-e", "-f", str(config)], "Server listening")
     try:
         yield SshServer(
             port=port,

@@ -12,16 +12,14 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SSH_ALIAS, SshServer, free_port, running_sshd, trust_sshd
+from conftest import SSH_ALIAS, SshServer, free_port, running_sshd, start_server, trust_sshd
 from helpers import Project, Result, make_tree
 from remote_helpers import NOBODY, chown_tree, public_dir, remove_public_dir, run_as
 
@@ -251,22 +249,9 @@ def iam_s3(home: Path) -> Iterator[IamStore]:
     import requests
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stderr=subprocess.PIPE,
-        text=True,
+    process, _log = start_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], "Running on"
     )
-    assert process.stderr is not None
-    log: list[str] = []
-    for line in process.stderr:
-        log.append(line)
-        if "Running on" in line:
-            break
-    else:
-        process.wait()
-        pytest.fail(f"moto did not start:\n{''.join(log)}")
-    # It logs every request: keep reading, or it blocks on a full pipe.
-    threading.Thread(target=lambda: log.extend(process.stderr or []), daemon=True).start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
         # Auth is off until reset-auth: set up the bucket and an admin first.
