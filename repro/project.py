@@ -56,6 +56,7 @@ class Project:
         self.repro_dir = root / REPRO_DIR
         self.notify = notify
         self.progress = progress
+        stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
 
     @classmethod
     def find(cls, cwd: Path, notify: Notify | None = None, progress: bool = True) -> Project:

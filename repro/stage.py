@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import marshal
 import os
 import posixpath
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from repro.errors import ReproError
 
@@ -17,8 +18,7 @@ NETWORK_MODES = ("none", "bridge", "host")
 METRIC_TYPES = ("json", "yaml", "csv", "tsv", "raw")
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(NamedTuple):
     type: str | None = None
     xpath: str | None = None
 
@@ -31,29 +31,25 @@ class Metric:
         return result
 
 
-@dataclass(frozen=True)
-class Dep:
+class Dep(NamedTuple):
     path: str  # relative to the project root, POSIX
     md5: str | None = None
 
 
-@dataclass(frozen=True)
-class Out:
+class Out(NamedTuple):
     path: str
     md5: str | None = None
     cache: bool = True
     metric: Metric | None = None
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     name: str
     id: str | None = None
     digest: str | None = None
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(NamedTuple):
     cpus: float | None = None
     memory: str | None = None
     gpus: str | None = None
@@ -66,8 +62,7 @@ class Resources:
         }
 
 
-@dataclass(frozen=True)
-class Stage:
+class Stage(NamedTuple):
     """A stage as its file describes it. ``path`` is the stage file, relative to the root."""
 
     path: str
@@ -77,7 +72,7 @@ class Stage:
     network: str = "none"
     deps: tuple[Dep, ...] = ()
     outs: tuple[Out, ...] = ()
-    resources: Resources = field(default_factory=Resources)
+    resources: Resources = Resources()
     md5: str | None = None
 
     @property
@@ -111,7 +106,7 @@ class Stage:
         return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def with_md5(self) -> Stage:
-        return replace(self, md5=self.definition_md5())
+        return self._replace(md5=self.definition_md5())
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -303,17 +298,81 @@ def from_dict(path: str, data: Any) -> Stage:
     )
 
 
+class _NotYaml(Exception):
+    """Text that is not YAML; the message says where, when the parser knows."""
+
+
+class _ParsedYaml:
+    """Stage files' loaded YAML keyed by their text, in memory and in a file between commands.
+
+    A quick command such as ``status`` reads a few unchanged stage files; importing PyYAML and
+    compiling its patterns would cost more than the rest of its work. The key is the whole
+    text, so an edited file is parsed afresh whatever its mtime says.
+    """
+
+    LIMIT = 1024  # entries kept on disk; the oldest go first
+    MAGIC = "repro-parsed-yaml-1"
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] = {}
+        self.file: Path | None = None
+
+    def attach(self, file: Path) -> None:
+        """Keep entries in ``file`` from now on, adding those it already holds."""
+        if file == self.file:
+            return
+        self.file = file
+        try:
+            stored = marshal.loads(file.read_bytes())
+            if stored[0] == self.MAGIC and isinstance(stored[1], dict):
+                self.entries = {**stored[1], **self.entries}
+        except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError):
+            pass  # missing, torn or foreign: start afresh, it is only a cache
+
+    def load(self, text: str) -> Any:
+        """The YAML data of ``text``; raises _NotYaml when it is not YAML."""
+        if text in self.entries:
+            return self.entries[text]
+        import yaml
+
+        try:
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise _NotYaml(f" at line {mark.line + 1}" if mark is not None else "") from None
+        try:
+            marshal.dumps(data)  # YAML timestamps and the like cannot be kept: parse each time
+        except ValueError:
+            return data
+        self.entries[text] = data
+        self._save()
+        return data
+
+    def _save(self) -> None:
+        if self.file is None:
+            return
+        from repro.fsutil import write_atomic
+
+        kept = dict(list(self.entries.items())[-self.LIMIT :])
+        with contextlib.suppress(OSError):  # a read-only project still works, only slower
+            write_atomic(self.file, marshal.dumps((self.MAGIC, kept)))
+
+
+_PARSED = _ParsedYaml()
+
+
+def keep_parsed_in(file: Path) -> None:
+    """Remember parsed stage files in ``file`` (a per-machine cache under .repro/tmp)."""
+    _PARSED.attach(file)
+
+
 def parse(path: str, text: str) -> Stage:
     """Parse a stage file's text; any problem is one ReproError naming the file."""
-    import yaml
-
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
+        data = _PARSED.load(text)
+    except _NotYaml as exc:
         raise ReproError(
-            f"stage file '{path}' is not valid YAML{where}; fix it or restore it with git checkout"
+            f"stage file '{path}' is not valid YAML{exc}; fix it or restore it with git checkout"
         ) from None
     try:
         return from_dict(path, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from helpers import Project
@@ -22,11 +23,20 @@ def tagged_metrics(project: Project) -> None:
         project.ok("unprotect", "data")
 
 
+def _mtimes(project: Project) -> dict[Path, int]:
+    """Every file's mtime but git's and the per-machine caches' (state db, parsed stages)."""
+    caches = (project.root / ".git", project.root / ".repro" / "tmp")
+    return {
+        p: p.stat().st_mtime_ns
+        for p in project.root.rglob("*")
+        if not any(p == c or c in p.parents for c in caches) and "state.db" not in p.name
+    }
+
+
 def test_metrics_of_every_tag_without_touching_the_workspace(project: Project) -> None:
     tagged_metrics(project)
     project.write("metrics.json", json.dumps({"acc": 0.5, "loss": 0.5}))  # uncommitted work
-    before = {p: p.stat().st_mtime_ns for p in project.root.rglob("*") if ".git" not in p.parts
-              and "state.db" not in p.name}
+    before = _mtimes(project)
     status_before = project.git("status", "--porcelain")
     result = project.ok("metrics", "show", "-T", "--json")
     assert json.loads(result.out) == {
@@ -34,8 +44,7 @@ def test_metrics_of_every_tag_without_touching_the_workspace(project: Project) -
         "0.2": {"metrics.json": {"acc": 0.92, "loss": pytest.approx(0.08)}},
         "0.3": {"metrics.json": {"acc": 0.96, "loss": pytest.approx(0.04)}},
     }
-    after = {p: p.stat().st_mtime_ns for p in project.root.rglob("*") if ".git" not in p.parts
-             and "state.db" not in p.name}
+    after = _mtimes(project)
     assert after == before
     assert project.git("status", "--porcelain") == status_before
     table = project.ok("metrics", "show", "-T").out.splitlines()
