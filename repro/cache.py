@@ -14,8 +14,8 @@ import os
 import shutil
 import stat as stat_mod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
@@ -53,8 +53,7 @@ def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
         raise
 
 
-@dataclass(frozen=True)
-class Conflict:
+class Conflict(NamedTuple):
     """A workspace path whose content is not in the cache: replacing it would lose data."""
 
     path: str
@@ -226,9 +225,7 @@ class Cache:
         workers.run_parts(lambda batch: self._commit_batch(batch, present), parts)
         self.save_bytes(info.oid, info.manifest)
 
-    def _commit_batch(
-        self, batch: Sequence[tuple[str, int, str]], present: set[str]
-    ) -> list[None]:
+    def _commit_batch(self, batch: Sequence[tuple[str, int, str]], present: set[str]) -> list[None]:
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
         for path, inode, md5 in batch:

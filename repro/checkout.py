@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from repro import outputs
 from repro.errors import CheckoutError, ReproError
@@ -12,12 +11,12 @@ from repro.project import Project
 from repro.stage import Stage
 
 
-@dataclass
 class CheckoutResult:
-    changed: list[str] = field(default_factory=list)  # outs (re)linked
-    removed: list[str] = field(default_factory=list)  # stale outs repro had made
-    kept: list[str] = field(default_factory=list)  # stale outs the user changed: left alone
-    missing: list[str] = field(default_factory=list)  # outs whose objects are not cached
+    def __init__(self) -> None:
+        self.changed: list[str] = []  # outs (re)linked
+        self.removed: list[str] = []  # stale outs repro had made
+        self.kept: list[str] = []  # stale outs the user changed: left alone
+        self.missing: list[str] = []  # outs whose objects are not cached
 
 
 def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) -> CheckoutResult:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
+from typing import NamedTuple
 
 from repro.errors import ReproError
 from repro.paths import overlaps
 from repro.stage import Stage
 
 
-@dataclass(frozen=True)
-class Graph:
+class Graph(NamedTuple):
     stages: dict[str, Stage]  # by stage file
     parents: dict[str, frozenset[str]]  # stage file -> the stages it depends on
 

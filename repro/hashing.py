@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,8 +74,7 @@ class FileEntry(NamedTuple):
     key: FileKey  # (inode, mtime_ns, size)
 
 
-@dataclass(frozen=True)
-class DirInfo:
+class DirInfo(NamedTuple):
     """A hashed directory: its object id and its entries, as stored in the manifest."""
 
     oid: str

@@ -6,7 +6,6 @@ import os
 import shutil
 import stat as stat_mod
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from repro.cache import Conflict
@@ -45,7 +44,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     hasher = project.hasher
     if stat_mod.S_ISDIR(st.st_mode):
         if out.cache and _already_committed(project, out.path):
-            return replace(out, md5=project.state.linked()[out.path])
+            return out._replace(md5=project.state.linked()[out.path])
         info = hasher.hash_dir(str(full), out.path)
         if out.cache:
             cache.commit_dir(full, info)
@@ -54,14 +53,14 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
             for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
                 cache.save_copy(Path(entry.path), md5)
             cache.save_bytes(info.oid, info.manifest)
-        return replace(out, md5=info.oid)
+        return out._replace(md5=info.oid)
     md5 = hasher.hash_file(str(full), st)
     if out.cache:
         cache.commit_file(full, md5, st.st_ino)
         project.state.put_link(out.path, md5)
     elif keep_copy:
         cache.save_copy(full, md5)
-    return replace(out, md5=md5)
+    return out._replace(md5=md5)
 
 
 def _already_committed(project: Project, path: str) -> bool:
@@ -97,9 +96,7 @@ def checkout(
         else:
             cache.checkout_file(oid, full, writable=not cached)
             st = os.stat(full)
-            hasher.state.put_files(
-                [((st.st_ino, st.st_mtime_ns, st.st_size), oid)], time.time_ns()
-            )
+            hasher.state.put_files([((st.st_ino, st.st_mtime_ns, st.st_size), oid)], time.time_ns())
             conflicts = []
     if not conflicts and cached:
         project.state.put_link(path, oid)

@@ -7,9 +7,8 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from repro import gitignore, outputs, runcache
 from repro import stage as stage_mod
@@ -29,8 +28,7 @@ class Events(Protocol):
     def log(self, chunk: bytes) -> None: ...
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     force: bool = False
     single: bool = False
     dry: bool = False
@@ -40,14 +38,14 @@ class Options:
     jobs: int = 1
 
 
-@dataclass
 class Outcome:
-    ran: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[tuple[str, ReproError]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # downstream of a failure
-    planned: list[str] = field(default_factory=list)  # --dry
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.restored: list[str] = []
+        self.unchanged: list[str] = []
+        self.failed: list[tuple[str, ReproError]] = []
+        self.skipped: list[str] = []  # downstream of a failure
+        self.planned: list[str] = []  # --dry
 
 
 class _Tail:
@@ -114,7 +112,7 @@ def restore_from_run_cache(
     for out in stage.outs:
         outputs.remove(project, out.path)
         outputs.checkout(project, out.path, recorded[out.path], force=True, cached=out.cache)
-        outs.append(replace(out, md5=recorded[out.path]))
+        outs.append(out._replace(md5=recorded[out.path]))
     return _finish(project, stage, image, dep_md5s, tuple(outs))
 
 
@@ -126,7 +124,7 @@ def _finish(
     outs: tuple[Out, ...],
 ) -> Stage:
     deps = tuple(Dep(d.path, dep_md5s.get(d.path)) for d in stage.deps)
-    done = replace(stage, image=image, deps=deps, outs=outs).with_md5()
+    done = stage._replace(image=image, deps=deps, outs=outs).with_md5()
     for out in done.outs:
         if out.cache:
             gitignore.add(project.root, out.path)
@@ -284,7 +282,7 @@ def _step(
     events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
     events.info(f"Reproducing '{name}'")
     if forced:  # --force means run the command, not restore an earlier run of it
-        options = replace(options, run_cache=False)
+        options = options._replace(run_cache=False)
     _, restored = execute(project, stage, graph, runner, options, events)
     (outcome.restored if restored else outcome.ran).append(name)
 

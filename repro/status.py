@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from repro.outputs import current_md5
 from repro.project import Project
@@ -13,8 +13,7 @@ from repro.stage import Stage
 ImageResolver = Callable[[str], "str | None"]
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     kind: str  # stage | image | dep | out
     message: str
 

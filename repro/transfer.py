@@ -18,8 +18,8 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -81,16 +81,14 @@ def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
     return object_ids
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """An object that could not be moved, and why."""
 
     object_id: str
     error: ReproError
 
 
-@dataclass(frozen=True)
-class TransferSummary:
+class TransferSummary(NamedTuple):
     """What a push or fetch did; ``missing`` objects are on neither side that was asked."""
 
     transferred: int = 0
@@ -129,11 +127,11 @@ class _Progress:
         self._bar.close()
 
 
-@dataclass
 class _Outcome:
-    done: dict[str, int] = field(default_factory=dict)  # item -> bytes moved
-    missing: list[str] = field(default_factory=list)
-    failed: list[Failure] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.done: dict[str, int] = {}  # item -> bytes moved
+        self.missing: list[str] = []
+        self.failed: list[Failure] = []
 
 
 Result = tuple[str, "int | BaseException"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +94,7 @@ def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
         for stage in project.stages():
             if path in stage.out_paths():
                 outs = tuple(
-                    replace(
-                        o,
+                    o._replace(
                         metric=Metric(
                             args.type or (o.metric.type if o.metric else None),
                             args.xpath
@@ -108,7 +106,7 @@ def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
                     else o
                     for o in stage.outs
                 )
-                stage_mod.write(project.root, replace(stage, outs=outs))
+                stage_mod.write(project.root, stage._replace(outs=outs))
                 ui.info(f"Updated metric '{path}' in '{stage.path}'")
                 return 0
     raise ReproError(f"'{path}' is not an output of any stage; declare it with 'repro run -M'")

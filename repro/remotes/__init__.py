@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from repro.errors import ReproError
@@ -17,8 +17,7 @@ from repro.remotes.base import Remote
 __all__ = ["Remote", "known_options", "open_remote", "scheme_of"]
 
 
-@dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     module: str  # defines open_remote(url, options) -> Remote
     options: frozenset[str]  # config keys it understands
     dependency: str | None = None  # the third-party package it imports

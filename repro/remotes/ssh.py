@@ -25,9 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paramiko
@@ -64,8 +63,7 @@ T = TypeVar("T")
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where and as whom to connect, after merging options, URL and ``~/.ssh/config``."""
 
     alias: str  # the host as written in the URL
