@@ -1,11 +1,10 @@
-"""The command line: parse, dispatch, and map errors to exit codes. No logic lives here."""
+"""The command line's grammar: every command and its arguments, built only as needed."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NoReturn, cast
 
 from repro import __version__
@@ -292,28 +291,3 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd = add("doctor", _lazy("doctor", "cmd_doctor"), "report on the environment")
 
     return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Global options take no values: the first other word names the command. Only its parser
-    # is built; help, and a word that names no command, need them all.
-    command = next((word for word in argv if not word.startswith("-")), "")
-    wanted = None if {"-h", "--help"} & set(argv) and not command else command
-    parser = build_parser(wanted if wanted in COMMANDS or wanted == "" else None)
-    args = parser.parse_args(argv)
-    ui = UI(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
-    if not hasattr(args, "func"):
-        build_parser().print_help()
-        return EXIT_USAGE
-    from repro.error_handler import run_guarded
-    from repro.state import close_all
-
-    try:
-        return run_guarded(lambda: args.func(args, ui), ui)
-    finally:
-        close_all()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    os._exit(main())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
-from repro import cli
+from repro import __version__, cli, parser
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:
@@ -17,13 +19,13 @@ def _commands(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def test_the_command_list_matches_the_parser() -> None:
-    assert _commands(cli.build_parser()) == cli.COMMANDS
+    assert _commands(parser.build_parser()) == parser.COMMANDS
 
 
 def test_one_command_builds_one_parser() -> None:
-    assert _commands(cli.build_parser("status")) == {"status"}
-    assert _commands(cli.build_parser("metrics")) == {"metrics"}
-    assert _commands(cli.build_parser("")) == set()
+    assert _commands(parser.build_parser("status")) == {"status"}
+    assert _commands(parser.build_parser("metrics")) == {"metrics"}
+    assert _commands(parser.build_parser("")) == set()
 
 
 @pytest.mark.parametrize(
@@ -45,11 +47,22 @@ def test_help_still_lists_what_it_should(
 
 
 def test_version_and_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        cli.main(["--version"])
-    assert capsys.readouterr().out.startswith("repro ")
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"repro {__version__}\n"
+    with pytest.raises(SystemExit) as done:
+        cli.main(["-q", "--version"])  # not the fast path: argparse answers alike
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"repro {__version__}\n"
     with pytest.raises(SystemExit) as done:
         cli.main(["statsu"])
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'statsu'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_version_is_answered_without_argparse() -> None:
+    probe = "import sys; from repro.cli import main; main(['--version']); print(list(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    version, modules = done.stdout.splitlines()
+    assert version == f"repro {__version__}"
+    assert "argparse" not in modules and "repro.parser" not in modules
