@@ -65,8 +65,7 @@ def _internal(exc: BaseException, ui: UI) -> int:
     except OSError:
         where = ""
     print(
-        f"error: unexpected internal error ({type(exc).__name__}: {exc}){where}; "
-        "please report it",
+        f"error: unexpected internal error ({type(exc).__name__}: {exc}){where}; please report it",
         file=sys.stderr,
         flush=True,
     )
