@@ -297,6 +297,7 @@ class Cache:
             os.unlink(dest / rel)
         can_link = self.can_link()
         dest_str = str(dest)
+        prefix = dest_str + "/"  # relpaths are checked POSIX paths: plain concatenation will do
         todo: list[tuple[str, str, bool]] = []  # (target, md5, target is new)
         made_dirs: set[str] = set()
         for rel, md5 in entries:
@@ -307,12 +308,11 @@ class Cache:
                 and (not can_link or self._same_inode(md5, have[1]))
             ):
                 continue
-            target = os.path.join(dest_str, rel)
-            parent = os.path.dirname(target)
+            parent = rel.rpartition("/")[0]
             if parent not in made_dirs:
-                os.makedirs(parent, exist_ok=True)
+                os.makedirs(prefix + parent, exist_ok=True)
                 made_dirs.add(parent)
-            todo.append((target, md5, have is None))
+            todo.append((prefix + rel, md5, have is None))
         workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
         if current:
             _remove_empty_dirs(dest)
@@ -324,10 +324,10 @@ class Cache:
         return []
 
     def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[None]:
-        base = os.path.join(self.root, "files", "md5")
+        base = os.path.join(self.root, "files", "md5", "")
         can_link = self.can_link()
         for target, md5, new in batch:
-            source = os.path.join(base, md5[:2], md5[2:])
+            source = f"{base}{md5[:2]}/{md5[2:]}"
             if new and can_link:
                 try:
                     os.link(source, target)

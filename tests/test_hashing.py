@@ -6,9 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import Project, make_tree
 
-from repro.hashing import Hasher, file_md5, manifest_bytes
+from repro.errors import ReproError
+from repro.hashing import Hasher, file_md5, manifest_bytes, parse_manifest
 from repro.state import StateDB
 
 
@@ -139,8 +141,14 @@ def test_progress_bar_on_a_terminal(project: Project) -> None:
     leader, follower = pty.openpty()
     # A fresh pty is 0 columns wide; a real terminal is not (tqdm draws to the width).
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "repro", "add", "data"], cwd=project.root,
-                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", "add", "data"],
+        cwd=project.root,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -155,3 +163,34 @@ def test_progress_bar_on_a_terminal(project: Project) -> None:
     os.close(leader)
     screen = b"".join(chunks).decode(errors="replace")
     assert "md5 data:" in screen and "file" in screen, screen
+
+
+MD5 = "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("/etc/passwd", MD5)],
+        [("ok", MD5), ("a/../../b", MD5)],
+        [("..", MD5)],
+        [("ok", MD5), ("a/..", MD5)],
+        [("ok", MD5), ("", MD5)],
+        [("a\0b", MD5)],
+        [("a", MD5[:31])],
+        [("a", MD5 + "0")],
+        [("a", MD5.upper())],
+        [("a", MD5[:31]), ("b", MD5 + "0")],  # the right length in total, not each
+        [("a", MD5 + "\n" + MD5)],  # two md5s in one
+    ],
+)
+def test_a_bad_manifest_entry_is_named(entries: list[tuple[str, str]]) -> None:
+    data = json.dumps([{"md5": md5, "relpath": rel} for rel, md5 in entries]).encode()
+    with pytest.raises(ReproError, match="has a bad entry"):
+        parse_manifest(data, "m.dir")
+
+
+def test_odd_but_contained_relpaths_are_fine() -> None:
+    entries = [("..a", MD5), ("a..", MD5), ("a/...", MD5), (".x/y", MD5), ("a/..\n", MD5)]
+    assert parse_manifest(manifest_bytes(entries), "m.dir") == entries
+    assert parse_manifest(b"[]", "m.dir") == []
