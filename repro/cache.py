@@ -202,15 +202,7 @@ class Cache:
             self._place(md5, path, writable=False)
 
     def _present(self, fans: Iterable[str]) -> set[str]:
-        """Object ids in the given fan-out folders: one listdir each, not a stat per file."""
-        base = os.path.join(self.root, "files", "md5")
-        found: set[str] = set()
-        if not os.path.isdir(base):
-            return found  # a fresh cache: no listdir of 256 folders that are not there
-        for fan in fans:
-            with contextlib.suppress(FileNotFoundError):
-                found.update(fan + name for name in os.listdir(os.path.join(base, fan)))
-        return found
+        return listed_objects(self.root, fans)
 
     def commit_dir(self, path: Path, info: DirInfo) -> None:
         """Commit every file of a hashed directory; the manifest goes in last."""
@@ -368,6 +360,19 @@ class Cache:
             elif file_md5(str(path)) != oid:
                 problems.append(f"corrupt object {oid}")
         return problems
+
+
+def listed_objects(cache_root: Path, fans: Iterable[str]) -> set[str]:
+    """Object ids in the given fan-out folders of a cache: one listdir each, not a stat per file
+    (names of temp files are listed too; they never equal an object id)."""
+    base = os.path.join(cache_root, "files", "md5")
+    found: set[str] = set()
+    if not os.path.isdir(base):
+        return found  # a fresh cache: no listdir of 256 folders that are not there
+    for fan in fans:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            found.update(fan + name for name in os.listdir(os.path.join(base, fan)))
+    return found
 
 
 def _link_making_parent(source: str, dest: str) -> None:

@@ -62,6 +62,21 @@ def file_md5(path: str) -> str:
     return digest.hexdigest()
 
 
+def copy_md5(src: int, dst: int) -> str:
+    """Copy all of ``src`` (from where it stands) into ``dst``; return the bytes' md5.
+
+    One pass through user space: cheaper than a kernel copy followed by reading it back.
+    """
+    buffer, view = _read_buffer()
+    digest = hashlib.md5()
+    while count := os.readv(src, [buffer]):
+        chunk = view[:count]
+        digest.update(chunk)
+        while chunk:
+            chunk = chunk[os.write(dst, chunk) :]
+    return digest.hexdigest()
+
+
 def bytes_md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 

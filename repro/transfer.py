@@ -24,12 +24,14 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from repro import workers
+from repro.cache import listed_objects
 from repro.errors import CorruptObjectError, RemoteError, ReproError
-from repro.hashing import file_md5
 from repro.remotes.base import Remote
 
 # Objects per task handed to the thread pool.
 BATCH = 64
+# From this many object ids on, the cache's fan-out folders are listed rather than each stat'ed.
+LIST_ABOVE = 256
 OBJECTS_PREFIX = "files/md5/"
 MANIFEST_SUFFIX = ".dir"
 # Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
@@ -64,6 +66,15 @@ def object_id_of_key(key: str) -> str | None:
 def cache_path(cache_dir: Path, object_id: str) -> Path:
     """Where the local cache keeps an object."""
     return cache_dir / object_key(object_id)
+
+
+def _held(cache_dir: Path, object_ids: Iterable[str]) -> set[str]:
+    """Which of ``object_ids`` the cache holds: many are found by listing their fan-out
+    folders (a fresh clone pulls 20,000 objects: 256 listdirs instead of 20,000 stats)."""
+    wanted = set(object_ids)
+    if len(wanted) < LIST_ABOVE:
+        return {oid for oid in wanted if cache_path(cache_dir, oid).exists()}
+    return listed_objects(cache_dir, {oid[:2] for oid in wanted}) & wanted
 
 
 def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
@@ -276,8 +287,7 @@ def _download(
     tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{final.name}")
     placed = False
     try:
-        remote.get(object_key(object_id), tmp)
-        if file_md5(str(tmp)) != object_id.removesuffix(MANIFEST_SUFFIX):
+        if remote.get(object_key(object_id), tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
             raise CorruptObjectError(object_id, remote.url)
         if is_manifest(object_id):
             manifest_entries(tmp.read_bytes(), object_id, remote.url)
@@ -372,11 +382,10 @@ def _pending_path(cache_dir: Path, object_id: str) -> Path:
 
 def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[str]]) -> None:
     """Give each fetched manifest its name if all its files arrived; drop it otherwise."""
+    held = _held(cache_dir, [oid for object_id in absent for oid in entries.get(object_id, ())])
     for object_id in absent:
         pending = _pending_path(cache_dir, object_id)
-        complete = object_id in entries and all(
-            cache_path(cache_dir, oid).exists() for oid in entries[object_id]
-        )
+        complete = object_id in entries and held.issuperset(entries[object_id])
         if complete and pending.exists():
             os.replace(pending, cache_path(cache_dir, object_id))
         else:
@@ -425,7 +434,8 @@ def fetch(
                 failed.append(Failure(object_id, exc))
         listed = [oid for found in entries.values() for oid in found]
         files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
-        todo = [oid for oid in files if not cache_path(cache_dir, oid).exists()]
+        held = _held(cache_dir, files)
+        todo = [oid for oid in files if oid not in held]
         made: set[Path] = set()
         second = _run(
             lambda oid: _download(remote, cache_dir, oid, made=made),
@@ -462,9 +472,8 @@ def status(remote: Remote, cache_dir: Path, object_ids: Iterable[str]) -> dict[s
         (False, True): "deleted",
         (False, False): "missing",
     }
-    return {
-        oid: states[(cache_path(cache_dir, oid).exists(), oid in on_remote)] for oid in expanded
-    }
+    held = _held(cache_dir, expanded)
+    return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
 
 
 def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:
@@ -484,8 +493,7 @@ def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True
     def check(object_id: str, scratch: Path) -> int:
         dest = scratch / uuid.uuid4().hex
         try:
-            remote.get(keys[object_id], dest)
-            if file_md5(str(dest)) != object_id.removesuffix(MANIFEST_SUFFIX):
+            if remote.get(keys[object_id], dest) != object_id.removesuffix(MANIFEST_SUFFIX):
                 raise CorruptObjectError(object_id, remote.url)
             if is_manifest(object_id):
                 manifests[object_id] = manifest_entries(dest.read_bytes(), object_id, remote.url)

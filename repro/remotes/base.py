@@ -39,8 +39,9 @@ class Remote(Protocol):
         """Upload ``source`` (opened with ``source.open("rb")``; a folder copies from its
         descriptor in the kernel) atomically: the key never names partial bytes."""
 
-    def get(self, key: str, dest: Path) -> None:
-        """Download ``key`` into the file ``dest`` (the caller verifies and moves it).
+    def get(self, key: str, dest: Path) -> str:
+        """Download ``key`` into the file ``dest`` and return the md5 of the bytes written,
+        hashed on the way (the caller compares it with the object id and moves the file).
 
         Raises ``FileNotFoundError`` when the key is absent."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
+from repro.hashing import copy_md5
 from repro.remotes.common import (
     bulk_exists,
     check_key,
@@ -123,11 +124,15 @@ def _copy_into(src: int, dest: Path, flags: int) -> None:
         os.close(out)
 
 
-def _copy_file(source: Path, dest: Path) -> None:
-    """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh)."""
+def _copy_hashing(source: Path, dest: Path) -> str:
+    """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh); its md5."""
     src = os.open(source, os.O_RDONLY)
     try:
-        _copy_into(src, dest, os.O_TRUNC)
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            return copy_md5(src, out)
+        finally:
+            os.close(out)
     finally:
         os.close(src)
 
@@ -204,10 +209,10 @@ class LocalRemote:
                 with suppress(OSError):
                     tmp.unlink(missing_ok=True)
 
-    def get(self, key: str, dest: Path) -> None:
+    def get(self, key: str, dest: Path) -> str:
         path = self._path(key)
         try:
-            retrying(lambda: _copy_file(path, dest), _transient, RETRY_DELAYS)
+            return retrying(lambda: _copy_hashing(path, dest), _transient, RETRY_DELAYS)
         except FileNotFoundError:
             raise
         except OSError as exc:

@@ -19,7 +19,6 @@ import getpass
 import hashlib
 import logging
 import posixpath
-import shutil
 import stat
 import threading
 import time
@@ -559,22 +558,26 @@ class SshRemote:
                 sftp.stat(path)
                 sftp.remove(tmp)
 
-    def get(self, key: str, dest: Path) -> None:
+    def get(self, key: str, dest: Path) -> str:
         path = self._path(key)
 
-        def download(sftp: paramiko.SFTPClient) -> None:
+        def download(sftp: paramiko.SFTPClient) -> str:
             out.seek(0)
             out.truncate()  # what an attempt cut short wrote
+            digest = hashlib.md5()
             with sftp.open(path, "rb") as remote_file:
                 size = remote_file.stat().st_size or 0
                 # Prefetching pipelines reads (needed for speed on big files) but costs a
                 # thread per file, which small objects, the common case, do not repay.
                 if size > PREFETCH_ABOVE:
                     remote_file.prefetch(size)
-                shutil.copyfileobj(remote_file, out, SFTP_CHUNK)
+                while chunk := remote_file.read(SFTP_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            return digest.hexdigest()
 
         with dest.open("wb") as out:
-            self._call("read", path, download, missing_ok=True)
+            return self._call("read", path, download, missing_ok=True)
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -87,9 +87,9 @@ class CountingRemote:
         self.inner.put(source, key)
         self.put_order.append(key)
 
-    def get(self, key: str, dest: Path) -> None:
+    def get(self, key: str, dest: Path) -> str:
         self.calls["get"] += 1
-        self.inner.get(key, dest)
+        return self.inner.get(key, dest)
 
     def delete(self, key: str) -> None:
         self.calls["delete"] += 1

@@ -8,6 +8,7 @@ The ssh tests cut connections for real: they SIGKILL the sshd processes serving 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import signal
 import subprocess
@@ -195,8 +196,8 @@ def test_folder_remote_retries_a_stale_nfs_handle(
     assert copy.calls == 3 and waits == list(RETRY_DELAYS[:2])
     assert (tmp_path / "remote" / KEY).read_bytes() == b"payload"
     assert leftovers_in(tmp_path / "remote") == []
-    monkeypatch.setattr(local, "_copy_file", Flaky(local._copy_file, errno.ESTALE))
-    remote.get(KEY, tmp_path / "back")
+    monkeypatch.setattr(local, "_copy_hashing", Flaky(local._copy_hashing, errno.ESTALE))
+    assert remote.get(KEY, tmp_path / "back") == hashlib.md5(b"payload").hexdigest()
     assert (tmp_path / "back").read_bytes() == b"payload"
 
 
