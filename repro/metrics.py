@@ -6,13 +6,10 @@ column, optionally a row: ``acc`` (the column), ``acc[2]`` (row 2 of it).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from repro.errors import ReproError
 
@@ -48,16 +45,19 @@ def parse(data: bytes, metric_type: str, where: str) -> Value:
 
             return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if metric_type in ("csv", "tsv"):
+            import csv
+            import io
+
             reader = csv.DictReader(
                 io.StringIO(text), delimiter="," if metric_type == "csv" else "\t"
             )
             return [{k: _number(v) for k, v in row.items() if k is not None} for row in reader]
-    except (ValueError, csv.Error) as exc:
+    except ValueError as exc:
         raise ReproError(f"metric {where} is not valid {metric_type} ({exc})") from None
-    except Exception as exc:  # yaml.YAMLError without importing yaml at module load
-        raise ReproError(
-            f"metric {where} is not valid {metric_type} ({type(exc).__name__})"
-        ) from None
+    except Exception as exc:  # yaml.YAMLError and csv.Error without importing them up front
+        # A YAML error spans several lines; a csv one is a short phrase worth showing.
+        detail = str(exc) if metric_type in ("csv", "tsv") else type(exc).__name__
+        raise ReproError(f"metric {where} is not valid {metric_type} ({detail})") from None
     return _number(text.strip())
 
 
@@ -99,8 +99,7 @@ def flatten(value: Value, prefix: str = "") -> dict[str, Value]:
     return {prefix: value}
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """A metric's selected value, with the xpath that selected it (for column names)."""
 
     value: Value

@@ -82,6 +82,11 @@ def test_metric_types_and_xpaths(project: Project) -> None:
     assert show("m.txt") == {"m.txt": 0.875}
     result = project.ok("metrics", "show", "m.yaml", "--xpath", "nope")
     assert "nothing at 'nope'" in result.out
+    project.write("m.bad.yaml", "a: [1\n")
+    assert "not valid yaml (" in project.ok("metrics", "show", "m.bad.yaml").out
+    project.write("huge.csv", "a\n" + "x" * 200_000 + "\n")  # over csv's field size limit
+    result = project.ok("metrics", "show", "huge.csv")
+    assert "huge.csv at workspace is not valid csv (field larger than field limit" in result.out
 
 
 def test_cached_metric_is_read_from_the_cache(project: Project) -> None:

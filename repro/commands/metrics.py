@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +88,8 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
+    from dataclasses import replace
+
     project = open_project(ui)
     path = _paths(project, [args.path])[0]
     with project.lock():
