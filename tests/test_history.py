@@ -232,6 +232,24 @@ def hundred_tags(project: Project) -> None:
     fast_import(project, commits)
 
 
+def test_a_hundred_tags_are_read_in_a_few_batched_git_calls(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hundred_tags(project)
+    git_calls = GitCalls(monkeypatch)
+    shown = json.loads(project.ok("metrics", "show", "-T", "--json").out)
+    assert list(shown) == [f"v{n}" for n in range(1, 101)]  # natural order: v2 before v10
+    assert shown["v42"] == {"metrics.json": {"acc": 0.42, "n": 42}}
+    # for-each-ref; root trees; src/ and .repro/; src/eval/; stage files; metric files.
+    assert len(git_calls.calls) <= 6, git_calls.calls
+    # Each object once: 100 root trees, 100 metric files, a few shared folders and stage files.
+    assert git_calls.objects_asked <= 210
+
+    git_calls.calls.clear()
+    project.ok("gc", "-T", "-f")
+    assert len(git_calls.calls) <= 5, git_calls.calls  # no metric files to read
+
+
 def test_history_caches_trees_and_stage_files_by_object(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
