@@ -6,15 +6,16 @@ column, optionally a row: ``acc`` (the column), ``acc[2]`` (row 2 of it).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repro.errors import ReproError
+
+if TYPE_CHECKING:
+    from repro.cache import Cache
+    from repro.history import History, Revision
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -48,16 +49,19 @@ def parse(data: bytes, metric_type: str, where: str) -> Value:
 
             return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if metric_type in ("csv", "tsv"):
+            import csv
+            import io
+
             reader = csv.DictReader(
                 io.StringIO(text), delimiter="," if metric_type == "csv" else "\t"
             )
             return [{k: _number(v) for k, v in row.items() if k is not None} for row in reader]
-    except (ValueError, csv.Error) as exc:
+    except ValueError as exc:
         raise ReproError(f"metric {where} is not valid {metric_type} ({exc})") from None
-    except Exception as exc:  # yaml.YAMLError without importing yaml at module load
-        raise ReproError(
-            f"metric {where} is not valid {metric_type} ({type(exc).__name__})"
-        ) from None
+    except Exception as exc:  # yaml.YAMLError and csv.Error without importing them up front
+        # A YAML error spans several lines; a csv one is a short phrase worth showing.
+        detail = str(exc) if metric_type in ("csv", "tsv") else type(exc).__name__
+        raise ReproError(f"metric {where} is not valid {metric_type} ({detail})") from None
     return _number(text.strip())
 
 
@@ -99,8 +103,7 @@ def flatten(value: Value, prefix: str = "") -> dict[str, Value]:
     return {prefix: value}
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """A metric's selected value, with the xpath that selected it (for column names)."""
 
     value: Value
@@ -121,59 +124,77 @@ class Missing:
         return f"Missing({self.reason!r})"
 
 
+class _Plan(NamedTuple):
+    """How one metric of one revision is read, and where its bytes come from."""
+
+    path: str
+    metric_type: str
+    xpath: str | None
+    cached: bool  # its bytes are in the cache, by md5
+    source: bytes | int | None  # the bytes, an index into the files read from git, or None
+
+
 def read_metrics(
-    history: Any,
-    cache: Any,
-    revision: Any,
+    history: History,
+    cache: Cache,
+    revisions: Sequence[Revision],
     paths: list[str],
     metric_type: str | None,
     xpath: str | None,
     current: Mapping[str, Any] | None = None,
-) -> dict[str, Reading | Missing]:
-    """metric path → selected value (or Missing) of one revision.
+) -> list[dict[str, Reading | Missing]]:
+    """For each revision, metric path → selected value (or Missing).
 
     Declared metrics come from the revision's stage files. How each is read (type, xpath)
     comes from the command line, else from ``current`` (the workspace's metric settings, so
     that a 'metrics modify' shows alike across all of history), else from the revision itself.
     Explicit ``paths`` that no stage declares are read too. A cached metric is read from the
-    cache by its recorded md5.
+    cache by its recorded md5. Every revision's files come from git together, in a few calls.
     """
     current = current or {}
-    declared: dict[str, tuple[str | None, str | None, str | None]] = {}  # path -> type, xpath, md5
-    for stage in history.stages_at(revision):
-        for out in stage.outs:
-            if out.metric is not None:
-                md5 = out.md5 if out.cache else None
-                declared[out.path] = (out.metric.type, out.metric.xpath, md5)
-    wanted = paths or sorted(declared)
-    result: dict[str, Reading | Missing] = {}
-    for path in wanted:
-        d_type, d_xpath, md5 = declared.get(path, (None, None, None))
-        now = current.get(path)
-        if now is not None:
-            d_type, d_xpath = now.type or d_type, now.xpath if now.xpath else d_xpath
-        the_type = metric_type or d_type or guess_type(path)
-        the_xpath = xpath if xpath is not None else d_xpath
-        data = None
-        if md5 is not None:
-            obj = cache.object_path(md5)
-            if obj.exists():
-                data = obj.read_bytes()
-            elif revision.sha is None:
-                data = history.read(revision, path)
+    history.prefetch(revisions)
+    plans: list[list[_Plan]] = []
+    from_git: list[tuple[Revision, str]] = []
+    for revision in revisions:
+        declared: dict[str, tuple[str | None, str | None, str | None]] = {}  # type, xpath, md5
+        for stage in history.stages_at(revision):
+            for out in stage.outs:
+                if out.metric is not None:
+                    md5 = out.md5 if out.cache else None
+                    declared[out.path] = (out.metric.type, out.metric.xpath, md5)
+        plan: list[_Plan] = []
+        for path in paths or sorted(declared):
+            d_type, d_xpath, md5 = declared.get(path, (None, None, None))
+            now = current.get(path)
+            if now is not None:
+                d_type, d_xpath = now.type or d_type, now.xpath if now.xpath else d_xpath
+            the_type = metric_type or d_type or guess_type(path)
+            the_xpath = xpath if xpath is not None else d_xpath
+            source: bytes | int | None = None  # cached at an old revision, but not here
+            if md5 is not None and (obj := cache.object_path(md5)).exists():
+                source = obj.read_bytes()
+            elif md5 is None or revision.sha is None:
+                source = len(from_git)
+                from_git.append((revision, path))
+            plan.append(_Plan(path, the_type, the_xpath, md5 is not None, source))
+        plans.append(plan)
+    contents = history.read_many(from_git)
+    results: list[dict[str, Reading | Missing]] = []
+    for revision, plan in zip(revisions, plans, strict=True):
+        result: dict[str, Reading | Missing] = {}
+        for path, the_type, the_xpath, cached, source in plan:
+            data = contents[source] if isinstance(source, int) else source
             if data is None:
-                result[path] = Missing("not in the cache; run 'repro pull'")
+                if cached:
+                    result[path] = Missing("not in the cache; run 'repro pull'")
+                else:
+                    result[path] = Missing("no such file at this revision")
                 continue
-        else:
-            data = history.read(revision, path)
-        if data is None:
-            if paths or path in declared:
-                result[path] = Missing("no such file at this revision")
-            continue
-        where = f"{path} at {revision.label}"
-        try:
-            value = select(parse(data, the_type, where), the_xpath, the_type, where)
-            result[path] = Reading(value, the_xpath)
-        except ReproError as exc:
-            result[path] = Missing(str(exc))
-    return result
+            where = f"{path} at {revision.label}"
+            try:
+                value = select(parse(data, the_type, where), the_xpath, the_type, where)
+                result[path] = Reading(value, the_xpath)
+            except ReproError as exc:
+                result[path] = Missing(str(exc))
+        results.append(result)
+    return results

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
-from repro.history import History, Revision
-from repro.stage import Stage
+if TYPE_CHECKING:
+    from repro.history import History, Revision
+    from repro.stage import Stage
 
 
-@dataclass(frozen=True)
-class Needs:
+class Needs(NamedTuple):
     objects: frozenset[str]  # object ids of cached outputs (manifests not expanded)
     images: frozenset[str]  # pinned image IDs
 
@@ -22,6 +22,8 @@ def needs(
     wanted = set(only) if only is not None else None
     objects: set[str] = set()
     images: set[str] = set()
+    revisions = list(revisions)
+    history.prefetch(revisions)  # every revision's stage files in a few git calls, not one each
     for revision in revisions:
         for stage in history.stages_at(revision):
             if wanted is not None and stage.path not in wanted:

@@ -50,13 +50,14 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
         revisions = [Revision(WORKSPACE, None)]
     paths = _paths(project, args.paths)
     current = _current_settings(project)
-    found: dict[str, dict[str, Any]] = {}
-    for revision in revisions:
-        values = read_metrics(
-            history, project.cache, revision, paths, args.type, args.xpath, current
-        )
-        if values:
-            found[revision.label] = values
+    readings = read_metrics(
+        history, project.cache, revisions, paths, args.type, args.xpath, current
+    )
+    found = {
+        revision.label: values
+        for revision, values in zip(revisions, readings, strict=True)
+        if values
+    }
     if args.json:
         payload = {
             rev: {p: (None if isinstance(v, Missing) else v.value) for p, v in values.items()}
@@ -133,8 +134,9 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
     new_rev = history.resolve(args.b_rev or WORKSPACE)
     paths = _paths(project, args.paths)
     current = _current_settings(project)
-    old = read_metrics(history, project.cache, old_rev, paths, args.type, args.xpath, current)
-    new = read_metrics(history, project.cache, new_rev, paths, args.type, args.xpath, current)
+    old, new = read_metrics(
+        history, project.cache, [old_rev, new_rev], paths, args.type, args.xpath, current
+    )
     rows_json: dict[str, dict[str, dict[str, Any]]] = {}
     rows = [["path", "metric", old_rev.label, new_rev.label, "change"]]
     for path in sorted(set(old) | set(new)):

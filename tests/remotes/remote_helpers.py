@@ -143,8 +143,6 @@ def run_as(uid: int, cwd: Path, home: Path, *args: str) -> Result:
     A fork, not a new interpreter: the Python install lives under /root, which other users
     cannot enter. So every module the command imports is imported here first.
     """
-    import git  # noqa: F401
-
     import repro.checkout
     import repro.commands.data
     import repro.commands.transfer
