@@ -31,12 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     from repro.error_handler import run_guarded
-    from repro.state import close_all
 
     try:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:
-        close_all()
+        state = sys.modules.get("repro.state")  # not imported: no state db was opened
+        if state is not None:
+            state.close_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

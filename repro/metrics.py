@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repro.errors import ReproError
 
 if TYPE_CHECKING:
-    from repro.cache import Cache
     from repro.history import History, Revision
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -136,7 +136,7 @@ class _Plan(NamedTuple):
 
 def read_metrics(
     history: History,
-    cache: Cache,
+    object_path: Callable[[str], Path],
     revisions: Sequence[Revision],
     paths: list[str],
     metric_type: str | None,
@@ -149,7 +149,8 @@ def read_metrics(
     comes from the command line, else from ``current`` (the workspace's metric settings, so
     that a 'metrics modify' shows alike across all of history), else from the revision itself.
     Explicit ``paths`` that no stage declares are read too. A cached metric is read from the
-    cache by its recorded md5. Every revision's files come from git together, in a few calls.
+    cache by its recorded md5 (``object_path`` says where). Every revision's files come from
+    git together, in a few calls.
     """
     current = current or {}
     history.prefetch(revisions)
@@ -171,7 +172,7 @@ def read_metrics(
             the_type = metric_type or d_type or guess_type(path)
             the_xpath = xpath if xpath is not None else d_xpath
             source: bytes | int | None = None  # cached at an old revision, but not here
-            if md5 is not None and (obj := cache.object_path(md5)).exists():
+            if md5 is not None and (obj := object_path(md5)).exists():
                 source = obj.read_bytes()
             elif md5 is None or revision.sha is None:
                 source = len(from_git)

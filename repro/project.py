@@ -6,16 +6,19 @@ import contextlib
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro import stage as stage_mod
-from repro.cache import Cache
 from repro.config import Config
 from repro.errors import ReproError
-from repro.hashing import Hasher, Notify
 from repro.lock import ProjectLock
 from repro.paths import overlaps
 from repro.stage import STAGE_SUFFIX, Stage
-from repro.state import StateDB
+
+if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
+    from repro.cache import Cache
+    from repro.hashing import Hasher, Notify
+    from repro.state import StateDB
 
 REPRO_DIR = ".repro"
 GITIGNORE = """\
@@ -76,15 +79,21 @@ class Project:
 
     @cached_property
     def cache(self) -> Cache:
+        from repro.cache import Cache
+
         return Cache(self.cache_dir, self.root, self.config.get("cache.type") or "hardlink")
 
     @cached_property
     def state(self) -> StateDB:
+        from repro.state import StateDB
+
         (self.repro_dir / "tmp").mkdir(exist_ok=True)
         return StateDB(self.repro_dir / "state.db")
 
     @cached_property
     def hasher(self) -> Hasher:
+        from repro.hashing import Hasher
+
         return Hasher(self.state, notify=self.notify, progress=self.progress)
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import marshal
 import os
@@ -103,6 +102,8 @@ class Stage(NamedTuple):
             "outs": [[o.path, o.cache] for o in self.outs],
             "resources": self.resources.to_dict(),
         }
+        import hashlib  # loads OpenSSL: only commands that write or check stages need it
+
         return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def with_md5(self) -> Stage:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from repro.errors import ReproError
 from repro.history import WORKSPACE, History, Revision
 from repro.metrics import Missing, Reading, read_metrics
 from repro.paths import from_user
+from repro.project import Project
 from repro.stage import Metric
 from repro.ui import UI
 
@@ -39,6 +41,11 @@ def table(rows: list[list[str]]) -> str:
     )
 
 
+def _object_path(project: Project) -> Callable[[str], Path]:
+    """Where the cache keeps an object; the cache is opened only if a cached metric asks."""
+    return lambda md5: project.cache.object_path(md5)
+
+
 def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     history = History(project.root)
@@ -51,7 +58,7 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     paths = _paths(project, args.paths)
     current = _current_settings(project)
     readings = read_metrics(
-        history, project.cache, revisions, paths, args.type, args.xpath, current
+        history, _object_path(project), revisions, paths, args.type, args.xpath, current
     )
     found = {
         revision.label: values
@@ -135,7 +142,7 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
     paths = _paths(project, args.paths)
     current = _current_settings(project)
     old, new = read_metrics(
-        history, project.cache, [old_rev, new_rev], paths, args.type, args.xpath, current
+        history, _object_path(project), [old_rev, new_rev], paths, args.type, args.xpath, current
     )
     rows_json: dict[str, dict[str, dict[str, Any]]] = {}
     rows = [["path", "metric", old_rev.label, new_rev.label, "change"]]
