@@ -128,11 +128,11 @@ class _Progress:
             self._bar.total = (self._bar.total or 0) + files
             self._bar.refresh()
 
-    def advance(self, nbytes: int) -> None:
+    def advance(self, files: int, nbytes: int) -> None:
         with self._lock:
             self._bytes += nbytes
             self._bar.set_postfix_str(tqdm.format_sizeof(self._bytes, "B", 1024), refresh=False)
-            self._bar.update(1)
+            self._bar.update(files)
 
     def close(self) -> None:
         self._bar.close()
@@ -182,15 +182,16 @@ def _run(
         return results
 
     def record(results: list[Result]) -> None:
+        nbytes = 0
         for item, result in results:
-            nbytes = 0
             if isinstance(result, FileNotFoundError):
                 outcome.missing.append(item)
             elif isinstance(result, ReproError):
                 outcome.failed.append(Failure(item, result))
             elif isinstance(result, int):
-                outcome.done[item] = nbytes = result
-            bar.advance(nbytes)
+                outcome.done[item] = result
+                nbytes += result
+        bar.advance(len(results), nbytes)  # once per batch: tqdm per object shows in profiles
 
     if forkable:
         parts = workers.split(items, jobs or workers.cores())
@@ -258,9 +259,10 @@ def _read_manifest(
 
 
 def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
-    source = cache_path(cache_dir, object_id)
-    size = source.stat().st_size
-    remote.put(source, object_key(object_id))
+    key = object_key(object_id)
+    source = f"{cache_dir}/{key}"  # a string: a Path per object costs more than a small copy
+    size = os.stat(source).st_size
+    remote.put(Path(source), key)
     return size
 
 
@@ -272,28 +274,30 @@ def _download(
     cache_dir: Path,
     object_id: str,
     final: Path | None = None,
-    made: set[Path] | None = None,
+    made: set[str] | None = None,
 ) -> int:
     """Download one object into the cache (or ``final``), only if its bytes hash to its name.
 
     ``made`` holds the folders this transfer already created: one mkdir each, not per object.
     """
-    final = final or cache_path(cache_dir, object_id)
-    if made is None or final.parent not in made:
-        final.parent.mkdir(parents=True, exist_ok=True)
+    key = object_key(object_id)
+    target = str(final) if final is not None else f"{cache_dir}/{key}"
+    folder, _, name = target.rpartition("/")
+    if made is None or folder not in made:
+        os.makedirs(folder, exist_ok=True)
         if made is not None:
-            made.add(final.parent)
+            made.add(folder)
     # Unique per process and call: forked workers share no counter, but never a pid.
-    tmp = final.with_name(f"{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{final.name}")
+    tmp = Path(f"{folder}/{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{name}")
     placed = False
     try:
-        if remote.get(object_key(object_id), tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
+        if remote.get(key, tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
             raise CorruptObjectError(object_id, remote.url)
         if is_manifest(object_id):
             manifest_entries(tmp.read_bytes(), object_id, remote.url)
         os.chmod(tmp, 0o444)
         size = os.stat(tmp).st_size
-        os.replace(tmp, final)
+        os.replace(tmp, target)
         placed = True
         return size
     finally:
@@ -436,7 +440,7 @@ def fetch(
         files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
         held = _held(cache_dir, files)
         todo = [oid for oid in files if oid not in held]
-        made: set[Path] = set()
+        made: set[str] = set()
         second = _run(
             lambda oid: _download(remote, cache_dir, oid, made=made),
             todo,

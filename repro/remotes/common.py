@@ -3,8 +3,9 @@ strategy."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import posixpath
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from time import sleep
@@ -39,9 +40,21 @@ def folder_prefix(prefix: str) -> str:
     return ""
 
 
+_temp_tag: tuple[int, str] = (0, "")  # (pid, random tag drawn by that process)
+_temp_numbers = itertools.count()
+
+
 def temp_name(name: str) -> str:
-    """A unique sibling name for uploading ``name`` before the atomic rename."""
-    return f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+    """A unique sibling name for uploading ``name`` before the atomic rename.
+
+    Unique across hosts sharing a remote and across forked workers (a random tag drawn once
+    per process), and within a process (a counter): no uuid per object.
+    """
+    global _temp_tag
+    pid = os.getpid()
+    if _temp_tag[0] != pid:
+        _temp_tag = (pid, os.urandom(8).hex())
+    return f"{TEMP_PREFIX}{_temp_tag[1]}-{next(_temp_numbers)}-{name}"
 
 
 def is_temp(name: str) -> bool:

@@ -115,7 +115,7 @@ def _copy_fd(src: int, dst: int) -> None:
         offset += len(data)
 
 
-def _copy_into(src: int, dest: Path, flags: int) -> None:
+def _copy_into(src: int, dest: str, flags: int) -> None:
     """Copy all of ``src`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
     try:
@@ -124,7 +124,7 @@ def _copy_into(src: int, dest: Path, flags: int) -> None:
         os.close(out)
 
 
-def _copy_hashing(source: Path, dest: Path) -> str:
+def _copy_hashing(source: str, dest: Path) -> str:
     """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh); its md5."""
     src = os.open(source, os.O_RDONLY)
     try:
@@ -145,10 +145,15 @@ class LocalRemote:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root)
-        self._made: set[Path] = set()  # folders known to exist: one mkdir each, not per put
+        self._made: set[str] = set()  # folders known to exist: one mkdir each, not per put
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def _file(self, key: str) -> str:
+        """``_path`` as a plain string, for the per-object paths (Path objects cost more than
+        the copy of a small file)."""
+        return f"{self.url}/{check_key(key)}"
 
     def _exists_one(self, key: str) -> bool:
         path = self._path(key)
@@ -185,20 +190,23 @@ class LocalRemote:
                 yield f"{key_prefix}{entry.name}", entry.stat().st_size
 
     def put(self, source: Path, key: str) -> None:
-        dest = self._path(key)
+        dest = self._file(key)
         # Opened first, so that a problem with the local file is not blamed on the remote;
         # its bytes are then copied from the descriptor, inside the kernel.
-        with source.open("rb") as src:
-            try:
-                retrying(lambda: self._put_once(src.fileno(), dest), _transient, RETRY_DELAYS)
-            except OSError as exc:
-                raise _remote_error("write", dest, exc) from exc
+        src = os.open(source, os.O_RDONLY)
+        try:
+            retrying(lambda: self._put_once(src, dest), _transient, RETRY_DELAYS)
+        except OSError as exc:
+            raise _remote_error("write", Path(dest), exc) from exc
+        finally:
+            os.close(src)
 
-    def _put_once(self, src: int, dest: Path) -> None:
-        if dest.parent not in self._made:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(dest.parent)
-        tmp = dest.with_name(temp_name(dest.name))
+    def _put_once(self, src: int, dest: str) -> None:
+        folder, _, name = dest.rpartition("/")
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        tmp = f"{folder}/{temp_name(name)}"
         placed = False
         try:
             _copy_into(src, tmp, os.O_EXCL)
@@ -207,16 +215,16 @@ class LocalRemote:
         finally:
             if not placed:  # the copy or the rename failed
                 with suppress(OSError):
-                    tmp.unlink(missing_ok=True)
+                    os.unlink(tmp)
 
     def get(self, key: str, dest: Path) -> str:
-        path = self._path(key)
+        path = self._file(key)
         try:
             return retrying(lambda: _copy_hashing(path, dest), _transient, RETRY_DELAYS)
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise _remote_error("read", path, exc) from exc
+            raise _remote_error("read", Path(path), exc) from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)
