@@ -166,7 +166,9 @@ def write(root: Path, stage: Stage) -> None:
 
     target = root / stage.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, dump(stage).encode("utf-8"))
+    text = dump(stage)
+    write_atomic(target, text.encode("utf-8"))
+    _PARSED.load(text)  # yaml is loaded already: the next command finds the file parsed
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -319,14 +321,15 @@ class _ParsedYaml:
         self.file: Path | None = None
 
     def attach(self, file: Path) -> None:
-        """Keep entries in ``file`` from now on, adding those it already holds."""
+        """Keep entries in ``file`` from now on, starting from those it holds."""
         if file == self.file:
             return
         self.file = file
+        self.entries = {}
         try:
             stored = marshal.loads(file.read_bytes())
             if stored[0] == self.MAGIC and isinstance(stored[1], dict):
-                self.entries = {**stored[1], **self.entries}
+                self.entries = stored[1]
         except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError):
             pass  # missing, torn or foreign: start afresh, it is only a cache
 

@@ -1,0 +1,54 @@
+"""Stage files' parsed YAML is remembered by text in .repro/tmp: quick commands skip PyYAML."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from helpers import Project
+
+PROBE = (
+    "import sys\n"
+    "from repro.cli import main\n"
+    "code = main(['status'])\n"
+    "print(code, 'yaml' in sys.modules)\n"
+)
+
+
+def _status_imports_yaml(project: Project) -> tuple[str, bool]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=project.root, capture_output=True, text=True
+    )
+    code, imported = done.stdout.split()[-2:]
+    return code, imported == "True"
+
+
+def test_unchanged_stage_files_are_not_parsed_again(project: Project) -> None:
+    project.write("data/a.txt", "a")
+    project.ok("add", "data")
+    assert _status_imports_yaml(project) == ("0", False)  # add left its parse behind
+
+    stage = project.root / "data.repro"
+    stage.write_text(stage.read_text().replace("path: data", "path: data  # edited"))
+    assert _status_imports_yaml(project) == ("0", True)  # new text: parsed afresh
+    assert _status_imports_yaml(project) == ("0", False)
+
+
+def test_a_torn_or_foreign_memo_is_ignored(project: Project) -> None:
+    project.write("data/a.txt", "a")
+    project.ok("add", "data")
+    memo = project.root / ".repro" / "tmp" / "parsed-stages"
+    for junk in (b"", b"\x00garbage", memo.read_bytes()[:7]):
+        memo.write_bytes(junk)
+        assert _status_imports_yaml(project) == ("0", True)
+        assert _status_imports_yaml(project) == ("0", False)  # rewritten whole
+
+
+def test_a_broken_stage_file_is_still_refused(project: Project) -> None:
+    project.write("data/a.txt", "a")
+    project.ok("add", "data")
+    (project.root / "data.repro").write_text("outs: [\n")
+    result = project.repro("status")
+    assert result.code != 0
+    assert "stage file 'data.repro' is not valid YAML" in result.err
+    assert len(result.err.strip().splitlines()) == 1
