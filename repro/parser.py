@@ -87,6 +87,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cmd.set_defaults(func=handler)
         return cmd
 
+    def subcommands(name: str, help_text: str) -> Callable[[str, str, str], _Parser]:
+        """A command with subcommands; returns how to add one: (name, handler, help)."""
+        subs = group(name, help_text).add_subparsers(
+            dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+        )
+
+        def add_sub(sub_name: str, function: str, sub_help: str) -> _Parser:
+            cmd: _Parser = subs.add_parser(sub_name, parents=[common], help=sub_help)
+            cmd.set_defaults(func=_lazy(name, function))
+            return cmd
+
+        return add_sub
+
     cmd = add("init", _lazy("init", "cmd_init"), "make .repro/ in the current git repository")
     cmd.add_argument("--image", help="default image of new stages (core.image)")
     cmd.add_argument("-f", "--force", action="store_true", help="re-initialise an existing project")
@@ -184,12 +197,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("-j", "--jobs", type=int, default=1, help="stages to run at once")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
-    pipeline = group("pipeline", "show the pipeline DAG")
-    psub = pipeline.add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
-    )
-    cmd = psub.add_parser("show", parents=[common], help="draw the pipeline")
-    cmd.set_defaults(func=_lazy("pipeline", "cmd_show"))
+    pipeline = subcommands("pipeline", "show the pipeline DAG")
+    cmd = pipeline("show", "cmd_show", "draw the pipeline")
     cmd.add_argument("target", nargs="?", metavar="TARGET")
     style = cmd.add_mutually_exclusive_group()
     style.add_argument("--ascii", action="store_true", help="boxes and arrows (default)")
@@ -198,30 +207,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     label = cmd.add_mutually_exclusive_group()
     label.add_argument("--commands", action="store_true", help="label stages by command")
     label.add_argument("--outs", action="store_true", help="show outputs instead of stages")
-    cmd = psub.add_parser("list", parents=[common], help="list stages")
-    cmd.set_defaults(func=_lazy("pipeline", "cmd_list"))
+    cmd = pipeline("list", "cmd_list", "list stages")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
-    metrics = group("metrics", "show, modify and compare metrics")
-    msub = metrics.add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
-    )
-    cmd = msub.add_parser(
-        "show", parents=[common], help="metric values of the workspace or history"
-    )
-    cmd.set_defaults(func=_lazy("metrics", "cmd_show"))
+    metrics = subcommands("metrics", "show, modify and compare metrics")
+    cmd = metrics("show", "cmd_show", "metric values of the workspace or history")
     cmd.add_argument("paths", nargs="*", metavar="PATH")
     _revs(cmd)
     cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    cmd = msub.add_parser("modify", parents=[common], help="set how a metric is read")
-    cmd.set_defaults(func=_lazy("metrics", "cmd_modify"))
+    cmd = metrics("modify", "cmd_modify", "set how a metric is read")
     cmd.add_argument("path", metavar="PATH")
     cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
-    cmd = msub.add_parser("diff", parents=[common], help="compare metrics of two revisions")
-    cmd.set_defaults(func=_lazy("metrics", "cmd_diff"))
+    cmd = metrics("diff", "cmd_diff", "compare metrics of two revisions")
     cmd.add_argument("a_rev", nargs="?", metavar="A", help="old revision (default HEAD)")
     cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
     cmd.add_argument("--path", dest="paths", action="append", default=[], metavar="PATH")
@@ -229,12 +229,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
-    remote = group("remote", "manage remotes")
-    rsub = remote.add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
-    )
-    cmd = rsub.add_parser("add", parents=[common], help="add a remote")
-    cmd.set_defaults(func=_lazy("remote", "cmd_add"))
+    remote = subcommands("remote", "manage remotes")
+    cmd = remote("add", "cmd_add", "add a remote")
     cmd.add_argument("-d", "--default", action="store_true", help="make it the default")
     cmd.add_argument("-f", "--force", action="store_true", help="overwrite an existing one")
     cmd.add_argument("--local", action="store_true", help="write to config.local")
@@ -242,17 +238,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument(
         "url", metavar="URL", help="folder, ssh://[user@]host[:port]/path, s3://bucket/prefix"
     )
-    cmd = rsub.add_parser("list", parents=[common], help="list remotes")
-    cmd.set_defaults(func=_lazy("remote", "cmd_list"))
-    cmd = rsub.add_parser("remove", parents=[common], help="remove a remote")
-    cmd.set_defaults(func=_lazy("remote", "cmd_remove"))
+    cmd = remote("list", "cmd_list", "list remotes")
+    cmd = remote("remove", "cmd_remove", "remove a remote")
     cmd.add_argument("name", metavar="NAME")
-    cmd = rsub.add_parser("default", parents=[common], help="show or set the default remote")
-    cmd.set_defaults(func=_lazy("remote", "cmd_default"))
+    cmd = remote("default", "cmd_default", "show or set the default remote")
     cmd.add_argument("--local", action="store_true", help="write to config.local")
     cmd.add_argument("name", nargs="?", metavar="NAME")
-    cmd = rsub.add_parser("modify", parents=[common], help="set a remote option")
-    cmd.set_defaults(func=_lazy("remote", "cmd_modify"))
+    cmd = remote("modify", "cmd_modify", "set a remote option")
     cmd.add_argument("--local", action="store_true", help="write to config.local (secrets)")
     cmd.add_argument("--unset", action="store_true", help="remove the option")
     cmd.add_argument("name", metavar="NAME")
