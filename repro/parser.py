@@ -88,7 +88,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         return cmd
 
     def subcommands(name: str, help_text: str) -> Callable[[str, str, str], _Parser]:
-        """A command with subcommands; returns how to add one: (name, handler, help)."""
+        """A command with subcommands; returns how to add one: (name, function in the
+        command's module, help)."""
         subs = group(name, help_text).add_subparsers(
             dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
         )
