@@ -52,3 +52,21 @@ def test_a_broken_stage_file_is_still_refused(project: Project) -> None:
     assert result.code != 0
     assert "stage file 'data.repro' is not valid YAML" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_commands_at_once_share_the_memo(project: Project) -> None:
+    for name in "abcdef":
+        project.write(f"{name}/f.txt", name)
+        project.ok("add", name)
+    memo = project.root / ".repro" / "tmp" / "parsed-stages"
+    memo.unlink()
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROBE], cwd=project.root, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
+    assert [run.communicate()[0].split()[-2] for run in runs] == ["0"] * 8
+    # Each wrote the whole memo by temp + rename: the last one stands, complete, no temp left.
+    assert _status_imports_yaml(project) == ("0", False)
+    assert [p.name for p in memo.parent.iterdir() if p.name.startswith(".")] == []
