@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -70,6 +71,17 @@ def test_put_get_list_exists_delete_round_trip(backend: Backend, tmp_path: Path)
     remote.delete(KEY)  # already gone: no error
     assert remote.exists([KEY]) == set()
     assert list(remote.list("files/md5/")) == []
+
+
+@pytest.mark.parametrize("size", [0, 4096, (1 << 20) + 1, 3 << 20])
+def test_get_returns_the_md5_of_what_it_wrote(backend: Backend, tmp_path: Path, size: int) -> None:
+    # Sizes on both sides of the folder remote's one-buffer path, and over several buffers.
+    payload = os.urandom(size)
+    backend.remote.put(write(tmp_path / "src", payload), KEY)
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"stale bytes from an earlier attempt" * 100_000)
+    assert backend.remote.get(KEY, dest) == hashlib.md5(payload).hexdigest()
+    assert dest.read_bytes() == payload
 
 
 def test_get_of_a_missing_key_raises_file_not_found(backend: Backend, tmp_path: Path) -> None:
