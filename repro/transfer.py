@@ -24,14 +24,12 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from repro import workers
-from repro.cache import listed_objects
+from repro.cache import held_objects
 from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.remotes.base import Remote
 
 # Objects per task handed to the thread pool.
 BATCH = 64
-# From this many object ids on, the cache's fan-out folders are listed rather than each stat'ed.
-LIST_ABOVE = 256
 OBJECTS_PREFIX = "files/md5/"
 MANIFEST_SUFFIX = ".dir"
 # Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
@@ -66,15 +64,6 @@ def object_id_of_key(key: str) -> str | None:
 def cache_path(cache_dir: Path, object_id: str) -> Path:
     """Where the local cache keeps an object."""
     return cache_dir / object_key(object_id)
-
-
-def _held(cache_dir: Path, object_ids: Iterable[str]) -> set[str]:
-    """Which of ``object_ids`` the cache holds: many are found by listing their fan-out
-    folders (a fresh clone pulls 20,000 objects: 256 listdirs instead of 20,000 stats)."""
-    wanted = set(object_ids)
-    if len(wanted) < LIST_ABOVE:
-        return {oid for oid in wanted if cache_path(cache_dir, oid).exists()}
-    return listed_objects(cache_dir, {oid[:2] for oid in wanted}) & wanted
 
 
 def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
@@ -386,7 +375,8 @@ def _pending_path(cache_dir: Path, object_id: str) -> Path:
 
 def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[str]]) -> None:
     """Give each fetched manifest its name if all its files arrived; drop it otherwise."""
-    held = _held(cache_dir, [oid for object_id in absent for oid in entries.get(object_id, ())])
+    listed = (oid for object_id in absent for oid in entries.get(object_id, ()))
+    held = held_objects(cache_dir, listed)
     for object_id in absent:
         pending = _pending_path(cache_dir, object_id)
         complete = object_id in entries and held.issuperset(entries[object_id])
@@ -438,7 +428,7 @@ def fetch(
                 failed.append(Failure(object_id, exc))
         listed = [oid for found in entries.values() for oid in found]
         files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
-        held = _held(cache_dir, files)
+        held = held_objects(cache_dir, files)
         todo = [oid for oid in files if oid not in held]
         made: set[str] = set()
         second = _run(
@@ -476,7 +466,7 @@ def status(remote: Remote, cache_dir: Path, object_ids: Iterable[str]) -> dict[s
         (False, True): "deleted",
         (False, False): "missing",
     }
-    held = _held(cache_dir, expanded)
+    held = held_objects(cache_dir, expanded)
     return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
 
 
