@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
@@ -20,6 +21,8 @@ from repro.remotes.common import (
     retrying,
     temp_name,
 )
+
+T = TypeVar("T")
 
 CHUNK = 1 << 20
 COPY_CHUNK = 1 << 30  # per kernel copy call: large, the kernel copies in its own steps
@@ -115,11 +118,11 @@ def _copy_fd(src: int, dst: int) -> None:
         offset += len(data)
 
 
-def _copy_into(src: int, dest: str, flags: int) -> None:
-    """Copy all of ``src`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
+def _copy_into(src: int, dest: str | Path, flags: int, copy: Callable[[int, int], T]) -> T:
+    """``copy(src, out)`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
     try:
-        _copy_fd(src, out)
+        return copy(src, out)
     finally:
         os.close(out)
 
@@ -133,13 +136,9 @@ def _copy_hashing(source: str, dest: Path) -> str:
     """
     src = os.open(source, os.O_RDONLY)
     try:
-        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            if os.fstat(src).st_size <= CHUNK:
-                return copy_md5(src, out)
-            _copy_fd(src, out)
-        finally:
-            os.close(out)
+        if os.fstat(src).st_size <= CHUNK:
+            return _copy_into(src, dest, os.O_TRUNC, copy_md5)
+        _copy_into(src, dest, os.O_TRUNC, _copy_fd)
     finally:
         os.close(src)
     return file_md5(str(dest))
@@ -217,7 +216,7 @@ class LocalRemote:
         tmp = f"{folder}/{temp_name(name)}"
         placed = False
         try:
-            _copy_into(src, tmp, os.O_EXCL)
+            _copy_into(src, tmp, os.O_EXCL, _copy_fd)
             os.replace(tmp, dest)
             placed = True
         finally:
