@@ -35,8 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:
-        state = sys.modules.get("repro.state")  # not imported: no state db was opened
-        if state is not None:
+        # A module never imported has nothing to close or save.
+        if (stage := sys.modules.get("repro.stage")) is not None:
+            stage.save_parsed()
+        if (state := sys.modules.get("repro.state")) is not None:
             state.close_all()
 
 

@@ -319,11 +319,13 @@ class _ParsedYaml:
     def __init__(self) -> None:
         self.entries: dict[str, Any] = {}
         self.file: Path | None = None
+        self.dirty = False  # entries not in the file yet
 
     def attach(self, file: Path) -> None:
         """Keep entries in ``file`` from now on, starting from those it holds."""
         if file == self.file:
             return
+        self.save()  # the previous project's new entries
         self.file = file
         self.entries = {}
         try:
@@ -349,14 +351,16 @@ class _ParsedYaml:
         except ValueError:
             return data
         self.entries[text] = data
-        self._save()
+        self.dirty = True
         return data
 
-    def _save(self) -> None:
-        if self.file is None:
+    def save(self) -> None:
+        """Write the entries out, once per command: history parses hundreds of stage files."""
+        if self.file is None or not self.dirty:
             return
         from repro.fsutil import write_atomic
 
+        self.dirty = False
         kept = dict(list(self.entries.items())[-self.LIMIT :])
         with contextlib.suppress(OSError):  # a read-only project still works, only slower
             write_atomic(self.file, marshal.dumps((self.MAGIC, kept)))
@@ -368,6 +372,11 @@ _PARSED = _ParsedYaml()
 def keep_parsed_in(file: Path) -> None:
     """Remember parsed stage files in ``file`` (a per-machine cache under .repro/tmp)."""
     _PARSED.attach(file)
+
+
+def save_parsed() -> None:
+    """Write out the stage files parsed since the last save (the CLI calls it on the way out)."""
+    _PARSED.save()
 
 
 def parse(path: str, text: str) -> Stage:

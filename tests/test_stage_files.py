@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from helpers import Project
+
+from repro import fsutil
 
 PROBE = (
     "import sys\n"
@@ -70,3 +75,27 @@ def test_commands_at_once_share_the_memo(project: Project) -> None:
     # Each wrote the whole memo by temp + rename: the last one stands, complete, no temp left.
     assert _status_imports_yaml(project) == ("0", False)
     assert [p.name for p in memo.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_command_writes_the_memo_once_however_many_files_it_parses(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(6):  # six versions of the stage file: six texts to parse from history
+        project.write("m.json", f'{{"acc": {n}}}')
+        project.write(
+            "m.repro", f"outs:\n- path: m.json\n  cache: false\n  metric:\n    xpath: acc\n# v{n}\n"
+        )
+        project.commit(f"v{n}", tag=f"v{n}")
+    memo = project.root / ".repro" / "tmp" / "parsed-stages"
+    memo.unlink(missing_ok=True)
+    writes: list[Path] = []
+    real = fsutil.write_atomic
+
+    def counting(path: Path, data: bytes, mode: int | None = None) -> None:
+        writes.append(path)
+        real(path, data, mode)
+
+    monkeypatch.setattr(fsutil, "write_atomic", counting)
+    assert len(json.loads(project.ok("metrics", "show", "-T", "--json").out)) == 6
+    assert writes.count(memo) == 1
+    assert _status_imports_yaml(project)[1] is False  # and it holds what was parsed
