@@ -17,8 +17,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the start-up of any command.
         sys.stdout.write(f"repro {__version__}\n")
         return 0
-    from repro.parser import COMMANDS, build_parser
+    from repro.error_handler import run_guarded
     from repro.ui import UI
+
+    if "status" in argv:
+        # A status that finds nothing changed is answered from its memo, before argparse and
+        # most of repro are even imported.
+        from repro.status_memo import NOT_ANSWERED, answer
+
+        code = run_guarded(lambda: answer(argv), UI())
+        if code != NOT_ANSWERED:
+            return code
+    from repro.parser import COMMANDS, build_parser
 
     # Global options take no values: the first other word names the command. Only its parser
     # is built; help, and a word that names no command, need them all.
@@ -30,8 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         build_parser().print_help()
         return EXIT_USAGE
-    from repro.error_handler import run_guarded
-
     try:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:

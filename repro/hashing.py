@@ -12,7 +12,6 @@ import json
 import os
 import re
 import stat as stat_mod
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,13 +20,12 @@ from typing import Any, NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
-from repro.state import FileKey, StateDB, file_key, settled
+from repro.state import FileKey, StateDB, file_key
+from repro.walk import changed_records, find_listing, mtime_ns, records, settled
 
 CHUNK = 1 << 20
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
 LARGE_DIR_FILES = 200
-# Up to this many changed records, a walk is compared with the last one record by record.
-FEW_CHANGED = 64
 
 
 _buffers = threading.local()
@@ -177,34 +175,13 @@ def _walk_python(root: str) -> list[FileEntry]:
     return found
 
 
-# Every non-directory below the root: type, inode, mtime (s.ns), size, relpath; NUL-separated.
-_FIND_FORMAT = "%y %i %T@ %s %P\\0"
-
-
-def _find(root: str) -> bytes | None:
-    """GNU find's listing of ``root``, or None where find is missing or different."""
-    try:
-        return subprocess.run(
-            ["find", root, "-mindepth", "1", "!", "-type", "d", "-printf", _FIND_FORMAT],
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def _parse_record(root: str, record: bytes) -> FileEntry:
     kind, inode, mtime, size, rel = record.split(b" ", 4)
     relpath = os.fsdecode(rel)
     if kind != b"f":
         raise _not_regular(os.path.join(root, relpath), kind.decode())
-    seconds, _, fraction = mtime.partition(b".")
-    mtime_ns = int(seconds) * 1_000_000_000 + int((fraction + b"000000000")[:9])
-    return FileEntry(relpath, os.path.join(root, relpath), (int(inode), mtime_ns, int(size)))
-
-
-def _records(listing: bytes) -> list[bytes]:
-    return listing.split(b"\0")[:-1]
+    key = (int(inode), mtime_ns(mtime), int(size))
+    return FileEntry(relpath, os.path.join(root, relpath), key)
 
 
 class Scan:
@@ -219,7 +196,7 @@ class Scan:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.listing = _find(root)
+        self.listing = find_listing(root)
         self._files: list[FileEntry] | None = None
         if self.listing is not None:
             self.fingerprint = "find:" + hashlib.md5(self.listing).hexdigest()
@@ -233,7 +210,7 @@ class Scan:
         """Every regular file, sorted by POSIX relpath (other kinds are refused)."""
         if self._files is None:
             assert self.listing is not None
-            found = [_parse_record(self.root, record) for record in _records(self.listing)]
+            found = [_parse_record(self.root, record) for record in records(self.listing)]
             found.sort(key=lambda f: f.relpath)
             self._files = found
         return self._files
@@ -265,18 +242,29 @@ class Hasher:
         # Hashes read by this command, racily recent ones too (the state db skips those):
         # a later pass of the same command must not read the file again.
         self._read: dict[FileKey, str] = {}
+        # What status_memo may remember: by path, the find listing of a folder, or the key of
+        # a file, that this command hashed (or found remembered) and that is settled.
+        self.settled_walks: dict[str, bytes] = {}
+        self.settled_files: dict[str, FileKey] = {}
 
     def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
         key = file_key(st or os.stat(path))
-        return self._hash_entry(FileEntry(path, path, key), time.time_ns())
+        read_at = time.time_ns()
+        md5 = self._hash_entry(FileEntry(path, path, key), read_at)
+        if settled(key[1], read_at):
+            self.settled_files[path] = key
+        return md5
 
     def dir_oid(self, path: str, label: str) -> str:
         """Object id of a directory; one walk and one lookup when nothing changed."""
         read_at = time.time_ns()
         tree = Scan(path)
         known = self.state.get_dir(label, tree.fingerprint)
-        if known is None:
-            known = self._only_touched(tree, label, read_at)
+        if known is not None:  # remembered only when settled
+            if tree.listing is not None:
+                self.settled_walks[path] = tree.listing
+            return known
+        known = self._only_touched(tree, label, read_at)
         if known is not None:
             return known
         return self.hash_dir(path, label, (read_at, tree)).oid
@@ -292,12 +280,10 @@ class Hasher:
         if tree.listing is None or previous is None:
             return None
         oid, old_listing = previous
-        old = set(_records(old_listing))
-        new = _records(tree.listing)
-        added = [record for record in new if record not in old]
-        if len(added) > FEW_CHANGED or len(new) != len(old):
+        changed = changed_records(old_listing, tree.listing)
+        if changed is None:
             return None
-        gone = old.difference(new)
+        gone, added = changed
         before = {entry.relpath: entry for entry in (_parse_record(tree.root, r) for r in gone)}
         after = [_parse_record(tree.root, record) for record in added]
         if len(before) != len(after):
@@ -308,8 +294,13 @@ class Hasher:
             if md5 is None or self._hash_entry(entry, read_at) != md5:
                 return None
         if all(settled(entry.key[1], read_at) for entry in after):
-            self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
+            self._put_dir(label, tree, oid)
         return oid
+
+    def _put_dir(self, label: str, tree: Scan, oid: str) -> None:
+        self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
+        if tree.listing is not None:
+            self.settled_walks[tree.root] = tree.listing
 
     def _hash_entry(self, entry: FileEntry, read_at: int) -> str:
         """The md5 of one file, looked at (stat, or a walk) at ``read_at``.
@@ -350,7 +341,7 @@ class Hasher:
         manifest = manifest_bytes(entries)
         oid = bytes_md5(manifest) + ".dir"
         if all(settled(f.key[1], read_at) for f in files):
-            self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
+            self._put_dir(label, tree, oid)
         return DirInfo(oid, manifest, entries, tuple(files))
 
     def _hash_many(

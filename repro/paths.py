@@ -7,8 +7,9 @@ import posixpath
 from pathlib import Path
 
 from repro.errors import ReproError
+from repro.walk import RESERVED_DIRS
 
-RESERVED = (".git", ".repro")
+RESERVED = RESERVED_DIRS
 
 
 def check_relative(path: str, what: str) -> str:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repro import stage as stage_mod
+from repro import walk
 from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
 from repro.paths import overlaps
-from repro.stage import STAGE_SUFFIX, Stage
+from repro.stage import Stage
 
 if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
     from repro.cache import Cache
@@ -107,26 +107,14 @@ class Project:
 
     def stage_files(self) -> list[str]:
         """Every stage file in the work tree, without walking into outputs or .git/.repro."""
-        found: list[str] = []
-        pruned: list[str] = []
-        for folder, dirs, files in os.walk(self.root):
-            rel_folder = os.path.relpath(folder, self.root)
-            rel_folder = "" if rel_folder == "." else rel_folder.replace(os.sep, "/")
-            for name in sorted(files):
-                if name.endswith(STAGE_SUFFIX) and not name.startswith("."):
-                    path = f"{rel_folder}/{name}" if rel_folder else name
-                    found.append(path)
-                    # A broken stage file is reported when it is loaded for real.
-                    with contextlib.suppress(ReproError):
-                        pruned.extend(stage_mod.load(self.root, path).out_paths())
-            keep = []
-            for name in sorted(dirs):
-                rel = f"{rel_folder}/{name}" if rel_folder else name
-                if name in (".git", REPRO_DIR) or any(rel == p for p in pruned):
-                    continue
-                keep.append(name)
-            dirs[:] = keep
-        return sorted(found)
+
+        def outs_of(path: str) -> list[str]:
+            try:
+                return stage_mod.load(self.root, path).out_paths()
+            except ReproError:  # a broken stage file is reported when it is loaded for real
+                return []
+
+        return walk.stage_files(str(self.root), outs_of)
 
     def stages(self) -> list[Stage]:
         return [stage_mod.load(self.root, path) for path in self.stage_files()]

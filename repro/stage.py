@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from repro.errors import ReproError
+from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
 
-STAGE_SUFFIX = ".repro"
 NETWORK_MODES = ("none", "bridge", "host")
 METRIC_TYPES = ("json", "yaml", "csv", "tsv", "raw")
 

@@ -16,7 +16,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+
+from repro.walk import settled
+
+TYPE_CHECKING = False  # typing would cost status_memo's quick path an import
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -36,15 +41,6 @@ CREATE TABLE IF NOT EXISTS links (
 
 FileKey = tuple[int, int, int]  # (inode, mtime_ns, size)
 Statement = tuple[str, Sequence[tuple[object, ...]]]
-
-# A file modified within one timestamp tick of being read may change again without its mtime
-# moving (git's "racily clean" problem). Hashes of files that recent are not remembered.
-RACY_NS = 100_000_000
-
-
-def settled(mtime_ns: int, read_at_ns: int) -> bool:
-    """True when a file with this mtime, read at ``read_at_ns``, can be remembered safely."""
-    return mtime_ns < read_at_ns - RACY_NS
 
 
 def file_key(st: os.stat_result) -> FileKey:
@@ -66,7 +62,7 @@ def close_all() -> None:
 class StateDB:
     """sqlite-backed memory of hashes; safe to share between threads of one process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         _OPEN.add(self)
         self._lock = threading.Lock()

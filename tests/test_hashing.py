@@ -194,3 +194,29 @@ def test_odd_but_contained_relpaths_are_fine() -> None:
     entries = [("..a", MD5), ("a..", MD5), ("a/...", MD5), (".x/y", MD5), ("a/..\n", MD5)]
     assert parse_manifest(manifest_bytes(entries), "m.dir") == entries
     assert parse_manifest(b"[]", "m.dir") == []
+
+
+@pytest.mark.parametrize("odd_name", ["plain", "-starts-with-dash", "(paren", "!bang", "sp ace"])
+def test_a_split_walk_lists_what_one_find_lists(tmp_path: Path, odd_name: str) -> None:
+    """Two finds share the top-level names (or one does all, where a name would read as find
+    syntax): either way the same records, and the same listing every time."""
+    from repro.walk import FIND_FORMAT, find_listing, records
+
+    root = tmp_path / "tree"
+    make_tree(root, 60, folders=6)
+    (root / "top.txt").write_text("top")
+    (root / odd_name).mkdir()
+    (root / odd_name / "inner\nline").write_text("x")
+    (root / "d002" / "deeper" / "still").mkdir(parents=True)
+    (root / "d002" / "deeper" / "still" / "f").write_text("f")
+    one_find = subprocess.run(
+        ["find", str(root), "-mindepth", "1", "!", "-type", "d", "-printf", FIND_FORMAT],
+        capture_output=True,
+        check=True,
+    ).stdout
+    listing = find_listing(str(root))
+    assert listing is not None
+    assert sorted(records(listing)) == sorted(records(one_find))
+    assert len(records(listing)) == 63
+    assert find_listing(str(root)) == listing
+    assert find_listing(str(tmp_path / "absent")) is None

@@ -12,10 +12,12 @@ from helpers import Project
 
 from repro import fsutil
 
+# --json: a plain status with nothing changed may be answered by status_memo without loading
+# any stage file at all (tests/test_status_memo.py); these tests are about the full one.
 PROBE = (
     "import sys\n"
     "from repro.cli import main\n"
-    "code = main(['status'])\n"
+    "code = main(['status', '--json'])\n"
     "print(code, 'yaml' in sys.modules)\n"
 )
 

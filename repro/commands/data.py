@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from repro import gitignore, outputs
+from repro import gitignore, outputs, status_memo
 from repro import stage as stage_mod
 from repro.cache import unprotect
 from repro.checkout import checkout
@@ -87,10 +87,12 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
         changes = stage_changes(project, stage, resolver)
         if changes:
             report[stage.path] = [c.message for c in changes]
+    if not report and not args.targets:
+        status_memo.save(project, stages)
     if args.json:
         ui.out(json.dumps(report, indent=2, sort_keys=True))
     elif not report:
-        ui.info("Data and pipelines are up to date.")
+        ui.info(status_memo.UP_TO_DATE)
     else:
         for name, reasons in sorted(report.items()):
             ui.out(f"{name}:")
