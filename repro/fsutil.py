@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing and pathlib would cost status_memo's quick path an import
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def tmp_name(path: Path) -> Path:
     """A unique hidden name in the same folder (so the final rename stays on one filesystem)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    return path.with_name(_hidden(path.name))
 
 
-def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
-    tmp = tmp_name(path)
+def _hidden(name: str) -> str:
+    return f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+
+
+def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> None:
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, _hidden(name))
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -20,5 +28,8 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:  # noqa: SIM105 - contextlib would cost status_memo's quick path an import
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise

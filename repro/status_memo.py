@@ -23,6 +23,7 @@ import time
 
 from repro import __version__
 from repro.errors import ReproError
+from repro.fsutil import write_atomic
 from repro.walk import changed_records, find_listing, mtime_ns, settled, stage_files
 
 TYPE_CHECKING = False  # typing itself costs this module's callers a few milliseconds
@@ -188,9 +189,7 @@ def _check(root: str, path: str, signature: Signature) -> Signature | None:
     return _only_touched(root, full, old, new, read_at)
 
 
-def _only_touched(
-    root: str, folder: str, old: bytes, new: bytes, read_at: int
-) -> Signature | None:
+def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) -> Signature | None:
     """The folder's new signature when the files whose records differ kept their bytes (as
     the state db knows them) and are settled; None when they kept them but are too recent to
     remember. Raises _Changed otherwise."""
@@ -240,14 +239,8 @@ def _file_md5(path: str) -> str:
 
 
 def _store(path: str, memo: Memo) -> None:
-    """Write the memo by temp + rename: a reader sees a whole memo or none."""
-    temp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temp, "wb") as file:
-            file.write(marshal.dumps((MAGIC, *memo)))
-        os.replace(temp, path)
+    """Write the memo whole (temp + rename): a reader sees a whole memo or none."""
+    try:  # noqa: SIM105 - contextlib would cost the quick path an import
+        write_atomic(path, marshal.dumps((MAGIC, *memo)))
     except OSError:  # a read-only project only loses the memo
-        try:  # noqa: SIM105 - contextlib would cost the quick path an import
-            os.unlink(temp)
-        except OSError:
-            pass
+        pass

@@ -136,7 +136,7 @@ def changed_records(old: bytes, new: bytes) -> tuple[list[bytes], list[bytes]] |
         return None
     # find lists an unchanged folder in the same order: compare in place first, by sets only
     # when records moved.
-    pairs = [(was, now) for was, now in zip(before, after) if was != now]
+    pairs = [(was, now) for was, now in zip(before, after, strict=True) if was != now]
     if len(pairs) <= FEW_CHANGED:
         gone, added = {was for was, _ in pairs}, {now for _, now in pairs}
         return sorted(gone - added), sorted(added - gone)
