@@ -18,7 +18,7 @@ def _hidden(name: str) -> str:
     return f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
 
 
-def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
     folder, name = os.path.split(os.fspath(path))
     tmp = os.path.join(folder, _hidden(name))
     try:

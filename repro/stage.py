@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import marshal
 import os
@@ -10,6 +9,7 @@ import posixpath
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from repro import memo
 from repro.errors import ReproError
 from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
 
@@ -328,12 +328,8 @@ class _ParsedYaml:
         self.save()  # the previous project's new entries
         self.file = file
         self.entries = {}
-        try:
-            stored = marshal.loads(file.read_bytes())
-            if stored[0] == self.MAGIC and isinstance(stored[1], dict):
-                self.entries = stored[1]
-        except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError):
-            pass  # missing, torn or foreign: start afresh, it is only a cache
+        stored = memo.load(file, self.MAGIC)
+        self.entries = stored if isinstance(stored, dict) else {}
 
     def load(self, text: str) -> Any:
         """The YAML data of ``text``; raises _NotYaml when it is not YAML."""
@@ -358,12 +354,8 @@ class _ParsedYaml:
         """Write the entries out, once per command: history parses hundreds of stage files."""
         if self.file is None or not self.dirty:
             return
-        from repro.fsutil import write_atomic
-
         self.dirty = False
-        kept = dict(list(self.entries.items())[-self.LIMIT :])
-        with contextlib.suppress(OSError):  # a read-only project still works, only slower
-            write_atomic(self.file, marshal.dumps((self.MAGIC, kept)))
+        memo.store(self.file, self.MAGIC, dict(list(self.entries.items())[-self.LIMIT :]))
 
 
 _PARSED = _ParsedYaml()

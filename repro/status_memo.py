@@ -15,15 +15,14 @@ Stages pinned to an image ID are never answered from here: their status asks the
 
 from __future__ import annotations
 
-import marshal
 import os
 import stat as stat_mod
 import sys
 import time
 
 from repro import __version__
+from repro import memo as memo_file
 from repro.errors import ReproError
-from repro.fsutil import write_atomic
 from repro.walk import changed_records, find_listing, mtime_ns, settled, stage_files
 
 TYPE_CHECKING = False  # typing itself costs this module's callers a few milliseconds
@@ -73,7 +72,7 @@ def answer(argv: Sequence[str]) -> int:
         for path, new in renewed.items():
             if new is not None:
                 signatures[path] = new
-        _store(memo_path, (stage_bytes, outs, signatures))
+        memo_file.store(memo_path, MAGIC, (stage_bytes, outs, signatures))
     if not QUIET & set(argv):
         sys.stdout.write(UP_TO_DATE + "\n")
         sys.stdout.flush()
@@ -114,7 +113,7 @@ def save(project: Project, stages: Iterable[Stage]) -> None:
                 signatures[path] = ("f", *key)
             else:
                 return
-    _store(str(project.root / MEMO), (stage_bytes, outs, signatures))
+    memo_file.store(project.root / MEMO, MAGIC, (stage_bytes, outs, signatures))
 
 
 # -- the quick side ----------------------------------------------------------------------------
@@ -132,17 +131,12 @@ def _find_root(start: str) -> str | None:
 
 
 def _load(path: str) -> Memo | None:
-    """The memo, or None when it is missing, torn or from another version."""
-    try:
-        with open(path, "rb") as file:
-            magic, stage_bytes, outs, signatures = marshal.loads(file.read())
-    except (OSError, EOFError, ValueError, TypeError):
+    memo = memo_file.load(path, MAGIC)
+    if not isinstance(memo, tuple) or len(memo) != 3:
         return None
-    if magic != MAGIC or not all(
-        isinstance(item, dict) for item in (stage_bytes, outs, signatures)
-    ):
+    if not all(isinstance(part, dict) for part in memo):
         return None
-    return stage_bytes, outs, signatures
+    return memo
 
 
 def _same_stage(
@@ -236,11 +230,3 @@ def _file_md5(path: str) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return str(digest.hexdigest())
-
-
-def _store(path: str, memo: Memo) -> None:
-    """Write the memo whole (temp + rename): a reader sees a whole memo or none."""
-    try:  # noqa: SIM105 - contextlib would cost the quick path an import
-        write_atomic(path, marshal.dumps((MAGIC, *memo)))
-    except OSError:  # a read-only project only loses the memo
-        pass
