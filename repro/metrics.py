@@ -7,11 +7,13 @@ column, optionally a row: ``acc`` (the column), ``acc[2]`` (row 2 of it).
 from __future__ import annotations
 
 import json
+import marshal
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from repro import memo
 from repro.errors import ReproError
 
 if TYPE_CHECKING:
@@ -142,6 +144,7 @@ def read_metrics(
     metric_type: str | None,
     xpath: str | None,
     current: Mapping[str, Any] | None = None,
+    memo_path: Path | None = None,
 ) -> list[dict[str, Reading | Missing]]:
     """For each revision, metric path → selected value (or Missing).
 
@@ -151,8 +154,83 @@ def read_metrics(
     Explicit ``paths`` that no stage declares are read too. A cached metric is read from the
     cache by its recorded md5 (``object_path`` says where). Every revision's files come from
     git together, in a few calls.
+
+    A commit never changes, so what was read of it (asked the same way) is kept in
+    ``memo_path`` and not read again; only a metric missing from the cache is read each time,
+    since a pull may bring it.
     """
     current = current or {}
+    asked = (
+        tuple(paths),
+        metric_type,
+        xpath,
+        tuple(sorted((path, m.type, m.xpath) for path, m in current.items())),
+    )
+    remembered: dict[Any, Any] = {}
+    if memo_path is not None:
+        remembered = memo.load(memo_path, _MEMO_MAGIC) or {}
+    # By label too: a reading that fails says where ("... at v1.0").
+    results: list[dict[str, Reading | Missing] | None] = [
+        _decode(remembered[key]) if (key := (r.sha, r.label, asked)) in remembered else None
+        for r in revisions
+    ]
+    pending = [r for r, result in zip(revisions, results, strict=True) if result is None]
+    fresh = iter(_read(history, object_path, pending, paths, metric_type, xpath, current))
+    new = 0
+    for at, revision in enumerate(revisions):
+        if results[at] is not None:
+            continue
+        result = results[at] = next(fresh)
+        if revision.sha is not None and (kept := _encode(result)) is not None:
+            remembered[(revision.sha, revision.label, asked)] = kept
+            new += 1
+    if new and memo_path is not None:
+        memo.store(memo_path, _MEMO_MAGIC, dict(list(remembered.items())[-_MEMO_LIMIT:]))
+    return [result for result in results if result is not None]
+
+
+_MEMO_MAGIC = "repro-metric-readings-1"
+_MEMO_LIMIT = 4096  # (commit, label, way of asking) entries kept; the oldest go first
+_NOT_CACHED = "not in the cache; run 'repro pull'"
+
+
+def _encode(result: dict[str, Reading | Missing]) -> tuple[Any, ...] | None:
+    """A revision's readings in marshal's types; None when they may change (a metric not in
+    the cache yet) or cannot be kept (a YAML timestamp, say)."""
+    encoded: list[tuple[str, bool, Any, str | None]] = []
+    for path, reading in result.items():
+        if isinstance(reading, Missing):
+            if reading.reason == _NOT_CACHED:
+                return None
+            encoded.append((path, False, reading.reason, None))
+        else:
+            encoded.append((path, True, reading.value, reading.xpath))
+    try:
+        marshal.dumps(encoded)
+    except ValueError:
+        return None
+    return tuple(encoded)
+
+
+def _decode(encoded: tuple[Any, ...]) -> dict[str, Reading | Missing]:
+    return {
+        path: Reading(value, the_xpath) if ok else Missing(value)
+        for path, ok, value, the_xpath in encoded
+    }
+
+
+def _read(
+    history: History,
+    object_path: Callable[[str], Path],
+    revisions: Sequence[Revision],
+    paths: list[str],
+    metric_type: str | None,
+    xpath: str | None,
+    current: Mapping[str, Any],
+) -> list[dict[str, Reading | Missing]]:
+    """read_metrics without the memo."""
+    if not revisions:
+        return []
     history.prefetch(revisions)
     plans: list[list[_Plan]] = []
     from_git: list[tuple[Revision, str]] = []
@@ -187,7 +265,7 @@ def read_metrics(
             data = contents[source] if isinstance(source, int) else source
             if data is None:
                 if cached:
-                    result[path] = Missing("not in the cache; run 'repro pull'")
+                    result[path] = Missing(_NOT_CACHED)
                 else:
                     result[path] = Missing("no such file at this revision")
                 continue

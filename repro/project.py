@@ -34,13 +34,12 @@ GITIGNORE = """\
 
 def find_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding .repro/."""
-    current = start.resolve()
-    for folder in (current, *current.parents):
-        if (folder / REPRO_DIR).is_dir():
-            return folder
-    raise ReproError(
-        f"{start} is not in a repro project; run 'repro init' at the top of a git repository"
-    )
+    found = walk.project_root(str(start))
+    if found is None:
+        raise ReproError(
+            f"{start} is not in a repro project; run 'repro init' at the top of a git repository"
+        )
+    return Path(found)
 
 
 def find_git_root(start: Path) -> Path | None:

@@ -23,7 +23,14 @@ import time
 from repro import __version__
 from repro import memo as memo_file
 from repro.errors import ReproError
-from repro.walk import changed_records, find_listing, mtime_ns, settled, stage_files
+from repro.walk import (
+    changed_records,
+    find_listing,
+    mtime_ns,
+    project_root,
+    same_stage_files,
+    settled,
+)
 
 TYPE_CHECKING = False  # typing itself costs this module's callers a few milliseconds
 if TYPE_CHECKING:
@@ -54,7 +61,7 @@ def answer(argv: Sequence[str]) -> int:
     if argv.count("status") != 1 or not set(argv) - {"status"} <= QUIET:
         return NOT_ANSWERED
     try:
-        root = _find_root(os.path.realpath(os.getcwd()))
+        root = project_root(os.getcwd())
         if root is None:
             return NOT_ANSWERED
         memo_path = os.path.join(root, MEMO)
@@ -62,8 +69,7 @@ def answer(argv: Sequence[str]) -> int:
         if memo is None:
             return NOT_ANSWERED
         stage_bytes, outs, signatures = memo
-        found = stage_files(root, lambda path: _same_stage(root, path, stage_bytes, outs))
-        if set(found) != stage_bytes.keys():
+        if not same_stage_files(root, stage_bytes, outs):
             return NOT_ANSWERED
         renewed = {path: _check(root, path, sig) for path, sig in signatures.items()}
     except (_Changed, OSError):
@@ -119,17 +125,6 @@ def save(project: Project, stages: Iterable[Stage]) -> None:
 # -- the quick side ----------------------------------------------------------------------------
 
 
-def _find_root(start: str) -> str | None:
-    folder = start
-    while True:
-        if os.path.isdir(os.path.join(folder, ".repro")):
-            return folder
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return None
-        folder = parent
-
-
 def _load(path: str) -> Memo | None:
     memo = memo_file.load(path, MAGIC)
     if not isinstance(memo, tuple) or len(memo) != 3:
@@ -137,20 +132,6 @@ def _load(path: str) -> Memo | None:
     if not all(isinstance(part, dict) for part in memo):
         return None
     return memo
-
-
-def _same_stage(
-    root: str, path: str, stage_bytes: dict[str, bytes], outs: dict[str, list[str]]
-) -> list[str]:
-    """The outputs of a stage file found by the walk, when its bytes are those remembered."""
-    try:
-        with open(os.path.join(root, path), "rb") as file:
-            data = file.read()
-    except OSError:
-        raise _Changed from None
-    if stage_bytes.get(path) != data:
-        raise _Changed
-    return outs[path]
 
 
 def _check(root: str, path: str, signature: Signature) -> Signature | None:

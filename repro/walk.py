@@ -173,3 +173,39 @@ def stage_files(root: str, outs_of: Callable[[str], list[str]]) -> list[str]:
                 keep.append(name)
         dirs[:] = keep
     return sorted(found)
+
+
+def project_root(start: str) -> str | None:
+    """The nearest folder at or above ``start`` (made real) holding .repro/; None if none."""
+    folder = os.path.realpath(start)
+    while True:
+        if os.path.isdir(os.path.join(folder, ".repro")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+class _Differs(Exception):
+    pass
+
+
+def same_stage_files(root: str, stage_bytes: dict[str, bytes], outs: dict[str, list[str]]) -> bool:
+    """True when the work tree holds exactly these stage files, byte for byte (``outs`` are
+    their outputs, which the walk for stage files does not enter)."""
+
+    def outs_of(path: str) -> list[str]:
+        try:
+            with open(os.path.join(root, path), "rb") as file:
+                data = file.read()
+        except OSError:
+            raise _Differs from None
+        if stage_bytes.get(path) != data:
+            raise _Differs
+        return outs[path]
+
+    try:
+        return set(stage_files(root, outs_of)) == stage_bytes.keys()
+    except _Differs:
+        return False

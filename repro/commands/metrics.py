@@ -18,6 +18,8 @@ from repro.project import Project
 from repro.stage import Metric
 from repro.ui import UI
 
+READINGS_MEMO = "metric-readings"  # in .repro/tmp: what was read of each commit
+
 
 def _paths(project: Any, raw: list[str]) -> list[str]:
     return [from_user(project.root, Path.cwd(), p, "metric") for p in raw]
@@ -58,7 +60,14 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     paths = _paths(project, args.paths)
     current = _current_settings(project)
     readings = read_metrics(
-        history, _object_path(project), revisions, paths, args.type, args.xpath, current
+        history,
+        _object_path(project),
+        revisions,
+        paths,
+        args.type,
+        args.xpath,
+        current,
+        project.tmp_dir / READINGS_MEMO,
     )
     found = {
         revision.label: values
@@ -142,7 +151,14 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
     paths = _paths(project, args.paths)
     current = _current_settings(project)
     old, new = read_metrics(
-        history, _object_path(project), [old_rev, new_rev], paths, args.type, args.xpath, current
+        history,
+        _object_path(project),
+        [old_rev, new_rev],
+        paths,
+        args.type,
+        args.xpath,
+        current,
+        project.tmp_dir / READINGS_MEMO,
     )
     rows_json: dict[str, dict[str, dict[str, Any]]] = {}
     rows = [["path", "metric", old_rev.label, new_rev.label, "change"]]
