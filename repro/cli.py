@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from repro import __version__
 from repro.errors import EXIT_USAGE
+from repro.memo import NOT_ANSWERED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,14 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from repro.error_handler import run_guarded
     from repro.ui import UI
 
-    if "status" in argv:
-        # A status that finds nothing changed is answered from its memo, before argparse and
-        # most of repro are even imported.
-        from repro.status_memo import NOT_ANSWERED, answer
-
-        code = run_guarded(lambda: answer(argv), UI())
-        if code != NOT_ANSWERED:
-            return code
+    code = run_guarded(lambda: _quick_answer(argv), UI())
+    if code != NOT_ANSWERED:
+        return code
     from repro.parser import COMMANDS, build_parser
 
     # Global options take no values: the first other word names the command. Only its parser
@@ -48,6 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage.save_parsed()
         if (state := sys.modules.get("repro.state")) is not None:
             state.close_all()
+
+
+def _quick_answer(argv: list[str]) -> int:
+    """A status that finds nothing changed, and metrics of tags or branches that did not move,
+    are answered from memos before argparse and most of repro are even imported."""
+    if "status" in argv:
+        from repro.status_memo import answer
+    elif "metrics" in argv:
+        from repro.metrics_memo import answer
+    else:
+        return NOT_ANSWERED
+    return answer(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

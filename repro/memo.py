@@ -13,6 +13,9 @@ import os
 
 from repro import fsutil
 
+# What a quick answer from a memo returns when the full command must run instead.
+NOT_ANSWERED = -1
+
 TYPE_CHECKING = False  # typing itself costs status_memo's quick path an import
 if TYPE_CHECKING:
     from typing import Any

@@ -138,7 +138,7 @@ class _Plan(NamedTuple):
 
 def read_metrics(
     history: History,
-    object_path: Callable[[str], Path],
+    object_bytes: Callable[[str], bytes | None],
     revisions: Sequence[Revision],
     paths: list[str],
     metric_type: str | None,
@@ -152,12 +152,12 @@ def read_metrics(
     comes from the command line, else from ``current`` (the workspace's metric settings, so
     that a 'metrics modify' shows alike across all of history), else from the revision itself.
     Explicit ``paths`` that no stage declares are read too. A cached metric is read from the
-    cache by its recorded md5 (``object_path`` says where). Every revision's files come from
-    git together, in a few calls.
+    cache by its recorded md5 (``object_bytes`` gives the bytes, None when the cache lacks
+    them). Every revision's files come from git together, in a few calls.
 
     A commit never changes, so what was read of it (asked the same way) is kept in
-    ``memo_path`` and not read again; only a metric missing from the cache is read each time,
-    since a pull may bring it.
+    ``memo_path`` and not read again; only a revision with a metric from the cache is read
+    each time, since a pull or a gc changes what the cache holds.
     """
     current = current or {}
     asked = (
@@ -175,13 +175,14 @@ def read_metrics(
         for r in revisions
     ]
     pending = [r for r, result in zip(revisions, results, strict=True) if result is None]
-    fresh = iter(_read(history, object_path, pending, paths, metric_type, xpath, current))
+    fresh = iter(_read(history, object_bytes, pending, paths, metric_type, xpath, current))
     new = 0
     for at, revision in enumerate(revisions):
         if results[at] is not None:
             continue
-        result = results[at] = next(fresh)
-        if revision.sha is not None and (kept := _encode(result)) is not None:
+        result, from_cache = next(fresh)
+        results[at] = result
+        if revision.sha is not None and not from_cache and (kept := _encode(result)) is not None:
             remembered[(revision.sha, revision.label, asked)] = kept
             new += 1
     if new and memo_path is not None:
@@ -195,13 +196,11 @@ _NOT_CACHED = "not in the cache; run 'repro pull'"
 
 
 def _encode(result: dict[str, Reading | Missing]) -> tuple[Any, ...] | None:
-    """A revision's readings in marshal's types; None when they may change (a metric not in
-    the cache yet) or cannot be kept (a YAML timestamp, say)."""
+    """A revision's readings in marshal's types; None when they cannot be kept (a YAML
+    timestamp, say)."""
     encoded: list[tuple[str, bool, Any, str | None]] = []
     for path, reading in result.items():
         if isinstance(reading, Missing):
-            if reading.reason == _NOT_CACHED:
-                return None
             encoded.append((path, False, reading.reason, None))
         else:
             encoded.append((path, True, reading.value, reading.xpath))
@@ -221,14 +220,14 @@ def _decode(encoded: tuple[Any, ...]) -> dict[str, Reading | Missing]:
 
 def _read(
     history: History,
-    object_path: Callable[[str], Path],
+    object_bytes: Callable[[str], bytes | None],
     revisions: Sequence[Revision],
     paths: list[str],
     metric_type: str | None,
     xpath: str | None,
     current: Mapping[str, Any],
-) -> list[dict[str, Reading | Missing]]:
-    """read_metrics without the memo."""
+) -> list[tuple[dict[str, Reading | Missing], bool]]:
+    """read_metrics without the memo; with each result, whether a metric of it is cached."""
     if not revisions:
         return []
     history.prefetch(revisions)
@@ -249,16 +248,15 @@ def _read(
                 d_type, d_xpath = now.type or d_type, now.xpath if now.xpath else d_xpath
             the_type = metric_type or d_type or guess_type(path)
             the_xpath = xpath if xpath is not None else d_xpath
-            source: bytes | int | None = None  # cached at an old revision, but not here
-            if md5 is not None and (obj := object_path(md5)).exists():
-                source = obj.read_bytes()
-            elif md5 is None or revision.sha is None:
+            # None: cached at an old revision, but not in the cache here
+            source: bytes | int | None = None if md5 is None else object_bytes(md5)
+            if source is None and (md5 is None or revision.sha is None):
                 source = len(from_git)
                 from_git.append((revision, path))
             plan.append(_Plan(path, the_type, the_xpath, md5 is not None, source))
         plans.append(plan)
     contents = history.read_many(from_git)
-    results: list[dict[str, Reading | Missing]] = []
+    results: list[tuple[dict[str, Reading | Missing], bool]] = []
     for revision, plan in zip(revisions, plans, strict=True):
         result: dict[str, Reading | Missing] = {}
         for path, the_type, the_xpath, cached, source in plan:
@@ -275,5 +273,5 @@ def _read(
                 result[path] = Reading(value, the_xpath)
             except ReproError as exc:
                 result[path] = Missing(str(exc))
-        results.append(result)
+        results.append((result, any(step.cached for step in plan)))
     return results

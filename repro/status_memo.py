@@ -23,6 +23,7 @@ import time
 from repro import __version__
 from repro import memo as memo_file
 from repro.errors import ReproError
+from repro.memo import NOT_ANSWERED
 from repro.walk import (
     changed_records,
     find_listing,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 MEMO = os.path.join(".repro", "tmp", "status-clean")
 MAGIC = f"repro {__version__} status-clean 1"
 UP_TO_DATE = "Data and pipelines are up to date."
-NOT_ANSWERED = -1  # the full status must run
 QUIET = frozenset(("-q", "--quiet"))
 
 # What is remembered of one path: ("f", inode, mtime_ns, size) or ("d", find listing).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ from repro.commands import open_project
 from repro.errors import ReproError
 from repro.history import WORKSPACE, History, Revision
 from repro.metrics import Missing, Reading, read_metrics
+from repro.metrics_memo import Recorder
 from repro.paths import from_user
-from repro.project import Project
 from repro.stage import Metric
 from repro.ui import UI
 
@@ -43,14 +42,14 @@ def table(rows: list[list[str]]) -> str:
     )
 
 
-def _object_path(project: Project) -> Callable[[str], Path]:
-    """Where the cache keeps an object; the cache is opened only if a cached metric asks."""
-    return lambda md5: project.cache.object_path(md5)
-
-
 def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     history = History(project.root)
+    # What metrics_memo can answer next time: -T/-a alone, and no other way of asking.
+    scoped = (args.all_tags or args.all_branches) and not (
+        args.all_commits or args.paths or args.type or args.xpath
+    )
+    recorder = Recorder(project, (args.all_tags, args.all_branches, args.json) if scoped else None)
     if args.all_branches or args.all_tags or args.all_commits:
         revisions = history.revisions(args.all_branches, args.all_tags, args.all_commits)
         if not revisions:
@@ -61,7 +60,7 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     current = _current_settings(project)
     readings = read_metrics(
         history,
-        _object_path(project),
+        recorder.object_bytes,
         revisions,
         paths,
         args.type,
@@ -79,12 +78,19 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
             rev: {p: (None if isinstance(v, Missing) else v.value) for p, v in values.items()}
             for rev, values in found.items()
         }
-        ui.out(json.dumps(payload, indent=2))
-        return 0
-    if not found:
+        output = json.dumps(payload, indent=2)
+    elif not found:
         raise ReproError(
             "no metrics found; declare one with 'repro run -M FILE' or name a file to read"
         )
+    else:
+        output = _show_table(found)
+    ui.out(output)
+    recorder.remember(output)
+    return 0
+
+
+def _show_table(found: dict[str, dict[str, Reading | Missing]]) -> str:
     columns: list[str] = []
     flat_rows: dict[str, dict[str, Any]] = {}
     for rev, values in found.items():
@@ -100,8 +106,7 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     rows = [["revision", *columns]]
     for rev, flat in flat_rows.items():
         rows.append([rev, *(_compact(flat[c]) if c in flat else "-" for c in columns)])
-    ui.out(table(rows))
-    return 0
+    return table(rows)
 
 
 def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
@@ -152,7 +157,7 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
     current = _current_settings(project)
     old, new = read_metrics(
         history,
-        _object_path(project),
+        Recorder(project, None).object_bytes,
         [old_rev, new_rev],
         paths,
         args.type,
