@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
+from repro.fsutil import copy_fd, write_atomic
 from repro.fsutil import tmp_name as _tmp_name
-from repro.fsutil import write_atomic
 from repro.hashing import (
     DirInfo,
     Hasher,
@@ -46,13 +46,26 @@ WRITABLE = None  # a workspace copy: the mode the user's umask gives a new file
 def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
     tmp = _tmp_name(dest)
     try:
-        shutil.copyfile(source, tmp)  # a new file: its mode comes from the umask, not source
+        _copy_new(str(source), str(tmp))  # a new file: its mode comes from the umask
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _copy_new(source: str, dest: str) -> None:
+    """Copy ``source`` to ``dest``, which must not exist yet (mode from the umask)."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            copy_fd(src, out)
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
 
 
 class Conflict(NamedTuple):
@@ -287,6 +300,8 @@ class Cache:
         for rel in current.keys() - wanted.keys():
             os.unlink(dest / rel)
         can_link = self.can_link()
+        if not can_link and not os.path.lexists(dest) and self._copy_tree(entries, dest):
+            return []
         dest_str = str(dest)
         prefix = dest_str + "/"  # relpaths are checked POSIX paths: plain concatenation will do
         todo: list[tuple[str, str, bool]] = []  # (target, md5, target is new)
@@ -312,6 +327,45 @@ class Cache:
             # change without the cache noticing in fsck): remember it, not a row per file.
             tree = Scan(dest_str)
             hasher.state.put_dir(label, tree.fingerprint, oid, tree.listing)
+        return []
+
+    def _copy_tree(self, entries: Sequence[tuple[str, str]], dest: Path) -> bool:
+        """Copy a whole folder that does not exist yet: built under .repro/tmp, then renamed
+        into place, so no file needs a temp name and rename of its own, and a kill leaves
+        no half-copied file in the workspace. False where .repro/tmp is on another
+        filesystem than ``dest`` (nothing was done then)."""
+        tmp_dir = os.path.join(self.workspace, ".repro", "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        _remove_dead_stagings(tmp_dir)
+        staging = os.path.join(tmp_dir, f"{STAGING}{os.getpid()}-{os.urandom(4).hex()}")
+        os.mkdir(staging)
+        try:
+            prefix = staging + "/"
+            made_dirs = {""}
+            todo: list[tuple[str, str]] = []  # (target, md5)
+            for rel, md5 in entries:
+                parent = rel.rpartition("/")[0]
+                if parent not in made_dirs:
+                    os.makedirs(prefix + parent, exist_ok=True)
+                    made_dirs.add(parent)
+                todo.append((prefix + rel, md5))
+            workers.run_parts(self._copy_batch, workers.split(todo, workers.cores()))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, dest)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if exc.errno == errno.EXDEV:
+                return False
+            raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return True
+
+    def _copy_batch(self, batch: Sequence[tuple[str, str]]) -> list[None]:
+        base = os.path.join(self.root, "files", "md5", "")
+        for target, md5 in batch:
+            _copy_new(f"{base}{md5[:2]}/{md5[2:]}", target)
         return []
 
     def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[None]:
@@ -378,6 +432,24 @@ def held_objects(cache_root: Path, object_ids: Iterable[str]) -> set[str]:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             found.update(fan + name for name in os.listdir(os.path.join(base, fan)))
     return found & wanted  # temp files are listed too: they never equal an object id
+
+
+STAGING = "checkout-"  # a folder being copied out under .repro/tmp: checkout-PID-RANDOM
+
+
+def _remove_dead_stagings(tmp_dir: str) -> None:
+    """Remove what a killed checkout left under .repro/tmp (its process is gone)."""
+    for name in os.listdir(tmp_dir):
+        if not name.startswith(STAGING):
+            continue
+        pid = name[len(STAGING) :].partition("-")[0]
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive: perhaps not the checkout that made it, but never remove it
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(tmp_dir, name), ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 def _link_making_parent(source: str, dest: str) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+
+COPY_CHUNK = 1 << 30  # per kernel copy call: large, the kernel copies in its own steps
+READ_CHUNK = 1 << 20
+# What copy_file_range or sendfile report where the kernel or filesystem cannot use them.
+NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 
 TYPE_CHECKING = False  # typing and pathlib would cost status_memo's quick path an import
 if TYPE_CHECKING:
@@ -33,3 +39,31 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
         except OSError:
             pass
         raise
+
+
+def copy_fd(src: int, dst: int) -> None:
+    """Copy all of ``src`` (from its start) into ``dst`` inside the kernel.
+
+    copy_file_range first (no bytes through user space, a server-side copy on NFS 4.2);
+    sendfile where the kernel or the filesystem refuses it; plain reads and writes last.
+    """
+    offset = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is not None:
+        try:
+            while copied := copy_range(src, dst, COPY_CHUNK, offset):
+                offset += copied
+            return
+        except OSError as exc:
+            if offset or exc.errno not in NO_KERNEL_COPY:
+                raise
+    try:
+        while copied := os.sendfile(dst, src, offset, COPY_CHUNK):
+            offset += copied
+        return
+    except OSError as exc:
+        if offset or exc.errno not in NO_KERNEL_COPY:
+            raise
+    while data := os.pread(src, READ_CHUNK, offset):
+        os.write(dst, data)
+        offset += len(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -264,3 +265,29 @@ def test_version_and_help(project: Project) -> None:
 
     assert __version__ in project.repro("--version").out
     assert project.repro("checkout", "-h").code == 0
+
+
+def test_copy_checkout_of_a_new_folder_is_built_aside_then_renamed(project: Project) -> None:
+    make_tree(project.root / "data", 600, folders=6)
+    project.ok("config", "cache.type", "copy")
+    project.ok("add", "data")
+    expected = _bytes(project.root / "data")
+    shutil.rmtree(project.root / "data")
+    tmp = project.root / ".repro" / "tmp"
+    dead = tmp / "checkout-999999999-0000"  # a killed checkout's leftovers: no such process
+    (dead / "d000").mkdir(parents=True)
+    (dead / "d000" / "half").write_bytes(b"par")
+    alive = tmp / f"checkout-{os.getpid()}-1111"  # a live process's: never touched
+    alive.mkdir()
+    project.ok("checkout")
+    assert _bytes(project.root / "data") == expected
+    for path in (project.root / "data").rglob("*"):
+        if path.is_file():
+            assert path.stat().st_nlink == 1 and os.access(path, os.W_OK)
+    assert not dead.exists()
+    assert sorted(p.name for p in tmp.iterdir() if p.is_dir()) == [alive.name]
+    assert project.ok("status").code == 0
+
+
+def _bytes(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}

@@ -12,6 +12,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
+from repro.fsutil import copy_fd
 from repro.hashing import copy_md5, file_md5
 from repro.remotes.common import (
     bulk_exists,
@@ -25,9 +26,6 @@ from repro.remotes.common import (
 T = TypeVar("T")
 
 CHUNK = 1 << 20
-COPY_CHUNK = 1 << 30  # per kernel copy call: large, the kernel copies in its own steps
-# What copy_file_range or sendfile report where the kernel or filesystem cannot use them.
-_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 # What a network filesystem (NFS, SMB) may report for a moment: a stale handle after the
 # server restarted, a timeout, a busy resource. Python itself already retries EINTR.
 # Anything else (permission denied, a full disk, a missing folder) fails at once.
@@ -90,34 +88,6 @@ def _permission_error(action: str, path: Path, exc: OSError) -> RemoteError:
     )
 
 
-def _copy_fd(src: int, dst: int) -> None:
-    """Copy all of ``src`` (from its start) into ``dst`` inside the kernel.
-
-    copy_file_range first (no bytes through user space, a server-side copy on NFS 4.2);
-    sendfile where the kernel or the filesystem refuses it; plain reads and writes last.
-    """
-    offset = 0
-    copy_range = getattr(os, "copy_file_range", None)
-    if copy_range is not None:
-        try:
-            while copied := copy_range(src, dst, COPY_CHUNK, offset):
-                offset += copied
-            return
-        except OSError as exc:
-            if offset or exc.errno not in _NO_KERNEL_COPY:
-                raise
-    try:
-        while copied := os.sendfile(dst, src, offset, COPY_CHUNK):
-            offset += copied
-        return
-    except OSError as exc:
-        if offset or exc.errno not in _NO_KERNEL_COPY:
-            raise
-    while data := os.pread(src, CHUNK, offset):
-        os.write(dst, data)
-        offset += len(data)
-
-
 def _copy_into(src: int, dest: str | Path, flags: int, copy: Callable[[int, int], T]) -> T:
     """``copy(src, out)`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
@@ -138,7 +108,7 @@ def _copy_hashing(source: str, dest: Path) -> str:
     try:
         if os.fstat(src).st_size <= CHUNK:
             return _copy_into(src, dest, os.O_TRUNC, copy_md5)
-        _copy_into(src, dest, os.O_TRUNC, _copy_fd)
+        _copy_into(src, dest, os.O_TRUNC, copy_fd)
     finally:
         os.close(src)
     return file_md5(str(dest))
@@ -216,7 +186,7 @@ class LocalRemote:
         tmp = f"{folder}/{temp_name(name)}"
         placed = False
         try:
-            _copy_into(src, tmp, os.O_EXCL, _copy_fd)
+            _copy_into(src, tmp, os.O_EXCL, copy_fd)
             os.replace(tmp, dest)
             placed = True
         finally:
