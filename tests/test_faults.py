@@ -40,8 +40,12 @@ def test_kill_9_during_add_then_everything_works(project: Project, seed: int) ->
             assert (project.root / "data" / path.relative_to(expected)).read_bytes() == path.read_bytes()
 
 
-@pytest.mark.parametrize(("seed", "link"), [(0, "hardlink"), (1, "copy"), (2, "hardlink"), (3, "copy")])
-def test_kill_9_during_checkout_then_everything_works(project: Project, seed: int, link: str) -> None:
+@pytest.mark.parametrize(
+    ("seed", "link"), [(0, "hardlink"), (1, "copy"), (2, "hardlink"), (3, "copy")]
+)
+def test_kill_9_during_checkout_then_everything_works(
+    project: Project, seed: int, link: str
+) -> None:
     rng = random.Random(seed)
     make_tree(project.root / "data", 3000, folders=30, size=1024, seed=seed)
     project.ok("config", "cache.type", link)
