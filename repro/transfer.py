@@ -127,14 +127,27 @@ class _Progress:
         self._bar.close()
 
 
+Result = tuple[str, "int | BaseException"]
+
+
 class _Outcome:
-    def __init__(self) -> None:
+    def __init__(self, bar: _Progress) -> None:
         self.done: dict[str, int] = {}  # item -> bytes moved
         self.missing: list[str] = []
         self.failed: list[Failure] = []
+        self._bar = bar
 
-
-Result = tuple[str, "int | BaseException"]
+    def record(self, results: list[Result]) -> None:
+        nbytes = 0
+        for item, result in results:
+            if isinstance(result, FileNotFoundError):
+                self.missing.append(item)
+            elif isinstance(result, ReproError):
+                self.failed.append(Failure(item, result))
+            elif isinstance(result, int):
+                self.done[item] = result
+                nbytes += result
+        self._bar.advance(len(results), nbytes)  # once per batch: tqdm per object shows in profiles
 
 
 def _run(
@@ -154,7 +167,7 @@ def _run(
     folder) keeps the CPU and the kernel busy instead: there, threads would only queue for
     the GIL, and forked workers use every core.
     """
-    outcome = _Outcome()
+    outcome = _Outcome(bar)
     if not items:
         return outcome
     bar.add(len(items))
@@ -170,23 +183,63 @@ def _run(
                 results.append((item, exc))
         return results
 
-    def record(results: list[Result]) -> None:
-        nbytes = 0
-        for item, result in results:
-            if isinstance(result, FileNotFoundError):
-                outcome.missing.append(item)
-            elif isinstance(result, ReproError):
-                outcome.failed.append(Failure(item, result))
-            elif isinstance(result, int):
-                outcome.done[item] = result
-                nbytes += result
-        bar.advance(len(results), nbytes)  # once per batch: tqdm per object shows in profiles
-
     if forkable:
         parts = workers.split(items, jobs or workers.cores())
-        workers.run_parts(run_batch, parts, record)
+        workers.run_parts(run_batch, parts, outcome.record)
         return outcome
-    _run_threads(run_batch, items, jobs or default_jobs(), record)
+    _run_threads(run_batch, items, jobs or default_jobs(), outcome.record)
+    return outcome
+
+
+PutGroup = Callable[[Sequence[tuple[str, str]]], None]
+
+
+def _upload_by_folder(
+    remote: Remote,
+    put_group: PutGroup,
+    cache_dir: Path,
+    object_ids: Sequence[str],
+    jobs: int | None,
+    bar: _Progress,
+) -> _Outcome:
+    """Upload objects folder by folder (a fan-out folder of the remote each), with a folder
+    remote's ``put_group``: on a fresh remote, one rename per folder instead of per object.
+    Forked workers take whole folders, as many objects each as can be."""
+    outcome = _Outcome(bar)
+    if not object_ids:
+        return outcome
+    bar.add(len(object_ids))
+    folders: dict[str, list[str]] = {}
+    for object_id in object_ids:
+        folders.setdefault(object_key(object_id).rpartition("/")[0], []).append(object_id)
+
+    def upload(groups: Sequence[list[str]]) -> list[Result]:
+        results: list[Result] = []
+        for group in groups:
+            sources = [(f"{cache_dir}/{object_key(oid)}", object_key(oid)) for oid in group]
+            try:
+                sizes = [os.stat(source).st_size for source, _key in sources]
+                put_group(sources)
+            except FileNotFoundError:  # an object gone from the cache: find which, one by one
+                for object_id in group:
+                    try:
+                        results.append((object_id, _upload(remote, cache_dir, object_id)))
+                    except (FileNotFoundError, ReproError) as exc:
+                        if isinstance(exc, RemoteError):
+                            raise
+                        results.append((object_id, exc))
+                continue
+            results.extend(zip(group, sizes, strict=True))
+        return results
+
+    groups = list(folders.values())
+    count = max(1, min(jobs or workers.cores(), len(object_ids) // workers.MIN_ITEMS or 1))
+    parts: list[list[list[str]]] = [[] for _ in range(count)]
+    share, placed = len(object_ids) / count, 0
+    for group in groups:  # contiguous runs of folders, of about the same number of objects
+        parts[min(int(placed / share), count - 1)].append(group)
+        placed += len(group)
+    workers.run_parts(upload, parts, outcome.record)
     return outcome
 
 
@@ -330,10 +383,14 @@ def push(
     to_upload = [oid for oid in files if oid not in on_remote]
 
     bar = _Progress("push", progress)
+    put_group: PutGroup | None = getattr(remote, "put_group", None)
     try:
-        first = _run(
-            lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar, remote.forkable
-        )
+        if put_group is not None and remote.forkable:
+            first = _upload_by_folder(remote, put_group, cache_dir, to_upload, jobs, bar)
+        else:
+            first = _run(
+                lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar, remote.forkable
+            )
         stored = on_remote | first.done.keys()
         ready: list[str] = []
         for object_id, entries in manifests.items():

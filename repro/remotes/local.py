@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
@@ -193,6 +194,59 @@ class LocalRemote:
             if not placed:  # the copy or the rename failed
                 with suppress(OSError):
                     os.unlink(tmp)
+
+    def put_group(self, items: Sequence[tuple[str, str]]) -> None:
+        """``put`` of (source, key) pairs whose keys share one folder.
+
+        A folder that does not exist yet is built aside, under a temp name in the remote's
+        root, and renamed into place: one rename instead of one per object, and still no
+        key ever names partial bytes. Where the folder exists (or appears meanwhile), each
+        object takes its name on its own.
+        """
+        if not items:
+            return
+        folder = self._file(items[0][1]).rpartition("/")[0]
+        targets = [self._file(key) for _source, key in items]
+        if any(target.rpartition("/")[0] != folder for target in targets):
+            raise ValueError("put_group: keys of more than one folder")
+        if folder in self._made or os.path.isdir(folder):
+            for source, key in items:
+                self.put(Path(source), key)
+            return
+        try:
+            placed = retrying(lambda: self._put_aside(items, folder), _transient, RETRY_DELAYS)
+        except FileNotFoundError:
+            raise  # a source went missing: the caller puts the others one by one
+        except OSError as exc:
+            raise _remote_error("write", Path(folder), exc) from exc
+        if not placed:
+            for source, key in items:
+                self.put(Path(source), key)
+
+    def _put_aside(self, items: Sequence[tuple[str, str]], folder: str) -> bool:
+        """Build ``folder`` aside and rename it into place; False where that cannot be done
+        (it exists by now, or lies on another filesystem), with nothing left behind."""
+        os.makedirs(folder.rpartition("/")[0], exist_ok=True)
+        staging = f"{self.url}/{temp_name('folder')}"
+        os.mkdir(staging)
+        try:
+            for source, key in items:
+                src = os.open(source, os.O_RDONLY)
+                try:
+                    _copy_into(src, f"{staging}/{key.rpartition('/')[2]}", os.O_EXCL, copy_fd)
+                finally:
+                    os.close(src)
+            os.rename(staging, folder)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV):
+                return False
+            raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._made.add(folder)
+        return True
 
     def get(self, key: str, dest: Path) -> str:
         path = self._file(key)

@@ -112,7 +112,7 @@ def test_interrupted_put_leaves_no_partial_object(
     big = write(tmp_path / "big", b"x" * (3 << 20))
     with monkeypatch.context() as patched:
         # A folder copies inside the kernel, not through the file object's reads: cut it there.
-        patched.setattr(local, "_copy_fd", _copy_one_mib_then_die)
+        patched.setattr(local, "copy_fd", _copy_one_mib_then_die)
         with pytest.raises(Interrupted):
             backend.remote.put(FailingSource(big), KEY)
         with pytest.raises(Interrupted):

@@ -188,8 +188,8 @@ def test_folder_remote_retries_a_stale_nfs_handle(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(local._copy_fd, errno.ESTALE, errno.EAGAIN)
-    monkeypatch.setattr(local, "_copy_fd", copy)
+    copy = Flaky(local.copy_fd, errno.ESTALE, errno.EAGAIN)
+    monkeypatch.setattr(local, "copy_fd", copy)
 
     remote.put(tmp_path / "src", KEY)
 
@@ -206,8 +206,8 @@ def test_folder_remote_gives_up_after_bounded_attempts(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(local._copy_fd, *[errno.ESTALE] * 10)
-    monkeypatch.setattr(local, "_copy_fd", copy)
+    copy = Flaky(local.copy_fd, *[errno.ESTALE] * 10)
+    monkeypatch.setattr(local, "copy_fd", copy)
 
     with pytest.raises(RemoteError, match="still failed after 4 attempts"):
         remote.put(tmp_path / "src", KEY)
@@ -222,8 +222,8 @@ def test_folder_remote_fails_fast_on_lasting_errors(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(local._copy_fd, code)
-    monkeypatch.setattr(local, "_copy_fd", copy)
+    copy = Flaky(local.copy_fd, code)
+    monkeypatch.setattr(local, "copy_fd", copy)
 
     with pytest.raises(RemoteError) as caught:
         remote.put(tmp_path / "src", KEY)

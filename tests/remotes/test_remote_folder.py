@@ -1,0 +1,124 @@
+"""A folder remote's put_group: a fresh fan-out folder is built aside and renamed into place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from remote_helpers import add_file, many_files
+
+from repro.remotes import local
+from repro.remotes.local import LocalRemote
+from repro.transfer import cache_path, object_key, push
+
+FOLDER = "files/md5/ab"
+
+
+def _objects(tmp_path: Path, count: int) -> list[tuple[str, str]]:
+    """(source, key) pairs of ``count`` small files, all keyed under FOLDER."""
+    pairs = []
+    for i in range(count):
+        source = tmp_path / "src" / f"{i}"
+        source.parent.mkdir(exist_ok=True)
+        source.write_bytes(f"object {i}\n".encode())
+        pairs.append((str(source), f"{FOLDER}/{i:030d}"))
+    return pairs
+
+
+def _everything_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+class _Counting:
+    def __init__(self, real: Callable[..., Any], before: Callable[..., None] | None = None):
+        self.real, self.before, self.calls = real, before, 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        if self.before is not None:
+            self.before(*args)
+        return self.real(*args)
+
+
+def test_a_fresh_folder_takes_one_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    pairs = _objects(tmp_path, 40)
+    rename, replace = _Counting(os.rename), _Counting(os.replace)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    remote.put_group(pairs)
+    assert (rename.calls, replace.calls) == (1, 0)
+    for source, key in pairs:
+        assert (tmp_path / "remote" / key).read_bytes() == Path(source).read_bytes()
+    assert _everything_under(tmp_path / "remote") == sorted(
+        ["files", "files/md5", FOLDER] + [key for _, key in pairs]
+    )  # no staging folder or temp file left
+
+
+def test_an_existing_folder_takes_each_object_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    (tmp_path / "remote" / FOLDER).mkdir(parents=True)
+    pairs = _objects(tmp_path, 5)
+    replace = _Counting(os.replace)
+    monkeypatch.setattr(os, "replace", replace)
+    remote.put_group(pairs)
+    assert replace.calls == 5
+    assert len(list((tmp_path / "remote" / FOLDER).iterdir())) == 5
+
+
+def test_a_folder_made_meanwhile_by_another_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    other = LocalRemote(tmp_path / "remote")
+    pairs = _objects(tmp_path, 6)
+
+    def other_push_first(_staging: str, _folder: str) -> None:
+        other.put(Path(pairs[0][0]), pairs[0][1])  # the folder now exists, not empty
+
+    monkeypatch.setattr(os, "rename", _Counting(os.rename, other_push_first))
+    remote.put_group(pairs)
+    for source, key in pairs:
+        assert (tmp_path / "remote" / key).read_bytes() == Path(source).read_bytes()
+    assert _everything_under(tmp_path / "remote") == sorted(
+        ["files", "files/md5", FOLDER] + [key for _, key in pairs]
+    )
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_group_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = LocalRemote(tmp_path / "remote")
+    copied = []
+    real = local.copy_fd
+
+    def copy_three_then_die(src: int, dst: int) -> None:
+        if len(copied) == 3:
+            raise Interrupted
+        copied.append(src)
+        real(src, dst)
+
+    monkeypatch.setattr(local, "copy_fd", copy_three_then_die)
+    with pytest.raises(Interrupted):
+        remote.put_group(_objects(tmp_path, 10))
+    assert _everything_under(tmp_path / "remote") == ["files", "files/md5"]
+
+
+def test_push_names_the_one_object_gone_from_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    ids = many_files(cache, 300) + [add_file(cache, b"gone")]
+    cache_path(cache, ids[-1]).unlink()
+    summary = push(LocalRemote(tmp_path / "remote"), cache, ids, progress=False)
+    assert summary.missing == (ids[-1],)
+    assert summary.transferred == 300
+    for object_id in ids[:-1]:
+        assert (tmp_path / "remote" / object_key(object_id)).is_file()
