@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
-from repro.fsutil import copy_fd, write_atomic
+from repro.fsutil import copy_fd, remove_dead_stagings, staging_name, write_atomic
 from repro.fsutil import tmp_name as _tmp_name
 from repro.hashing import (
     DirInfo,
@@ -336,8 +336,8 @@ class Cache:
         filesystem than ``dest`` (nothing was done then)."""
         tmp_dir = os.path.join(self.workspace, ".repro", "tmp")
         os.makedirs(tmp_dir, exist_ok=True)
-        _remove_dead_stagings(tmp_dir)
-        staging = os.path.join(tmp_dir, f"{STAGING}{os.getpid()}-{os.urandom(4).hex()}")
+        remove_dead_stagings(tmp_dir, STAGING)
+        staging = os.path.join(tmp_dir, staging_name(STAGING))
         os.mkdir(staging)
         try:
             prefix = staging + "/"
@@ -434,22 +434,7 @@ def held_objects(cache_root: Path, object_ids: Iterable[str]) -> set[str]:
     return found & wanted  # temp files are listed too: they never equal an object id
 
 
-STAGING = "checkout-"  # a folder being copied out under .repro/tmp: checkout-PID-RANDOM
-
-
-def _remove_dead_stagings(tmp_dir: str) -> None:
-    """Remove what a killed checkout left under .repro/tmp (its process is gone)."""
-    for name in os.listdir(tmp_dir):
-        if not name.startswith(STAGING):
-            continue
-        pid = name[len(STAGING) :].partition("-")[0]
-        try:
-            os.kill(int(pid), 0)
-            continue  # alive: perhaps not the checkout that made it, but never remove it
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(tmp_dir, name), ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue
+STAGING = "checkout-"  # a folder being copied out under .repro/tmp (fsutil.staging_name)
 
 
 def _link_making_parent(source: str, dest: str) -> None:

@@ -24,6 +24,36 @@ def _hidden(name: str) -> str:
     return f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
 
 
+def staging_name(prefix: str) -> str:
+    """A name for a folder of work in progress: ``prefix``, host, pid and a random tag, so
+    that remove_dead_stagings can tell a dead one from one still being built."""
+    return f"{prefix}{os.uname().nodename}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def remove_dead_stagings(folder: str, prefix: str) -> None:
+    """Remove the staging folders in ``folder`` that a process of this host left when it was
+    killed. Those of live processes, and of other hosts sharing the folder, stay."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    host = os.uname().nodename
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        made_by = name[len(prefix) :].rsplit("-", 2)
+        if len(made_by) != 3 or made_by[0] != host or not made_by[1].isdigit():
+            continue
+        try:
+            os.kill(int(made_by[1]), 0)
+        except ProcessLookupError:
+            import shutil
+
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
     folder, name = os.path.split(os.fspath(path))
     tmp = os.path.join(folder, _hidden(name))

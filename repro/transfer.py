@@ -8,24 +8,27 @@ name, and never lets a partial or corrupt object take an object's name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from tqdm import tqdm
 
 from repro import workers
 from repro.cache import held_objects
 from repro.errors import CorruptObjectError, RemoteError, ReproError
+from repro.fsutil import remove_dead_stagings, staging_name
 from repro.remotes.base import Remote
 
 # Objects per task handed to the thread pool.
@@ -34,6 +37,7 @@ OBJECTS_PREFIX = "files/md5/"
 MANIFEST_SUFFIX = ".dir"
 # Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
 CACHE_TEMP_PREFIX = ".repro-tmp-"
+FOLDER_STAGING = ".repro-tmp-folder-"  # a cache folder being fetched (fsutil.staging_name)
 _OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -128,6 +132,7 @@ class _Progress:
 
 
 Result = tuple[str, "int | BaseException"]
+T = TypeVar("T")
 
 
 class _Outcome:
@@ -173,15 +178,7 @@ def _run(
     bar.add(len(items))
 
     def run_batch(batch: Sequence[str]) -> list[Result]:
-        results: list[Result] = []
-        for item in batch:
-            try:
-                results.append((item, action(item)))
-            except RemoteError:
-                raise
-            except (FileNotFoundError, ReproError) as exc:
-                results.append((item, exc))
-        return results
+        return [_one(action, item) for item in batch]
 
     if forkable:
         parts = workers.split(items, jobs or workers.cores())
@@ -192,19 +189,19 @@ def _run(
 
 
 PutGroup = Callable[[Sequence[tuple[str, str]]], None]
+GroupAction = Callable[[list[str]], list[Result]]
 
 
-def _upload_by_folder(
-    remote: Remote,
-    put_group: PutGroup,
-    cache_dir: Path,
+def _run_by_folder(
+    action: GroupAction,
     object_ids: Sequence[str],
     jobs: int | None,
     bar: _Progress,
+    forkable: bool,
 ) -> _Outcome:
-    """Upload objects folder by folder (a fan-out folder of the remote each), with a folder
-    remote's ``put_group``: on a fresh remote, one rename per folder instead of per object.
-    Forked workers take whole folders, as many objects each as can be."""
+    """``action`` over the objects, a fan-out folder (``files/md5/ab``) of them at a time: a
+    folder new on the receiving side is then built aside and renamed into place once, not
+    object by object. Forked workers take contiguous runs of folders of about equal size."""
     outcome = _Outcome(bar)
     if not object_ids:
         return outcome
@@ -212,40 +209,51 @@ def _upload_by_folder(
     folders: dict[str, list[str]] = {}
     for object_id in object_ids:
         folders.setdefault(object_key(object_id).rpartition("/")[0], []).append(object_id)
-
-    def upload(groups: Sequence[list[str]]) -> list[Result]:
-        results: list[Result] = []
-        for group in groups:
-            sources = [(f"{cache_dir}/{object_key(oid)}", object_key(oid)) for oid in group]
-            try:
-                sizes = [os.stat(source).st_size for source, _key in sources]
-                put_group(sources)
-            except FileNotFoundError:  # an object gone from the cache: find which, one by one
-                for object_id in group:
-                    try:
-                        results.append((object_id, _upload(remote, cache_dir, object_id)))
-                    except (FileNotFoundError, ReproError) as exc:
-                        if isinstance(exc, RemoteError):
-                            raise
-                        results.append((object_id, exc))
-                continue
-            results.extend(zip(group, sizes, strict=True))
-        return results
-
     groups = list(folders.values())
+
+    def run_batch(batch: Sequence[list[str]]) -> list[Result]:
+        return [result for group in batch for result in action(group)]
+
+    if not forkable:
+        _run_threads(run_batch, groups, jobs or default_jobs(), outcome.record)
+        return outcome
     count = max(1, min(jobs or workers.cores(), len(object_ids) // workers.MIN_ITEMS or 1))
     parts: list[list[list[str]]] = [[] for _ in range(count)]
     share, placed = len(object_ids) / count, 0
-    for group in groups:  # contiguous runs of folders, of about the same number of objects
+    for group in groups:
         parts[min(int(placed / share), count - 1)].append(group)
         placed += len(group)
-    workers.run_parts(upload, parts, outcome.record)
+    workers.run_parts(run_batch, parts, outcome.record)
     return outcome
 
 
+def _upload_group(
+    remote: Remote, put_group: PutGroup, cache_dir: Path, group: list[str]
+) -> list[Result]:
+    """Upload the objects of one folder with a folder remote's ``put_group``."""
+    sources = [(f"{cache_dir}/{object_key(oid)}", object_key(oid)) for oid in group]
+    try:
+        sizes = [os.stat(source).st_size for source, _key in sources]
+        put_group(sources)
+    except FileNotFoundError:  # an object gone from the cache: find which, one by one
+        return [_one(lambda oid: _upload(remote, cache_dir, oid), oid) for oid in group]
+    return list(zip(group, sizes, strict=True))
+
+
+def _one(action: Callable[[str], int], item: str) -> Result:
+    """``action(item)``, or the error that marks it missing or failed (a RemoteError, which
+    would fail every other item too, stops the whole transfer)."""
+    try:
+        return (item, action(item))
+    except RemoteError:
+        raise
+    except (FileNotFoundError, ReproError) as exc:
+        return (item, exc)
+
+
 def _run_threads(
-    run_batch: Callable[[Sequence[str]], list[Result]],
-    items: Sequence[str],
+    run_batch: Callable[[Sequence[T]], list[Result]],
+    items: Sequence[T],
     jobs: int,
     record: Callable[[list[Result]], None],
 ) -> None:
@@ -316,21 +324,22 @@ def _download(
     cache_dir: Path,
     object_id: str,
     final: Path | None = None,
-    made: set[str] | None = None,
+    aside: bool = False,
 ) -> int:
     """Download one object into the cache (or ``final``), only if its bytes hash to its name.
 
-    ``made`` holds the folders this transfer already created: one mkdir each, not per object.
+    Through a temp name beside the target, unless ``aside``: then ``final`` lies in a folder
+    of this process's own that is not in the cache yet, and is written directly.
     """
     key = object_key(object_id)
     target = str(final) if final is not None else f"{cache_dir}/{key}"
     folder, _, name = target.rpartition("/")
-    if made is None or folder not in made:
+    if aside:
+        tmp = Path(target)
+    else:
         os.makedirs(folder, exist_ok=True)
-        if made is not None:
-            made.add(folder)
-    # Unique per process and call: forked workers share no counter, but never a pid.
-    tmp = Path(f"{folder}/{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{name}")
+        # Unique per process and call: forked workers share no counter, but never a pid.
+        tmp = Path(f"{folder}/{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{name}")
     placed = False
     try:
         if remote.get(key, tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
@@ -339,7 +348,8 @@ def _download(
             manifest_entries(tmp.read_bytes(), object_id, remote.url)
         os.chmod(tmp, 0o444)
         size = os.stat(tmp).st_size
-        os.replace(tmp, target)
+        if not aside:
+            os.replace(tmp, target)
         placed = True
         return size
     finally:
@@ -386,7 +396,13 @@ def push(
     put_group: PutGroup | None = getattr(remote, "put_group", None)
     try:
         if put_group is not None and remote.forkable:
-            first = _upload_by_folder(remote, put_group, cache_dir, to_upload, jobs, bar)
+            first = _run_by_folder(
+                lambda group: _upload_group(remote, put_group, cache_dir, group),
+                to_upload,
+                jobs,
+                bar,
+                forkable=True,
+            )
         else:
             first = _run(
                 lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar, remote.forkable
@@ -443,6 +459,37 @@ def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[
             pending.unlink(missing_ok=True)
 
 
+def _download_group(remote: Remote, cache_dir: Path, group: list[str]) -> list[Result]:
+    """Download the objects of one cache folder (``files/md5/ab``), each verified. A folder
+    the cache lacks is built aside, under a temp name in the cache's root, and renamed into
+    place once; a kill leaves it there, never a half-written object under its name."""
+    folder = f"{cache_dir}/{object_key(group[0]).rpartition('/')[0]}"
+    if os.path.isdir(folder):
+        return [_one(lambda oid: _download(remote, cache_dir, oid), oid) for oid in group]
+    os.makedirs(folder.rpartition("/")[0], exist_ok=True)
+    staging = f"{cache_dir}/{staging_name(FOLDER_STAGING)}"
+    os.mkdir(staging)
+    try:
+        results = [
+            _one(lambda oid: _download(remote, cache_dir, oid, Path(staging, oid[2:]), True), oid)
+            for oid in group
+        ]
+        try:
+            os.rename(staging, folder)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # Another fetch made the folder meanwhile: each object moves in on its own.
+            for object_id, result in results:
+                if isinstance(result, int):
+                    os.replace(f"{staging}/{object_id[2:]}", f"{cache_dir}/{object_key(object_id)}")
+            shutil.rmtree(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return results
+
+
 def fetch(
     remote: Remote,
     cache_dir: Path,
@@ -456,6 +503,7 @@ def fetch(
     commit: a kill mid-fetch never leaves a cached manifest that promises missing files.
     """
     wanted = _check_ids(object_ids)
+    remove_dead_stagings(str(cache_dir), FOLDER_STAGING)
     manifests = [oid for oid in wanted if is_manifest(oid)]
     absent = [oid for oid in manifests if not cache_path(cache_dir, oid).exists()]
     bar = _Progress("fetch", progress)
@@ -487,9 +535,8 @@ def fetch(
         files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
         held = held_objects(cache_dir, files)
         todo = [oid for oid in files if oid not in held]
-        made: set[str] = set()
-        second = _run(
-            lambda oid: _download(remote, cache_dir, oid, made=made),
+        second = _run_by_folder(
+            lambda group: _download_group(remote, cache_dir, group),
             todo,
             jobs,
             bar,

@@ -274,10 +274,11 @@ def test_copy_checkout_of_a_new_folder_is_built_aside_then_renamed(project: Proj
     expected = _bytes(project.root / "data")
     shutil.rmtree(project.root / "data")
     tmp = project.root / ".repro" / "tmp"
-    dead = tmp / "checkout-999999999-0000"  # a killed checkout's leftovers: no such process
+    host = os.uname().nodename
+    dead = tmp / f"checkout-{host}-999999999-0000"  # a killed checkout's: no such process
     (dead / "d000").mkdir(parents=True)
     (dead / "d000" / "half").write_bytes(b"par")
-    alive = tmp / f"checkout-{os.getpid()}-1111"  # a live process's: never touched
+    alive = tmp / f"checkout-{host}-{os.getpid()}-1111"  # a live process's: never touched
     alive.mkdir()
     project.ok("checkout")
     assert _bytes(project.root / "data") == expected

@@ -1,4 +1,5 @@
-"""A folder remote's put_group: a fresh fan-out folder is built aside and renamed into place."""
+"""Fan-out folders built aside and renamed into place: a folder remote's put_group on push,
+and the cache's folders on fetch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from remote_helpers import add_file, many_files
 
 from repro.remotes import local
 from repro.remotes.local import LocalRemote
-from repro.transfer import cache_path, object_key, push
+from repro.transfer import FOLDER_STAGING, cache_path, fetch, object_key, push
 
 FOLDER = "files/md5/ab"
 
@@ -122,3 +123,65 @@ def test_push_names_the_one_object_gone_from_the_cache(tmp_path: Path) -> None:
     assert summary.transferred == 300
     for object_id in ids[:-1]:
         assert (tmp_path / "remote" / object_key(object_id)).is_file()
+
+
+def test_fetch_builds_each_new_cache_folder_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
+    ids = many_files(source_cache, 300)
+    remote = LocalRemote(tmp_path / "remote")
+    push(remote, source_cache, ids, progress=False)
+    corrupt = ids[7]
+    (tmp_path / "remote" / object_key(corrupt)).write_bytes(b"rotten")
+    folders = {object_key(oid).rpartition("/")[0] for oid in ids}
+    rename, replace = _Counting(os.rename), _Counting(os.replace)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    summary = fetch(remote, cache, ids, progress=False)
+    assert (rename.calls, replace.calls) == (len(folders), 0)  # one per folder, none per object
+    assert [f.object_id for f in summary.failed] == [corrupt]
+    assert not cache_path(cache, corrupt).exists()
+    for object_id in ids:
+        if object_id != corrupt:
+            path = cache_path(cache, object_id)
+            assert path.read_bytes() == cache_path(source_cache, object_id).read_bytes()
+            assert path.stat().st_mode & 0o777 == 0o444
+    assert [p.name for p in cache.iterdir()] == ["files"]  # no staging folder left
+
+
+def test_fetch_into_a_folder_made_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
+    ids = [add_file(source_cache, f"object {i}".encode()) for i in range(40)]
+    remote = LocalRemote(tmp_path / "remote")
+    push(remote, source_cache, ids, progress=False)
+
+    def other_fetch_first(_staging: str, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        Path(folder, "someone-else").write_bytes(b"x")  # every folder now exists, not empty
+
+    monkeypatch.setattr(os, "rename", _Counting(os.rename, other_fetch_first))
+    summary = fetch(remote, cache, ids, progress=False)
+    assert summary.transferred == len(ids) and not summary.failed
+    for object_id in ids:
+        assert cache_path(cache, object_id).is_file()
+    assert [p.name for p in cache.iterdir()] == ["files"]
+
+
+def test_fetch_removes_what_a_killed_fetch_of_this_host_left(tmp_path: Path) -> None:
+    source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
+    ids = many_files(source_cache, 3)
+    remote = LocalRemote(tmp_path / "remote")
+    push(remote, source_cache, ids, progress=False)
+    host = os.uname().nodename
+    dead = cache / f"{FOLDER_STAGING}{host}-999999999-aaaa"
+    alive = cache / f"{FOLDER_STAGING}{host}-{os.getpid()}-bbbb"
+    elsewhere = cache / f"{FOLDER_STAGING}other-host-1-cccc"
+    for folder in (dead, alive, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "half").write_bytes(b"ha")
+    fetch(remote, cache, ids, progress=False)
+    assert not dead.exists()
+    assert alive.is_dir() and elsewhere.is_dir()
