@@ -159,23 +159,18 @@ def read_metrics(
     ``memo_path`` and not read again; only a revision with a metric from the cache is read
     each time, since a pull or a gc changes what the cache holds.
     """
-    current = current or {}
-    asked = (
-        tuple(paths),
-        metric_type,
-        xpath,
-        tuple(sorted((path, m.type, m.xpath) for path, m in current.items())),
-    )
+    settings = tuple(sorted((path, m.type, m.xpath) for path, m in (current or {}).items()))
+    asked = _Asked(tuple(paths), metric_type, xpath, settings)
     remembered: dict[Any, Any] = {}
     if memo_path is not None:
         remembered = memo.load(memo_path, _MEMO_MAGIC) or {}
     # By label too: a reading that fails says where ("... at v1.0").
     results: list[dict[str, Reading | Missing] | None] = [
-        _decode(remembered[key]) if (key := (r.sha, r.label, asked)) in remembered else None
+        _decode(remembered[key]) if (key := (r.sha, r.label, tuple(asked))) in remembered else None
         for r in revisions
     ]
     pending = [r for r, result in zip(revisions, results, strict=True) if result is None]
-    fresh = iter(_read(history, object_bytes, pending, paths, metric_type, xpath, current))
+    fresh = iter(_read(history, object_bytes, pending, asked))
     new = 0
     for at, revision in enumerate(revisions):
         if results[at] is not None:
@@ -183,7 +178,7 @@ def read_metrics(
         result, from_cache = next(fresh)
         results[at] = result
         if revision.sha is not None and not from_cache and (kept := _encode(result)) is not None:
-            remembered[(revision.sha, revision.label, asked)] = kept
+            remembered[(revision.sha, revision.label, tuple(asked))] = kept
             new += 1
     if new and memo_path is not None:
         memo.store(memo_path, _MEMO_MAGIC, dict(list(remembered.items())[-_MEMO_LIMIT:]))
@@ -218,18 +213,26 @@ def _decode(encoded: tuple[Any, ...]) -> dict[str, Reading | Missing]:
     }
 
 
+class _Asked(NamedTuple):
+    """How metrics are asked for: read_metrics' arguments, in marshal's types (a memo key)."""
+
+    paths: tuple[str, ...]
+    metric_type: str | None
+    xpath: str | None
+    current: tuple[tuple[str, str | None, str | None], ...]  # (path, type, xpath), sorted
+
+
 def _read(
     history: History,
     object_bytes: Callable[[str], bytes | None],
     revisions: Sequence[Revision],
-    paths: list[str],
-    metric_type: str | None,
-    xpath: str | None,
-    current: Mapping[str, Any],
+    asked: _Asked,
 ) -> list[tuple[dict[str, Reading | Missing], bool]]:
     """read_metrics without the memo; with each result, whether a metric of it is cached."""
     if not revisions:
         return []
+    paths, metric_type, xpath, _settings = asked
+    current = {path: (m_type, m_xpath) for path, m_type, m_xpath in asked.current}
     history.prefetch(revisions)
     plans: list[list[_Plan]] = []
     from_git: list[tuple[Revision, str]] = []
@@ -245,7 +248,7 @@ def _read(
             d_type, d_xpath, md5 = declared.get(path, (None, None, None))
             now = current.get(path)
             if now is not None:
-                d_type, d_xpath = now.type or d_type, now.xpath if now.xpath else d_xpath
+                d_type, d_xpath = now[0] or d_type, now[1] if now[1] else d_xpath
             the_type = metric_type or d_type or guess_type(path)
             the_xpath = xpath if xpath is not None else d_xpath
             # None: cached at an old revision, but not in the cache here
