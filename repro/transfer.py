@@ -223,7 +223,9 @@ def _run_by_folder(
     for group in groups:
         parts[min(int(placed / share), count - 1)].append(group)
         placed += len(group)
-    workers.run_parts(run_batch, parts, outcome.record)
+    # A folder at a time: a worker whose parent was killed stops after the folder at hand
+    # (it holds the project lock), and the progress bar moves with each folder.
+    workers.run_parts(run_batch, parts, outcome.record, batch=1)
     return outcome
 
 

@@ -46,21 +46,24 @@ def run_parts(
     work: Work[T, R],
     parts: Sequence[Sequence[T]],
     progress: Progress[R] | None = None,
+    batch: int = BATCH,
 ) -> list[list[R]]:
     """``work`` over every part, each part in its own process; results in part order.
 
-    The parent works on the first part itself. An exception in any part is raised here after
+    ``work`` is called with ``batch`` items at a time: a worker reports after each call, and
+    stops between calls when the parent is gone (so a large item wants a small batch). The
+    parent works on the first part itself. An exception in any part is raised here after
     every worker has stopped; the first one wins.
     """
     parts = [part for part in parts if part]
     if len(parts) <= 1 or not _can_fork():
-        return [_run_here(work, part, progress) for part in parts]
-    children = [_spawn(work, part) for part in parts[1:]]
+        return [_run_here(work, part, progress, batch) for part in parts]
+    children = [_spawn(work, part, batch) for part in parts[1:]]
     readers: list[_Reader[R]] = [_Reader(pid, fd, progress) for pid, fd in children]
     results: list[list[R]] = []
     failure: BaseException | None = None
     try:
-        results.append(_run_here(work, parts[0], progress))
+        results.append(_run_here(work, parts[0], progress, batch))
     except BaseException as exc:  # Ctrl-C included: stop the workers, then re-raise
         failure = exc
         for reader in readers:
@@ -99,38 +102,40 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _run_here(work: Work[T, R], items: Sequence[T], progress: Progress[R] | None) -> list[R]:
+def _run_here(
+    work: Work[T, R], items: Sequence[T], progress: Progress[R] | None, batch: int
+) -> list[R]:
     results: list[R] = []
-    for start in range(0, len(items), BATCH):
-        done = work(items[start : start + BATCH])
+    for start in range(0, len(items), batch):
+        done = work(items[start : start + batch])
         results.extend(done)
         if progress is not None:
             progress(done)
     return results
 
 
-def _spawn(work: Work[T, R], items: Sequence[T]) -> tuple[int, int]:
+def _spawn(work: Work[T, R], items: Sequence[T], batch: int) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
-        _child(work, items, write_fd, parent)
+        _child(work, items, write_fd, parent, batch)
     os.close(write_fd)
     return pid, read_fd
 
 
-def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int) -> None:
+def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, batch: int) -> None:
     code = 1
     try:
         # The parent handles Ctrl-C and stops the workers itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         with os.fdopen(write_fd, "wb") as pipe:
             try:
-                for start in range(0, len(items), BATCH):
+                for start in range(0, len(items), batch):
                     if os.getppid() != parent:
                         return  # the parent was killed: stop writing into the project
-                    _send(pipe, ("batch", work(items[start : start + BATCH])))
+                    _send(pipe, ("batch", work(items[start : start + batch])))
                 code = 0
             except BaseException as exc:
                 _send(pipe, ("error", _picklable(exc)))
