@@ -25,6 +25,7 @@ FEW_CHANGED = 64
 RACY_NS = 100_000_000
 
 RESERVED_DIRS = (".git", ".repro")
+MAX_SPLIT_NAMES = 1000  # top-level names beyond which one find walks the folder alone
 STAGE_SUFFIX = ".repro"
 
 
@@ -61,8 +62,11 @@ def _halves(root: str) -> tuple[list[str], list[str]] | None:
             names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
     except OSError:
         return None
-    # find reads a word starting with one of these as part of its expression, not as a path.
-    if sum(is_dir for _, is_dir in names) < 2 or any(n[0] in "-!()," for n, _ in names):
+    # find reads a word starting with one of these as part of its expression, not as a path;
+    # and a command line has a length limit (a flat folder of many files gains nothing anyway).
+    if sum(is_dir for _, is_dir in names) < 2 or len(names) > MAX_SPLIT_NAMES:
+        return None
+    if any(n[0] in "-!()," for n, _ in names):
         return None
     return [n for n, _ in names[0::2]], [n for n, _ in names[1::2]]
 

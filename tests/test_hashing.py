@@ -220,3 +220,24 @@ def test_a_split_walk_lists_what_one_find_lists(tmp_path: Path, odd_name: str) -
     assert len(records(listing)) == 63
     assert find_listing(str(root)) == listing
     assert find_listing(str(tmp_path / "absent")) is None
+
+
+def test_a_wide_folder_is_walked_by_one_find(tmp_path: Path) -> None:
+    """Top-level names go on find's command line only while there are few of them."""
+    from repro import walk
+
+    root = tmp_path / "wide"
+    for index in range(walk.MAX_SPLIT_NAMES + 1):
+        (root / f"d{index}").mkdir(parents=True)
+    (root / "d0" / "f").write_text("f")
+    assert walk._halves(str(root)) is None
+    listing = walk.find_listing(str(root))
+    assert listing is not None and walk.records(listing)[0].endswith(b" d0/f")
+    (root / "d1" / "g").write_text("g")
+    for index in range(2, walk.MAX_SPLIT_NAMES + 1):
+        (root / f"d{index}").rmdir()
+    if len(os.sched_getaffinity(0)) >= 2:  # one core: never split
+        assert walk._halves(str(root)) == (["d0"], ["d1"]) or walk._halves(str(root)) == (
+            ["d1"],
+            ["d0"],
+        )
