@@ -19,7 +19,13 @@ from typing import NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
-from repro.fsutil import copy_fd, remove_dead_stagings, staging_name, write_atomic
+from repro.fsutil import (
+    build_aside,
+    copy_new,
+    remove_dead_stagings,
+    staging_name,
+    write_atomic,
+)
 from repro.fsutil import tmp_name as _tmp_name
 from repro.hashing import (
     DirInfo,
@@ -46,26 +52,13 @@ WRITABLE = None  # a workspace copy: the mode the user's umask gives a new file
 def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
     tmp = _tmp_name(dest)
     try:
-        _copy_new(str(source), str(tmp))  # a new file: its mode comes from the umask
+        copy_new(str(source), str(tmp))  # a new file: its mode comes from the umask
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _copy_new(source: str, dest: str) -> None:
-    """Copy ``source`` to ``dest``, which must not exist yet (mode from the umask)."""
-    src = os.open(source, os.O_RDONLY)
-    try:
-        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            copy_fd(src, out)
-        finally:
-            os.close(out)
-    finally:
-        os.close(src)
 
 
 class Conflict(NamedTuple):
@@ -332,14 +325,13 @@ class Cache:
     def _copy_tree(self, entries: Sequence[tuple[str, str]], dest: Path) -> bool:
         """Copy a whole folder that does not exist yet: built under .repro/tmp, then renamed
         into place, so no file needs a temp name and rename of its own, and a kill leaves
-        no half-copied file in the workspace. False where .repro/tmp is on another
-        filesystem than ``dest`` (nothing was done then)."""
+        no half-copied file in the workspace. False where that cannot be done (.repro/tmp
+        on another filesystem than ``dest``), with nothing done."""
         tmp_dir = os.path.join(self.workspace, ".repro", "tmp")
         os.makedirs(tmp_dir, exist_ok=True)
         remove_dead_stagings(tmp_dir, STAGING)
-        staging = os.path.join(tmp_dir, staging_name(STAGING))
-        os.mkdir(staging)
-        try:
+
+        def fill(staging: str) -> None:
             prefix = staging + "/"
             made_dirs = {""}
             todo: list[tuple[str, str]] = []  # (target, md5)
@@ -350,22 +342,14 @@ class Cache:
                     made_dirs.add(parent)
                 todo.append((prefix + rel, md5))
             workers.run_parts(self._copy_batch, workers.split(todo, workers.cores()))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging, dest)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            if exc.errno == errno.EXDEV:
-                return False
-            raise
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return True
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return build_aside(os.path.join(tmp_dir, staging_name(STAGING)), str(dest), fill)
 
     def _copy_batch(self, batch: Sequence[tuple[str, str]]) -> list[None]:
         base = os.path.join(self.root, "files", "md5", "")
         for target, md5 in batch:
-            _copy_new(f"{base}{md5[:2]}/{md5[2:]}", target)
+            copy_new(f"{base}{md5[:2]}/{md5[2:]}", target)
         return []
 
     def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[None]:

@@ -10,9 +10,16 @@ READ_CHUNK = 1 << 20
 # What copy_file_range or sendfile report where the kernel or filesystem cannot use them.
 NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 
+# A folder renamed onto ``dest`` fails so where ``dest`` exists by then, or lies elsewhere.
+_CANNOT_RENAME_ONTO = frozenset({errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV})
+
 TYPE_CHECKING = False  # typing and pathlib would cost status_memo's quick path an import
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def tmp_name(path: Path) -> Path:
@@ -97,3 +104,45 @@ def copy_fd(src: int, dst: int) -> None:
     while data := os.pread(src, READ_CHUNK, offset):
         os.write(dst, data)
         offset += len(data)
+
+
+def copy_into(src: int, dest: str, flags: int, copy: Callable[[int, int], T]) -> T:
+    """``copy(src, out)`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
+    out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
+    try:
+        return copy(src, out)
+    finally:
+        os.close(out)
+
+
+def copy_new(source: str, dest: str, copy: Callable[[int, int], object] = copy_fd) -> None:
+    """Copy the file ``source`` to ``dest``, which must not exist yet (its mode comes from
+    the umask)."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        copy_into(src, dest, os.O_EXCL, copy)
+    finally:
+        os.close(src)
+
+
+def build_aside(staging: str, dest: str, fill: Callable[[str], None]) -> bool:
+    """Make the folder ``staging``, ``fill`` it, and rename it to ``dest``: ``dest`` appears
+    whole or not at all, with no rename per file. False, with nothing left behind, where
+    ``dest`` exists by then or lies on another filesystem; any other failure removes
+    ``staging`` and is raised."""
+    import shutil
+
+    os.mkdir(staging)
+    try:
+        fill(staging)
+        try:
+            os.rename(staging, dest)
+        except OSError as exc:
+            if exc.errno not in _CANNOT_RENAME_ONTO:
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+            return False
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True

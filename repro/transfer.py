@@ -8,13 +8,11 @@ name, and never lets a partial or corrupt object take an object's name.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import itertools
 import json
 import os
 import re
-import shutil
 import tempfile
 import threading
 import uuid
@@ -28,7 +26,7 @@ from tqdm import tqdm
 from repro import workers
 from repro.cache import held_objects
 from repro.errors import CorruptObjectError, RemoteError, ReproError
-from repro.fsutil import remove_dead_stagings, staging_name
+from repro.fsutil import build_aside, remove_dead_stagings, staging_name
 from repro.remotes.base import Remote
 
 # Objects per task handed to the thread pool.
@@ -466,30 +464,20 @@ def _download_group(remote: Remote, cache_dir: Path, group: list[str]) -> list[R
     the cache lacks is built aside, under a temp name in the cache's root, and renamed into
     place once; a kill leaves it there, never a half-written object under its name."""
     folder = f"{cache_dir}/{object_key(group[0]).rpartition('/')[0]}"
-    if os.path.isdir(folder):
-        return [_one(lambda oid: _download(remote, cache_dir, oid), oid) for oid in group]
-    os.makedirs(folder.rpartition("/")[0], exist_ok=True)
-    staging = f"{cache_dir}/{staging_name(FOLDER_STAGING)}"
-    os.mkdir(staging)
-    try:
-        results = [
-            _one(lambda oid: _download(remote, cache_dir, oid, Path(staging, oid[2:]), True), oid)
-            for oid in group
-        ]
-        try:
-            os.rename(staging, folder)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            # Another fetch made the folder meanwhile: each object moves in on its own.
-            for object_id, result in results:
-                if isinstance(result, int):
-                    os.replace(f"{staging}/{object_id[2:]}", f"{cache_dir}/{object_key(object_id)}")
-            shutil.rmtree(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return results
+    if not os.path.isdir(folder):
+        os.makedirs(folder.rpartition("/")[0], exist_ok=True)
+        results: list[Result] = []
+
+        def fill(staging: str) -> None:
+            def aside(oid: str) -> int:
+                return _download(remote, cache_dir, oid, Path(staging, oid[2:]), aside=True)
+
+            results.extend(_one(aside, oid) for oid in group)
+
+        if build_aside(f"{cache_dir}/{staging_name(FOLDER_STAGING)}", folder, fill):
+            return results
+    # The folder exists (perhaps made meanwhile by another fetch): each object on its own.
+    return [_one(lambda oid: _download(remote, cache_dir, oid), oid) for oid in group]
 
 
 def fetch(

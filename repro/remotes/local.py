@@ -5,15 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
-from repro.fsutil import copy_fd
+from repro.fsutil import build_aside, copy_fd, copy_into, copy_new
 from repro.hashing import copy_md5, file_md5
 from repro.remotes.common import (
     bulk_exists,
@@ -23,8 +21,6 @@ from repro.remotes.common import (
     retrying,
     temp_name,
 )
-
-T = TypeVar("T")
 
 CHUNK = 1 << 20
 # What a network filesystem (NFS, SMB) may report for a moment: a stale handle after the
@@ -89,15 +85,6 @@ def _permission_error(action: str, path: Path, exc: OSError) -> RemoteError:
     )
 
 
-def _copy_into(src: int, dest: str | Path, flags: int, copy: Callable[[int, int], T]) -> T:
-    """``copy(src, out)`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
-    out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
-    try:
-        return copy(src, out)
-    finally:
-        os.close(out)
-
-
 def _copy_hashing(source: str, dest: Path) -> str:
     """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh); its md5.
 
@@ -108,8 +95,8 @@ def _copy_hashing(source: str, dest: Path) -> str:
     src = os.open(source, os.O_RDONLY)
     try:
         if os.fstat(src).st_size <= CHUNK:
-            return _copy_into(src, dest, os.O_TRUNC, copy_md5)
-        _copy_into(src, dest, os.O_TRUNC, copy_fd)
+            return copy_into(src, str(dest), os.O_TRUNC, copy_md5)
+        copy_into(src, str(dest), os.O_TRUNC, copy_fd)
     finally:
         os.close(src)
     return file_md5(str(dest))
@@ -187,7 +174,7 @@ class LocalRemote:
         tmp = f"{folder}/{temp_name(name)}"
         placed = False
         try:
-            _copy_into(src, tmp, os.O_EXCL, copy_fd)
+            copy_into(src, tmp, os.O_EXCL, copy_fd)
             os.replace(tmp, dest)
             placed = True
         finally:
@@ -227,24 +214,13 @@ class LocalRemote:
         """Build ``folder`` aside and rename it into place; False where that cannot be done
         (it exists by now, or lies on another filesystem), with nothing left behind."""
         os.makedirs(folder.rpartition("/")[0], exist_ok=True)
-        staging = f"{self.url}/{temp_name('folder')}"
-        os.mkdir(staging)
-        try:
+
+        def fill(staging: str) -> None:
             for source, key in items:
-                src = os.open(source, os.O_RDONLY)
-                try:
-                    _copy_into(src, f"{staging}/{key.rpartition('/')[2]}", os.O_EXCL, copy_fd)
-                finally:
-                    os.close(src)
-            os.rename(staging, folder)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV):
-                return False
-            raise
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+                copy_new(source, f"{staging}/{key.rpartition('/')[2]}", copy_fd)
+
+        if not build_aside(f"{self.url}/{temp_name('folder')}", folder, fill):
+            return False
         self._made.add(folder)
         return True
 
