@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from repro import workers
 from repro.errors import ReproError
 from repro.state import FileKey, StateDB, file_key
-from repro.walk import changed_records, find_listing, mtime_ns, records, settled
+from repro.walk import find_listing, mtime_ns, records, settled, touched_files
 
 CHUNK = 1 << 20
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
@@ -280,20 +280,16 @@ class Hasher:
         if tree.listing is None or previous is None:
             return None
         oid, old_listing = previous
-        changed = changed_records(old_listing, tree.listing)
-        if changed is None:
+        touched = touched_files(old_listing, tree.listing)
+        if touched is None:
             return None
-        gone, added = changed
-        before = {entry.relpath: entry for entry in (_parse_record(tree.root, r) for r in gone)}
-        after = [_parse_record(tree.root, record) for record in added]
-        if len(before) != len(after):
-            return None
-        for entry in after:
-            was = before.get(entry.relpath)
-            md5 = None if was is None else self.state.get_file(was.key)
+        for rel, was, key in touched:
+            relpath = os.fsdecode(rel)
+            md5 = self.state.get_file(was)
+            entry = FileEntry(relpath, os.path.join(tree.root, relpath), key)
             if md5 is None or self._hash_entry(entry, read_at) != md5:
                 return None
-        if all(settled(entry.key[1], read_at) for entry in after):
+        if all(settled(key[1], read_at) for _rel, _was, key in touched):
             self._put_dir(label, tree, oid)
         return oid
 

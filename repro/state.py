@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 
+from repro.walk import FileKey as FileKey
 from repro.walk import settled
 
 TYPE_CHECKING = False  # typing would cost status_memo's quick path an import
@@ -39,7 +40,6 @@ CREATE TABLE IF NOT EXISTS links (
 );
 """
 
-FileKey = tuple[int, int, int]  # (inode, mtime_ns, size)
 Statement = tuple[str, Sequence[tuple[object, ...]]]
 
 

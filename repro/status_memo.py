@@ -25,12 +25,11 @@ from repro import memo as memo_file
 from repro.errors import ReproError
 from repro.memo import NOT_ANSWERED
 from repro.walk import (
-    changed_records,
     find_listing,
-    mtime_ns,
     project_root,
     same_stage_files,
     settled,
+    touched_files,
 )
 
 TYPE_CHECKING = False  # typing itself costs this module's callers a few milliseconds
@@ -168,28 +167,19 @@ def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) 
     """The folder's new signature when the files whose records differ kept their bytes (as
     the state db knows them) and are settled; None when they kept them but are too recent to
     remember. Raises _Changed otherwise."""
-    changed = changed_records(old, new)
-    if changed is None:
-        raise _Changed
-    gone, added = changed
-    before = {}
-    for record in gone:
-        _kind, inode, mtime, size, rel = record.split(b" ", 4)
-        before[rel] = (int(inode), mtime_ns(mtime), int(size))
-    if len(before) != len(added):
+    touched = touched_files(old, new)
+    if touched is None:
         raise _Changed
     from repro.state import StateDB  # only now: sqlite3 is not needed when nothing moved
 
     state = StateDB(os.path.join(root, ".repro", "state.db"))
     try:
         hashed = []
-        for record in added:
-            kind, inode, mtime, size, rel = record.split(b" ", 4)
-            was = before.get(rel)
-            md5 = None if was is None or kind != b"f" else state.get_file(was)
+        for rel, was, key in touched:
+            md5 = state.get_file(was)
             if md5 is None or _file_md5(os.path.join(folder, os.fsdecode(rel))) != md5:
                 raise _Changed
-            hashed.append(((int(inode), mtime_ns(mtime), int(size)), md5))
+            hashed.append((key, md5))
         if not all(settled(key[1], read_at) for key, _md5 in hashed):
             return None
         # The new walk is remembered only with the hashes behind it: the next touch of these

@@ -12,6 +12,8 @@ TYPE_CHECKING = False  # typing itself costs the quick status a few milliseconds
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+FileKey = tuple[int, int, int]  # (inode, mtime_ns, size)
+
 # Every non-directory below the root: type, inode, mtime (s.ns), size, relpath; NUL-separated.
 # (%P: the path below the starting point; %p: the whole path, for relative starting points.)
 FIND_FORMAT = "%y %i %T@ %s %P\\0"
@@ -149,6 +151,31 @@ def changed_records(old: bytes, new: bytes) -> tuple[list[bytes], list[bytes]] |
     if len(moved) > FEW_CHANGED:
         return None
     return sorted(known.difference(after)), moved
+
+
+def touched_files(old: bytes, new: bytes) -> list[tuple[bytes, FileKey, FileKey]] | None:
+    """The files whose records differ between two listings of one folder, as (relpath, key
+    before, key now), keys being (inode, mtime_ns, size); None unless the same regular files
+    are there, at most FEW_CHANGED of them changed (a touch, a rewrite: their bytes may or
+    may not have)."""
+    changed = changed_records(old, new)
+    if changed is None:
+        return None
+    gone, added = changed
+    before = {}
+    for record in gone:
+        _kind, inode, mtime, size, rel = record.split(b" ", 4)
+        before[rel] = (int(inode), mtime_ns(mtime), int(size))
+    if len(before) != len(added):
+        return None
+    found = []
+    for record in added:
+        kind, inode, mtime, size, rel = record.split(b" ", 4)
+        was = before.get(rel)
+        if was is None or kind != b"f":
+            return None  # renamed, or no longer a regular file
+        found.append((rel, was, (int(inode), mtime_ns(mtime), int(size))))
+    return found
 
 
 def mtime_ns(field: bytes) -> int:
