@@ -161,12 +161,13 @@ def read_metrics(
     """
     settings = tuple(sorted((path, m.type, m.xpath) for path, m in (current or {}).items()))
     asked = _Asked(tuple(paths), metric_type, xpath, settings)
+    asked_key = tuple(asked)  # marshal keeps plain tuples only
     remembered: dict[Any, Any] = {}
     if memo_path is not None:
         remembered = memo.load(memo_path, _MEMO_MAGIC) or {}
     # By label too: a reading that fails says where ("... at v1.0").
     results: list[dict[str, Reading | Missing] | None] = [
-        _decode(remembered[key]) if (key := (r.sha, r.label, tuple(asked))) in remembered else None
+        _decode(remembered[key]) if (key := (r.sha, r.label, asked_key)) in remembered else None
         for r in revisions
     ]
     pending = [r for r, result in zip(revisions, results, strict=True) if result is None]
@@ -178,7 +179,7 @@ def read_metrics(
         result, from_cache = next(fresh)
         results[at] = result
         if revision.sha is not None and not from_cache and (kept := _encode(result)) is not None:
-            remembered[(revision.sha, revision.label, tuple(asked))] = kept
+            remembered[(revision.sha, revision.label, asked_key)] = kept
             new += 1
     if new and memo_path is not None:
         memo.store(memo_path, _MEMO_MAGIC, dict(list(remembered.items())[-_MEMO_LIMIT:]))
@@ -231,8 +232,8 @@ def _read(
     """read_metrics without the memo; with each result, whether a metric of it is cached."""
     if not revisions:
         return []
-    paths, metric_type, xpath, _settings = asked
-    current = {path: (m_type, m_xpath) for path, m_type, m_xpath in asked.current}
+    paths, metric_type, xpath, settings = asked
+    current = {path: (m_type, m_xpath) for path, m_type, m_xpath in settings}
     history.prefetch(revisions)
     plans: list[list[_Plan]] = []
     from_git: list[tuple[Revision, str]] = []

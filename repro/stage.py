@@ -327,7 +327,6 @@ class _ParsedYaml:
             return
         self.save()  # the previous project's new entries
         self.file = file
-        self.entries = {}
         stored = memo.load(file, self.MAGIC)
         self.entries = stored if isinstance(stored, dict) else {}
 
