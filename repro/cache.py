@@ -61,6 +61,14 @@ def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
         raise
 
 
+class ObjectsMissing(Exception):
+    """A folder's objects that the cache lacks; its checkout left the workspace as it was."""
+
+    def __init__(self, oids: Sequence[str]) -> None:
+        super().__init__(f"{len(oids)} objects are not in the cache")
+        self.oids = oids
+
+
 class Conflict(NamedTuple):
     """A workspace path whose content is not in the cache: replacing it would lose data."""
 
@@ -270,8 +278,17 @@ class Cache:
     def checkout_dir(
         self, oid: str, dest: Path, hasher: Hasher, label: str, force: bool
     ) -> list[Conflict]:
-        """Make the folder ``dest`` match manifest ``oid``; return what it refused to destroy."""
+        """Make the folder ``dest`` match manifest ``oid``; return what it refused to destroy.
+
+        ObjectsMissing, with the workspace as it was, where the cache lacks some of its
+        objects. For a folder that is not there yet, its links or copies failing tell (and
+        what was made is removed): no listing of the cache first. A folder to update is
+        checked first, as it must not be left half-done.
+        """
         entries = self.read_manifest(oid)
+        fresh = not os.path.lexists(dest)
+        if not fresh and (missing := self.missing(oid)):
+            raise ObjectsMissing(missing)
         if os.path.lexists(dest) and not os.path.isdir(dest):
             if not force and not self.is_safe_to_replace(dest, hasher, label):
                 return [Conflict(label)]
@@ -312,7 +329,11 @@ class Cache:
                 os.makedirs(prefix + parent, exist_ok=True)
                 made_dirs.add(parent)
             todo.append((prefix + rel, md5, have is None))
-        workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
+        parts = workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
+        if missing := [md5 for part in parts for md5 in part]:
+            if fresh:
+                shutil.rmtree(dest, ignore_errors=True)
+            raise ObjectsMissing(missing)
         if current:
             _remove_empty_dirs(dest)
         if can_link:
@@ -341,33 +362,50 @@ class Cache:
                     os.makedirs(prefix + parent, exist_ok=True)
                     made_dirs.add(parent)
                 todo.append((prefix + rel, md5))
-            workers.run_parts(self._copy_batch, workers.split(todo, workers.cores()))
+            parts = workers.run_parts(self._copy_batch, workers.split(todo, workers.cores()))
+            if missing := [md5 for part in parts for md5 in part]:
+                raise ObjectsMissing(missing)  # build_aside removes the staging folder
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         return build_aside(os.path.join(tmp_dir, staging_name(STAGING)), str(dest), fill)
 
-    def _copy_batch(self, batch: Sequence[tuple[str, str]]) -> list[None]:
+    def _copy_batch(self, batch: Sequence[tuple[str, str]]) -> list[str]:
+        """Copy each object to its target; return the objects the cache lacks."""
         base = os.path.join(self.root, "files", "md5", "")
+        missing: list[str] = []
         for target, md5 in batch:
-            copy_new(f"{base}{md5[:2]}/{md5[2:]}", target)
-        return []
+            source = f"{base}{md5[:2]}/{md5[2:]}"
+            try:
+                copy_new(source, target)
+            except FileNotFoundError:
+                if os.path.exists(source):
+                    raise
+                missing.append(md5)
+        return missing
 
-    def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[None]:
+    def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[str]:
+        """Link (or copy) each object to its target; return the objects the cache lacks."""
         base = os.path.join(self.root, "files", "md5", "")
         can_link = self.can_link()
+        missing: list[str] = []
         for target, md5, new in batch:
             source = f"{base}{md5[:2]}/{md5[2:]}"
-            if new and can_link:
-                try:
-                    os.link(source, target)
-                    continue
-                except OSError as exc:
-                    if exc.errno != errno.EMLINK:
-                        raise
-                _copy_atomic(source, Path(target), WRITABLE)
-            else:
-                self._place(md5, Path(target), writable=False)
-        return []
+            try:
+                if new and can_link:
+                    try:
+                        os.link(source, target)
+                        continue
+                    except OSError as exc:
+                        if exc.errno != errno.EMLINK:
+                            raise
+                    _copy_atomic(source, Path(target), WRITABLE)
+                else:
+                    self._place(md5, Path(target), writable=False)
+            except FileNotFoundError:
+                if os.path.exists(source):
+                    raise
+                missing.append(md5)
+        return missing
 
     def _same_inode(self, oid: str, inode: int) -> bool:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from repro import outputs
+from repro.cache import ObjectsMissing
 from repro.errors import CheckoutError, ReproError
 from repro.paths import overlaps
 from repro.project import Project
@@ -30,7 +31,7 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
             wanted.add(out.path)
             if not out.cache or out.md5 is None:
                 continue
-            if cache.missing(out.md5):
+            if not cache.exists(out.md5):
                 result.missing.append(out.path)
                 continue
             before = (
@@ -38,7 +39,11 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
                 if os.path.lexists(project.root / out.path)
                 else None
             )
-            found = outputs.checkout(project, out.path, out.md5, force)
+            try:
+                found = outputs.checkout(project, out.path, out.md5, force)
+            except ObjectsMissing:  # a folder some of whose files are not cached
+                result.missing.append(out.path)
+                continue
             conflicts.extend(c.path for c in found)
             if not found and before != out.md5:
                 result.changed.append(out.path)

@@ -292,3 +292,45 @@ def test_copy_checkout_of_a_new_folder_is_built_aside_then_renamed(project: Proj
 
 def _bytes(root: Path) -> dict[Path, bytes]:
     return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("link", ["hardlink", "copy"])
+def test_checkout_of_a_folder_with_objects_missing_changes_nothing(
+    project: Project, link: str
+) -> None:
+    """Many files (so the work forks): the one object gone from the cache is found by the
+    link or copy pass failing, and the folder it half made is gone again."""
+    make_tree(project.root / "data", 1200, folders=12)
+    if link == "copy":
+        project.ok("config", "cache.type", "copy")
+    project.ok("add", "data")
+    victim = project.root / "data" / "d011" / "f01199"
+    gone = project.root / ".repro" / "cache" / object_key(_md5(victim))
+    expected = _bytes(project.root / "data")
+    shutil.rmtree(project.root / "data")
+    gone.unlink()
+    result = project.repro("checkout")
+    assert result.code != 0
+    assert result.err.strip().splitlines()[-1].endswith(
+        "not in the cache: data; run 'repro pull' to fetch them"
+    )
+    assert not (project.root / "data").exists()
+    tmp = project.root / ".repro" / "tmp"
+    assert not [p for p in tmp.iterdir() if p.name.startswith("checkout-")]
+    # A folder to update is checked before anything changes in it.
+    (project.root / "data").mkdir()
+    (project.root / "data" / "mine").write_text("keep me")
+    assert project.repro("checkout").code != 0
+    assert _tree(project.root / "data") == {"mine": "keep me"}
+    # Once the object is back, the same checkout gives every file.
+    shutil.rmtree(project.root / "data")
+    gone.parent.mkdir(exist_ok=True)
+    gone.write_bytes(expected[victim.relative_to(project.root / "data")])
+    project.ok("checkout")
+    assert _bytes(project.root / "data") == expected
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
