@@ -94,6 +94,40 @@ def cli(cwd: Path, *args: str, timeout: float = 120, **kwargs: object) -> Result
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def on_terminal(cwd: Path, *args: str) -> tuple[int, str]:
+    """Run ``python -m repro ARGS`` on a real pseudo-terminal, 100 columns wide; its exit
+    code and everything it drew."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # A fresh pty is 0 columns wide; a real terminal is not (tqdm draws to the width).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", *args],
+        cwd=cwd,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    code = proc.wait()
+    os.close(leader)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
 def make_tree(root: Path, files: int, folders: int = 1, size: int = 64, seed: int = 0) -> None:
     """A folder of ``files`` files with fixed pseudo-random bytes."""
     import random

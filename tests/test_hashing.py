@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import Project, make_tree
+from helpers import Project, make_tree, on_terminal
 
 from repro.errors import ReproError
 from repro.hashing import Hasher, file_md5, manifest_bytes, parse_manifest
@@ -128,40 +128,9 @@ def test_large_directory_shows_notice_and_progress(project: Project) -> None:
 
 def test_progress_bar_on_a_terminal(project: Project) -> None:
     """On a terminal (a real pty), the first hash of a large directory shows a tqdm bar."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
     make_tree(project.root / "data", 3000, folders=10)
-    import fcntl
-    import struct
-    import termios
-
-    leader, follower = pty.openpty()
-    # A fresh pty is 0 columns wide; a real terminal is not (tqdm draws to the width).
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "repro", "add", "data"],
-        cwd=project.root,
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        close_fds=True,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert proc.wait() == 0
-    os.close(leader)
-    screen = b"".join(chunks).decode(errors="replace")
+    code, screen = on_terminal(project.root, "add", "data")
+    assert code == 0
     assert "md5 data:" in screen and "file" in screen, screen
 
 

@@ -12,6 +12,7 @@ file handle); a refusal such as permission denied is raised at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from os import PathLike
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +40,7 @@ class Remote(Protocol):
         """Upload ``source`` (opened with ``source.open("rb")``; a folder copies from its
         descriptor in the kernel) atomically: the key never names partial bytes."""
 
-    def get(self, key: str, dest: Path) -> str:
+    def get(self, key: str, dest: str | PathLike[str]) -> str:
         """Download ``key`` into the file ``dest`` and return the md5 of the bytes written,
         hashed on the way (the caller compares it with the object id and moves the file).
 

@@ -85,7 +85,7 @@ def _permission_error(action: str, path: Path, exc: OSError) -> RemoteError:
     )
 
 
-def _copy_hashing(source: str, dest: Path) -> str:
+def _copy_hashing(source: str, dest: str | os.PathLike[str]) -> str:
     """Copy ``source`` over ``dest`` (truncated first, so a retry starts afresh); its md5.
 
     A small file goes through one buffer, hashed on the way. A large one is copied in the
@@ -95,11 +95,11 @@ def _copy_hashing(source: str, dest: Path) -> str:
     src = os.open(source, os.O_RDONLY)
     try:
         if os.fstat(src).st_size <= CHUNK:
-            return copy_into(src, str(dest), os.O_TRUNC, copy_md5)
-        copy_into(src, str(dest), os.O_TRUNC, copy_fd)
+            return copy_into(src, os.fspath(dest), os.O_TRUNC, copy_md5)
+        copy_into(src, os.fspath(dest), os.O_TRUNC, copy_fd)
     finally:
         os.close(src)
-    return file_md5(str(dest))
+    return file_md5(os.fspath(dest))
 
 
 class LocalRemote:
@@ -224,7 +224,7 @@ class LocalRemote:
         self._made.add(folder)
         return True
 
-    def get(self, key: str, dest: Path) -> str:
+    def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         path = self._file(key)
         try:
             return retrying(lambda: _copy_hashing(path, dest), _transient, RETRY_DELAYS)

@@ -7,6 +7,7 @@ unless the remote's options name them (kept in ``config.local``, never the track
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -187,9 +188,9 @@ class S3Remote:
                 config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False)
                 self._client().upload_fileobj(body, self.bucket, name, Config=config)
 
-    def get(self, key: str, dest: Path) -> str:
+    def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         digest = hashlib.md5()
-        with dest.open("wb") as out, self._errors("read", key):
+        with open(dest, "wb") as out, self._errors("read", key):
             response = self._client().get_object(Bucket=self.bucket, Key=self._name(key))
             for chunk in response["Body"].iter_chunks(CHUNK):
                 digest.update(chunk)

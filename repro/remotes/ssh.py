@@ -18,6 +18,7 @@ import base64
 import getpass
 import hashlib
 import logging
+import os
 import posixpath
 import stat
 import threading
@@ -558,7 +559,7 @@ class SshRemote:
                 sftp.stat(path)
                 sftp.remove(tmp)
 
-    def get(self, key: str, dest: Path) -> str:
+    def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         path = self._path(key)
 
         def download(sftp: paramiko.SFTPClient) -> str:
@@ -576,7 +577,7 @@ class SshRemote:
                     out.write(chunk)
             return digest.hexdigest()
 
-        with dest.open("wb") as out:
+        with open(dest, "wb") as out:
             return self._call("read", path, download, missing_ok=True)
 
     def delete(self, key: str) -> None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TEST_IMAGE, Project, cli, git, make_tree
+from helpers import TEST_IMAGE, Project, cli, git, make_tree, on_terminal
 from remote_helpers import Backend
 
 TAGS = ("0.1", "0.2", "0.3")
@@ -239,3 +239,28 @@ def test_a_fetch_stopped_by_the_remote_leaves_no_pending_manifest(
                  if p.name.startswith(".repro-")]
     assert leftovers == []
     assert project.repro("fsck").code == 0
+
+
+def test_push_and_pull_draw_a_bar_only_on_a_terminal(project: Project, tmp_path: Path) -> None:
+    """On a terminal, push and pull show files moved and bytes; piped, not a character of it
+    (and with -q, nothing on the terminal either)."""
+    make_tree(project.root / "data", 700, folders=7, size=2048, seed=5)
+    project.ok("add", "data")
+    project.ok("remote", "add", "-d", "store", str(tmp_path / "store"))
+    code, screen = on_terminal(project.root, "push")
+    assert code == 0, screen
+    assert "push: 100%" in screen and "701/701" in screen and "MB]" in screen, screen
+    shutil.rmtree(project.root / ".repro" / "cache")
+    shutil.rmtree(project.root / "data")
+    piped = cli(project.root, "pull")
+    assert piped.code == 0, piped.err
+    assert "701/701" not in piped.out + piped.err and "fetch" not in piped.err
+    shutil.rmtree(project.root / ".repro" / "cache")
+    shutil.rmtree(project.root / "data")
+    code, screen = on_terminal(project.root, "pull")
+    assert code == 0, screen
+    assert "fetch: 100%" in screen and "701/701" in screen, screen
+    shutil.rmtree(project.root / ".repro" / "cache")
+    shutil.rmtree(project.root / "data")
+    code, screen = on_terminal(project.root, "pull", "-q")
+    assert code == 0 and "701/701" not in screen, screen
