@@ -1139,13 +1139,6 @@ def render(result: dict[str, object]) -> str:
                 "from a folder remote (its `remote.verify` is off by default), so on one big "
                 "file repro pays one more md5 pass than DVC."
             )
-        if c["op"] == "checkout_copy" and c["set"] == "many" and c.get("floor"):
-            per_file = c["floor"]["median_s"] / result["files"]["many"] * 1000  # type: ignore[index]
-            notes.append(
-                f"- Writing new files is slow on this filesystem: `cp -r` of *many* costs "
-                f"{per_file:.2f} ms per file. Copy checkout, push and pull are bound by it: being "
-                "5× faster than DVC there would mean beating `cp -r` by the margin DVC trails it."
-            )
         if c["op"] == "add" and c["extra"].get("md5sum_s"):
             notes.append(
                 f"- {c['set']}: `md5sum` alone over the dataset takes "
