@@ -58,10 +58,11 @@ TAGS_FULL, TAGS_QUICK = 100, 20
 # ext4 without a journal (the disk of this VM) does not reuse an inode freed in the last 60 s
 # (300 s while its inode-table block is dirty), and every new file scans past each such inode
 # of its block group: creating N files just after deleting N costs O(N²) kernel time, 0.3 to
-# 15 s for the same `cp -r` (perf: ext4 recently_deleted()). Trees of the big sets are moved
-# aside while measuring and deleted between datasets, followed by this pause.
+# 15 s for the same `cp -r` (perf: ext4 recently_deleted()). Trees of many files are moved
+# aside while measuring and deleted between datasets, followed by this pause; in quick mode
+# (small trees) only at the end of the run, with no pause.
 RECENTLY_DELETED_S = 61
-DEFER_FROM_FILES = 1_000  # sets with fewer files per tree are deleted at once
+DEFER_FROM_FILES = 500  # sets with fewer files per tree (big) are deleted at once
 
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
@@ -558,7 +559,7 @@ class Bench:
     def dataset_ops(self, ds: Dataset) -> None:
         self.log(f"dataset {ds.name}: {ds.describe()}")
         src = generate(ds, self.scratch)
-        self.trash.defer = ds.files >= DEFER_FROM_FILES and not self.args.quick
+        self.trash.defer = ds.files >= DEFER_FROM_FILES
         gone = self.trash.discard
         self.trash.wait_quiet(self.log)
         r = self.runner
@@ -803,7 +804,8 @@ class Bench:
         for proj in projects.values():
             gone(proj)
         gone(base)
-        self.trash.empty()
+        if not self.args.quick:
+            self.trash.empty()
 
     # -- all -----------------------------------------------------------------------------------
     def run(self) -> dict[str, object]:
