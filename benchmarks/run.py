@@ -407,7 +407,7 @@ class Trash:
     def discard(self, path: Path) -> None:
         if not os.path.lexists(path):
             return
-        if self.defer:
+        if self.defer and _room(self.folder.parent):
             self.folder.mkdir(exist_ok=True)
             self.count += 1
             try:
@@ -433,6 +433,14 @@ class Trash:
         if left > 0:
             log(f"waiting {left:.0f} s for the inodes just freed to age out")
             time.sleep(left)
+
+
+def _room(folder: Path) -> bool:
+    """Whether the disk of ``folder`` can hold more trees waiting in the trash: 2 GiB and
+    200,000 inodes left (a full run keeps some GB and about a million inodes there)."""
+    st = os.statvfs(folder)
+    inodes_ok = st.f_files == 0 or st.f_favail >= 200_000  # 0: the filesystem counts none
+    return st.f_bavail * st.f_frsize >= 2 << 30 and inodes_ok
 
 
 class Bench:
@@ -812,6 +820,7 @@ class Bench:
         started = dt.datetime.now(dt.timezone.utc)
         commit_before = _repro_commit() if self.code == "worktree" else self.code
         load_before = os.getloadavg()
+        self.trash.wait_quiet(self.log)  # a killed run's leftovers were just deleted
         self.global_ops()
         catalogue = QUICK if self.args.quick else FULL
         for name in self.args.sets.split(","):

@@ -61,12 +61,15 @@ def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
         raise
 
 
-class ObjectsMissing(Exception):
-    """A folder's objects that the cache lacks; its checkout left the workspace as it was."""
+class ObjectsMissing(ReproError):
+    """A folder's objects that the cache lacks; its checkout left no part of it behind."""
 
-    def __init__(self, oids: Sequence[str]) -> None:
-        super().__init__(f"{len(oids)} objects are not in the cache")
-        self.oids = oids
+    def __init__(self, path: Path, oids: Iterable[str]) -> None:
+        self.oids = sorted(set(oids))
+        super().__init__(
+            f"{len(self.oids)} objects of '{path}' are not in the cache; "
+            "run 'repro pull' to fetch them"
+        )
 
 
 class Conflict(NamedTuple):
@@ -89,6 +92,7 @@ class Cache:
         self.link_type = link_type
         self._can_link: bool | None = None
         self._manifests: dict[str, list[tuple[str, str]]] = {}
+        self._complete: set[str] = set()  # folders (manifest ids) found with every object
 
     # -- objects -----------------------------------------------------------------------------
     def object_path(self, oid: str) -> Path:
@@ -134,13 +138,18 @@ class Cache:
                     yield fan + name
 
     def missing(self, oid: str) -> list[str]:
-        """Objects needed for ``oid`` (itself, or a manifest and its entries) not in the cache."""
+        """Objects needed for ``oid`` (itself, or a manifest and its entries) not in the cache.
+
+        A folder found complete is not listed again by this Cache (objects leave the cache
+        only by gc, which holds the project lock)."""
         if not self.exists(oid):
             return [oid]
-        if oid.endswith(".dir"):
+        if oid.endswith(".dir") and oid not in self._complete:
             entries = self.read_manifest(oid)
             held = held_objects(self.root, (md5 for _rel, md5 in entries))
-            return [md5 for _rel, md5 in entries if md5 not in held]
+            if missing := [md5 for _rel, md5 in entries if md5 not in held]:
+                return missing
+            self._complete.add(oid)
         return []
 
     # -- linking -----------------------------------------------------------------------------
@@ -280,15 +289,15 @@ class Cache:
     ) -> list[Conflict]:
         """Make the folder ``dest`` match manifest ``oid``; return what it refused to destroy.
 
-        ObjectsMissing, with the workspace as it was, where the cache lacks some of its
-        objects. For a folder that is not there yet, its links or copies failing tell (and
-        what was made is removed): no listing of the cache first. A folder to update is
-        checked first, as it must not be left half-done.
+        ObjectsMissing where the cache lacks some of its objects. A folder to update is
+        checked first, as it must not be left half-done. One that is not there yet is made
+        by this call, and its links or copies failing tell, with no listing of the cache
+        first: then (or on any other failure) the folder is removed again.
         """
         entries = self.read_manifest(oid)
         fresh = not os.path.lexists(dest)
         if not fresh and (missing := self.missing(oid)):
-            raise ObjectsMissing(missing)
+            raise ObjectsMissing(dest, missing)
         if os.path.lexists(dest) and not os.path.isdir(dest):
             if not force and not self.is_safe_to_replace(dest, hasher, label):
                 return [Conflict(label)]
@@ -312,6 +321,14 @@ class Cache:
         can_link = self.can_link()
         if not can_link and not os.path.lexists(dest) and self._copy_tree(entries, dest):
             return []
+        if fresh:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dest.mkdir()
+            except FileExistsError:  # made meanwhile: not ours to remove, so check first
+                fresh = False
+                if missing := self.missing(oid):
+                    raise ObjectsMissing(dest, missing) from None
         dest_str = str(dest)
         prefix = dest_str + "/"  # relpaths are checked POSIX paths: plain concatenation will do
         todo: list[tuple[str, str, bool]] = []  # (target, md5, target is new)
@@ -329,11 +346,14 @@ class Cache:
                 os.makedirs(prefix + parent, exist_ok=True)
                 made_dirs.add(parent)
             todo.append((prefix + rel, md5, have is None))
-        parts = workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
-        if missing := [md5 for part in parts for md5 in part]:
+        try:
+            parts = workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
+            if missing := [md5 for part in parts for md5 in part]:
+                raise ObjectsMissing(dest, missing)
+        except BaseException:  # Ctrl-C included: a folder this call made goes again
             if fresh:
                 shutil.rmtree(dest, ignore_errors=True)
-            raise ObjectsMissing(missing)
+            raise
         if current:
             _remove_empty_dirs(dest)
         if can_link:
@@ -364,7 +384,7 @@ class Cache:
                 todo.append((prefix + rel, md5))
             parts = workers.run_parts(self._copy_batch, workers.split(todo, workers.cores()))
             if missing := [md5 for part in parts for md5 in part]:
-                raise ObjectsMissing(missing)  # build_aside removes the staging folder
+                raise ObjectsMissing(dest, missing)  # build_aside removes the staging folder
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         return build_aside(os.path.join(tmp_dir, staging_name(STAGING)), str(dest), fill)

@@ -31,14 +31,13 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
             wanted.add(out.path)
             if not out.cache or out.md5 is None:
                 continue
-            if not cache.exists(out.md5):
+            there = os.path.lexists(project.root / out.path)
+            # Only what is there is checked up front (a folder must not be left half-updated);
+            # a new folder learns of missing objects as it is made (Cache.checkout_dir).
+            if cache.missing(out.md5) if there else not cache.exists(out.md5):
                 result.missing.append(out.path)
                 continue
-            before = (
-                outputs.current_md5(project, out.path)
-                if os.path.lexists(project.root / out.path)
-                else None
-            )
+            before = outputs.current_md5(project, out.path) if there else None
             try:
                 found = outputs.checkout(project, out.path, out.md5, force)
             except ObjectsMissing:  # a folder some of whose files are not cached

@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 
 from repro import gitignore, outputs, runcache
 from repro import stage as stage_mod
+from repro.cache import ObjectsMissing
 from repro.errors import ReproError, StageFailed
 from repro.graph import Graph
 from repro.project import Project
@@ -111,7 +112,10 @@ def restore_from_run_cache(
     outs = []
     for out in stage.outs:
         outputs.remove(project, out.path)
-        outputs.checkout(project, out.path, recorded[out.path], force=True, cached=out.cache)
+        try:
+            outputs.checkout(project, out.path, recorded[out.path], force=True, cached=out.cache)
+        except ObjectsMissing:  # gone since the check (a gc of a project sharing the cache)
+            return None
         outs.append(out._replace(md5=recorded[out.path]))
     return _finish(project, stage, image, dep_md5s, tuple(outs))
 

@@ -113,7 +113,8 @@ class _Progress:
         self._bar = None
         # Like tqdm's disable=None: no bar where stderr is not a terminal. Then tqdm is not
         # even imported (20 ms of a pull of 5,000 small files).
-        if enabled and sys.stderr is not None and sys.stderr.isatty():
+        isatty = getattr(sys.stderr, "isatty", None)
+        if enabled and isatty is not None and isatty():
             from tqdm import tqdm
 
             tqdm.monitor_interval = 0  # no monitor thread: a folder remote forks its workers

@@ -94,13 +94,15 @@ def cli(cwd: Path, *args: str, timeout: float = 120, **kwargs: object) -> Result
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def on_terminal(cwd: Path, *args: str) -> tuple[int, str]:
+def on_terminal(cwd: Path, *args: str, timeout: float = 120) -> tuple[int, str]:
     """Run ``python -m repro ARGS`` on a real pseudo-terminal, 100 columns wide; its exit
-    code and everything it drew."""
+    code and everything it drew (killed, and the test failed, after ``timeout`` seconds)."""
     import fcntl
     import pty
+    import select
     import struct
     import termios
+    import time
 
     leader, follower = pty.openpty()
     # A fresh pty is 0 columns wide; a real terminal is not (tqdm draws to the width).
@@ -115,7 +117,13 @@ def on_terminal(cwd: Path, *args: str) -> tuple[int, str]:
     )
     os.close(follower)
     chunks = []
+    deadline = time.monotonic() + timeout
     while True:
+        if not select.select([leader], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            proc.kill()
+            proc.wait()
+            os.close(leader)
+            pytest.fail(f"repro {' '.join(args)} drew nothing more for {timeout} s")
         try:
             chunk = os.read(leader, 4096)
         except OSError:  # EIO: the child closed the terminal

@@ -334,3 +334,34 @@ def _md5(path: Path) -> str:
     import hashlib
 
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_a_new_folder_whose_checkout_fails_midway_is_removed(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cannot be provoked here, so the 300th link of each process (the forked
+    worker's too) fails with ENOSPC: the error says what to do, and the folder the checkout
+    had begun is gone, so the next checkout makes it whole."""
+    import errno
+
+    make_tree(project.root / "data", 1200, folders=12)
+    project.ok("add", "data")
+    expected = _bytes(project.root / "data")
+    shutil.rmtree(project.root / "data")
+    real_link = os.link
+    made = [0]
+
+    def link(source: str, dest: str, *args: object, **kwargs: object) -> None:
+        made[0] += 1
+        if made[0] == 300:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dest)
+        real_link(source, dest, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
+    result = project.repro("checkout")
+    assert result.code != 0
+    assert "no space left on the device; free some space" in result.err
+    assert not (project.root / "data").exists()
+    monkeypatch.undo()
+    project.ok("checkout")
+    assert _bytes(project.root / "data") == expected

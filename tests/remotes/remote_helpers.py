@@ -87,7 +87,7 @@ class CountingRemote:
         self.inner.put(source, key)
         self.put_order.append(key)
 
-    def get(self, key: str, dest: Path) -> str:
+    def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         self.calls["get"] += 1
         return self.inner.get(key, dest)
 
