@@ -14,9 +14,9 @@ floor (the order rotates each round, so all three see the same conditions); medi
 reported. Peak memory is the maximum resident set of the command's process tree, as
 /usr/bin/time reports it (a direct child of this process would inherit its high-water mark).
 The page cache is not dropped (that needs root and a quiet machine): every tool reads warm data.
-Trees removed between rounds are moved aside and deleted between datasets (see Trash): on
+Trees removed between rounds are moved aside and deleted when the run ends (see Trash): on
 ext4 without a journal, deleting thousands of files slows every file created in the next
-minute, whoever creates it.
+minutes, whoever creates it.
 
 DVC is installed into its own virtualenv (--dvc-venv, default /tmp/repro-bench-dvc-venv) with
 `pip install 'dvc==3.*'` the first time. repro is measured the same way: one commit (--code,
@@ -55,12 +55,12 @@ BENCH_IMAGE = "repro-bench-busybox:latest"
 BUSYBOX_TOOLS = ["sh", "true", "cat", "echo", "ls"]
 TAGS_FULL, TAGS_QUICK = 100, 20
 
-# ext4 without a journal (the disk of this VM) does not reuse an inode freed in the last 60 s
-# (300 s while its inode-table block is dirty), and every new file scans past each such inode
-# of its block group: creating N files just after deleting N costs O(N²) kernel time, 0.3 to
-# 15 s for the same `cp -r` (perf: ext4 recently_deleted()). Trees of many files are moved
-# aside while measuring and deleted between datasets, followed by this pause; in quick mode
-# (small trees) only at the end of the run, with no pause.
+# ext4 without a journal (the disk of this VM) does not reuse an inode freed in the last 60 s,
+# or 360 s while its inode-table block is dirty (as new inodes beside it make it), and every
+# new file scans past each such inode of its block group: creating N files just after
+# deleting N costs O(N²) kernel time, 0.3 to 15 s for the same `cp -r` (perf: ext4
+# recently_deleted()). Trees of many files are moved aside while measuring and deleted when
+# the run ends. Only a killed run's leftovers are deleted at the start, followed by this pause.
 RECENTLY_DELETED_S = 61
 DEFER_FROM_FILES = 500  # sets with fewer files per tree (big) are deleted at once
 
@@ -812,8 +812,6 @@ class Bench:
         for proj in projects.values():
             gone(proj)
         gone(base)
-        if not self.args.quick:
-            self.trash.empty()
 
     # -- all -----------------------------------------------------------------------------------
     def run(self) -> dict[str, object]:
@@ -1186,10 +1184,10 @@ def render(result: dict[str, object]) -> str:
         "order each round gives all sides the same conditions, and a `sync` before every "
         "timed command keeps one side's dirty pages from slowing the next.",
         "- Trees removed between rounds of the many and mnist sets (the `rm -rf` before "
-        "`checkout`, old remotes, clones and floor copies) are moved aside and deleted only "
-        f"after the set, then the next set waits {RECENTLY_DELETED_S} s. The disk is ext4 "
-        "without a journal, which skips inodes freed in the last 60 s when it creates a file, "
-        "one lookup each: creating 20,000 files just after deleting 20,000 costs seconds of "
+        "`checkout`, old remotes, clones and floor copies) are moved aside and deleted when "
+        "the run ends. The disk is ext4 without a journal, which skips inodes freed in the "
+        "last 60 s (up to 360 s) when it creates a file, one lookup each: creating 20,000 "
+        "files just after deleting 20,000 costs seconds of "
         "kernel time in whichever command comes next (tool or floor), and made `cp -r` of the "
         "same files vary from 0.3 to 15 s. The tools see the same thing either way: the "
         "folder is gone.",
