@@ -130,6 +130,7 @@ def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, bat
     try:
         # The parent handles Ctrl-C and stops the workers itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent()
         with os.fdopen(write_fd, "wb") as pipe:
             try:
                 for start in range(0, len(items), batch):
@@ -143,6 +144,22 @@ def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, bat
         pass
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker as soon as its parent dies (Linux; elsewhere the
+    worker stops at its next batch). A parent killed by kill -9 mid-batch must not leave a
+    worker that holds the project lock, inherited, while it finishes the batch: the next
+    command would be refused."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl here
+        pass
 
 
 def _send(pipe: object, message: object) -> None:

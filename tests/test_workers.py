@@ -173,3 +173,51 @@ def test_workers_stop_when_the_parent_dies_or_is_interrupted(tmp_path: Path, how
     assert stopped_at < 200, "the work ran to its end instead of stopping"
     if how == "interrupt":
         assert proc.returncode != 0
+
+
+LOCKED_JOB = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+    from repro import workers
+    lock, marks = sys.argv[1], sys.argv[2]
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a command holds .repro/lock
+    parent = os.getpid()
+
+    def slow(batch):
+        if os.getpid() != parent:
+            with open(marks, "w") as out:
+                out.write(str(os.getpid()))
+        time.sleep(60)  # one long batch: the worker never reaches its next check
+        return list(batch)
+
+    workers.run_parts(slow, [[1], [2]], batch=1)
+    """
+)
+
+
+def test_a_worker_dies_with_its_killed_parent_and_frees_the_lock(tmp_path: Path) -> None:
+    """kill -9 of a command while its worker is inside a batch: the worker, which inherited
+    the project lock, dies at once, so the next command is not refused."""
+    import fcntl
+
+    lock, marks = tmp_path / "lock", tmp_path / "worker"
+    proc = subprocess.Popen([sys.executable, "-c", LOCKED_JOB, str(lock), str(marks)])
+    deadline = time.monotonic() + 20
+    while not marks.exists() or not marks.read_text():
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=20)
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the orphaned worker still holds the lock"
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
