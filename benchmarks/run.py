@@ -569,7 +569,6 @@ class Bench:
         src = generate(ds, self.scratch)
         self.trash.defer = ds.files >= DEFER_FROM_FILES
         gone = self.trash.discard
-        self.trash.wait_quiet(self.log)
         r = self.runner
         repeat = self.args.repeat
         base = self.fresh(ds.name)

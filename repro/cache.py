@@ -13,9 +13,9 @@ import errno
 import os
 import shutil
 import stat as stat_mod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from repro import workers
 from repro.errors import ReproError
@@ -36,6 +36,7 @@ from repro.hashing import (
     parse_manifest,
 )
 
+Item = TypeVar("Item", tuple[str, str], tuple[str, str, bool])  # (target, md5, …) to place
 READ_ONLY = 0o444
 # From this many object ids on, the cache's fan-out folders are listed rather than each stat'ed.
 LIST_ABOVE = 256
@@ -391,36 +392,37 @@ class Cache:
 
     def _copy_batch(self, batch: Sequence[tuple[str, str]]) -> list[str]:
         """Copy each object to its target; return the objects the cache lacks."""
-        base = os.path.join(self.root, "files", "md5", "")
-        missing: list[str] = []
-        for target, md5 in batch:
-            source = f"{base}{md5[:2]}/{md5[2:]}"
-            try:
-                copy_new(source, target)
-            except FileNotFoundError:
-                if os.path.exists(source):
-                    raise
-                missing.append(md5)
-        return missing
+        return self._each_object(batch, lambda source, item: copy_new(source, item[0]))
 
     def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[str]:
         """Link (or copy) each object to its target; return the objects the cache lacks."""
-        base = os.path.join(self.root, "files", "md5", "")
         can_link = self.can_link()
+
+        def place(source: str, item: tuple[str, str, bool]) -> None:
+            target, md5, new = item
+            if new and can_link:
+                try:
+                    os.link(source, target)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EMLINK:
+                        raise
+                _copy_atomic(source, Path(target), WRITABLE)
+            else:
+                self._place(md5, Path(target), writable=False)
+
+        return self._each_object(batch, place)
+
+    def _each_object(self, batch: Sequence[Item], place: Callable[[str, Item], None]) -> list[str]:
+        """``place(object path, item)`` for each (target, md5, …) item; the md5s whose object
+        the cache lacks (any other missing file is an error, raised)."""
+        base = os.path.join(self.root, "files", "md5", "")
         missing: list[str] = []
-        for target, md5, new in batch:
+        for item in batch:
+            md5 = item[1]
             source = f"{base}{md5[:2]}/{md5[2:]}"
             try:
-                if new and can_link:
-                    try:
-                        os.link(source, target)
-                        continue
-                    except OSError as exc:
-                        if exc.errno != errno.EMLINK:
-                            raise
-                    _copy_atomic(source, Path(target), WRITABLE)
-                else:
-                    self._place(md5, Path(target), writable=False)
+                place(source, item)
             except FileNotFoundError:
                 if os.path.exists(source):
                     raise

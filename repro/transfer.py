@@ -233,8 +233,9 @@ def _run_by_folder(
     for group in groups:
         parts[min(int(placed / share), count - 1)].append(group)
         placed += len(group)
-    # A folder at a time: a worker whose parent was killed stops after the folder at hand
-    # (it holds the project lock), and the progress bar moves with each folder.
+    # A folder at a time: the progress bar moves with each folder, and where the kernel
+    # cannot kill a worker with its parent (workers._die_with_parent), the worker stops
+    # after the folder at hand.
     workers.run_parts(run_batch, parts, outcome.record, batch=1)
     return outcome
 
@@ -345,7 +346,7 @@ def _download(
     """
     key = object_key(object_id)
     # Plain strings: Path objects cost more than the copy of a small object.
-    target = os.fspath(final) if final is not None else f"{cache_dir}/{key}"
+    target = final if final is not None else f"{cache_dir}/{key}"
     folder, _, name = target.rpartition("/")
     if aside:
         tmp = target

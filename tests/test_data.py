@@ -13,6 +13,7 @@ import pytest
 from helpers import Project, make_tree
 
 from repro.cache import object_key
+from repro.hashing import file_md5
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -305,7 +306,7 @@ def test_checkout_of_a_folder_with_objects_missing_changes_nothing(
         project.ok("config", "cache.type", "copy")
     project.ok("add", "data")
     victim = project.root / "data" / "d011" / "f01199"
-    gone = project.root / ".repro" / "cache" / object_key(_md5(victim))
+    gone = project.root / ".repro" / "cache" / object_key(file_md5(str(victim)))
     expected = _bytes(project.root / "data")
     shutil.rmtree(project.root / "data")
     gone.unlink()
@@ -328,12 +329,6 @@ def test_checkout_of_a_folder_with_objects_missing_changes_nothing(
     gone.write_bytes(expected[victim.relative_to(project.root / "data")])
     project.ok("checkout")
     assert _bytes(project.root / "data") == expected
-
-
-def _md5(path: Path) -> str:
-    import hashlib
-
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_a_new_folder_whose_checkout_fails_midway_is_removed(

@@ -92,14 +92,15 @@ def _copy_hashing(source: str, dest: str | os.PathLike[str]) -> str:
     kernel and then read back: measured on 1 GiB, that beats pushing every byte through user
     space twice (1.9 s against 2.2–2.5 s).
     """
+    dest = os.fspath(dest)
     src = os.open(source, os.O_RDONLY)
     try:
         if os.fstat(src).st_size <= CHUNK:
-            return copy_into(src, os.fspath(dest), os.O_TRUNC, copy_md5)
-        copy_into(src, os.fspath(dest), os.O_TRUNC, copy_fd)
+            return copy_into(src, dest, os.O_TRUNC, copy_md5)
+        copy_into(src, dest, os.O_TRUNC, copy_fd)
     finally:
         os.close(src)
-    return file_md5(os.fspath(dest))
+    return file_md5(dest)
 
 
 class LocalRemote:
