@@ -18,6 +18,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the start-up of any command.
         sys.stdout.write(f"repro {__version__}\n")
         return 0
+    from repro.error_handler import run_guarded, signals_interrupt
+    from repro.ui import UI
+
+    with signals_interrupt():
+        # The outer guard sees only a signal that lands between the inner guard and the end.
+        return run_guarded(lambda: _main(argv), UI())
+
+
+def _main(argv: list[str]) -> int:
     from repro.error_handler import run_guarded
     from repro.ui import UI
 
@@ -44,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage.save_parsed()
         if (state := sys.modules.get("repro.state")) is not None:
             state.close_all()
+        # Tells the reaper that this command is over: it sweeps what is left, and exits.
+        if (reaper := sys.modules.get("repro.runners.reaper")) is not None:
+            reaper.close()
 
 
 def _quick_answer(argv: list[str]) -> int:

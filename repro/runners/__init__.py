@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -40,6 +41,11 @@ class Runner(Protocol):
 
     def stop_all(self) -> None:
         """Stop and remove every container this runner started (Ctrl-C, a failed sibling)."""
+
+    def quiet(self) -> AbstractContextManager[None]:
+        """A block during which no stage process of this runner executes (running ones are
+        paused, none starts): the core checks-then-writes the workspace inside it, so that a
+        parallel stage cannot swap a checked path for a symlink before its use."""
 
 
 def docker_runner() -> Runner:

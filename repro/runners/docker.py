@@ -4,6 +4,10 @@ Each stage runs ``/bin/sh -c CMD`` in its pinned image ID, as the invoking uid:g
 capabilities, no-new-privileges and no network unless asked. The project is bind-mounted at
 its own path; .git, .repro, the declared deps and every other stage's outputs are mounted again
 read-only on top, because the stage runs as the owner of those files and could chmod them.
+Only regular files and folders that really lie inside the project are ever mounted.
+
+Every container carries this process's session label, so that the reaper (reaper.py) removes
+it should repro die without doing so itself.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.runners import LogSink, RunSpec
+from repro.runners import LogSink, RunSpec, reaper
 from repro.stage import Image
 
 _CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
@@ -58,8 +63,13 @@ class DockerRunner:
         self._client: Any = None
         self._translate: Callable[[Path], Path] | None = None
         self._running: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _running and _stopped
+        self._stopped = False
         self._reaped = False
+        # Held while no stage may execute: by quiet(), and by run() around mount checks, create
+        # and start. Reentrant so that the core may nest quiet() blocks.
+        self._quiet_lock = threading.RLock()
+        self._quiet_depth = 0
 
     @property
     def client(self) -> Any:
@@ -194,15 +204,16 @@ class DockerRunner:
         mounts = [Mount(str(root), str(self.host_path(root)), type="bind", read_only=False)]
         seen = {root}
         for path in (root / ".git", root / ".repro", *spec.read_only):
-            if path in seen or not os.path.lexists(path):
+            target = mount_target(root, path)
+            if target is None or target in seen:
                 continue
-            seen.add(path)
-            mounts.append(Mount(str(path), str(self.host_path(path)), type="bind", read_only=True))
+            seen.add(target)
+            mounts.append(
+                Mount(str(target), str(self.host_path(target)), type="bind", read_only=True)
+            )
         return mounts
 
     def run(self, spec: RunSpec, log: LogSink) -> int:
-        docker = _import_docker()
-
         self.reap(spec.project_root)
 
         kwargs: dict[str, Any] = {
@@ -213,9 +224,12 @@ class DockerRunner:
             "network_mode": spec.network,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "mounts": self._mounts(spec),
             "environment": {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
-            "labels": {"repro.stage": spec.name, "repro.project": str(spec.project_root)},
+            "labels": {
+                "repro.stage": spec.name,
+                "repro.project": str(spec.project_root),
+                reaper.SESSION_LABEL: reaper.session(),
+            },
             "pids_limit": 4096,
             "detach": True,
         }
@@ -229,6 +243,27 @@ class DockerRunner:
 
             count = -1 if res.gpus == "all" else int(res.gpus)
             kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        # With the other stages paused, none of them can swap a checked path for a symlink
+        # before the engine mounts it.
+        with self.quiet():
+            kwargs["mounts"] = self._mounts(spec)
+            container = self._create(spec, kwargs)
+            self._start(container)
+        try:
+            for chunk in container.logs(stream=True, follow=True):
+                log(chunk)
+            status = container.wait()
+            return int(status.get("StatusCode", 1))
+        finally:
+            self._remove(container)
+
+    def _create(self, spec: RunSpec, kwargs: dict[str, Any]) -> Any:
+        docker = _import_docker()
+
+        with self._lock:
+            stopped = self._stopped
+        if stopped:
+            raise ReproError("the run was stopped; no new stage starts")
         try:
             container = self.client.containers.create(**kwargs)
         except docker.errors.ImageNotFound:
@@ -236,17 +271,26 @@ class DockerRunner:
                 f"image {spec.image_id[:19]}… vanished before the run; retry"
             ) from None
         except docker.errors.APIError as exc:
-            raise ReproError(f"the Docker engine refused to create the container: {exc}") from None
+            raise _refusal("create", exc) from None
         with self._lock:
             self._running[container.id] = container
+            stopped = self._stopped
+        if stopped:  # stop_all ran between our check and now, and did not see this one
+            self._remove(container)
+            raise ReproError("the run was stopped; no new stage starts")
+        return container
+
+    def _start(self, container: Any) -> None:
+        docker = _import_docker()
+
         try:
             container.start()
-            for chunk in container.logs(stream=True, follow=True):
-                log(chunk)
-            status = container.wait()
-            return int(status.get("StatusCode", 1))
-        finally:
+        except docker.errors.APIError as exc:
             self._remove(container)
+            raise _refusal("start", exc) from None
+        except BaseException:
+            self._remove(container)
+            raise
 
     def _remove(self, container: Any) -> None:
         docker = _import_docker()
@@ -260,6 +304,53 @@ class DockerRunner:
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
                 raise
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """While inside, no stage process of this runner executes: running containers are
+        paused (cgroup freezer) and none is created or started."""
+        with self._quiet_lock:
+            outermost = self._quiet_depth == 0
+            self._quiet_depth += 1
+            try:
+                paused = self._pause_all() if outermost else []
+                try:
+                    yield
+                finally:
+                    if paused:
+                        self._unpause(paused)
+            finally:
+                self._quiet_depth -= 1
+
+    def _pause_all(self) -> list[Any]:
+        with self._lock:
+            running = list(self._running.values())
+        if not running:
+            return []  # the usual case: no API call
+        docker = _import_docker()
+        paused = []
+        for container in running:
+            try:
+                container.pause()
+            except docker.errors.NotFound:
+                continue  # removed meanwhile (Ctrl-C, or it finished)
+            except docker.errors.APIError as exc:
+                if _still_running(container):
+                    raise ReproError(
+                        f"could not pause stage container {container.short_id} to check the "
+                        f"workspace safely: {_first_line(exc)}; retry without -j"
+                    ) from None
+                continue  # it exited: it writes nothing more
+            paused.append(container)
+        return paused
+
+    def _unpause(self, paused: list[Any]) -> None:
+        docker = _import_docker()
+
+        for container in paused:
+            # Removed meanwhile (Ctrl-C): nothing to resume.
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.unpause()
 
     def reap(self, project_root: Path) -> int:
         """Remove containers a killed repro left behind for this project, once per runner.
@@ -283,6 +374,101 @@ class DockerRunner:
 
     def stop_all(self) -> None:
         with self._lock:
+            self._stopped = True
             running = list(self._running.values())
         for container in running:
             self._remove(container)
+
+
+def _still_running(container: Any) -> bool:
+    try:
+        container.reload()
+    except Exception:  # noqa: BLE001 - gone, or the engine is: either way not running
+        return False
+    return bool(container.status in ("running", "paused"))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+def _refusal(step: str, exc: Exception) -> ReproError:
+    """An engine's refusal to create or start a stage's container, with what to do about it."""
+    reason = _first_line(exc)
+    lowered = reason.lower()
+    if ("device driver" in lowered and "gpu" in lowered) or "nvidia" in lowered:
+        return ReproError(
+            f"the Docker engine has no GPU support ({reason}); drop --gpus or install the "
+            "NVIDIA container toolkit on this host and restart the engine"
+        )
+    if "memory" in lowered:
+        hint = "give the stage more memory (--memory) or drop the limit"
+    elif "cpu" in lowered:
+        hint = "give the stage at most as many CPUs as the host has (--cpus)"
+    else:
+        hint = "check the stage's image, resources and network, and retry"
+    return ReproError(
+        f"the Docker engine refused to {step} the stage's container ({reason}); {hint}"
+    )
+
+
+# -- what may be mounted ---------------------------------------------------------------------
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file or folder"
+
+
+def mount_target(root: Path, path: Path) -> Path | None:
+    """Where ``path`` really is, under ``root``, if it may be bind-mounted into a stage; None
+    when it does not exist. Refuses sockets, devices, FIFOs and anything outside the project,
+    however reached: the engine follows symlinks in a mount's source on the host."""
+    real_root = os.path.realpath(root)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise ReproError(
+            f"refusing to mount {path} into a stage: it lies outside the project {root}"
+        ) from None
+    shown = path.relative_to(root).as_posix()
+    current = real_root
+    for index, part in enumerate(parts):
+        step = os.path.join(current, part)
+        try:
+            mode = os.lstat(step).st_mode
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(mode):
+            resolved = os.path.realpath(step)
+            if not _inside(resolved, real_root):
+                link = "/".join(parts[: index + 1])
+                via = (
+                    "it is a symlink"
+                    if index == len(parts) - 1
+                    else f"its parent '{link}' is a symlink"
+                )
+                raise ReproError(
+                    f"refusing to mount '{shown}' into a stage: {via} leading out of the project "
+                    f"(to {resolved}); remove the link or use a path inside the project"
+                )
+            step = resolved
+        current = step
+    try:
+        mode = os.lstat(current).st_mode
+    except FileNotFoundError:
+        return None  # a dangling link inside the project: nothing to mount
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ReproError(
+            f"refusing to mount '{shown}' into a stage: it is {_kind(mode)}, which a stage must "
+            "never reach; remove it from the stage's deps and outputs"
+        )
+    return root / os.path.relpath(current, real_root)

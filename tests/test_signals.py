@@ -1,0 +1,134 @@
+"""A repro ended by a signal leaves no container behind: SIGTERM and SIGHUP are handled like
+Ctrl-C, and after kill -9 the reaper removes the containers within seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Project
+
+pytestmark = pytest.mark.docker
+
+
+def _start_stage(project: Project, docker_client, cmd: str = "sleep 60; touch out"):  # type: ignore[no-untyped-def]
+    """``repro run`` in its own process, returned once its stage container runs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", "run", "-o", "out", cmd],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    label = {"label": f"repro.project={project.root}"}
+    deadline = time.monotonic() + 60
+    while not docker_client.containers.list(filters=label):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the stage container never started"
+        time.sleep(0.05)
+    return proc
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _reaper_of(pid: int) -> int:
+    for child in _children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"repro.runners.reaper" in cmdline:
+            return child
+    pytest.fail(f"repro (pid {pid}) started no reaper")
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for init."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_until(condition, seconds: float, what: str) -> float:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until true; how long it took. Fails after ``seconds``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, f"{what} after {seconds} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_and_remove_the_container(
+    docker_project: Project, docker_client, signum: int, code: int  # type: ignore[no-untyped-def]
+) -> None:
+    project = docker_project
+    proc = _start_stage(project, docker_client)
+    reaper = _reaper_of(proc.pid)
+    started = time.monotonic()
+    proc.send_signal(signum)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert time.monotonic() - started < 15
+    assert err.strip().splitlines()[-1] == f"interrupted ({signal.Signals(signum).name})"
+    label = {"label": f"repro.project={project.root}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert not (project.root / "out.repro").exists()
+    assert not (project.root / "out").exists()
+    # The reaper saw repro's clean end and left too; and the project lock is free.
+    _wait_until(lambda: not _alive(reaper), 10, "the reaper still runs")
+    assert project.repro("run", "-o", "out", "touch out").code == 0
+
+
+def test_kill_9_leaves_no_container(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+    project = docker_project
+    proc = _start_stage(project, docker_client)
+    reaper = _reaper_of(proc.pid)
+    label = {"label": f"repro.project={project.root}"}
+    proc.kill()
+    proc.communicate(timeout=30)
+    took = _wait_until(
+        lambda: not docker_client.containers.list(all=True, filters=label), 10,
+        "the container of a killed repro is still there",
+    )
+    print(f"container gone {took:.2f} s after kill -9")
+    _wait_until(lambda: not _alive(reaper), 10, "the reaper still runs after its sweep")
+    assert not (project.root / "out.repro").exists()
+
+
+def test_a_finished_run_leaves_no_reaper(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+    project = docker_project
+    proc = _start_stage(project, docker_client, "while [ ! -e go ]; do sleep 0.05; done; touch out")
+    reaper = _reaper_of(proc.pid)
+    (project.root / "go").touch()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    _wait_until(lambda: not _alive(reaper), 10, "the reaper outlived a finished run")
+    assert (project.root / "out").exists()
+
+
+def test_status_starts_no_reaper(docker_project: Project) -> None:
+    project = docker_project
+    project.ok("run", "--no-exec", "-o", "out", "touch out")
+    probe = (
+        "import sys; from repro.cli import main; code = main(['status']); "
+        "print(code, 'repro.runners.reaper' in sys.modules, 'docker' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project.root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.split()[-3:] == ["1", "False", "False"], done.stdout + done.stderr
