@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import stat as stat_mod
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -20,7 +21,9 @@ from typing import NamedTuple, TypeVar
 from repro import workers
 from repro.errors import ReproError
 from repro.fsutil import (
+    NO_KERNEL_COPY,
     build_aside,
+    copy_fd,
     copy_new,
     remove_dead_stagings,
     staging_name,
@@ -50,10 +53,12 @@ def object_key(oid: str) -> str:
 WRITABLE = None  # a workspace copy: the mode the user's umask gives a new file
 
 
-def _copy_atomic(source: str | Path, dest: Path, mode: int | None) -> None:
+def _copy_atomic(
+    source: str | Path, dest: Path, mode: int | None, copy: Callable[[int, int], object] = copy_fd
+) -> None:
     tmp = _tmp_name(dest)
     try:
-        copy_new(str(source), str(tmp))  # a new file: its mode comes from the umask
+        copy_new(str(source), str(tmp), copy)  # a new file: its mode comes from the umask
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, dest)
@@ -92,6 +97,7 @@ class Cache:
         self.workspace = workspace
         self.link_type = link_type
         self._can_link: bool | None = None
+        self._can_clone = link_type == "reflink"
         self._manifests: dict[str, list[tuple[str, str]]] = {}
         self._complete: set[str] = set()  # folders (manifest ids) found with every object
 
@@ -176,6 +182,36 @@ class Cache:
             source.unlink(missing_ok=True)
             target.unlink(missing_ok=True)
 
+    def _copy(self, src: int, dst: int) -> None:
+        """Copy file contents: a reflink (shared extents, copy-on-write) where cache.type is
+        reflink and the filesystem can, else a copy in the kernel."""
+        if self._can_clone:
+            import fcntl
+
+            try:
+                fcntl.ioctl(dst, _FICLONE, src)
+                return
+            except OSError as exc:
+                if exc.errno not in (*NO_KERNEL_COPY, errno.ENOTTY):
+                    raise
+                self._can_clone = False  # ext4 and friends: asked once per command
+        copy_fd(src, dst)
+
+    def quarantine_if_linked(self, oid: str, inode: int) -> Path | None:
+        """Move object ``oid`` aside when it is the inode ``inode`` (a workspace file edited in
+        place while linked to it); where it went, or None when it is another inode."""
+        source = self.object_path(oid)
+        try:
+            if os.stat(source).st_ino != inode:
+                return None
+        except FileNotFoundError:
+            return None
+        folder = self.root / QUARANTINE
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / f"{oid}.{time.time_ns()}"
+        os.rename(source, dest)
+        return dest
+
     def _place(self, oid: str, dest: Path, writable: bool) -> None:
         """Make ``dest`` hold object ``oid``: a hardlink when allowed, else a copy."""
         source = self.object_path(oid)
@@ -186,7 +222,7 @@ class Cache:
             except OSError as exc:
                 if exc.errno not in (errno.EMLINK, errno.EXDEV):
                     raise
-                _copy_atomic(source, dest, WRITABLE)
+                _copy_atomic(source, dest, WRITABLE, self._copy)
                 return
             try:
                 os.replace(tmp, dest)
@@ -194,19 +230,26 @@ class Cache:
                 tmp.unlink(missing_ok=True)
                 raise
             return
-        _copy_atomic(source, dest, WRITABLE)
+        _copy_atomic(source, dest, WRITABLE, self._copy)
 
     # -- commit ------------------------------------------------------------------------------
-    def commit_file(self, path: Path, md5: str, inode: int | None = None) -> None:
-        """Put the file at ``path`` (whose hash is ``md5``) into the cache and link it back."""
-        if inode is None:
-            inode = os.stat(path).st_ino
+    def commit_file(
+        self, path: Path, md5: str, inode: int | None = None, nlink: int | None = None
+    ) -> None:
+        """Put the file at ``path`` (whose hash is ``md5``) into the cache and link it back.
+
+        A file with other hardlinks (a stage's ``ln out .scratch``) is copied in, never
+        linked: the cache must share no inode with anything a stage or a user can write.
+        """
+        if inode is None or nlink is None:
+            st = os.lstat(path)
+            inode, nlink = st.st_ino, st.st_nlink
         obj = self.object_path(md5)
         try:
             obj_st = os.stat(obj)
         except FileNotFoundError:
             obj.parent.mkdir(parents=True, exist_ok=True)
-            if self.can_link():
+            if self.can_link() and nlink == 1:
                 os.chmod(path, READ_ONLY)  # the inode becomes the object: protect it first
                 try:
                     os.link(path, obj)
@@ -216,11 +259,13 @@ class Cache:
                 except OSError as exc:
                     if exc.errno not in (errno.EMLINK, errno.EXDEV):
                         raise
-                    _copy_atomic(path, obj, READ_ONLY)
+                    _copy_atomic(path, obj, READ_ONLY, self._copy)
                     os.chmod(path, 0o644)
                     return
             else:
-                _copy_atomic(path, obj, READ_ONLY)
+                _copy_atomic(path, obj, READ_ONLY, self._copy)
+                if self.can_link():  # the workspace file becomes the object's own link
+                    self._place(md5, path, writable=False)
                 return
         if obj_st.st_ino == inode:
             return
@@ -244,7 +289,8 @@ class Cache:
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
         for path, inode, md5 in batch:
-            if can_link and md5 not in present:
+            nlink = os.lstat(path).st_nlink if can_link else 1
+            if can_link and md5 not in present and nlink == 1:
                 os.chmod(path, READ_ONLY)  # the inode becomes the object: protect it first
                 try:
                     _link_making_parent(path, os.path.join(base, md5[:2], md5[2:]))
@@ -253,7 +299,7 @@ class Cache:
                 except OSError as exc:
                     if exc.errno not in (errno.EEXIST, errno.EMLINK, errno.EXDEV):
                         raise
-            self.commit_file(Path(path), md5, inode)
+            self.commit_file(Path(path), md5, inode, nlink)
             present.add(md5)
         return []
 
@@ -263,7 +309,7 @@ class Cache:
         if dest.exists():
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(path, dest, READ_ONLY)
+        _copy_atomic(path, dest, READ_ONLY, self._copy)
 
     # -- checkout ----------------------------------------------------------------------------
     def is_safe_to_replace(self, path: Path, hasher: Hasher, label: str) -> bool:
@@ -392,7 +438,7 @@ class Cache:
 
     def _copy_batch(self, batch: Sequence[tuple[str, str]]) -> list[str]:
         """Copy each object to its target; return the objects the cache lacks."""
-        return self._each_object(batch, lambda source, item: copy_new(source, item[0]))
+        return self._each_object(batch, lambda source, item: copy_new(source, item[0], self._copy))
 
     def _link_batch(self, batch: Sequence[tuple[str, str, bool]]) -> list[str]:
         """Link (or copy) each object to its target; return the objects the cache lacks."""
@@ -407,7 +453,7 @@ class Cache:
                 except OSError as exc:
                     if exc.errno != errno.EMLINK:
                         raise
-                _copy_atomic(source, Path(target), WRITABLE)
+                _copy_atomic(source, Path(target), WRITABLE, self._copy)
             else:
                 self._place(md5, Path(target), writable=False)
 
@@ -479,6 +525,8 @@ def held_objects(cache_root: Path, object_ids: Iterable[str]) -> set[str]:
 
 
 STAGING = "checkout-"  # a folder being copied out under .repro/tmp (fsutil.staging_name)
+QUARANTINE = "quarantine"  # damaged objects, moved aside by Cache.quarantine_if_linked
+_FICLONE = 0x40049409  # linux/fs.h: make dst share src's extents
 
 
 def _link_making_parent(source: str, dest: str) -> None:
@@ -500,14 +548,21 @@ def _remove_empty_dirs(root: Path) -> None:
 
 
 def unprotect(path: Path) -> None:
-    """Replace linked files below ``path`` with private writable copies; the cache is untouched."""
-    if path.is_dir():
-        for folder, _dirs, files in os.walk(path):
+    """Replace linked files below ``path`` with private writable copies; the cache is untouched.
+
+    ``path`` has passed the path-safety check; below it only regular files are copied (a
+    symlink would make the copy read whatever it points to)."""
+    st = os.lstat(path)
+    if stat_mod.S_ISDIR(st.st_mode):
+        for folder, _dirs, files in os.walk(path):  # never descends through a symlink
             for name in files:
                 _unprotect_file(Path(folder) / name)
-    elif path.exists():
+    else:
         _unprotect_file(path)
 
 
 def _unprotect_file(path: Path) -> None:
+    st = os.lstat(path)
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise ReproError(f"'{path}' is not a regular file (a symlink, fifo or device); left alone")
     _copy_atomic(path, path, WRITABLE)

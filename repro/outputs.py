@@ -11,16 +11,55 @@ from pathlib import Path
 from repro.cache import Conflict
 from repro.errors import ReproError
 from repro.hashing import read_path_md5
-from repro.paths import escapes_via_symlink
+from repro.paths import inside
 from repro.project import Project
 from repro.stage import Out
 
 
 def current_md5(project: Project, path: str) -> str | None:
     """The object id of what is at ``path`` now, or None when nothing is there."""
-    if escapes_via_symlink(project.root, path):
-        raise ReproError(f"'{path}' lies behind a symlink that leads out of the project")
-    return read_path_md5(project.hasher, project.root / path, path)
+    full = inside(project.root, path, "path")
+    now = read_path_md5(project.hasher, full, path)
+    if now is not None:
+        catch_in_place_edits(project, path, now)
+    return now
+
+
+def catch_in_place_edits(project: Project, path: str, now: str) -> None:
+    """Quarantine the cache objects that an edit of ``path`` changed in place.
+
+    With hardlinks an output shares its inode with its cache object; 0444 stops a stage and
+    an ordinary user, not root (nor a user who chmods it). An output repro linked as object X
+    that now hashes to something else, while still on X's inode, changed X too: X must never
+    be checked out, restored or pushed again as X.
+    """
+    if project.link_type != "hardlink":
+        return  # copies and reflinks share no inode with the cache
+    was = project.state.linked().get(path)
+    if was is None or was == now:
+        return
+    cache = project.cache
+    full = project.root / path
+    suspects: list[tuple[str, int]] = []  # (object id it was linked as, inode now)
+    if was.endswith(".dir"):
+        if not now.endswith(".dir") or not cache.exists(was):
+            return
+        old = dict(cache.read_manifest(was))
+        info = project.hasher.hash_dir(str(full), path)
+        for entry, (rel, md5) in zip(info.files, info.entries, strict=True):
+            before = old.get(rel)
+            if before is not None and before != md5:
+                suspects.append((before, entry.key[0]))
+    elif not now.endswith(".dir"):
+        suspects.append((was, os.lstat(full).st_ino))
+    for oid, inode in suspects:
+        where = cache.quarantine_if_linked(oid, inode)
+        if where is not None and project.warn is not None:
+            project.warn(
+                f"'{path}' was edited in place while hardlinked to cache object {oid}, which "
+                f"changed with it; the damaged object is quarantined in {where} and will not "
+                "be checked out or pushed ('repro pull' restores it from a remote that has it)"
+            )
 
 
 def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
@@ -29,9 +68,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     ``keep_copy`` stores an uncached output's bytes as well (the run-cache restores them later),
     without linking or protecting the workspace file.
     """
-    full = project.root / out.path
-    if escapes_via_symlink(project.root, out.path):
-        raise ReproError(f"output '{out.path}' lies behind a symlink that leads out of the project")
+    full = inside(project.root, out.path, "output")
     try:
         st = os.lstat(full)
     except FileNotFoundError:
@@ -40,12 +77,18 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
         raise ReproError(
             f"output '{out.path}' is a symlink; outputs must be regular files or folders"
         )
+    if not stat_mod.S_ISDIR(st.st_mode) and not stat_mod.S_ISREG(st.st_mode):
+        raise ReproError(
+            f"output '{out.path}' is a fifo, socket or device; outputs must be regular files "
+            "or folders"
+        )
     cache = project.cache
     hasher = project.hasher
     if stat_mod.S_ISDIR(st.st_mode):
         if out.cache and _already_committed(project, out.path):
             return out._replace(md5=project.state.linked()[out.path])
         info = hasher.hash_dir(str(full), out.path)
+        catch_in_place_edits(project, out.path, info.oid)
         if out.cache:
             cache.commit_dir(full, info)
             project.state.put_link(out.path, info.oid)
@@ -55,8 +98,9 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
             cache.save_bytes(info.oid, info.manifest)
         return out._replace(md5=info.oid)
     md5 = hasher.hash_file(str(full), st)
+    catch_in_place_edits(project, out.path, md5)
     if out.cache:
-        cache.commit_file(full, md5, st.st_ino)
+        cache.commit_file(full, md5, st.st_ino, st.st_nlink)
         project.state.put_link(out.path, md5)
     elif keep_copy:
         cache.save_copy(full, md5)
@@ -76,9 +120,7 @@ def checkout(
     project: Project, path: str, oid: str, force: bool, cached: bool = True
 ) -> list[Conflict]:
     """Make ``path`` hold object ``oid``; return the paths it refused to overwrite."""
-    full = project.root / path
-    if escapes_via_symlink(project.root, path):
-        raise ReproError(f"'{path}' lies behind a symlink that leads out of the project")
+    full = inside(project.root, path, "output")
     cache = project.cache
     hasher = project.hasher
     if oid.endswith(".dir"):
@@ -114,9 +156,13 @@ def _linked(project: Project, oid: str, full: Path) -> bool:
 
 def remove(project: Project, path: str) -> None:
     """Delete an output from the workspace (the cache keeps its objects)."""
-    full = project.root / path
-    if os.path.isdir(full) and not os.path.islink(full):
-        shutil.rmtree(full)
-    elif os.path.lexists(full):
+    full = inside(project.root, path, "output")
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat_mod.S_ISDIR(st.st_mode):
+        shutil.rmtree(full)  # never follows a symlink inside (its fd-based walk)
+    elif st is not None:
         os.unlink(full)
     project.state.drop_link(path)

@@ -43,11 +43,60 @@ def overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-def escapes_via_symlink(root: Path, rel: str) -> bool:
-    """True when a parent folder of ``rel`` is a symlink that leads out of the project."""
-    real_root = os.path.realpath(root)
-    parent = os.path.dirname(rel)
-    if not parent:
-        return False
-    real = os.path.realpath(root / parent)
-    return not (real == real_root or real.startswith(real_root + os.sep))
+# -- the path-safety layer ----------------------------------------------------------------------
+# Every path repro reads, writes, deletes or mounts in the workspace goes through ``inside``
+# at the moment of use. Stage files, manifests, the CLI and config are checked on their text
+# first (check_relative); this adds what the text cannot show: a symlink on the way that leads
+# out of the project or into .git/.repro. Checking at use is race-free because nothing else
+# writes the workspace meanwhile: other repro commands wait for the project lock, a serial run
+# has no stage running while repro touches outputs, and parallel runs pause their running
+# stages around these steps (Runner.quiet).
+_REAL_ROOTS: dict[str, str] = {}
+
+
+def real_root(root: Path | str) -> str:
+    key = os.fspath(root)
+    found = _REAL_ROOTS.get(key)
+    if found is None:
+        found = _REAL_ROOTS[key] = os.path.realpath(key)
+    return found
+
+
+def inside(root: Path, rel: str, what: str, allow_root: bool = False) -> Path:
+    """``root / rel``, once no symlink along it (the last component's included) leads out of
+    the project or into .git/.repro; ``rel`` is a project-relative path checked on its text.
+    A last component that is a symlink within the project is the caller's to refuse."""
+    base = real_root(root)
+    if os.path.normpath(rel) == ".":
+        if not allow_root:
+            raise ReproError(f"{what} '{rel}' is the project root itself; name a file or folder")
+        return root
+    real = os.path.realpath(os.path.join(base, rel))
+    if real == base or not real.startswith(base + os.sep):
+        raise _escape(base, rel, what, "leads out of the project")
+    first = real[len(base) + 1 :].split(os.sep, 1)[0]
+    if first in RESERVED:
+        raise _escape(base, rel, what, f"leads into {first}/")
+    return root / rel
+
+
+def _escape(root: str, rel: str, what: str, where: str) -> ReproError:
+    """The refusal, naming the first symlink on the way and where it points."""
+    parts = rel.split("/")
+    for count in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:count])
+        candidate = os.path.join(root, prefix)
+        if os.path.islink(candidate):
+            target = os.readlink(candidate)
+            return ReproError(
+                f"{what} '{rel}' {where} through the symlink '{prefix}' -> '{target}'; "
+                "remove the link or name the real path inside the project"
+            )
+    return ReproError(f"{what} '{rel}' {where}; name a path inside the project")
+
+
+def check_stage_paths(root: Path, paths: list[tuple[str, str]]) -> None:
+    """``inside`` for each (path, what) of a stage as loaded: a stage file that names a path
+    through a symlink out of the project is refused before anything runs."""
+    for rel, what in paths:
+        inside(root, rel, what, allow_root=True)

@@ -12,7 +12,7 @@ from repro import walk
 from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
-from repro.paths import overlaps
+from repro.paths import check_stage_paths, overlaps, real_root
 from repro.stage import Stage
 
 if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
@@ -30,6 +30,35 @@ GITIGNORE = """\
 /state.db-*
 /lock
 """
+
+
+# Pseudo filesystems and device nodes: a cache there would lose data or hang.
+_NOT_A_DISK = ("/proc", "/sys")
+
+
+def _check_cache_dir(root: Path, configured: str, path: Path) -> None:
+    """Refuse a cache.dir that stages could write, or that is no folder on a disk.
+
+    Inside the work tree (but outside .repro) the cache would be mounted read-write into
+    every stage and be seen by git: refused, not hidden.
+    """
+    real = os.path.realpath(path)
+    base = real_root(root)
+    hint = "set cache.dir to a folder on a disk outside the project, or unset it"
+    if (real == base or real.startswith(base + os.sep)) and not real.startswith(
+        os.path.join(base, REPRO_DIR) + os.sep
+    ):
+        raise ReproError(
+            f"cache.dir '{configured}' lies inside the project, where stages could change it "
+            f"and git would see it; {hint}"
+        )
+    if any(real == top or real.startswith(top + os.sep) for top in _NOT_A_DISK):
+        raise ReproError(f"cache.dir '{configured}' is on {real}, not on a disk; {hint}")
+    existing = real
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ReproError(f"cache.dir '{configured}' is not a folder ({existing} is not); {hint}")
 
 
 def find_root(start: Path) -> Path:
@@ -53,16 +82,29 @@ def find_git_root(start: Path) -> Path | None:
 class Project:
     """Paths, config, cache and state of one project; parts are built on first use."""
 
-    def __init__(self, root: Path, notify: Notify | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        notify: Notify | None = None,
+        progress: bool = True,
+        warn: Notify | None = None,
+    ) -> None:
         self.root = root
         self.repro_dir = root / REPRO_DIR
         self.notify = notify
+        self.warn = warn
         self.progress = progress
         stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
 
     @classmethod
-    def find(cls, cwd: Path, notify: Notify | None = None, progress: bool = True) -> Project:
-        return cls(find_root(cwd), notify, progress)
+    def find(
+        cls,
+        cwd: Path,
+        notify: Notify | None = None,
+        progress: bool = True,
+        warn: Notify | None = None,
+    ) -> Project:
+        return cls(find_root(cwd), notify, progress, warn)
 
     @cached_property
     def config(self) -> Config:
@@ -74,13 +116,31 @@ class Project:
         if not configured:
             return self.repro_dir / "cache"
         path = Path(os.path.expanduser(configured))
-        return path if path.is_absolute() else (self.repro_dir / path).resolve()
+        path = path if path.is_absolute() else (self.repro_dir / path).resolve()
+        _check_cache_dir(self.root, configured, path)
+        return path
+
+    @cached_property
+    def link_type(self) -> str:
+        """cache.type, or the default: hardlinks for ordinary users (0444 protects them),
+        reflinks or else copies for root, whom 0444 does not stop from editing a linked file
+        in place and so the cache object with it."""
+        configured = self.config.get("cache.type")
+        if configured is None:
+            return "reflink" if os.geteuid() == 0 else "hardlink"
+        if configured == "hardlink" and os.geteuid() == 0 and self.warn is not None:
+            self.warn(
+                "cache.type is hardlink and you are root: an in-place edit of a linked output "
+                "changes its cache object too (repro detects it and quarantines the object); "
+                "'repro config --unset cache.type' uses reflinks or copies instead"
+            )
+        return configured
 
     @cached_property
     def cache(self) -> Cache:
         from repro.cache import Cache
 
-        return Cache(self.cache_dir, self.root, self.config.get("cache.type") or "hardlink")
+        return Cache(self.cache_dir, self.root, self.link_type)
 
     @cached_property
     def state(self) -> StateDB:
@@ -116,7 +176,15 @@ class Project:
         return walk.stage_files(str(self.root), outs_of)
 
     def stages(self) -> list[Stage]:
-        return [stage_mod.load(self.root, path) for path in self.stage_files()]
+        """Every stage of the work tree, each refused when a path it names leads through a
+        symlink out of the project or into .git/.repro (targeted commands load them all)."""
+        stages = [stage_mod.load(self.root, path) for path in self.stage_files()]
+        for stage in stages:
+            try:
+                check_stage_paths(self.root, _paths_of(stage))
+            except ReproError as exc:
+                raise ReproError(f"stage file '{stage.path}' refused: {exc}") from None
+        return stages
 
     def stage_for_out(self, path: str) -> Stage | None:
         for stage in self.stages():
@@ -127,3 +195,13 @@ class Project:
     def close(self) -> None:
         if "state" in self.__dict__:
             self.state.close()
+
+
+def _paths_of(stage: Stage) -> list[tuple[str, str]]:
+    """Every workspace path a stage names, with what it is (for messages)."""
+    return [
+        (stage.path, "stage file"),
+        (stage.work_dir, "working directory"),
+        *((dep.path, "dependency") for dep in stage.deps),
+        *((out.path, "output") for out in stage.outs),
+    ]

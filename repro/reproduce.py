@@ -7,6 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -15,6 +16,7 @@ from repro import stage as stage_mod
 from repro.cache import ObjectsMissing
 from repro.errors import ReproError, StageFailed
 from repro.graph import Graph
+from repro.paths import inside
 from repro.project import Project
 from repro.runners import Runner, RunSpec
 from repro.stage import Dep, Image, Out, Stage
@@ -145,10 +147,16 @@ def execute(
     events: Events,
 ) -> tuple[Stage, bool]:
     """Run one stage (or restore it from the run-cache); return it as written, and whether
-    it came from the run-cache."""
+    it came from the run-cache.
+
+    Every step that checks and then changes the workspace runs inside ``runner.quiet()``: in
+    a parallel run no other stage executes meanwhile, so none can swap a path for a symlink
+    between the check and the change.
+    """
     if stage.is_data_source:
-        outs = tuple(outputs.commit(project, out) for out in stage.outs)
-        return _finish(project, stage, None, {}, outs), False
+        with _quiet(runner):
+            outs = tuple(outputs.commit(project, out) for out in stage.outs)
+            return _finish(project, stage, None, {}, outs), False
     if stage.image is None:
         raise ReproError(
             f"stage '{stage.path}' names no image; give --image or set one with "
@@ -156,15 +164,18 @@ def execute(
         )
     assert runner is not None
     image = _ensure_image(project, runner, stage.image, options.pinned, events)
-    dep_md5s = hash_deps(project, stage)
-    if options.run_cache:
-        restored = restore_from_run_cache(project, stage, image, dep_md5s)
-        if restored is not None:
-            events.info(f"Restored '{stage.path}' from the run-cache; no container started.")
-            return restored, True
-    for out in stage.outs:
-        outputs.remove(project, out.path)
-        (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+    with runner.quiet():
+        dep_md5s = hash_deps(project, stage)
+        if options.run_cache:
+            restored = restore_from_run_cache(project, stage, image, dep_md5s)
+            if restored is not None:
+                events.info(f"Restored '{stage.path}' from the run-cache; no container started.")
+                return restored, True
+        for out in stage.outs:
+            outputs.remove(project, out.path)
+            (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+        workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
+        read_only = _read_only_paths(project, stage, graph)
     events.info(f"Running command:\n\t{stage.cmd}")
     tail = _Tail()
 
@@ -177,24 +188,25 @@ def execute(
         cmd=str(stage.cmd),
         image_id=str(image.id),
         project_root=project.root,
-        workdir=project.root / stage.work_dir,
+        workdir=workdir,
         network=stage.network,
-        read_only=_read_only_paths(project, stage, graph),
+        read_only=read_only,
         resources=stage.resources,
     )
-    code = runner.run(spec, log)
+    code = runner.run(spec, log)  # checks the mounts again, with the others paused
     if code != 0:
         raise StageFailed(stage.path, code, tail.text())
-    missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
-    if missing:
-        raise ReproError(
-            f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
-            "fix the command or the -o path"
-        )
-    outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
-    # Remembered even under --no-run-cache: that flag only stops restoring.
-    runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
-    return _finish(project, stage, image, dep_md5s, outs), False
+    with runner.quiet():
+        missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
+        if missing:
+            raise ReproError(
+                f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
+                "fix the command or the -o path"
+            )
+        outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+        # Remembered even under --no-run-cache: that flag only stops restoring.
+        runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
+        return _finish(project, stage, image, dep_md5s, outs), False
 
 
 def _ensure_image(
@@ -221,6 +233,10 @@ def _ensure_image(
             raise
         events.info(f"Loaded image {image.id[:19]}… from the remote.")
         return runner.ensure(image, pinned)
+
+
+def _quiet(runner: Runner | None) -> AbstractContextManager[None]:
+    return nullcontext() if runner is None else runner.quiet()
 
 
 def changes_of(project: Project, stage: Stage, runner: Runner | None, pinned: bool) -> list[Change]:
@@ -274,7 +290,8 @@ def _step(
     outcome: Outcome,
 ) -> None:
     stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
-    changes = changes_of(project, stage, runner, options.pinned)
+    with _quiet(runner):
+        changes = changes_of(project, stage, runner, options.pinned)
     forced = options.force and is_target
     if not changes and not forced:
         events.info(f"Stage '{name}' didn't change.")

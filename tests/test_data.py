@@ -24,6 +24,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 def test_add_links_read_only_objects_without_copying(project: Project) -> None:
+    project.ok("config", "cache.type", "hardlink")  # an ordinary user's default
     make_tree(project.root / "data", 20, folders=2)
     inodes = {p: p.stat().st_ino for p in (project.root / "data").rglob("*") if p.is_file()}
     result = project.ok("add", "data")
@@ -109,6 +110,7 @@ def test_stale_out_that_the_user_changed_is_kept(project: Project) -> None:
 
 def test_protected_output_cannot_be_edited_until_unprotected(public_project: Project) -> None:
     project = public_project
+    project.ok("config", "cache.type", "hardlink")  # an ordinary user's default
     project.write("data/a.txt", "original")
     project.ok("add", "data")
     target = project.root / "data" / "a.txt"
@@ -170,6 +172,7 @@ def test_link_support_is_probed_once(project: Project, monkeypatch: pytest.Monke
         return real(self)
 
     monkeypatch.setattr(Cache, "_probe_link", counting)
+    project.ok("config", "cache.type", "hardlink")
     make_tree(project.root / "data", 200, folders=4)
     project.ok("add", "data")
     import shutil
@@ -339,6 +342,7 @@ def test_a_new_folder_whose_checkout_fails_midway_is_removed(
     had begun is gone, so the next checkout makes it whole."""
     import errno
 
+    project.ok("config", "cache.type", "hardlink")
     make_tree(project.root / "data", 1200, folders=12)
     project.ok("add", "data")
     expected = _bytes(project.root / "data")

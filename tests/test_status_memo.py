@@ -43,7 +43,11 @@ def _status(cwd: Path, *args: str) -> tuple[int, bool, str]:
 
 @pytest.fixture
 def tracked(project: Project) -> Project:
-    """A project with a folder and a file added, all settled, and a clean status behind it."""
+    """A project with a folder and a file added, all settled, and a clean status behind it.
+
+    Hardlinks: a replaced file then gets a new inode (with copies the freed inode may come
+    back, with the same size and mtime a file is then the same to any stat-based memo)."""
+    project.ok("config", "cache.type", "hardlink")
     make_tree(project.root / "data", 40, folders=4)
     project.write("model.bin", "weights")
     os.utime(project.root / "model.bin", ns=(OLD_NS, OLD_NS))
@@ -188,7 +192,7 @@ def test_a_symlink_on_the_way_reaches_the_full_status(tracked: Project, tmp_path
         [sys.executable, "-m", "repro", "status"], cwd=tracked.root, capture_output=True, text=True
     )
     assert done.returncode == 1
-    assert "lies behind a symlink that leads out of the project" in done.stderr
+    assert "leads out of the project through the symlink 'nested'" in done.stderr
 
 
 def test_a_torn_memo_is_ignored_and_rewritten(tracked: Project) -> None:

@@ -9,4 +9,4 @@ from repro.ui import UI
 
 
 def open_project(ui: UI) -> Project:
-    return Project.find(Path.cwd(), notify=ui.info, progress=ui.progress)
+    return Project.find(Path.cwd(), notify=ui.info, progress=ui.progress, warn=ui.warn)

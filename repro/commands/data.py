@@ -14,7 +14,7 @@ from repro.checkout import checkout
 from repro.commands import open_project
 from repro.errors import ReproError
 from repro.graph import build
-from repro.paths import from_user, overlaps
+from repro.paths import from_user, inside, overlaps
 from repro.project import Project
 from repro.stage import STAGE_SUFFIX, Out, Stage
 from repro.status import stage_changes
@@ -58,7 +58,7 @@ def cmd_add(args: argparse.Namespace, ui: UI) -> int:
                         f"'{rel}' overlaps output '{other.out_paths()[0]}' of '{other.path}'; "
                         "an output belongs to one stage"
                     )
-            if not os.path.lexists(project.root / rel):
+            if not os.path.lexists(inside(project.root, rel, "path")):
                 raise ReproError(f"'{raw}' does not exist")
             out = outputs.commit(project, Out(rel))
             stage = Stage(path=stage_path, outs=(out,)).with_md5()
@@ -152,9 +152,10 @@ def cmd_unprotect(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     for raw in args.paths:
         rel = from_user(project.root, Path.cwd(), raw, "path")
-        if not os.path.lexists(project.root / rel):
+        full = inside(project.root, rel, "path")
+        if not os.path.lexists(full):
             raise ReproError(f"'{raw}' does not exist")
-        unprotect(project.root / rel)
+        unprotect(full)
         ui.info(f"Unprotected '{rel}': it is now a private writable copy")
     return 0
 
@@ -176,7 +177,7 @@ def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
                     outputs.remove(project, out.path)
                 else:
                     project.state.drop_link(out.path)
-            (project.root / stage.path).unlink()
+            inside(project.root, stage.path, "stage file").unlink()
             ui.info(f"Removed stage '{stage.path}'" + (" and its outputs" if args.outs else ""))
     return 0
 
