@@ -8,7 +8,7 @@ import stat as stat_mod
 import time
 from pathlib import Path
 
-from repro.cache import Conflict
+from repro.cache import Conflict, ObjectsMissing
 from repro.errors import ReproError
 from repro.hashing import read_path_md5
 from repro.paths import inside
@@ -129,6 +129,8 @@ def checkout(
         existing = None
         if os.path.lexists(full):
             existing = current_md5(project, path) if not os.path.islink(full) else "symlink"
+        if not cache.exists(oid):  # quarantined just now, by the look at what is there
+            raise ObjectsMissing(full, [oid])
         if existing == oid and (not cached or _linked(project, oid, full)):
             conflicts = []
         elif (

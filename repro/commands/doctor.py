@@ -32,7 +32,10 @@ def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
     ui.out(f"Project: {project.root}")
     ui.out(f"Cache: {project.cache_dir}")
     link = "hardlink" if project.cache.can_link() else "copy"
-    ui.out(f"Cache type: {project.config.get('cache.type') or 'hardlink'} (in effect: {link})")
+    if project.link_type == "reflink":
+        link = "reflink where the filesystem can, else copy"
+    chosen = project.config.get("cache.type") or f"{project.link_type} (the default for this user)"
+    ui.out(f"Cache type: {chosen} (in effect: {link})")
     remotes = project.config.remotes()
     default = project.config.get("core.remote")
     for name, options in sorted(remotes.items()):

@@ -1,0 +1,178 @@
+"""A hostile repository: symlinks committed next to stage files must not carry repro out of the
+project or into .git/.repro, whatever command meets them (issue 15, class 1, 3, 7)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from helpers import TEST_IMAGE, Project
+
+from repro import stage as stage_mod
+from repro.stage import Dep, Image, Out, Stage
+
+
+def _one_line_error(result, *words: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.code == 1, (result.code, result.err, result.out)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (not following links), with its bytes."""
+    found = {}
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                found[str(path.relative_to(folder))] = path.read_bytes()
+    return found
+
+
+def _cached_stage(project: Project, stage_path: str, out: str, content: bytes) -> None:
+    """A data stage whose output ``out`` names ``content``, which is put in the cache (as a
+    clone that pulled it would have it)."""
+    md5 = hashlib.md5(content).hexdigest()
+    obj = project.root / ".repro" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(content)
+    obj.chmod(0o444)
+    stage_mod.write(project.root, Stage(path=stage_path, outs=(Out(out, md5),)).with_md5())
+
+
+def test_output_through_a_link_into_git_is_never_written(project: Project) -> None:
+    (project.root / "gl").symlink_to(".git")
+    _cached_stage(project, "evil.repro", "gl/config", b"[core]\n\tfsmonitor = touch /tmp/pwned\n")
+    before = (project.root / ".git" / "config").read_bytes()
+    for command in (["checkout"], ["checkout", "-f"], ["status"], ["commit"], ["repro"]):
+        _one_line_error(project.repro(*command), "evil.repro", "'gl' -> '.git'", "into .git")
+    assert (project.root / ".git" / "config").read_bytes() == before
+
+
+def test_output_through_a_link_into_repro_is_never_written(project: Project) -> None:
+    (project.root / "rl").symlink_to(".repro")
+    _cached_stage(project, "evil.repro", "rl/config.local", b"[core]\nremote = evil\n")
+    _one_line_error(project.repro("checkout"), "into .repro")
+    assert not (project.root / ".repro" / "config.local").exists()
+
+
+def test_git_objects_are_not_deleted_through_a_link(project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+    (project.root / "gl").symlink_to(".git")
+    stage_mod.write(
+        project.root,
+        Stage(path="wipe.repro", cmd="true", image=Image(TEST_IMAGE), outs=(Out("gl/objects"),)),
+    )
+    objects = _snapshot(project.root / ".git" / "objects")
+    for command in (["repro"], ["repro", "wipe.repro"], ["repro", "-f", "wipe.repro"]):
+        _one_line_error(project.repro(*command), "gl/objects", "into .git")
+    assert _snapshot(project.root / ".git" / "objects") == objects
+
+
+def test_the_engine_socket_is_never_reached_through_a_link(project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+    (project.root / "sockdir").symlink_to("/var/run")
+    stage_mod.write(
+        project.root,
+        Stage(
+            path="use.repro",
+            cmd="ls -l sockdir/docker.sock > seen.txt",
+            image=Image(TEST_IMAGE),
+            deps=(Dep("sockdir/docker.sock"),),
+            outs=(Out("seen.txt"),),
+        ),
+    )
+    result = project.repro("repro")
+    _one_line_error(result, "sockdir/docker.sock", "out of the project", "'sockdir' -> '/var/run'")
+    assert not (project.root / "seen.txt").exists()
+
+
+def test_a_stage_that_plants_a_link_and_a_stage_file_gets_nothing(
+    project: Project, docker_client  # type: ignore[no-untyped-def]
+) -> None:
+    """The first stage writes a symlink to /var/run and a hidden stage file that names the
+    engine's socket as an output of its own; the next command refuses that stage file."""
+    plant = (
+        "ln -s /var/run sockdir && mkdir -p .hidden && "
+        "printf 'cmd: cat sockdir/docker.sock\\nimage:\\n  name: "
+        + TEST_IMAGE
+        + "\\nouts:\\n- path: ../sockdir/docker.sock\\n' > .hidden/evil.repro && echo done > a.txt"
+    )
+    project.ok("run", "-o", "a.txt", plant)
+    assert (project.root / ".hidden" / "evil.repro").exists()
+    for command in (["repro"], ["repro", "a.txt.repro"], ["status"], ["checkout"]):
+        _one_line_error(project.repro(*command), ".hidden/evil.repro", "out of the project")
+    assert os.path.exists("/var/run/docker.sock")
+
+
+def test_a_link_made_by_an_upstream_stage_is_refused_at_use(
+    project: Project, docker_client  # type: ignore[no-untyped-def]
+) -> None:
+    """Loading found no link (it did not exist yet); the first stage makes it; the second
+    stage's output would delete .git/config through it."""
+    project.ok("run", "--no-exec", "-f", "first.repro", "-o", "made", "rm -rf gl; ln -s .git gl; echo > made")
+    project.ok("run", "--no-exec", "-f", "second.repro", "-d", "made", "-o", "gl/config",
+               "echo pwned > gl/config")
+    before = (project.root / ".git" / "config").read_bytes()
+    _one_line_error(project.repro("repro"), "gl/config", "into .git")
+    assert (project.root / ".git" / "config").read_bytes() == before
+
+
+def test_run_and_remove_never_delete_outside_through_a_link(
+    project: Project, tmp_path: Path, docker_client  # type: ignore[no-untyped-def]
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("precious")
+    (project.root / "lnk").symlink_to(outside)
+    _one_line_error(project.repro("run", "-o", "lnk/keep", "echo x > lnk/keep"), "lnk/keep")
+    _one_line_error(project.repro("add", "lnk/keep"), "lnk/keep")
+    _one_line_error(project.repro("unprotect", "lnk/keep"), "lnk/keep")
+    stage_mod.write(project.root, Stage(path="k.repro", outs=(Out("lnk/keep"),)))
+    _one_line_error(project.repro("remove", "--outs", "k.repro"), "lnk/keep")
+    assert (outside / "keep").read_text() == "precious"
+
+
+def test_working_directory_outside_the_project_is_refused(
+    project: Project, tmp_path: Path, docker_client  # type: ignore[no-untyped-def]
+) -> None:
+    (project.root / "up").symlink_to(tmp_path)
+    stage_mod.write(
+        project.root,
+        Stage(path="w.repro", cmd="touch here", wdir="up", image=Image(TEST_IMAGE),
+              outs=(Out("up/here"),)),
+    )
+    _one_line_error(project.repro("repro"), "out of the project")
+    assert not (tmp_path / "here").exists()
+
+
+def test_links_inside_the_project_still_work(project: Project) -> None:
+    """Only links that leave the project or enter .git/.repro are refused."""
+    (project.root / "real").mkdir()
+    (project.root / "real" / "a.txt").write_text("a")
+    (project.root / "alias").symlink_to("real")
+    project.ok("add", "alias/a.txt")
+    assert (project.root / "real" / "a.txt").read_text() == "a"
+
+
+@pytest.mark.parametrize("where", ["../mycache", "../.hidden/c", "../data/cache"])
+def test_a_cache_inside_the_project_is_refused(project: Project, where: str) -> None:
+    project.write("f.txt", "x")
+    project.ok("config", "cache.dir", where)
+    _one_line_error(project.repro("add", "f.txt"), "inside the project")
+    assert not (project.root / "f.txt.repro").exists()
+
+
+@pytest.mark.parametrize("where", ["/proc/self/cache", "/dev/null", "/dev/null/cache", "/sys/x"])
+def test_a_cache_on_no_disk_is_refused(project: Project, where: str) -> None:
+    project.write("f.txt", "x")
+    project.ok("config", "cache.dir", where)
+    _one_line_error(project.repro("add", "f.txt"), "cache.dir")
+    assert not (project.root / "f.txt.repro").exists()
+
+
+def test_a_fifo_output_is_refused_without_hanging(project: Project) -> None:
+    os.mkfifo(project.root / "pipe")
+    _one_line_error(project.repro("add", "pipe"), "pipe", "fifo")
