@@ -55,6 +55,16 @@ def test_sockets_fifos_and_devices_are_never_mounted(tmp_path: Path) -> None:
         listener.close()
 
 
+def test_a_path_climbing_out_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "outside").write_text("x")
+    with pytest.raises(ReproError, match="outside the project"):
+        mount_target(root, root / "sub" / ".." / ".." / "outside")
+    with pytest.raises(ReproError, match="outside the project"):
+        mount_target(root, tmp_path / "outside")
+
+
 def test_a_symlink_inside_mounts_its_real_target(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     (root / "real").mkdir(parents=True)

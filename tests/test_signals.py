@@ -16,10 +16,21 @@ from helpers import Project
 pytestmark = pytest.mark.docker
 
 
-def _start_stage(project: Project, docker_client, cmd: str = "sleep 60; touch out"):  # type: ignore[no-untyped-def]
+# repro, made unable to run the interpreter again, so that the reaper is a forked copy of it.
+FORKED_REAPER = (
+    "import sys; from repro.runners import reaper; "
+    "reaper._exec = lambda *args: (_ for _ in ()).throw(PermissionError(13, 'private')); "
+    "from repro.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _start_stage(  # type: ignore[no-untyped-def]
+    project: Project, docker_client, cmd: str = "sleep 60; touch out", forked: bool = False
+):
     """``repro run`` in its own process, returned once its stage container runs."""
+    repro = ["-c", FORKED_REAPER] if forked else ["-m", "repro"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "repro", "run", "-o", "out", cmd],
+        [sys.executable, *repro, "run", "-o", "out", cmd],
         cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     label = {"label": f"repro.project={project.root}"}
@@ -45,13 +56,19 @@ def _children(pid: int) -> list[int]:
 
 
 def _reaper_of(pid: int) -> int:
-    for child in _children(pid):
+    """The reaper repro started: its child running the reaper, or a forked copy of repro in
+    a session of its own."""
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pid:
+            continue
         try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            forked = cmdline == own and os.getsid(int(entry)) == int(entry)
         except OSError:
             continue
-        if b"repro.runners.reaper" in cmdline:
-            return child
+        if forked or (b"repro.runners.reaper" in cmdline and int(entry) in _children(pid)):
+            return int(entry)
     pytest.fail(f"repro (pid {pid}) started no reaper")
 
 
@@ -95,9 +112,10 @@ def test_sigterm_and_sighup_stop_and_remove_the_container(
     assert project.repro("run", "-o", "out", "touch out").code == 0
 
 
-def test_kill_9_leaves_no_container(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("forked", [False, True], ids=["exec", "fork"])
+def test_kill_9_leaves_no_container(docker_project: Project, docker_client, forked: bool) -> None:  # type: ignore[no-untyped-def]
     project = docker_project
-    proc = _start_stage(project, docker_client)
+    proc = _start_stage(project, docker_client, forked=forked)
     reaper = _reaper_of(proc.pid)
     label = {"label": f"repro.project={project.root}"}
     proc.kill()

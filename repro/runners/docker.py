@@ -462,6 +462,11 @@ def mount_target(root: Path, path: Path) -> Path | None:
                 )
             step = resolved
         current = step
+    if ".." in parts or not _inside(os.path.realpath(current), real_root):
+        raise ReproError(
+            f"refusing to mount '{shown}' into a stage: it lies outside the project; "
+            "use a path inside the project"
+        )
     try:
         mode = os.lstat(current).st_mode
     except FileNotFoundError:

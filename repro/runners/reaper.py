@@ -40,34 +40,18 @@ class Reaper:
     def __init__(self) -> None:
         self.session = secrets.token_hex(8)
         read_fd, self._write_fd = os.pipe()  # both O_CLOEXEC: no git or engine call inherits it
-        search_path = _search_path()
         try:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-I",
-                    "-c",
-                    _BOOT,
-                    json.dumps(search_path),
-                    str(read_fd),
-                    self.session,
-                ],
-                pass_fds=(read_fd,),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,  # Ctrl-C and a killed process group do not reach it
-            )
+            try:
+                _exec(read_fd, self.session)
+            except OSError:
+                # The interpreter cannot be run again (a private install, say): a forked copy
+                # of this one will do, even though it shares the parent's state.
+                _fork(read_fd, self.session)
         except BaseException:
             os.close(self._write_fd)
             raise
         finally:
             os.close(read_fd)
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
 
     def close(self) -> None:
         """Tell the reaper repro is done: it sweeps this session's containers and exits."""
@@ -76,6 +60,39 @@ class Reaper:
                 os.write(self._write_fd, _CLEAN_END)
             os.close(self._write_fd)
             self._write_fd = -1
+
+
+def _exec(read_fd: int, session_id: str) -> None:
+    # Not waited for: subprocess reaps it later, or init does once repro is gone.
+    subprocess.Popen(
+        [sys.executable, "-I", "-c", _BOOT, json.dumps(_search_path()), str(read_fd), session_id],
+        pass_fds=(read_fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+        start_new_session=True,  # Ctrl-C and a killed process group do not reach it
+    )
+
+
+def _fork(read_fd: int, session_id: str) -> None:
+    """The reaper as a grandchild (init adopts it: no zombie left here) that keeps no
+    descriptor of repro's but the pipe: not the project lock, not the write end."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            if os.fork() == 0:
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.closerange(3, read_fd)
+                os.closerange(read_fd + 1, os.sysconf("SC_OPEN_MAX"))
+                os.chdir("/")
+                main(read_fd, session_id)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
 
 
 def _search_path() -> list[str]:
