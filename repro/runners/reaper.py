@@ -6,8 +6,9 @@ blocks reading; the kernel closes the pipe when repro exits for any reason, and 
 removes every container labelled with this run's session id, and exits.
 
 The reaper is a fresh interpreter (fork and exec), not a bare fork: repro creates containers from
-threads, and a forked child of a threaded process may only do async-signal-safe things. It is
-handed repro's own sys.path, so it finds docker-py inside a shiv zipapp too.
+threads, and a forked child of a threaded process inherits whatever locks other threads held. It
+is handed repro's own sys.path, so it finds docker-py inside a shiv zipapp too. Only when the
+interpreter cannot be run again (a private install under another uid) is it a forked copy.
 """
 
 from __future__ import annotations
