@@ -71,7 +71,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     full = inside(project.root, out.path, "output")
     try:
         st = os.lstat(full)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ReproError(f"output '{out.path}' does not exist") from None
     if stat_mod.S_ISLNK(st.st_mode):
         raise ReproError(
@@ -120,6 +120,22 @@ def checkout(
     project: Project, path: str, oid: str, force: bool, cached: bool = True
 ) -> list[Conflict]:
     """Make ``path`` hold object ``oid``; return the paths it refused to overwrite."""
+    try:
+        return _checkout(project, path, oid, force, cached)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise in_the_way(path, exc) from None
+
+
+def in_the_way(path: str, exc: OSError) -> ReproError:
+    """A file where a folder on the way to ``path`` must be (or the other way round)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return ReproError(
+        f"cannot create '{path}': a file stands where its path needs a folder{where}; "
+        "move it away and retry"
+    )
+
+
+def _checkout(project: Project, path: str, oid: str, force: bool, cached: bool) -> list[Conflict]:
     full = inside(project.root, path, "output")
     cache = project.cache
     hasher = project.hasher
@@ -161,7 +177,7 @@ def remove(project: Project, path: str) -> None:
     full = inside(project.root, path, "output")
     try:
         st = os.lstat(full)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     if st is not None and stat_mod.S_ISDIR(st.st_mode):
         shutil.rmtree(full)  # never follows a symlink inside (its fd-based walk)

@@ -77,6 +77,12 @@ def inside(root: Path, rel: str, what: str, allow_root: bool = False) -> Path:
     first = real[len(base) + 1 :].split(os.sep, 1)[0]
     if first in RESERVED:
         raise _escape(base, rel, what, f"leads into {first}/")
+    # realpath stops at a symlink loop and leaves the link in what it returns
+    folder = os.path.dirname(real)
+    while folder != base:
+        if os.path.islink(folder):
+            raise _escape(base, rel, what, "runs into a symlink loop")
+        folder = os.path.dirname(folder)
     return root / rel
 
 

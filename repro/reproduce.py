@@ -173,7 +173,10 @@ def execute(
                 return restored, True
         for out in stage.outs:
             outputs.remove(project, out.path)
-            (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise outputs.in_the_way(out.path, exc) from None
         workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
         read_only = _read_only_paths(project, stage, graph)
     events.info(f"Running command:\n\t{stage.cmd}")

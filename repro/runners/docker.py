@@ -445,8 +445,13 @@ def mount_target(root: Path, path: Path) -> Path | None:
         step = os.path.join(current, part)
         try:
             mode = os.lstat(step).st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:  # a symlink loop
+            raise ReproError(
+                f"refusing to mount '{path.relative_to(root).as_posix()}' into a stage: "
+                f"{exc.strerror}; remove the link"
+            ) from None
         if stat.S_ISLNK(mode):
             resolved = os.path.realpath(step)
             if not _inside(resolved, real_root):
