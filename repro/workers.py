@@ -128,8 +128,10 @@ def _spawn(work: Work[T, R], items: Sequence[T], batch: int) -> tuple[int, int]:
 def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, batch: int) -> None:
     code = 1
     try:
-        # The parent handles Ctrl-C and stops the workers itself.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The parent handles Ctrl-C, SIGTERM and SIGHUP (sent to the whole process group by
+        # a terminal or `timeout`) and stops the workers itself.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         _die_with_parent()
         with os.fdopen(write_fd, "wb") as pipe:
             try:

@@ -188,7 +188,7 @@ def _check_one(template: Path, work: Path, tree: dict[str, object]) -> None:
             for index in range(len(paths)):
                 if (root / f"s{index}.repro").exists():
                     _repro(root, "remove", "--outs", f"s{index}.repro")
-    assert _snapshot(outside, root / ".git") == before, "something outside the project or in .git changed"
+    assert _snapshot(outside, root / ".git") == before, "outside the project or .git changed"
     assert os.stat(outside / "keep").st_mode == outside_mode
     etc_after = {p: os.lstat(os.path.join("/etc", p)).st_mtime_ns for p in os.listdir("/etc")}
     assert etc_after == etc_before
