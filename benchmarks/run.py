@@ -323,6 +323,9 @@ class Repro(Tool):
     def init(self, proj: Path) -> None:
         self.r.run(["git", "init", "-q"], proj)
         self.r.run(self.cmd("init", "-q"), proj)
+        # Hardlinks, as DVC is configured: the harness runs as root, whose default is
+        # reflink-else-copy (0444 does not stop root from editing a linked file in place).
+        self.r.run(self.cmd("config", "-q", "cache.type", "hardlink"), proj)
 
     def set_link(self, proj: Path, kind: str | None) -> None:
         if kind is None:
