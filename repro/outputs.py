@@ -62,6 +62,21 @@ def catch_in_place_edits(project: Project, path: str, now: str) -> None:
             )
 
 
+def catch_edits_before_push(project: Project) -> None:
+    """Look at every linked output of the work tree (as status does, from the memo when
+    nothing changed), so an object an in-place edit damaged is quarantined, not pushed."""
+    if project.link_type != "hardlink":
+        return
+    linked = project.state.linked()
+    for stage in project.stages():
+        for out in stage.outs:
+            if out.cache and out.path in linked:
+                try:
+                    current_md5(project, out.path)
+                except ReproError:
+                    continue  # reported by the commands that act on that output
+
+
 def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     """Hash ``out`` and store it in the cache (linked back); return it with its md5.
 

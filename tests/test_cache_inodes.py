@@ -170,3 +170,16 @@ def test_an_ordinary_user_editing_a_chmodded_link_is_caught(
     assert code == 1
     assert "quarantined" in err and "not in the cache: f.txt" in err, err
     assert target.read_text() == "v2\n"
+
+
+def test_an_in_place_edit_is_never_pushed(project: Project, tmp_path: Path) -> None:
+    """Edited, then pushed straight away: the damaged object does not travel as v1."""
+    project.ok("remote", "add", "-d", "store", str(tmp_path / "store"))
+    _edit_in_place_with_hardlinks(project)
+    result = project.repro("push")
+    assert "quarantined" in result.err
+    v1 = tmp_path / "store" / _object(project, b"v1\n").relative_to(
+        project.root / ".repro" / "cache"
+    )
+    assert not v1.exists() or v1.read_bytes() == b"v1\n"
+    assert result.code == 1 and "could not be pushed" in result.err

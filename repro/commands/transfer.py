@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from repro import outputs
 from repro.checkout import checkout
 from repro.commands import open_project
 from repro.commands.data import resolve_targets
@@ -65,6 +66,7 @@ def cmd_push(args: argparse.Namespace, ui: UI) -> int:
 
     project = open_project(ui)
     remote = open_named_remote(project, args.remote)
+    outputs.catch_edits_before_push(project)
     wanted = _needs(project, args)
     try:
         summary = transfer.push(
