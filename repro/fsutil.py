@@ -27,8 +27,22 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(_hidden(path.name))
 
 
+# The longest file name most filesystems take (ext4, xfs, btrfs, tmpfs: bytes, not characters).
+NAME_MAX = 255
+
+
 def _hidden(name: str) -> str:
-    return f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    """``.NAME.PID.RANDOM.tmp``, with NAME cut short so that the whole fits in NAME_MAX bytes:
+    a file whose own name is near the limit still gets a temp name beside it. The pid and the
+    random part keep it unique; the name is only there to tell a human whose temp it is."""
+    suffix = f".{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    raw = os.fsencode(name)
+    room = NAME_MAX - 1 - len(suffix)
+    if len(raw) > room:
+        # A cut through a multi-byte character decodes to surrogate escapes, which encode back
+        # to the same bytes: the name stays what the filesystem is given.
+        name = os.fsdecode(raw[:room])
+    return f".{name}{suffix}"
 
 
 def staging_name(prefix: str) -> str:
