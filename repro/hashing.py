@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 import os
 import re
 import stat as stat_mod
@@ -104,41 +105,91 @@ def manifest_bytes(entries: Sequence[tuple[str, str]]) -> bytes:
 
 
 def parse_manifest(data: bytes, where: str) -> list[tuple[str, str]]:
-    """(relpath, md5) pairs of a manifest; a malformed one is a ReproError naming ``where``."""
+    """(relpath, md5) pairs of a manifest; a malformed one is a ReproError naming ``where``.
+
+    Manifests come from remotes, so each relpath must be canonical (what posixpath.normpath
+    leaves alone: relative, no empty, "." or ".." part), listed once, and not the folder of
+    another: anything else could write outside the folder or make checkout depend on order.
+    """
     try:
         payload = json.loads(data.decode("utf-8"))
-        entries = [(str(item["relpath"]), str(item["md5"])) for item in payload]
+        rels = list(map(_RELPATH, payload))
+        md5s = list(map(_MD5_OF, payload))
+        joined = "\0".join(rels)  # a TypeError when one is not a string
+        hex_digits = "".join(md5s)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise ReproError(
             f"directory manifest {where} is malformed ({exc}); run 'repro fsck'"
         ) from exc
-    # Checked all at once (a manifest can list 100,000 files), then one by one to name the
-    # culprit only when something is wrong.
-    md5s = "".join(md5 + "\n" for _rel, md5 in entries)
-    if (
-        len(md5s) != 33 * len(entries)
-        or not _MD5_LINES.fullmatch(md5s)
-        or _bad_relpaths("\0".join(rel for rel, _md5 in entries), len(entries))
-    ):
-        for rel, md5 in entries:
-            if not is_md5(md5) or _bad_relpaths(rel, 1):
-                raise ReproError(
-                    f"directory manifest {where} has a bad entry {rel!r}; run 'repro fsck'"
-                )
-    return entries
+    # Checked all at once (a manifest can list 100,000 files, and checkout parses it), then
+    # one by one to name the culprit only when something is wrong.
+    if rels and (_bad_md5s(hex_digits, md5s) or _bad_relpaths(joined, rels)):
+        raise ReproError(
+            f"directory manifest {where} has a bad entry {_culprit(rels, md5s)}; run 'repro fsck'"
+        )
+    return list(zip(rels, md5s, strict=True))
 
 
-def _bad_relpaths(joined: str, count: int) -> bool:
-    """True when ``count`` NUL-joined relpaths hold an empty, absolute or ".." one (or a NUL)."""
-    if count and (not joined or joined.startswith(("/", "\0")) or joined.endswith("\0")):
+def _bad_md5s(hex_digits: str, md5s: list[str]) -> bool:
+    """True unless each of ``md5s`` (``hex_digits`` joined) is 32 lowercase hex digits."""
+    if set(map(len, md5s)) != {32} or any(upper in hex_digits for upper in "ABCDEF"):
         return True
-    if "\0/" in joined or "\0\0" in joined or joined.count("\0") != max(count - 1, 0):
+    try:  # all hex digits: fromhex skips whitespace, but then yields fewer bytes
+        return len(bytes.fromhex(hex_digits)) != 16 * len(md5s)
+    except ValueError:
         return True
-    return ".." in joined and _DOTDOT.search(joined) is not None
 
 
-_MD5_LINES = re.compile(r"(?:[0-9a-f]{32}\n)*")
-_DOTDOT = re.compile(r"(?:^|/|\0)\.\.(?:/|\0|\Z)")
+def _bad_relpaths(joined: str, rels: list[str]) -> bool:
+    """True unless the relpaths (``joined`` by NULs) are canonical, distinct, and none is
+    also the folder of another."""
+    if joined.startswith("/") or "\0/" in joined or joined.count("\0") != len(rels) - 1:
+        return True  # absolute, or a NUL in one
+    files = set(rels)
+    if len(files) != len(rels) or "" in files or "." in files or ".." in files:
+        return True
+    if joined.endswith(_EMPTY_OR_DOTS) or any(end in joined for end in _EMPTY_OR_DOTS_IN):
+        return True  # "a/", "a/." or "a/.."
+    # Every folder above an entry must be canonical and none a file. Level by level, each in
+    # C: a Python loop per entry or folder would cost as much as the JSON itself.
+    level = set(map(_FOLDER, map(str.rpartition, rels, itertools.repeat("/"))))
+    level.discard("")
+    folders = level
+    while level:
+        # Each part of a folder is the last part of one: "a//b" gives "a/", "a/./b" "a/.".
+        level_text = "\0".join(level) + "\0"
+        if any(end in level_text for end in _EMPTY_OR_DOTS_IN):
+            return True
+        if "/" not in level_text:
+            break
+        level = set(map(_FOLDER, map(str.rpartition, level, itertools.repeat("/"))))
+        level.discard("")
+        level -= folders
+        folders = folders | level
+    return "." in folders or ".." in folders or not files.isdisjoint(folders)
+
+
+def _culprit(rels: list[str], md5s: list[str]) -> str:
+    """The first bad entry, quoted, with why when the entry alone looks fine."""
+    seen: set[str] = set()
+    for rel, md5 in zip(rels, md5s, strict=True):
+        if not is_md5(md5) or _bad_relpaths(rel, [rel]):
+            return repr(rel)
+        if rel in seen:
+            return f"{rel!r} (listed twice)"
+        seen.add(rel)
+    folders = {rel.rpartition("/")[0] for rel in rels}
+    for rel in rels:
+        if rel in folders or any(folder.startswith(rel + "/") for folder in folders):
+            return f"{rel!r} (both a file and a folder)"
+    return "(none alone)"  # unreachable while the checks agree
+
+
+_RELPATH = operator.itemgetter("relpath")
+_MD5_OF = operator.itemgetter("md5")
+_FOLDER = operator.itemgetter(0)
+_EMPTY_OR_DOTS = ("/", "/.", "/..")
+_EMPTY_OR_DOTS_IN = ("/\0", "/.\0", "/..\0")
 
 _MD5 = re.compile(r"[0-9a-f]{32}\Z")
 
@@ -390,7 +441,7 @@ def read_path_md5(hasher: Hasher, path: Path, label: str) -> str | None:
     """Object id of a file or directory, or None when it does not exist."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder on the way is
         return None
     if stat_mod.S_ISLNK(st.st_mode):
         raise ReproError(
@@ -399,4 +450,6 @@ def read_path_md5(hasher: Hasher, path: Path, label: str) -> str | None:
         )
     if stat_mod.S_ISDIR(st.st_mode):
         return hasher.dir_oid(str(path), label)
+    if not stat_mod.S_ISREG(st.st_mode):  # reading a fifo would block for ever
+        raise _not_regular(label, "?")
     return hasher.hash_file(str(path), st)
