@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn, cast
 
 from repro import __version__
@@ -20,6 +20,36 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {message}; see '{self.prog} -h'\n")
         raise SystemExit(EXIT_USAGE)
+
+
+class _Command(argparse.Action):
+    """CMD... of ``repro run``: the words from the command's first on. One of repro run's own
+    options among them was most likely meant for repro, and would silently become part of the
+    command: refused, unless the command follows "--" (which is dropped)."""
+
+    # Options every command has; a command's own -v or -h is far likelier than a misplaced one.
+    COMMON = frozenset(("-h", "--help", "-v", "--verbose", "-q", "--quiet"))
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        words = [str(word) for word in values or ()]
+        if words[:1] == ["--"]:
+            words = words[1:]
+        else:
+            for word in words[1:]:
+                option = word.split("=", 1)[0] if word.startswith("--") else word
+                if option in parser._option_string_actions and option not in self.COMMON:
+                    parser.error(
+                        f"option '{option}' comes after the command and would be passed to it; "
+                        "put repro's options before the command, or write '--' before the "
+                        "command to pass it on"
+                    )
+        setattr(namespace, self.dest, words)
 
 
 def _lazy(module: str, function: str) -> Handler:
@@ -181,11 +211,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--no-exec", action="store_true", help="write the stage file only")
     cmd.add_argument("--overwrite", action="store_true", help="replace an existing stage file")
     cmd.add_argument("--no-run-cache", action="store_true", help="always start a container")
-    cmd.add_argument("--cpus", type=float, help="CPU limit for the container")
+    cmd.add_argument("--cpus", help="CPU limit for the container, e.g. 2 or 0.5")
     cmd.add_argument("--memory", help="memory limit, e.g. 2g")
     cmd.add_argument("--gpus", help="GPUs: a count or 'all'")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
-    cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    cmd.add_argument("command", nargs=argparse.REMAINDER, action=_Command, metavar="CMD")
 
     cmd = add("repro", _lazy("run", "cmd_repro"), "reproduce stages whose inputs changed")
     cmd.add_argument("targets", nargs="*", metavar="TARGET")

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from repro import memo
-from repro.errors import ReproError
+from repro.errors import ReproError, UsageError
+from repro.fsutil import NAME_MAX
+from repro.walk import RESERVED_DIRS
 from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
 
 NETWORK_MODES = ("none", "bridge", "host")
@@ -164,6 +166,7 @@ def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new."""
     from repro.fsutil import write_atomic
 
+    check(stage)  # whatever built it: a file repro cannot read back is never written
     target = root / stage.path
     target.parent.mkdir(parents=True, exist_ok=True)
     text = dump(stage)
@@ -213,6 +216,7 @@ def _map(value: Any, what: str) -> dict[str, Any]:
 def _to_root(stage_dir: str, path: str) -> str:
     from repro.paths import check_relative
 
+    _check_text(path, "path")
     try:
         return check_relative(posixpath.join(stage_dir, path), "path")
     except ReproError as exc:
@@ -275,19 +279,17 @@ def from_dict(path: str, data: Any) -> Stage:
     resources = Resources()
     if data.get("resources") is not None:
         raw_res = _map(data["resources"], "resources")
-        cpus = raw_res.get("cpus")
-        if cpus is not None and not isinstance(cpus, (int, float)):
-            raise _Bad("resources.cpus must be a number")
-        resources = Resources(
-            float(cpus) if cpus is not None else None,
-            _opt_str(raw_res.get("memory"), "resources.memory"),
-            _opt_str(raw_res.get("gpus"), "resources.gpus"),
+        unknown = set(raw_res) - {"cpus", "memory", "gpus"}
+        if unknown:
+            raise _Bad(f"unknown key resources.{sorted(map(str, unknown))[0]}")
+        resources = _resources(
+            raw_res.get("cpus"), raw_res.get("memory"), raw_res.get("gpus"), "resources."
         )
     cmd = data.get("cmd")
     if cmd is not None:
         cmd = _str(cmd, "cmd")
-    wdir = data.get("wdir", ".")
-    wdir = _str(wdir, "wdir")
+    wdir = _str(data.get("wdir", "."), "wdir")
+    _check_wdir(stage_dir, wdir)
     return Stage(
         path=path,
         cmd=cmd,
@@ -299,6 +301,154 @@ def from_dict(path: str, data: Any) -> Stage:
         resources=resources,
         md5=_md5(data.get("md5"), "md5"),
     )
+
+
+# -- rules shared by stage files and the command line ----------------------------------------
+def check(stage: Stage) -> None:
+    """Refuse a stage (built from the command line) that its file could not hold, or that
+    would run outside the project: the rules the loader applies to a stage file."""
+    try:
+        _check_text(stage.path, "stage file")
+        for dep in stage.deps:
+            _check_text(dep.path, "dependency")
+        for out in stage.outs:
+            _check_text(out.path, "output")
+        _check_wdir(stage.stage_dir, stage.wdir)
+        for text, what in ((stage.cmd, "the command"), (stage.image and stage.image.name, "image")):
+            if text is not None and not _utf8(text):
+                raise _Bad(
+                    f"{what} '{_shown(text)}' is not valid UTF-8; stage files are UTF-8 text"
+                )
+    except _Bad as exc:
+        raise ReproError(str(exc)) from None
+
+
+def check_path(path: str, what: str) -> None:
+    """Refuse a path that stage files (UTF-8 YAML) or .gitignore lines cannot hold."""
+    try:
+        _check_text(path, what)
+    except _Bad as exc:
+        raise ReproError(str(exc)) from None
+
+
+def resources_from_cli(cpus: str | None, memory: str | None, gpus: str | None) -> Resources:
+    """--cpus, --memory and --gpus as Docker takes them; a bad one is a usage error."""
+    try:
+        return _resources(cpus, memory, gpus, "--")
+    except _Bad as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _shown(path: str) -> str:
+    """A path as one printable line: undecodable bytes as \\xNN, line breaks as \\n."""
+    try:
+        text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes: bytes that were not UTF-8
+        return False
+    return True
+
+
+def _check_text(path: str, what: str) -> None:
+    if not _utf8(path):
+        raise _Bad(
+            f"{what} '{_shown(path)}' is not valid UTF-8; rename it (stage files are UTF-8 text)"
+        )
+    if "\n" in path or "\r" in path:
+        raise _Bad(
+            f"{what} '{_shown(path)}' has a line break in its name; rename it "
+            "(.gitignore files and stage files hold one path per line)"
+        )
+    if any(len(part.encode("utf-8")) > NAME_MAX for part in path.split("/")):
+        raise _Bad(
+            f"{what} '{path}' has a name longer than {NAME_MAX} bytes, more than a file "
+            "name can have; rename it to something shorter"
+        )
+
+
+def _check_wdir(stage_dir: str, wdir: str) -> None:
+    """``wdir`` (relative to the stage file's folder) must lead to a folder of the project."""
+    _check_text(wdir, "wdir")
+    if wdir.startswith("/") or os.path.isabs(wdir):
+        raise _Bad(f"wdir '{wdir}' is absolute; give a folder relative to the stage file")
+    where = posixpath.normpath(posixpath.join(stage_dir, wdir))
+    if where == ".." or where.startswith("../"):
+        raise _Bad(f"wdir '{wdir}' leads outside the project; give a folder inside it")
+    first = where.split("/", 1)[0]
+    if first in RESERVED_DIRS:
+        raise _Bad(f"wdir '{wdir}' leads into {first}/, where no stage runs")
+
+
+# Docker's units (docker-py's parse_bytes): an optional b after k, m or g; b alone is bytes.
+_BYTE_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_MIN_MEMORY = 6 << 20  # the engine refuses less
+_MAX_MEMORY = (1 << 63) - 1  # what the engine's int64 holds
+_MIN_CPUS = 0.01  # the engine's step; less would round to no limit at all
+
+
+def _resources(cpus: Any, memory: Any, gpus: Any, prefix: str) -> Resources:
+    """Resources checked as the engine takes them; ``prefix`` names them in messages."""
+    if cpus is not None and _cpu_count(cpus) < _MIN_CPUS:
+        raise _Bad(
+            f"{prefix}cpus must be a number of CPUs of at least {_MIN_CPUS}, such as 2 or 0.5, "
+            f"not {cpus!r}"
+        )
+    if isinstance(memory, int) and not isinstance(memory, bool):
+        memory = str(memory)
+    if memory is not None and not _MIN_MEMORY <= _memory_bytes(memory) <= _MAX_MEMORY:
+        raise _Bad(
+            f"{prefix}memory must be a size such as 512m or 2g (bytes, or k, m, g; at least "
+            f"6m), not {memory!r}"
+        )
+    if isinstance(gpus, int) and not isinstance(gpus, bool):
+        gpus = str(gpus)
+    if gpus is not None and not (
+        gpus == "all" or (isinstance(gpus, str) and _digits(gpus) and int(gpus) >= 1)
+    ):
+        raise _Bad(f"{prefix}gpus must be 'all' or a count of at least 1, not {gpus!r}")
+    return Resources(None if cpus is None else _cpu_count(cpus), memory, gpus)
+
+
+def _cpu_count(value: Any) -> float:
+    """A finite number of CPUs (a number, or digits with a point); -1 if it is not one."""
+    import math
+
+    if isinstance(value, str) and value.strip("0123456789.") == "":  # not nan, inf, 1e3
+        try:
+            value = float(value)
+        except ValueError:  # "1.2.3", "."
+            return -1
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return -1
+    return float(value) if math.isfinite(value) else -1
+
+
+def _memory_bytes(value: Any) -> int:
+    """Bytes of a memory size as Docker writes it (512m, 2g, 1.5g, 1024); -1 if it is not one."""
+    if not isinstance(value, str):
+        return -1
+    text = value.lower()
+    if len(text) > 2 and text.endswith("b") and text[-2] in "kmg":
+        text = text[:-1]
+    unit = _BYTE_UNITS.get(text[-1:])
+    if unit is not None:
+        text = text[:-1]
+    whole, dot, fraction = text.partition(".")
+    if not _digits(whole) or (dot and not _digits(fraction)):
+        return -1
+    size = float(text) * (unit or 1)
+    return int(size) if size < _MAX_MEMORY else _MAX_MEMORY + 1
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 class _NotYaml(Exception):

@@ -17,7 +17,7 @@ from repro.paths import from_user
 from repro.project import Project
 from repro.reproduce import Options, execute, reproduce
 from repro.runners import RUNNERS
-from repro.stage import STAGE_SUFFIX, Dep, Image, Metric, Out, Resources, Stage
+from repro.stage import STAGE_SUFFIX, Dep, Image, Metric, Out, Stage
 from repro.ui import UI
 
 
@@ -35,6 +35,7 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
     cwd = Path.cwd()
 
     def rel(path: str, what: str) -> str:
+        stage_mod.check_path(path, what)  # before from_user, whose messages would show it raw
         return from_user(project.root, cwd, path, what)
 
     outs = [Out(rel(p, "output")) for p in args.outs]
@@ -63,14 +64,16 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
             "a stage with a command needs an image: give --image NAME, or set a default with "
             "'repro config core.image NAME'"
         )
+    resources = stage_mod.resources_from_cli(args.cpus, args.memory, args.gpus)
     wdir = "."
     if args.wdir:
+        stage_mod.check_path(args.wdir, "working directory")
         target = os.path.normpath(os.path.join(cwd, args.wdir))
         if target != str(project.root):
             from_user(project.root, cwd, args.wdir, "working directory")  # refuses escapes
         wdir = os.path.relpath(target, project.root / posixpath.dirname(stage_path))
     deps = tuple(Dep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
-    return Stage(
+    stage = Stage(
         path=stage_path,
         cmd=command,
         wdir=wdir,
@@ -78,8 +81,10 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         network=args.network,
         deps=deps,
         outs=tuple(outs),
-        resources=Resources(args.cpus, args.memory, args.gpus),
+        resources=resources,
     )
+    stage_mod.check(stage)  # the rules its file will be read back with, before anything is written
+    return stage
 
 
 def cmd_run(args: argparse.Namespace, ui: UI) -> int:
