@@ -39,6 +39,11 @@ def _read(path: Path) -> configparser.RawConfigParser:
     except configparser.Error as exc:
         first = str(exc).splitlines()[0]
         raise ReproError(f"config file {path} is malformed ({first}); fix or remove it") from None
+    except UnicodeDecodeError as exc:
+        raise ReproError(
+            f"config file {path} is not valid UTF-8 (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); fix it in an editor, or remove it"
+        ) from None
     return parser
 
 
@@ -71,6 +76,14 @@ class Config:
 
     def set(self, key: str, value: str, local: bool = False) -> None:
         section, option = _section_option(key)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # bytes from the command line that were not UTF-8
+            raise ReproError(
+                f"the value for '{key}' is not valid UTF-8; give it as UTF-8 text"
+            ) from None
+        if "\n" in value or "\r" in value:
+            raise ReproError(f"the value for '{key}' has a line break; give it on one line")
         allowed = KNOWN_KEYS.get(key)
         if allowed and value not in allowed:
             raise ReproError(f"'{key}' must be one of {', '.join(allowed)}, not '{value}'")
