@@ -5,19 +5,32 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from repro.errors import ReproError
 from repro.fsutil import write_atomic
 
 
 def _entry(path: str) -> tuple[Path, str]:
     folder, name = posixpath.split(path)
-    return Path(folder), f"/{name}"
+    return Path(folder), f"/{escape(name)}"
+
+
+def escape(name: str) -> str:
+    """``name`` as a gitignore pattern that matches that one name: git reads \\, *, ? and [
+    as pattern characters and drops trailing spaces unless each is escaped by a backslash.
+    (# and ! are special only first on a line, and the line starts with /.)"""
+    for special in "\\*?[":
+        name = name.replace(special, "\\" + special)
+    stripped = name.rstrip(" ")
+    return stripped + "\\ " * (len(name) - len(stripped))
 
 
 def add(root: Path, path: str) -> bool:
     """Ignore ``path`` in the .gitignore of its folder; True when the file changed."""
+    if "\n" in path or "\r" in path:  # stage checks refuse these first; a line is a pattern
+        raise ReproError(f"{path!r} has a line break in its name; rename it")
     folder, line = _entry(path)
     ignore = root / folder / ".gitignore"
-    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    lines = _read(ignore) if ignore.exists() else []
     if line in lines:
         return False
     lines.append(line)
@@ -30,10 +43,12 @@ def remove(root: Path, path: str) -> bool:
     ignore = root / folder / ".gitignore"
     if not ignore.exists():
         return False
-    lines = ignore.read_text(encoding="utf-8").splitlines()
-    if line not in lines:
+    # Older versions wrote the name unescaped: that line goes too.
+    gone = {line, f"/{posixpath.basename(path)}"}
+    lines = _read(ignore)
+    if gone.isdisjoint(lines):
         return False
-    lines = [existing for existing in lines if existing != line]
+    lines = [existing for existing in lines if existing not in gone]
     if lines:
         _write(ignore, lines)
     else:
@@ -41,6 +56,12 @@ def remove(root: Path, path: str) -> bool:
     return True
 
 
+def _read(path: Path) -> list[str]:
+    """The lines as git splits them: at \\n only (str.splitlines would split a name at \\f)."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape")  # the user's lines, as they are
+    return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
+
+
 def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
