@@ -29,7 +29,7 @@ def add(root: Path, path: str) -> bool:
     if "\n" in path or "\r" in path:  # stage checks refuse these first; a line is a pattern
         raise ReproError(f"{path!r} has a line break in its name; rename it")
     folder, line = _entry(path)
-    ignore = root / folder / ".gitignore"
+    ignore = _ignore_file(root, folder)
     lines = _read(ignore) if ignore.exists() else []
     if line in lines:
         return False
@@ -40,7 +40,7 @@ def add(root: Path, path: str) -> bool:
 
 def remove(root: Path, path: str) -> bool:
     folder, line = _entry(path)
-    ignore = root / folder / ".gitignore"
+    ignore = _ignore_file(root, folder)
     if not ignore.exists():
         return False
     # Older versions wrote the name unescaped: that line goes too.
@@ -54,6 +54,14 @@ def remove(root: Path, path: str) -> bool:
     else:
         ignore.unlink()
     return True
+
+
+def _ignore_file(root: Path, folder: Path) -> Path:
+    """The .gitignore of ``folder``, refused when a symlink on its way leaves the project
+    (a folder linked to .git would have repro write .git/.gitignore)."""
+    from repro.paths import inside
+
+    return inside(root, (folder / ".gitignore").as_posix(), ".gitignore")
 
 
 def _read(path: Path) -> list[str]:

@@ -181,10 +181,15 @@ class Project:
         stages = [stage_mod.load(self.root, path) for path in self.stage_files()]
         for stage in stages:
             try:
-                check_stage_paths(self.root, _paths_of(stage))
+                self.check_paths(stage)
             except ReproError as exc:
                 raise ReproError(f"stage file '{stage.path}' refused: {exc}") from None
         return stages
+
+    def check_paths(self, stage: Stage) -> None:
+        """Refuse ``stage`` when a path it names leads through a symlink out of the project
+        or into .git/.repro (paths.inside, for each)."""
+        check_stage_paths(self.root, _paths_of(stage))
 
     def stage_for_out(self, path: str) -> Stage | None:
         for stage in self.stages():

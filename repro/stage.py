@@ -166,8 +166,10 @@ def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new."""
     from repro.fsutil import write_atomic
 
+    from repro.paths import inside
+
     check(stage)  # whatever built it: a file repro cannot read back is never written
-    target = root / stage.path
+    target = inside(root, stage.path, "stage file")
     target.parent.mkdir(parents=True, exist_ok=True)
     text = dump(stage)
     write_atomic(target, text.encode("utf-8"))

@@ -202,11 +202,6 @@ def test_run_refuses_a_command_that_is_not_utf8(project: Project) -> None:
     assert _files(project) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cmd_add commits the data (and the state db refuses the name) before any stage "
-    "check; commands/data.py or paths.check_relative must call stage.check_path first",
-)
 def test_add_refuses_a_name_that_is_not_utf8(project: Project) -> None:
     data = project.root / NOT_UTF8
     assert os.fsencode(data) == os.fsencode(project.root) + b"/caf\xe9.csv"

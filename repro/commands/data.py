@@ -52,6 +52,8 @@ def cmd_add(args: argparse.Namespace, ui: UI) -> int:
             if rel.endswith(STAGE_SUFFIX):
                 raise ReproError(f"'{raw}' is a stage file; add the data it names instead")
             stage_path = rel + STAGE_SUFFIX
+            # Refused before any byte enters the cache: a name its stage file cannot hold.
+            stage_mod.check(Stage(path=stage_path, outs=(Out(rel),)))
             for other in stages:
                 if other.path != stage_path and any(overlaps(rel, o) for o in other.out_paths()):
                     raise ReproError(

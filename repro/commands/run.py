@@ -91,6 +91,7 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     with project.lock(args.wait):
         stage = _new_stage(project, args)
+        project.check_paths(stage)  # before anything is written: no symlink out of the project
         if (project.root / stage.path).exists() and not args.overwrite:
             raise ReproError(
                 f"stage file '{stage.path}' already exists; use --overwrite to replace it"
