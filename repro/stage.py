@@ -165,7 +165,6 @@ def dump(stage: Stage) -> str:
 def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new."""
     from repro.fsutil import write_atomic
-
     from repro.paths import inside
 
     check(stage)  # whatever built it: a file repro cannot read back is never written
