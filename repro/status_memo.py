@@ -10,7 +10,10 @@ can have changed, and it says so. A few files with new mtimes but the same bytes
 still count as unchanged, as in the state db. Anything else, or any doubt, and the full
 status runs. Only what was settled (see walk.RACY_NS) is remembered.
 
-Stages pinned to an image ID are never answered from here: their status asks the engine.
+A stage pinned to an image ID is answered from here only while its image name still points
+at the ID the full status saw: the engine is asked once per image (runners/engine.py, one HTTP
+request over its socket, without docker-py), so a retagged image is noticed at once. Without
+an engine on a unix socket, the full status runs.
 """
 
 from __future__ import annotations
@@ -40,14 +43,15 @@ if TYPE_CHECKING:
     from repro.stage import Stage
 
 MEMO = os.path.join(".repro", "tmp", "status-clean")
-MAGIC = f"repro {__version__} status-clean 1"
+MAGIC = f"repro {__version__} status-clean 2"
 UP_TO_DATE = "Data and pipelines are up to date."
 QUIET = frozenset(("-q", "--quiet"))
 
 # What is remembered of one path: ("f", inode, mtime_ns, size) or ("d", find listing).
 Signature = tuple[str | int | bytes, ...]
-# (stage file -> its bytes, stage file -> its outputs, path -> signature)
-Memo = tuple[dict[str, bytes], dict[str, list[str]], dict[str, Signature]]
+# (stage file -> its bytes, stage file -> its outputs, path -> signature,
+#  image name -> the ID it pointed at, or None when the engine had no such image)
+Memo = tuple[dict[str, bytes], dict[str, list[str]], dict[str, Signature], dict[str, str | None]]
 
 
 class _Changed(Exception):
@@ -67,29 +71,34 @@ def answer(argv: Sequence[str]) -> int:
         memo = _load(memo_path)
         if memo is None:
             return NOT_ANSWERED
-        stage_bytes, outs, signatures = memo
+        stage_bytes, outs, signatures, images = memo
         if not same_stage_files(root, stage_bytes, outs):
             return NOT_ANSWERED
         renewed = {path: _check(root, path, sig) for path, sig in signatures.items()}
+        if images and not _same_images(images):
+            return NOT_ANSWERED
     except (_Changed, OSError):
         return NOT_ANSWERED
     if any(new is not None for new in renewed.values()):
         for path, new in renewed.items():
             if new is not None:
                 signatures[path] = new
-        memo_file.store(memo_path, MAGIC, (stage_bytes, outs, signatures))
+        memo_file.store(memo_path, MAGIC, (stage_bytes, outs, signatures, images))
     if not QUIET & set(argv):
         sys.stdout.write(UP_TO_DATE + "\n")
         sys.stdout.flush()
     return 0
 
 
-def save(project: Project, stages: Iterable[Stage]) -> None:
+def save(
+    project: Project, stages: Iterable[Stage], images: dict[str, str | None] | None = None
+) -> None:
     """Remember a status that found ``stages`` (every stage of the project) up to date.
 
-    Only what this very status looked at is written: the walks and stats the hasher made, and
-    stage files that still parse to the stages it judged. Anything racily recent, or a stage
-    pinned to an image, and nothing is remembered.
+    Only what this very status looked at is written: the walks and stats the hasher made, the
+    engine's answers for image names (``images``; None when it was not asked), and stage files
+    that still parse to the stages it judged. Anything racily recent, or a pinned image whose
+    name the engine was not asked about, and nothing is remembered.
     """
     from repro import stage as stage_mod
 
@@ -97,9 +106,12 @@ def save(project: Project, stages: Iterable[Stage]) -> None:
     stage_bytes: dict[str, bytes] = {}
     outs: dict[str, list[str]] = {}
     signatures: dict[str, Signature] = {}
+    seen: dict[str, str | None] = {}
     for stage in stages:
         if stage.image is not None and stage.image.id:
-            return
+            if images is None or stage.image.name not in images:
+                return
+            seen[stage.image.name] = images[stage.image.name]
         try:
             data = (project.root / stage.path).read_bytes()
             if stage_mod.parse(stage.path, data.decode("utf-8")) != stage:
@@ -118,7 +130,7 @@ def save(project: Project, stages: Iterable[Stage]) -> None:
                 signatures[path] = ("f", *key)
             else:
                 return
-    memo_file.store(project.root / MEMO, MAGIC, (stage_bytes, outs, signatures))
+    memo_file.store(project.root / MEMO, MAGIC, (stage_bytes, outs, signatures, seen))
 
 
 # -- the quick side ----------------------------------------------------------------------------
@@ -126,11 +138,24 @@ def save(project: Project, stages: Iterable[Stage]) -> None:
 
 def _load(path: str) -> Memo | None:
     memo = memo_file.load(path, MAGIC)
-    if not isinstance(memo, tuple) or len(memo) != 3:
+    if not isinstance(memo, tuple) or len(memo) != 4:
         return None
     if not all(isinstance(part, dict) for part in memo):
         return None
     return memo
+
+
+def _same_images(images: dict[str, str | None]) -> bool:
+    """Whether every image name still points where it did, asked the way the full status
+    asks; False when the engine cannot be asked here (the full status then decides)."""
+    from repro import engine
+
+    if engine.socket_path() is None:
+        return False  # docker-py would be needed: not on the quick path
+    try:
+        return all(engine.image_id(name) == known for name, known in images.items())
+    except ReproError:
+        return False
 
 
 def _check(root: str, path: str, signature: Signature) -> Signature | None:

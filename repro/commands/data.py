@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from repro import gitignore, outputs, status_memo
@@ -82,15 +83,16 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     build(stages)
     chosen = resolve_targets(project, stages, args.targets)
     resolver = None
+    images: dict[str, str | None] = {}  # what the engine answered, for the memo
     if any(s.image is not None and s.image.id for s in chosen):
-        resolver = _image_resolver(ui)
+        resolver = _image_resolver(ui, images)
     report: dict[str, list[str]] = {}
     for stage in chosen:
         changes = stage_changes(project, stage, resolver)
         if changes:
             report[stage.path] = [c.message for c in changes]
     if not report and not args.targets:
-        status_memo.save(project, stages)
+        status_memo.save(project, stages, images if resolver is not None else None)
     if args.json:
         ui.out(json.dumps(report, indent=2, sort_keys=True))
     elif not report:
@@ -103,17 +105,23 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     return 1 if report else 0
 
 
-def _image_resolver(ui: UI):  # type: ignore[no-untyped-def]
-    """Resolve image names through the engine; without one, skip the image check and say so."""
-    from repro.runners import RUNNERS
+def _image_resolver(ui: UI, seen: dict[str, str | None]) -> Callable[[str], str | None] | None:
+    """Resolve image names through the engine, noting each answer in ``seen``; without an
+    engine, skip the image check and say so."""
+    from repro import engine
 
-    runner = RUNNERS["docker"]()
+    resolve = engine.resolver()
     try:
-        runner.resolve("repro-probe-nonexistent:none")
+        resolve("repro-probe-nonexistent:none")
     except ReproError as exc:
         ui.warn(f"image drift not checked: {exc}")
         return None
-    return runner.resolve
+
+    def resolve_and_note(name: str) -> str | None:
+        seen[name] = resolve(name)
+        return seen[name]
+
+    return resolve_and_note
 
 
 def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:

@@ -51,11 +51,9 @@ def _import_docker() -> Any:
 
 
 def _engine_error(exc: Exception) -> ReproError:
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    return ReproError(
-        f"no Docker engine answers at {where} ({type(exc).__name__}); start Docker "
-        "(scripts/ensure-docker.sh does it as root) or point DOCKER_HOST at a running engine"
-    )
+    from repro.engine import unreachable
+
+    return unreachable(exc)
 
 
 class DockerRunner:
