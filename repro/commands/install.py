@@ -1,5 +1,8 @@
 """install: git hooks that keep data in step with git (post-checkout, pre-push).
 
+The hooks warn and never fail git. Running ``repro install`` again rewrites hooks it installed
+before, so an older install gets today's hooks.
+
 An existing hook is kept and chained: it is renamed to HOOK.pre-repro and our hook runs it
 first, so installing never breaks what the user had.
 """
@@ -26,10 +29,23 @@ def _repro_command() -> str:
     return f"{shlex.quote(sys.executable)} -m repro"
 
 
+# Hooks warn and never fail git (SPEC: a `set -e` script that runs `git checkout` must not stop
+# because data is missing): each says what to run instead and exits 0.
 HOOKS = {
     # $3 is 1 for a branch (or tag) checkout, 0 for a file checkout: only the former moves data.
-    "post-checkout": '[ "$3" = "1" ] || exit 0\nexec {repro} checkout',
-    "pre-push": "if {repro} config core.remote >/dev/null 2>&1; then\n    exec {repro} push\nfi",
+    "post-checkout": """[ "$3" = "1" ] || exit 0
+if ! {repro} checkout; then
+    echo "repro: warning: the data of this commit is not all in place; run 'repro pull'" \\
+        "(or 'repro checkout' after fixing what is named above)" >&2
+fi
+exit 0""",
+    "pre-push": """if {repro} config core.remote >/dev/null 2>&1; then
+    if ! {repro} push; then
+        echo "repro: warning: the data of this push did not reach the remote;" \\
+            "run 'repro push' before others pull" >&2
+    fi
+fi
+exit 0""",
 }
 
 
