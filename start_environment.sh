@@ -11,8 +11,9 @@
 #   bash         leave an interactive shell in the (last) container; the default when no
 #                argument is given
 #
-# Brings up a Docker engine when none answers (scripts/ensure-docker.sh) and builds what is
-# missing (scripts/build-images.sh). /remote is the named volume `repro-remote`, which outlives
+# Installs the Debian packages it needs when they are missing (scripts/ensure-tools.sh: as root;
+# otherwise it names the apt-get command), brings up a Docker engine when none answers
+# (scripts/ensure-docker.sh) and builds what is missing (scripts/build-images.sh). /remote is the named volume `repro-remote`, which outlives
 # containers like the tutorial's remote storage; the project folders are fresh anonymous
 # volumes, because repro hands stage containers the project through a mount of this container.
 # The exit code is that of the last script or shell.
@@ -38,7 +39,9 @@ if [ "$walkthrough$clone$shell" = 000 ]; then
     shell=1
 fi
 
-command -v docker >/dev/null 2>&1 || die "the docker CLI is not installed"
+# What a fresh Debian host lacks (docker.io; pip, which builds the zipapp), installed as root
+# or named in one line otherwise; build-base.sh asks for debootstrap when it needs it.
+"$root/scripts/ensure-tools.sh" docker pip
 "$root/scripts/ensure-docker.sh" >/dev/null
 "$root/scripts/build-images.sh"
 

