@@ -14,7 +14,8 @@ from repro.stage import Stage
 
 class CheckoutResult:
     def __init__(self) -> None:
-        self.changed: list[str] = []  # outs (re)linked
+        self.added: list[str] = []  # outs that were not there
+        self.changed: list[str] = []  # outs (re)linked over other content
         self.removed: list[str] = []  # stale outs repro had made
         self.kept: list[str] = []  # stale outs the user changed: left alone
         self.missing: list[str] = []  # outs whose objects are not cached
@@ -44,7 +45,9 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
                 result.missing.append(out.path)
                 continue
             conflicts.extend(c.path for c in found)
-            if not found and before != out.md5:
+            if not found and not there:
+                result.added.append(out.path)
+            elif not found and before != out.md5:
                 result.changed.append(out.path)
     if prune:
         for path, oid in sorted(project.state.linked().items()):

@@ -41,6 +41,8 @@ def _main(argv: list[str]) -> int:
     wanted = None if {"-h", "--help"} & set(argv) and not command else command
     parser = build_parser(wanted if wanted in COMMANDS or wanted == "" else None)
     args = parser.parse_args(argv)
+    if getattr(args, "quiet", False) and getattr(args, "verbose", False):  # one before the command
+        parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     ui = UI(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     if not hasattr(args, "func"):
         build_parser().print_help()

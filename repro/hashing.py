@@ -400,7 +400,9 @@ class Hasher:
         read_at: int,
     ) -> None:
         large = len(missing) >= LARGE_DIR_FILES
-        if large:
+        # Once repro has committed or checked out the folder, its objects are in the cache: a
+        # new hash (files copied in by a checkout, too recent to remember) is not the "once".
+        if large and label not in self.state.linked():
             self.notify(f"Computing md5 for a large directory {label}. This is only done once.")
         paths = [files[i].path for i in missing]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,48 @@ def push_images(remote: Remote, image_ids: Iterable[str], scratch: Path) -> tupl
     return len(todo), len(ids) - len(todo)
 
 
-def pull_images(remote: Remote, image_ids: Iterable[str], scratch: Path) -> tuple[int, list[str]]:
-    """Load the images this host lacks from the remote; return (loaded, not on the remote)."""
+def pull_images(
+    remote: Remote,
+    image_ids: Iterable[str],
+    scratch: Path,
+    names: Mapping[str, Iterable[str]] | None = None,
+) -> tuple[int, list[str]]:
+    """Load the images this host lacks from the remote; return (loaded, not on the remote).
+    Each image here then gets the ``names`` (by image ID) that are free or already its own,
+    so that the name a stage file records runs that very image."""
     client = _client()
     from repro.runners.docker import DockerRunner
 
     runner = DockerRunner()
     runner._client = client
-    todo = [i for i in sorted(set(image_ids)) if runner.resolve(i) is None]
+    ids = sorted(set(image_ids))
+    todo = [i for i in ids if runner.resolve(i) is None]
+    result = _load(remote, client, runner, todo, scratch)
+    for image_id in ids:
+        for name in sorted(set((names or {}).get(image_id, ()))):
+            _tag(client, runner, image_id, name)
+    return result
+
+
+def _tag(client: Any, runner: Any, image_id: str, name: str) -> None:
+    """Tag the image ``image_id`` (when this host has it) as ``name``, unless that names
+    another image: the user's own tags are never moved."""
+    if "@" in name or runner.resolve(image_id) is None:
+        return  # a digest is not a tag
+    if runner.resolve(name) is not None:
+        return  # already this image, or another one that is not ours to retag
+    repository, tag = name, "latest"
+    if ":" in name.rpartition("/")[2]:
+        repository, _, tag = name.rpartition(":")
+    try:
+        client.images.get(image_id).tag(repository, tag)
+    except Exception:  # noqa: BLE001 - docker.errors; a name the engine refuses stays untagged
+        return
+
+
+def _load(
+    remote: Remote, client: Any, runner: Any, todo: list[str], scratch: Path
+) -> tuple[int, list[str]]:
     if not todo:
         return 0, []
     present = remote.exists([image_key(i) for i in todo])

@@ -64,11 +64,15 @@ def _lazy(module: str, function: str) -> Handler:
     return handler
 
 
-def _common() -> _Parser:
+def _common(default: object = False) -> _Parser:
     common = _Parser(add_help=False)
     group = common.add_mutually_exclusive_group()
-    group.add_argument("-v", "--verbose", action="store_true", help="say more; show tracebacks")
-    group.add_argument("-q", "--quiet", action="store_true", help="print only errors and answers")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="say more; show tracebacks"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="print only errors and answers"
+    )
     return common
 
 
@@ -96,10 +100,12 @@ class _Unused:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; with ``only``, of that command alone ("" for none)."""
-    common = _common()
+    # A command's -q/-v leave unset what they are not given: its parser's defaults would
+    # otherwise overwrite the -q or -v given before the command.
+    common = _common(argparse.SUPPRESS)
     parser = _Parser(
         prog="repro",
-        parents=[common],
+        parents=[_common()],
         description="Version data, models and metrics with git; reproduce pipelines whose "
         "every stage runs in a pinned Docker image.",
     )

@@ -16,7 +16,7 @@ from repro import stage as stage_mod
 from repro.cache import ObjectsMissing
 from repro.errors import ReproError, StageFailed
 from repro.graph import Graph
-from repro.paths import inside
+from repro.paths import inside, overlaps
 from repro.project import Project
 from repro.runners import Runner, RunSpec
 from repro.stage import Dep, Image, Out, Stage
@@ -49,6 +49,7 @@ class Outcome:
         self.failed: list[tuple[str, ReproError]] = []
         self.skipped: list[str] = []  # downstream of a failure
         self.planned: list[str] = []  # --dry
+        self.rewritten: list[str] = []  # stage files whose bytes a run changed (for git add)
 
 
 class _Tail:
@@ -75,12 +76,36 @@ def hash_deps(project: Project, stage: Stage) -> dict[str, str]:
     for dep in stage.deps:
         md5 = outputs.current_md5(project, dep.path)
         if md5 is None:
+            owners = [
+                s for s in project.stages() if any(overlaps(dep.path, o) for o in s.out_paths())
+            ]
+            for owner in owners:
+                if (absent := _fetch_hint(project, owner)) is not None:
+                    raise ReproError(f"dependency '{dep.path}' of '{stage.path}' {absent[1]}")
             raise ReproError(
                 f"dependency '{dep.path}' of '{stage.path}' does not exist; create it, or "
                 "reproduce the stage that makes it"
             )
         found[dep.path] = md5
     return found
+
+
+def _fetch_hint(project: Project, stage: Stage) -> tuple[str, str] | None:
+    """For tracked data missing from the workspace (a fresh clone): (the output, where to get
+    it from). None when ``stage`` has all its cached outputs, or recorded none."""
+    for out in stage.outs:
+        if not out.cache or out.md5 is None or os.path.lexists(project.root / out.path):
+            continue
+        if project.cache.missing(out.md5):
+            return out.path, (
+                f"is tracked by '{stage.path}' but neither in the workspace nor in the cache; "
+                "run 'repro pull' to fetch it"
+            )
+        return out.path, (
+            f"is tracked by '{stage.path}' and in the cache but not in the workspace; "
+            f"run 'repro checkout {stage.path}' to restore it"
+        )
+    return None
 
 
 def _read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path, ...]:
@@ -154,15 +179,20 @@ def execute(
     between the check and the change.
     """
     if stage.is_data_source:
+        if (absent := _fetch_hint(project, stage)) is not None:
+            raise ReproError(f"output '{absent[0]}' {absent[1]}")
         with _quiet(runner):
             outs = tuple(outputs.commit(project, out) for out in stage.outs)
             return _finish(project, stage, None, {}, outs), False
-    if stage.image is None:
-        raise ReproError(
-            f"stage '{stage.path}' names no image; give --image or set one with "
-            "'repro config core.image NAME'"
-        )
-    assert runner is not None
+    if stage.image is None:  # a hand-written stage file: the project's default image
+        default = project.config.get("core.image")
+        if not default:
+            raise ReproError(
+                f"stage '{stage.path}' names no image and core.image is not set; add "
+                "'image: {name: NAME}' to it, or set a default with 'repro config core.image NAME'"
+            )
+        stage = stage._replace(image=Image(default))  # recorded in the stage file when it runs
+    assert runner is not None and stage.image is not None
     image = _ensure_image(project, runner, stage.image, options.pinned, events)
     with runner.quiet():
         dep_md5s = hash_deps(project, stage)
@@ -292,6 +322,7 @@ def _step(
     events: Events,
     outcome: Outcome,
 ) -> None:
+    before = _bytes(project.root / name)
     stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
     with _quiet(runner):
         changes = changes_of(project, stage, runner, options.pinned)
@@ -309,6 +340,15 @@ def _step(
         options = options._replace(run_cache=False)
     _, restored = execute(project, stage, graph, runner, options, events)
     (outcome.restored if restored else outcome.ran).append(name)
+    if _bytes(project.root / name) != before:
+        outcome.rewritten.append(name)
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _plan(

@@ -159,18 +159,28 @@ def _drop_none(item: dict[str, Any]) -> dict[str, Any]:
 def dump(stage: Stage) -> str:
     import yaml
 
-    return str(yaml.safe_dump(stage.to_dict(), sort_keys=False, default_flow_style=False))
+    # No width: a long command or path stays on one line, as its author wrote it.
+    text = yaml.safe_dump(
+        stage.to_dict(), sort_keys=False, default_flow_style=False, width=float("inf")
+    )
+    return str(text)
 
 
 def write(root: Path, stage: Stage) -> None:
-    """Write the stage file atomically (temp + rename), so a kill leaves the old or the new."""
+    """Write the stage file atomically (temp + rename), so a kill leaves the old or the new.
+    A hand-written file keeps its key order, and its comments where it can (stage_text)."""
     from repro.fsutil import write_atomic
     from repro.paths import inside
+    from repro.stage_text import render
 
     check(stage)  # whatever built it: a file repro cannot read back is never written
     target = inside(root, stage.path, "stage file")
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = dump(stage)
+    try:
+        old_text: str | None = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        old_text = None
+    text = render(stage, old_text)
     write_atomic(target, text.encode("utf-8"))
     _PARSED.load(text)  # yaml is loaded already: the next command finds the file parsed
 

@@ -23,25 +23,33 @@ from repro.ui import UI
 
 
 def resolve_targets(project: Project, stages: list[Stage], targets: list[str]) -> list[Stage]:
-    """Stages named by stage file or by an output path, relative to the current folder."""
+    """Stages named by stage file (its ``.repro`` may be left off) or by an output path,
+    relative to the current folder."""
     if not targets:
         return stages
     by_path = {s.path: s for s in stages}
     chosen: dict[str, Stage] = {}
     for target in targets:
         rel = from_user(project.root, Path.cwd(), target, "target")
-        if rel in by_path:
-            chosen[rel] = by_path[rel]
-            continue
-        owners = [s for s in stages if any(overlaps(rel, o) for o in s.out_paths())]
-        if not owners:
-            raise ReproError(
-                f"'{target}' is neither a stage file nor an output of one; "
-                "'repro pipeline list' shows the stages"
-            )
-        for owner in owners:
-            chosen[owner.path] = owner
+        for name in (rel, rel + STAGE_SUFFIX):
+            if name in by_path:
+                chosen[name] = by_path[name]
+                break
+        else:
+            _add_owners(stages, target, rel, chosen)
     return list(chosen.values())
+
+
+def _add_owners(stages: list[Stage], target: str, rel: str, chosen: dict[str, Stage]) -> None:
+    """Add the stages whose outputs ``rel`` names (or lies in, or holds) to ``chosen``."""
+    owners = [s for s in stages if any(overlaps(rel, o) for o in s.out_paths())]
+    if not owners:
+        raise ReproError(
+            f"'{target}' is neither a stage file nor an output of one; "
+            "'repro pipeline list' shows the stages"
+        )
+    for owner in owners:
+        chosen[owner.path] = owner
 
 
 def cmd_add(args: argparse.Namespace, ui: UI) -> int:
@@ -131,6 +139,8 @@ def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:
         build(stages)
         chosen = resolve_targets(project, stages, args.targets)
         result = checkout(project, chosen, force=args.force, prune=not args.targets)
+    for path in result.added:
+        ui.info(f"A\t{path}")
     for path in result.changed:
         ui.info(f"M\t{path}")
     for path in result.removed:

@@ -158,7 +158,7 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         raise ReproError(f"failed: {names}{skipped}")
     if not outcome.ran and not outcome.restored:
         ui.info("Pipeline is up to date. Nothing to reproduce.")
-    else:
-        changed = sorted({*outcome.ran, *outcome.restored})
+    elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do
+        changed = sorted(outcome.rewritten)
         ui.info(f"To track the changes with git, run:\n\tgit add {' '.join(changed)}")
     return 0

@@ -107,7 +107,8 @@ def _fetch(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -
     if args.images:
         from repro.images import pull_images
 
-        loaded, absent = pull_images(remote, wanted.images, project.tmp_dir)
+        names = _image_names(project, args)
+        loaded, absent = pull_images(remote, wanted.images, project.tmp_dir, names)
         ui.info(f"Loaded {loaded} image(s).")
         if absent:
             raise ReproError(
@@ -115,6 +116,17 @@ def _fetch(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -
                 "from a host that has it"
             )
     _report(summary, "Fetched", ui)
+
+
+def _image_names(project: Project, args: argparse.Namespace) -> dict[str, set[str]]:
+    """The names stage files of the chosen revisions give each pinned image ID."""
+    history = History(project.root)
+    names: dict[str, set[str]] = {}
+    for revision in _revisions(project, args):
+        for stage in history.stages_at(revision):
+            if stage.image is not None and stage.image.id:
+                names.setdefault(stage.image.id, set()).add(stage.image.name)
+    return names
 
 
 def cmd_pull(args: argparse.Namespace, ui: UI) -> int:
@@ -129,6 +141,8 @@ def cmd_pull(args: argparse.Namespace, ui: UI) -> int:
         build(stages)
         chosen = resolve_targets(project, stages, args.targets)
         result = checkout(project, chosen, force=False, prune=False)
+    for path in result.added:
+        ui.info(f"A\t{path}")
     for path in result.changed:
         ui.info(f"M\t{path}")
     if result.missing:
