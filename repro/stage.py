@@ -176,8 +176,9 @@ def write(root: Path, stage: Stage) -> None:
     check(stage)  # whatever built it: a file repro cannot read back is never written
     target = inside(root, stage.path, "stage file")
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        old_text: str | None = target.read_text(encoding="utf-8")
+    try:  # never through a symlink: only a stage file's own text is kept
+        with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8") as old:
+            old_text: str | None = old.read()
     except (OSError, UnicodeDecodeError):
         old_text = None
     text = render(stage, old_text)
