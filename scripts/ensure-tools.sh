@@ -55,6 +55,13 @@ command -v apt-get >/dev/null 2>&1 ||
     die "${missing[*]} missing and apt-get is not available; install them with your package manager"
 echo "ensure-tools: installing ${missing[*]} from Debian..." >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null || die "apt-get update failed; is the Debian mirror reachable?"
-apt-get install -y -q "${missing[@]}" >/dev/null ||
-    die "apt-get install ${missing[*]} failed"
+log=${TMPDIR:-/tmp}/repro-ensure-tools.log
+# apt's chatter (debconf, needrestart) goes to the log; its last lines show when it fails.
+if ! apt-get update -q >"$log" 2>&1; then
+    tail -5 "$log" >&2
+    die "apt-get update failed (log: $log); is the Debian mirror reachable?"
+fi
+if ! apt-get install -y -q "${missing[@]}" >>"$log" 2>&1; then
+    tail -5 "$log" >&2
+    die "apt-get install ${missing[*]} failed (log: $log)"
+fi
