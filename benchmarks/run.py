@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Benchmarks of repro against DVC and against the physical floor of the same work.
 
-    python3 benchmarks/run.py [--quick] [--sets many,big,mnist] [--repeat N] [--no-dvc]
+    python3 benchmarks/run.py [--quick] [--sets many,big,mnist,pipeline] [--repeat N] [--no-dvc]
                               [--ops add,status,...] [--scratch DIR] [--out FILE] [--json FILE]
 
 Datasets are generated with a fixed seed under the scratch folder (default /tmp/repro-bench):
   many   20,000 files of 4 KiB in 100 folders      (quick: 2,000 files in 20 folders)
   big    one 1 GiB file                            (quick: 64 MiB)
   mnist  5,000 files of ~1 KiB in 10 folders       (quick: 500 files)
+  pipeline  the walkthrough's shape: data of 1,000 files of ~1 KiB (quick: 200) tracked with
+         `add`, then load -> train -> evaluate, each stage in the busybox image BENCH_IMAGE
+         (DVC: the same three stages in a dvc.yaml, run on the host); only `status` is timed
 
 Every operation runs as a fresh child process per measurement, alternating repro, DVC and the
 floor (the order rotates each round, so all three see the same conditions); medians are
@@ -52,7 +55,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SEED = 20240607
 BENCH_IMAGE = "repro-bench-busybox:latest"
-BUSYBOX_TOOLS = ["sh", "true", "cat", "echo", "ls"]
+BUSYBOX_TOOLS = ["sh", "true", "cat", "echo", "ls", "cp", "mkdir"]
 TAGS_FULL, TAGS_QUICK = 100, 20
 
 # ext4 without a journal (the disk of this VM) does not reuse an inode freed in the last 60 s,
@@ -98,11 +101,13 @@ FULL = {
     "many": Dataset("many", 20_000, 100, 4096),
     "big": Dataset("big", 1, 1, 1 << 30),
     "mnist": Dataset("mnist", 5_000, 10, 1024, jitter=400),
+    "pipeline": Dataset("pipeline", 1_000, 10, 1024, jitter=400),
 }
 QUICK = {
     "many": Dataset("many", 2_000, 20, 4096),
     "big": Dataset("big", 1, 1, 64 << 20),
     "mnist": Dataset("mnist", 500, 10, 1024, jitter=400),
+    "pipeline": Dataset("pipeline", 200, 10, 1024, jitter=400),
 }
 
 
@@ -815,6 +820,82 @@ class Bench:
             gone(proj)
         gone(base)
 
+    # -- a pipeline project ---------------------------------------------------------------------
+    def pipeline_ops(self, ds: Dataset) -> None:
+        """`status` of a project shaped like the walkthrough: tracked data, then three stages.
+
+        repro's stages are pinned to an image, so its status also asks the engine whether the
+        image name still points at the pinned ID. The floor is therefore the stat walk of every
+        path status must look at (the data, the stages' outputs, configs and stage files) plus
+        that one question to the engine: a `curl` of /images/NAME/json over its unix socket
+        (`docker image inspect` where curl is missing: a slower, easier floor).
+        """
+        self.log(f"dataset {ds.name}: {ds.describe()}, three stages")
+        if not _docker_ok():
+            self.log("  no Docker engine answers: the pipeline set is skipped")
+            return
+        if not self.wanted("status"):
+            return
+        build_image()
+        src = generate(ds, self.scratch)
+        r = self.runner
+        base = self.fresh(ds.name)
+        stages = [  # name, deps, (flag, out), command
+            ("load", ["raw", "config/load.json"], ("-o", "data"), "cp -r raw data"),
+            ("train", ["data", "config/train.json"], ("-o", "model.bin"),
+             "cat data/*/* config/train.json > model.bin"),
+            ("evaluate", ["model.bin"], ("-M", "metrics.json"),
+             "echo '{\"acc\": 0.5}' > metrics.json"),
+        ]  # fmt: skip
+        projects: dict[str, Path] = {}
+        for tool in self.tools:
+            proj = base / tool.name
+            proj.mkdir()
+            tool.init(proj)
+            r.run(["cp", "-r", str(src), str(proj / "raw")], proj)
+            (proj / "config").mkdir()
+            (proj / "config" / "load.json").write_text('{ "num_images" : 1000 }\n')
+            (proj / "config" / "train.json").write_text('{ "num_conv_filters" : 32 }\n')
+            r.run(tool.cmd("add", "-q", "raw"), proj)
+            for name, deps, (flag, out), command in stages:
+                dep_args = [arg for dep in deps for arg in ("-d", dep)]
+                if tool is self.repro:
+                    r.run(tool.cmd("run", "-q", "-f", f"{name}.repro", "--image", BENCH_IMAGE,
+                                   *dep_args, flag, out, command), proj)  # fmt: skip
+                else:
+                    r.run(tool.cmd("stage", "add", "-q", "-n", name, *dep_args, flag, out,
+                                   command), proj)  # fmt: skip
+            if tool is not self.repro:
+                r.run(tool.cmd("repro", "-q"), proj)
+            r.run(["git", "add", "-A"], proj)
+            r.run(["git", "commit", "-q", "-m", "pipeline"], proj)
+            projects[tool.name] = proj
+        rp = projects[self.repro.name]
+        walked = "raw data model.bin metrics.json config *.repro"
+        statwalk = f"find {walked} -printf '%i %T@ %s %p\\n' > /dev/null"
+        if shutil.which("curl"):
+            engine = (
+                "curl -sf --unix-socket /var/run/docker.sock "
+                f"http://docker/images/{BENCH_IMAGE}/json > /dev/null"
+            )
+        else:
+            engine = f"docker image inspect {BENCH_IMAGE} > /dev/null"
+        case = Case(ds.name, "status", "stat walk + one engine GET")
+        sides: dict[str, tuple[Callable[[int], None], Step]] = {
+            t.name: (_noop, lambda t=t: r.measure(t.cmd("status", "-q"), projects[t.name]))  # type: ignore[misc]
+            for t in self.tools
+        }
+        sides["floor"] = (_noop, lambda: r.measure(f"{statwalk} && {engine}", rp))
+        for _setup, step in sides.values():
+            step()  # warm-up; repro's first status also leaves its memo
+        alternate(case, self.args.repeat, sides)
+        case.note = f"3 stages in {BENCH_IMAGE}; floor: `{statwalk}` then `{engine}`"
+        self.cases.append(case)
+        self.report_case(case)
+        for proj in projects.values():
+            self.trash.discard(proj)
+        self.trash.discard(base)
+
     # -- all -----------------------------------------------------------------------------------
     def run(self) -> dict[str, object]:
         started = dt.datetime.now(dt.timezone.utc)
@@ -824,7 +905,10 @@ class Bench:
         self.global_ops()
         catalogue = QUICK if self.args.quick else FULL
         for name in self.args.sets.split(","):
-            self.dataset_ops(catalogue[name])
+            if name == "pipeline":
+                self.pipeline_ops(catalogue[name])
+            else:
+                self.dataset_ops(catalogue[name])
         info = machine_info(self.scratch)
         info["load_before"] = [round(x, 2) for x in load_before]
         info["load_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -1061,7 +1145,7 @@ def verdicts(result: dict[str, object]) -> list[tuple[str, str, str, bool]]:
     for c in result["cases"]:  # type: ignore[attr-defined]
         repro, dvc, floor = (c.get(k, {}).get("median_s") for k in ("repro", "dvc", "floor"))
         label = f"{c['set']} / {c['op']}"
-        if c["set"] in ("many", "mnist") or c["op"] == "version":
+        if c["set"] in ("many", "mnist", "pipeline") or c["op"] == "version":
             if dvc and repro:
                 out.append(
                     (label, "repro ≥5× faster than DVC", f"{dvc / repro:.1f}×", dvc / repro >= 5)
@@ -1219,7 +1303,7 @@ def render(result: dict[str, object]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small datasets, fewer tags")
-    parser.add_argument("--sets", default="many,big,mnist", help="comma list of datasets")
+    parser.add_argument("--sets", default="many,big,mnist,pipeline", help="comma list of datasets")
     parser.add_argument("--repeat", type=int, default=None, help="rounds per operation")
     parser.add_argument("--no-dvc", action="store_true", help="repro and the floor only")
     parser.add_argument(
