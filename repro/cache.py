@@ -565,4 +565,6 @@ def _unprotect_file(path: Path) -> None:
     st = os.lstat(path)
     if not stat_mod.S_ISREG(st.st_mode):
         raise ReproError(f"'{path}' is not a regular file (a symlink, fifo or device); left alone")
+    if st.st_nlink == 1 and st.st_mode & 0o200:
+        return  # a private writable copy already (cache.type copy or reflink)
     _copy_atomic(path, path, WRITABLE)

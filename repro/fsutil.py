@@ -75,6 +75,38 @@ def remove_dead_stagings(folder: str, prefix: str) -> None:
             pass
 
 
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the regular file at ``path``, opened without following a symlink and
+    without blocking: a fifo planted in a symlink's or a file's place would otherwise hang
+    repro for ever (with the project lock held). FileNotFoundError when nothing is there;
+    NotRegular for a symlink, fifo, socket or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise NotRegular(os.fspath(path)) from None
+        raise
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(os.fspath(path))
+        chunks = []
+        while chunk := os.read(fd, READ_CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class NotRegular(OSError):
+    """A path that is a symlink, fifo, socket, device or folder where a file must be."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EINVAL, "not a regular file", path)
+        self.path = path
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
     folder, name = os.path.split(os.fspath(path))
     tmp = os.path.join(folder, _hidden(name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def add(root: Path, path: str) -> bool:
         raise ReproError(f"{path!r} has a line break in its name; rename it")
     folder, line = _entry(path)
     ignore = _ignore_file(root, folder)
-    lines = _read(ignore) if ignore.exists() else []
+    lines = _read(ignore) if os.path.lexists(ignore) else []
     if line in lines:
         return False
     lines.append(line)
@@ -41,7 +42,7 @@ def add(root: Path, path: str) -> bool:
 def remove(root: Path, path: str) -> bool:
     folder, line = _entry(path)
     ignore = _ignore_file(root, folder)
-    if not ignore.exists():
+    if not os.path.lexists(ignore):
         return False
     # Older versions wrote the name unescaped: that line goes too.
     gone = {line, f"/{posixpath.basename(path)}"}
@@ -66,7 +67,13 @@ def _ignore_file(root: Path, folder: Path) -> Path:
 
 def _read(path: Path) -> list[str]:
     """The lines as git splits them: at \\n only (str.splitlines would split a name at \\f)."""
-    text = path.read_bytes().decode("utf-8", "surrogateescape")  # the user's lines, as they are
+    from repro.fsutil import NotRegular, read_regular
+
+    try:
+        data = read_regular(path)  # a fifo or a link there (planted by a stage) must not hang
+    except NotRegular:
+        raise ReproError(f"{path} is a symlink, fifo or device, not a file; remove it") from None
+    text = data.decode("utf-8", "surrogateescape")  # the user's lines, as they are
     return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
 
 

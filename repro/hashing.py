@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from repro import workers
 from repro.errors import ReproError
+from repro.paths import has_git_part
 from repro.state import FileKey, StateDB, file_key
 from repro.walk import find_listing, mtime_ns, records, settled, touched_files
 
@@ -142,9 +143,11 @@ def _bad_md5s(hex_digits: str, md5s: list[str]) -> bool:
 
 def _bad_relpaths(joined: str, rels: list[str]) -> bool:
     """True unless the relpaths (``joined`` by NULs) are canonical, distinct, and none is
-    also the folder of another."""
+    also the folder of another, nor has a part named .git."""
     if joined.startswith("/") or "\0/" in joined or joined.count("\0") != len(rels) - 1:
         return True  # absolute, or a NUL in one
+    if has_git_part(joined):
+        return True
     files = set(rels)
     if len(files) != len(rels) or "" in files or "." in files or ".." in files:
         return True

@@ -7,14 +7,16 @@ random token, start time) so that a refused command can say who to wait for.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 
-from repro.errors import LockedError
+from repro.errors import LockedError, ReproError
 
 
 class ProjectLock:
@@ -24,7 +26,20 @@ class ProjectLock:
         self._fd: int | None = None
 
     def __enter__(self) -> ProjectLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a link: a cloned repository could commit .repro/lock -> any file,
+        # which truncating would destroy. A fifo or device would block or worse.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise
+            raise ReproError(
+                f"{self.path} is not a plain file (a symlink, fifo or folder, maybe planted "
+                "by a cloned repository); remove it and retry"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ReproError(f"{self.path} is not a plain file; remove it and retry")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -11,7 +11,7 @@ from pathlib import Path
 from repro.cache import Conflict, ObjectsMissing
 from repro.errors import ReproError
 from repro.hashing import read_path_md5
-from repro.paths import inside
+from repro.paths import has_git_part, inside
 from repro.project import Project
 from repro.stage import Out
 
@@ -83,7 +83,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     ``keep_copy`` stores an uncached output's bytes as well (the run-cache restores them later),
     without linking or protecting the workspace file.
     """
-    full = inside(project.root, out.path, "output")
+    full = inside(project.root, out.path, "output", exact=True)
     try:
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):
@@ -103,6 +103,12 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
         if out.cache and _already_committed(project, out.path):
             return out._replace(md5=project.state.linked()[out.path])
         info = hasher.hash_dir(str(full), out.path)
+        if has_git_part("\0".join(rel for rel, _md5 in info.entries)):
+            bad = next(rel for rel, _md5 in info.entries if has_git_part(rel))
+            raise ReproError(
+                f"output '{out.path}' holds '{bad}', inside a .git folder: a repository inside "
+                "data would run its own config on checkout; leave it out of the output"
+            )
         catch_in_place_edits(project, out.path, info.oid)
         if out.cache:
             cache.commit_dir(full, info)
@@ -151,7 +157,7 @@ def in_the_way(path: str, exc: OSError) -> ReproError:
 
 
 def _checkout(project: Project, path: str, oid: str, force: bool, cached: bool) -> list[Conflict]:
-    full = inside(project.root, path, "output")
+    full = inside(project.root, path, "output", exact=True)
     cache = project.cache
     hasher = project.hasher
     if oid.endswith(".dir"):
@@ -189,7 +195,7 @@ def _linked(project: Project, oid: str, full: Path) -> bool:
 
 def remove(project: Project, path: str) -> None:
     """Delete an output from the workspace (the cache keeps its objects)."""
-    full = inside(project.root, path, "output")
+    full = inside(project.root, path, "output", exact=True)
     try:
         st = os.lstat(full)
     except (FileNotFoundError, NotADirectoryError):

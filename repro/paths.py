@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from pathlib import Path
 
 from repro.errors import ReproError
 from repro.walk import RESERVED_DIRS
 
 RESERVED = RESERVED_DIRS
+
+
+def has_git_part(joined: str) -> bool:
+    """True when a path (or NUL-joined paths) has a part named .git, in any case: git itself
+    refuses to check such a path out, since a .git folder there would be a repository whose
+    config (core.fsmonitor, hooks) runs commands."""
+    return ".git" in joined.lower() and _GIT_PART.search(joined) is not None
+
+
+_GIT_PART = re.compile(r"(?:^|/|\0)\.git(?:/|\0|\Z)", re.IGNORECASE)
 
 
 def check_relative(path: str, what: str) -> str:
@@ -26,6 +37,8 @@ def check_relative(path: str, what: str) -> str:
     first = norm.split("/", 1)[0]
     if first in RESERVED:
         raise ReproError(f"{what} '{path}' is inside {first}/, which repro does not track")
+    if has_git_part(norm):
+        raise ReproError(f"{what} '{path}' has a part named .git, which git refuses; rename it")
     return norm
 
 
@@ -62,7 +75,7 @@ def real_root(root: Path | str) -> str:
     return found
 
 
-def inside(root: Path, rel: str, what: str, allow_root: bool = False) -> Path:
+def inside(root: Path, rel: str, what: str, allow_root: bool = False, exact: bool = False) -> Path:
     """``root / rel``, once no symlink along it (the last component's included) leads out of
     the project or into .git/.repro; ``rel`` is a project-relative path checked on its text.
     A last component that is a symlink within the project is the caller's to refuse."""
@@ -77,6 +90,13 @@ def inside(root: Path, rel: str, what: str, allow_root: bool = False) -> Path:
     first = real[len(base) + 1 :].split(os.sep, 1)[0]
     if first in RESERVED:
         raise _escape(base, rel, what, f"leads into {first}/")
+    if exact and real != os.path.join(base, os.path.normpath(rel)):
+        # Outputs and stage files are named by their real path: through a link they would
+        # overlap another stage's output while their texts do not.
+        shown = os.path.relpath(real, base)
+        raise ReproError(
+            f"{what} '{rel}' goes through a symlink and is really '{shown}'; name it by that path"
+        )
     # realpath stops at a symlink loop and leaves the link in what it returns
     folder = os.path.dirname(real)
     while folder != base:
@@ -101,8 +121,8 @@ def _escape(root: str, rel: str, what: str, where: str) -> ReproError:
     return ReproError(f"{what} '{rel}' {where}; name a path inside the project")
 
 
-def check_stage_paths(root: Path, paths: list[tuple[str, str]]) -> None:
-    """``inside`` for each (path, what) of a stage as loaded: a stage file that names a path
-    through a symlink out of the project is refused before anything runs."""
-    for rel, what in paths:
-        inside(root, rel, what, allow_root=True)
+def check_stage_paths(root: Path, paths: list[tuple[str, str, bool]]) -> None:
+    """``inside`` for each (path, what, exact) of a stage as loaded: a stage file that names
+    a path through a symlink out of the project is refused before anything runs."""
+    for rel, what, exact in paths:
+        inside(root, rel, what, allow_root=True, exact=exact)

@@ -61,6 +61,43 @@ def _check_cache_dir(root: Path, configured: str, path: Path) -> None:
         raise ReproError(f"cache.dir '{configured}' is not a folder ({existing} is not); {hint}")
 
 
+# What repro writes in .repro: per machine, never in git, never a link. A cloned repository
+# that planted one as a symlink would have repro write (or truncate, or delete) where it
+# points; one planted as a file would feed repro's memos (the links ledger decides what
+# checkout deletes, the parsed-stages memo what a stage file says).
+PER_MACHINE = ("lock", "state.db", "state.db-journal", "tmp", "cache", "config.local")
+
+
+def _check_repro_dir(repro_dir: Path) -> None:
+    """Refuse a .repro that is a symlink, or that holds a symlink where repro writes."""
+    for path in (repro_dir, *(repro_dir / name for name in PER_MACHINE)):
+        if os.path.islink(path):
+            raise ReproError(
+                f"{path} is a symlink (to {os.readlink(path)}); repro writes there, so it must "
+                "be a plain file or folder: remove the link (a cloned repository may have "
+                "planted it) and retry"
+            )
+
+
+def check_untracked(root: Path) -> None:
+    """Refuse a repository that tracks .repro's per-machine files (planted, or committed by
+    mistake with git add -f): repro would trust them as its own."""
+    import subprocess
+
+    names = [f"{REPRO_DIR}/{name}" for name in PER_MACHINE]
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--", *names],
+        cwd=root,
+        capture_output=True,
+    )
+    tracked = [os.fsdecode(p) for p in done.stdout.split(b"\0") if p]
+    if tracked:
+        raise ReproError(
+            f"the repository tracks {tracked[0]}, which is per machine and may have been "
+            f"planted; run 'git rm -r --cached {tracked[0]}', delete it, and retry"
+        )
+
+
 def find_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding .repro/."""
     found = walk.project_root(str(start))
@@ -94,6 +131,8 @@ class Project:
         self.notify = notify
         self.warn = warn
         self.progress = progress
+        _check_repro_dir(self.repro_dir)
+        check_untracked(root)  # before any memo of .repro/tmp is read
         stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
 
     @classmethod
@@ -114,7 +153,9 @@ class Project:
     def cache_dir(self) -> Path:
         configured = self.config.get("cache.dir")
         if not configured:
-            return self.repro_dir / "cache"
+            default = self.repro_dir / "cache"
+            _check_cache_dir(self.root, str(default), default)
+            return default
         path = Path(os.path.expanduser(configured))
         path = path if path.is_absolute() else (self.repro_dir / path).resolve()
         _check_cache_dir(self.root, configured, path)
@@ -202,11 +243,12 @@ class Project:
             self.state.close()
 
 
-def _paths_of(stage: Stage) -> list[tuple[str, str]]:
-    """Every workspace path a stage names, with what it is (for messages)."""
+def _paths_of(stage: Stage) -> list[tuple[str, str, bool]]:
+    """Every workspace path a stage names, with what it is (for messages) and whether it must
+    be named by its real path (what repro writes: a dependency may go through a link)."""
     return [
-        (stage.path, "stage file"),
-        (stage.work_dir, "working directory"),
-        *((dep.path, "dependency") for dep in stage.deps),
-        *((out.path, "output") for out in stage.outs),
+        (stage.path, "stage file", True),
+        (stage.work_dir, "working directory", False),
+        *((dep.path, "dependency", False) for dep in stage.deps),
+        *((out.path, "output", True) for out in stage.outs),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -209,6 +210,7 @@ def execute(
                 raise outputs.in_the_way(out.path, exc) from None
         workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
         read_only = _read_only_paths(project, stage, graph)
+        stage_files = _stage_file_bytes(project)
     events.info(f"Running command:\n\t{stage.cmd}")
     tail = _Tail()
 
@@ -226,7 +228,17 @@ def execute(
         read_only=read_only,
         resources=stage.resources,
     )
-    code = runner.run(spec, log)  # checks the mounts again, with the others paused
+    try:
+        code = runner.run(spec, log)  # checks the mounts again, with the others paused
+    finally:
+        with runner.quiet():
+            planted = _sweep_planted(project, stage, stage_files)
+    if planted:
+        raise ReproError(
+            f"stage '{stage.path}' wrote the stage file '{planted[0]}' while it ran (moved to "
+            f"{project.repro_dir / PLANTED}); a stage must not write stage files, which would "
+            "run next with an image, network and command of their own: fix its command"
+        )
     if code != 0:
         raise StageFailed(stage.path, code, tail.text())
     with runner.quiet():
@@ -240,6 +252,39 @@ def execute(
         # Remembered even under --no-run-cache: that flag only stops restoring.
         runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
         return _finish(project, stage, image, dep_md5s, outs), False
+
+
+PLANTED = "tmp/planted"  # under .repro: stage files a stage wrote, moved out of the work tree
+
+
+def _stage_file_bytes(project: Project) -> dict[str, bytes | None]:
+    """Every stage file of the work tree with its bytes (None: not a regular file)."""
+    from repro.fsutil import read_regular
+
+    found: dict[str, bytes | None] = {}
+    for path in project.stage_files():
+        try:
+            found[path] = read_regular(project.root / path)
+        except OSError:
+            found[path] = None
+    return found
+
+
+def _sweep_planted(project: Project, stage: Stage, before: dict[str, bytes | None]) -> list[str]:
+    """Move the stage files that appeared or changed while ``stage`` ran, and that repro did
+    not write itself (parallel stages finish meanwhile), out of the work tree."""
+    own = set(stage.out_paths())
+    planted = []
+    for path, data in _stage_file_bytes(project).items():
+        if path in own or (path in before and before[path] == data):
+            continue
+        if data is not None and stage_mod.WRITTEN.get(project.root / path) == data:
+            continue
+        planted.append(path)
+        dest = project.repro_dir / PLANTED / f"{time.time_ns()}" / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(project.root / path, dest)
+    return planted
 
 
 def _ensure_image(

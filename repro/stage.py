@@ -169,21 +169,26 @@ def dump(stage: Stage) -> str:
 def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new.
     A hand-written file keeps its key order, and its comments where it can (stage_text)."""
-    from repro.fsutil import write_atomic
+    from repro.fsutil import read_regular, write_atomic
     from repro.paths import inside
     from repro.stage_text import render
 
     check(stage)  # whatever built it: a file repro cannot read back is never written
-    target = inside(root, stage.path, "stage file")
+    target = inside(root, stage.path, "stage file", exact=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:  # never through a symlink: only a stage file's own text is kept
-        with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8") as old:
-            old_text: str | None = old.read()
+    try:  # never through a symlink, never blocking on a fifo: only a file's own text is kept
+        old_text: str | None = read_regular(target).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         old_text = None
     text = render(stage, old_text)
     write_atomic(target, text.encode("utf-8"))
+    WRITTEN[target] = text.encode("utf-8")
     _PARSED.load(text)  # yaml is loaded already: the next command finds the file parsed
+
+
+# Stage files this process wrote, with their bytes: while a stage runs (in parallel with
+# others) these may change without the stage having written them.
+WRITTEN: dict[Path, bytes] = {}
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -549,10 +554,16 @@ def parse(path: str, text: str) -> Stage:
 
 
 def load(root: Path, path: str) -> Stage:
+    from repro.fsutil import NotRegular, read_regular
+
     try:
-        text = (root / path).read_text(encoding="utf-8")
+        text = read_regular(root / path).decode("utf-8")
     except FileNotFoundError:
         raise ReproError(f"stage file '{path}' does not exist") from None
-    except (UnicodeDecodeError, IsADirectoryError):
+    except NotRegular:
+        raise ReproError(
+            f"stage file '{path}' is a symlink, fifo or device, not a file; remove it"
+        ) from None
+    except UnicodeDecodeError:
         raise ReproError(f"'{path}' is not a stage file") from None
     return parse(path, text)

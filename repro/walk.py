@@ -227,9 +227,10 @@ def same_stage_files(root: str, stage_bytes: dict[str, bytes], outs: dict[str, l
     their outputs, which the walk for stage files does not enter)."""
 
     def outs_of(path: str) -> list[str]:
+        from repro.fsutil import read_regular
+
         try:
-            with open(os.path.join(root, path), "rb") as file:
-                data = file.read()
+            data = read_regular(os.path.join(root, path))  # a fifo there must not hang status
         except OSError:
             raise _Differs from None
         if stage_bytes.get(path) != data:

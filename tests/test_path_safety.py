@@ -148,13 +148,19 @@ def test_working_directory_outside_the_project_is_refused(
     assert not (tmp_path / "here").exists()
 
 
-def test_links_inside_the_project_still_work(project: Project) -> None:
-    """Only links that leave the project or enter .git/.repro are refused."""
+def test_links_inside_the_project(project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """A dependency may go through a link inside the project; what repro writes (an output, a
+    stage file) is named by its real path, else it could overlap another stage's output
+    while the texts of the two paths do not."""
     (project.root / "real").mkdir()
     (project.root / "real" / "a.txt").write_text("a")
     (project.root / "alias").symlink_to("real")
-    project.ok("add", "alias/a.txt")
-    assert (project.root / "real" / "a.txt").read_text() == "a"
+    _one_line_error(project.repro("add", "alias/a.txt"), "is really 'real/a.txt'")
+    assert not (project.root / "real" / "a.txt.repro").exists()
+    project.ok("add", "real/a.txt")
+    project.ok("run", "-d", "alias/a.txt", "-o", "b.txt", "cat alias/a.txt > b.txt")
+    assert (project.root / "b.txt").read_text() == "a"
+    _one_line_error(project.repro("run", "-f", "alias/c.repro", "-o", "c", "true"), "really")
 
 
 @pytest.mark.parametrize("where", ["../mycache", "../.hidden/c", "../data/cache"])
@@ -176,3 +182,38 @@ def test_a_cache_on_no_disk_is_refused(project: Project, where: str) -> None:
 def test_a_fifo_output_is_refused_without_hanging(project: Project) -> None:
     os.mkfifo(project.root / "pipe")
     _one_line_error(project.repro("add", "pipe"), "pipe", "fifo")
+
+
+def test_a_stage_file_written_by_a_stage_is_moved_out_not_run(
+    project: Project, docker_client  # type: ignore[no-untyped-def]
+) -> None:
+    """A stage with no network writes a stage file that would run with the host's network."""
+    plant = (
+        "mkdir -p .hidden && printf 'cmd: ip addr > net.txt\\nnetwork: host\\nimage:\\n  name: "
+        + TEST_IMAGE
+        + "\\nouts:\\n- path: ../net.txt\\n' > .hidden/p.repro && echo > a.txt"
+    )
+    result = project.repro("run", "-o", "a.txt", plant)
+    _one_line_error(result, "wrote the stage file '.hidden/p.repro'", "fix its command")
+    assert not (project.root / ".hidden" / "p.repro").exists()
+    assert not (project.root / "a.txt.repro").exists()
+    result = project.repro("repro")
+    assert not (project.root / "net.txt").exists()
+    planted = list((project.root / ".repro" / "tmp" / "planted").rglob("p.repro"))
+    assert len(planted) == 1 and b"network: host" in planted[0].read_bytes()
+
+
+@pytest.mark.parametrize("where", ["own", "hidden", "gitignore"])
+def test_a_fifo_planted_by_a_stage_never_hangs_repro(
+    project: Project, docker_client, where: str  # type: ignore[no-untyped-def]
+) -> None:
+    command = {
+        "own": "echo > o; mkfifo s.repro",
+        "hidden": "echo > o; mkdir -p hid; mkfifo hid/sub.repro",
+        "gitignore": "mkdir -p d; echo > d/o; rm -f d/.gitignore; mkfifo d/.gitignore",
+    }[where]
+    out = "d/o" if where == "gitignore" else "o"
+    result = project.repro("run", "-f", "s.repro", "-o", out, command)
+    assert result.code == 1, result.err
+    for args in (["status"], ["repro"], ["checkout"]):
+        assert project.repro(*args).code in (0, 1)

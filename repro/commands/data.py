@@ -88,7 +88,7 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
 
         return cloud_status(project, args, ui)
     stages = project.stages()
-    build(stages)
+    graph = build(stages)
     chosen = resolve_targets(project, stages, args.targets)
     resolver = None
     images: dict[str, str | None] = {}  # what the engine answered, for the memo
@@ -106,7 +106,8 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     elif not report:
         ui.info(status_memo.UP_TO_DATE)
     else:
-        for name, reasons in sorted(report.items()):
+        for name in graph.order(report):  # upstream first, as the pipeline runs
+            reasons = report[name]
             ui.out(f"{name}:")
             for reason in reasons:
                 ui.out(f"\t{reason}")
