@@ -6,10 +6,13 @@ from __future__ import annotations
 import itertools
 import os
 import posixpath
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from time import sleep
 from typing import TypeVar
+
+from repro.errors import RemoteError
 
 T = TypeVar("T")
 
@@ -59,6 +62,41 @@ def temp_name(name: str) -> str:
 
 def is_temp(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
+
+
+_KINDS = (
+    (stat.S_ISREG, "regular file"),
+    (stat.S_ISDIR, "folder"),
+    (stat.S_ISLNK, "symlink"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` describes, in words: "fifo", "symlink", "folder", …"""
+    return next((kind for test, kind in _KINDS if test(mode)), "special file")
+
+
+def not_a_file(where: str, mode: int) -> RemoteError:
+    """The refusal of an object that is no regular file (read, it could block or act)."""
+    return RemoteError(
+        f"object {where} is a {file_kind(mode)}, not a regular file (repro never stores one): "
+        "remove it there, then push the object again from a copy that has it"
+    )
+
+
+def not_a_folder(where: str, mode: int, wanted: str) -> RemoteError:
+    """The refusal of a folder of the layout, ``where`` on the way to ``wanted``, that is
+    something else, a symlink above all (written through, it would put objects wherever it
+    leads)."""
+    way = f"cannot reach {wanted}: " if wanted != where else ""
+    return RemoteError(
+        f"{way}{where} is a {file_kind(mode)}, not a folder (repro never makes one): remove "
+        "it there, then run the command again"
+    )
 
 
 def retrying(
