@@ -37,6 +37,8 @@ from repro.remotes.common import (
     check_key,
     folder_prefix,
     is_temp,
+    not_a_file,
+    not_a_folder,
     retrying,
     temp_name,
 )
@@ -452,8 +454,8 @@ class SshRemote:
         path = self._path(key)
 
         def is_file(sftp: paramiko.SFTPClient) -> bool:
-            try:
-                return stat.S_ISREG(sftp.stat(path).st_mode or 0)
+            try:  # lstat: a symlink, FIFO or device at the name is no object
+                return stat.S_ISREG(sftp.lstat(path).st_mode or 0)
             except FileNotFoundError:
                 return False
 
@@ -493,11 +495,43 @@ class SshRemote:
                 yield f"{key_prefix}{entry.filename}", entry.st_size or 0
 
     def _makedirs(self, sftp: paramiko.SFTPClient, folder: str) -> None:
+        """Make ``folder`` and the folders on its way. Those below the root must be real
+        folders: a symlink planted there is refused, not written through. (SFTP has no
+        ``openat``: one swapped in between this check and a write is the server's user's
+        own doing, with that user's rights.)"""
         with self._made_dirs_lock:
             if folder in self._made_dirs:
                 return
+        root = self.target.root.rstrip("/") or "/"
+        below = posixpath.relpath(folder, root).split("/") if folder != root else []
+        if ".." in below:  # keys are checked: a bug, not the server's doing
+            raise ValueError(f"{folder} is not under {root}")
+        self._make_root(sftp, root)
+        current = root
+        for name in below:
+            current = posixpath.join(current, name)
+            with self._made_dirs_lock:
+                if current in self._made_dirs:  # checked already: once per folder
+                    continue
+            try:
+                mode = sftp.lstat(current).st_mode or 0
+            except FileNotFoundError:
+                self._mkdir(sftp, current)
+                mode = stat.S_IFDIR
+            if not stat.S_ISDIR(mode):
+                where = f"{current} on {self.target.display}"
+                raise not_a_folder(where, mode, f"{folder} on {self.target.display}")
+            with self._made_dirs_lock:
+                self._made_dirs.add(current)
+
+    def _make_root(self, sftp: paramiko.SFTPClient, root: str) -> None:
+        """Make the root and the folders above it, through symlinks if so: the path is the
+        user's choice."""
+        with self._made_dirs_lock:
+            if root in self._made_dirs:
+                return
         missing: list[str] = []
-        current = folder
+        current = root
         while current not in ("", "/", "."):
             try:
                 if stat.S_ISDIR(sftp.stat(current).st_mode or 0):
@@ -506,19 +540,23 @@ class SshRemote:
                 missing.append(current)
             current = posixpath.dirname(current)
         for path in reversed(missing):
-            try:
-                sftp.mkdir(path)
-            except OSError as exc:
-                # Another thread or client may have made it meanwhile; only that is fine.
-                try:
-                    made = stat.S_ISDIR(sftp.stat(path).st_mode or 0)
-                except OSError:
-                    made = False
-                if not made:
-                    exc.filename = path  # SFTP errors do not say which request failed
-                    raise exc from None
+            self._mkdir(sftp, path)
         with self._made_dirs_lock:
-            self._made_dirs.add(folder)
+            self._made_dirs.add(root)
+
+    @staticmethod
+    def _mkdir(sftp: paramiko.SFTPClient, path: str) -> None:
+        try:
+            sftp.mkdir(path)
+        except OSError as exc:
+            # Another thread or client may have made it meanwhile; only that is fine.
+            try:
+                made = stat.S_ISDIR(sftp.lstat(path).st_mode or 0)
+            except OSError:
+                made = False
+            if not made:
+                exc.filename = path  # SFTP errors do not say which request failed
+                raise exc from None
 
     def put(self, source: Path, key: str) -> None:
         path = self._path(key)
@@ -566,8 +604,13 @@ class SshRemote:
             out.seek(0)
             out.truncate()  # what an attempt cut short wrote
             digest = hashlib.md5()
+            # lstat before open: the server would open a FIFO and wait forever, or a
+            # device. It also gives the size, in place of an fstat of the open file.
+            info = sftp.lstat(path)
+            if not stat.S_ISREG(info.st_mode or 0):
+                raise not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
+            size = info.st_size or 0
             with sftp.open(path, "rb") as remote_file:
-                size = remote_file.stat().st_size or 0
                 # Prefetching pipelines reads (needed for speed on big files) but costs a
                 # thread per file, which small objects, the common case, do not repay.
                 if size > PREFETCH_ABOVE:
