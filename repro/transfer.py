@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import json
 import os
 import re
 import sys
@@ -27,6 +26,7 @@ from repro import workers
 from repro.cache import held_objects
 from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.fsutil import build_aside, remove_dead_stagings, staging_name
+from repro.hashing import parse_manifest
 from repro.remotes.base import Remote
 
 # Objects per task handed to the thread pool.
@@ -37,7 +37,6 @@ MANIFEST_SUFFIX = ".dir"
 CACHE_TEMP_PREFIX = ".repro-tmp-"
 FOLDER_STAGING = ".repro-tmp-folder-"  # a cache folder being fetched (fsutil.staging_name)
 _OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
-_FILE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def default_jobs() -> int:
@@ -69,18 +68,15 @@ def cache_path(cache_dir: Path, object_id: str) -> Path:
 
 
 def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
-    """Check a manifest's bytes against its id; return the object ids of its entries."""
+    """Check a manifest's bytes against its id; return the object ids of its entries.
+
+    Its bytes matching its name proves only that someone wrote them so: the entries go
+    through the same checks as a manifest of the local cache (no ``..`` or absolute relpath,
+    md5 ids) before any of them is used.
+    """
     if hashlib.md5(data).hexdigest() != object_id.removesuffix(MANIFEST_SUFFIX):
         raise CorruptObjectError(object_id, where)
-    try:
-        entries = json.loads(data)
-        object_ids = [str(entry["md5"]) for entry in entries]
-    except (ValueError, TypeError, KeyError):
-        object_ids = [""]
-    if not all(_FILE_ID.fullmatch(oid) for oid in object_ids):
-        # Its bytes match its name, so it was written like this: not a repro/DVC manifest.
-        raise ReproError(f"object {object_id} in {where} is not a valid directory manifest")
-    return object_ids
+    return [md5 for _relpath, md5 in parse_manifest(data, f"{object_id} in {where}")]
 
 
 class Failure(NamedTuple):
