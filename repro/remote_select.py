@@ -33,6 +33,7 @@ def open_named_remote(project: Project, name: str | None) -> Remote:
     remotes = project.config.remotes()
     if name is not None and name not in remotes and _is_location(name):
         url = name if "://" in name else os.path.abspath(name)  # a folder, from the cwd
+        _refuse_inside(project, url)
         return open_remote(url, {})
     name = name or project.config.get("core.remote")
     if name is None or name not in remotes or "url" not in remotes[name]:
@@ -59,7 +60,24 @@ def _from_config_dir(project: Project, url: str) -> str:
     if "://" not in url and not os.path.isabs(url):
         # Relative folder remotes are stored relative to the config file.
         url = os.path.normpath(os.path.join(project.repro_dir, url))
+    _refuse_inside(project, url)
     return url
+
+
+def _refuse_inside(project: Project, url: str) -> None:
+    """A folder remote inside the work tree, .git or .repro (a cloned config could name
+    ../.git/hooks) would have push write there: refused."""
+    if "://" in url and not url.startswith("file://"):
+        return
+    from repro.paths import real_root
+
+    real = os.path.realpath(url.removeprefix("file://"))
+    base = real_root(project.root)
+    if real == base or real.startswith(base + os.sep):
+        raise ReproError(
+            f"remote folder {url} lies inside the project ({os.path.relpath(real, base)}), "
+            "where push would write into the work tree or .git; keep remotes outside it"
+        )
 
 
 def _remote_of_other_revision(

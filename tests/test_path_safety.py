@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,49 @@ def test_a_fifo_planted_by_a_stage_never_hangs_repro(
     assert result.code == 1, result.err
     for args in (["status"], ["repro"], ["checkout"]):
         assert project.repro(*args).code in (0, 1)
+
+
+@pytest.mark.parametrize("name", ["lock", "state.db", "tmp", "cache", "config.local", ""])
+def test_a_symlink_in_repro_is_refused(project: Project, tmp_path: Path, name: str) -> None:
+    """A clone that commits .repro/lock -> a victim file would have repro truncate it."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file").write_text("precious")
+    repro_dir = project.root / ".repro"
+    if name:
+        target = repro_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        target.symlink_to(victim / "file" if name in ("lock", "state.db") else victim)
+    else:
+        moved = tmp_path / "moved-repro"
+        repro_dir.rename(moved)
+        repro_dir.symlink_to(moved)
+    project.write("f.txt", "x")
+    for command in (["add", "f.txt"], ["status"], ["checkout"]):
+        _one_line_error(project.repro(*command), "symlink")
+    assert (victim / "file").read_text() == "precious"
+    assert sorted(p.name for p in victim.iterdir()) == ["file"]
+
+
+def test_tracked_per_machine_files_are_refused(project: Project) -> None:
+    """Planted memos (a links ledger decides what checkout deletes) are never trusted."""
+    tmp = project.root / ".repro" / "tmp"
+    tmp.mkdir(exist_ok=True)
+    (tmp / "parsed-stages").write_bytes(b"planted")
+    project.git("add", "-f", ".repro/tmp/parsed-stages")
+    _one_line_error(project.repro("status"), "tracks .repro/tmp/parsed-stages", "git rm")
+
+
+@pytest.mark.parametrize("url", ["../.git/evil", "../data/store", "../"])
+def test_a_folder_remote_inside_the_project_is_refused(project: Project, url: str) -> None:
+    project.write("f.txt", "x")
+    project.ok("add", "f.txt")
+    project.ok("remote", "add", "-d", "r", "/tmp/placeholder")
+    config = project.root / ".repro" / "config"
+    config.write_text(config.read_text().replace("/tmp/placeholder", url))
+    before = _snapshot(project.root / ".git")
+    _one_line_error(project.repro("push"), "inside the project")
+    assert _snapshot(project.root / ".git") == before
