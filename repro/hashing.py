@@ -120,13 +120,15 @@ def parse_manifest(data: bytes, where: str) -> list[tuple[str, str]]:
         hex_digits = "".join(md5s)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise ReproError(
-            f"directory manifest {where} is malformed ({exc}); run 'repro fsck'"
+            f"directory manifest {where} is malformed ({exc}); "
+            "run 'repro fsck' (-r REMOTE for a remote's copy)"
         ) from exc
     # Checked all at once (a manifest can list 100,000 files, and checkout parses it), then
     # one by one to name the culprit only when something is wrong.
     if rels and (_bad_md5s(hex_digits, md5s) or _bad_relpaths(joined, rels)):
         raise ReproError(
-            f"directory manifest {where} has a bad entry {_culprit(rels, md5s)}; run 'repro fsck'"
+            f"directory manifest {where} has a bad entry {_culprit(rels, md5s)}; "
+            "run 'repro fsck' (-r REMOTE for a remote's copy)"
         )
     return list(zip(rels, md5s, strict=True))
 
