@@ -186,3 +186,49 @@ def build_busybox_image(client, tag: str = TEST_IMAGE) -> str:  # type: ignore[n
     return str(client.images.get(tag).id)
 
 
+def run_as(uid: int, cwd: Path, home: Path, *args: str, deadline: int | None = None) -> Result:
+    """Run the CLI as ``uid`` in a forked child, output captured; with ``deadline``, SIGALRM
+    kills a child that outlives it (the result then says it hung).
+
+    A fork, not a new interpreter: the Python install lives under /root, which other users
+    cannot enter. So every module the command imports is imported here first.
+    """
+    import signal
+    import traceback
+
+    import repro.checkout
+    import repro.commands.data
+    import repro.commands.transfer
+    import repro.error_handler
+    import repro.remotes.local
+    import repro.state
+    import repro.transfer  # noqa: F401
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 3
+            try:
+                if deadline is not None:
+                    signal.alarm(deadline)  # its default action ends the process
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                os.environ.update(HOME=str(home), REPRO_LOG_DIR=str(home))
+                os.chdir(cwd)
+                code = main(list(args))
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert not os.WIFSIGNALED(status), "repro hung: killed after the deadline"
+        out.seek(0)
+        err.seek(0)
+        return Result(os.waitstatus_to_exitcode(status), out.read(), err.read())

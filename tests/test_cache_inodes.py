@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from helpers import Project
+from helpers import Project, run_as
 
 
 def _object(project: Project, content: bytes) -> Path:
@@ -117,38 +117,6 @@ def test_a_quarantined_object_comes_back_from_a_remote(project: Project, tmp_pat
     assert (project.root / "f.txt").read_text() == "v1\n"
 
 
-def _as_nobody(cwd: Path, *args: str) -> tuple[int, str]:
-    """The CLI in a forked child that dropped root for nobody (python's install is private
-    to root here, so no new interpreter: the modules a command needs are imported first)."""
-    import docker  # noqa: F401
-    import yaml  # noqa: F401
-
-    import repro.checkout  # noqa: F401
-    import repro.commands.data  # noqa: F401
-    from repro.cli import main
-
-    import sys
-    import tempfile
-
-    err = tempfile.TemporaryFile("w+")
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 3
-        try:
-            sys.stderr = err
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            os.chdir(cwd)
-            code = main(list(args))
-        finally:
-            err.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    err.seek(0)
-    return os.waitstatus_to_exitcode(status), err.read()
-
-
 def test_an_ordinary_user_editing_a_chmodded_link_is_caught(
     public_project: Project,
 ) -> None:
@@ -158,7 +126,8 @@ def test_an_ordinary_user_editing_a_chmodded_link_is_caught(
     target.write_text("v1\n")
     for path in [project.root, *project.root.rglob("*")]:
         os.lchown(path, 65534, 65534)
-    assert _as_nobody(project.root, "add", "f.txt")[0] == 0
+    home = project.root / ".home"
+    assert run_as(65534, project.root, home, "add", "f.txt").code == 0
     assert target.stat().st_nlink == 2  # hardlinked: nobody's default
     assert target.stat().st_mode & 0o777 == 0o444
     edit = subprocess.run(
@@ -166,7 +135,8 @@ def test_an_ordinary_user_editing_a_chmodded_link_is_caught(
          f"chmod u+w {target} && echo v2 > {target}"], capture_output=True, text=True,
     )
     assert edit.returncode == 0, edit.stderr
-    code, err = _as_nobody(project.root, "checkout", "-f")
+    done = run_as(65534, project.root, home, "checkout", "-f")
+    code, err = done.code, done.err
     assert code == 1
     assert "quarantined" in err and "not in the cache: f.txt" in err, err
     assert target.read_text() == "v2\n"

@@ -7,15 +7,13 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
-import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers import Result
+from helpers import Result, run_as  # noqa: F401 - run_as is used through this module
 
 from repro.remotes import open_remote
 from repro.remotes.base import Remote
@@ -135,45 +133,3 @@ def remove_public_dir(path: Path) -> None:
 def chown_tree(root: Path, uid: int) -> None:
     for path in [root, *root.rglob("*")]:
         os.lchown(path, uid, uid)
-
-
-def run_as(uid: int, cwd: Path, home: Path, *args: str) -> Result:
-    """Run the CLI as ``uid`` in a forked child, output captured.
-
-    A fork, not a new interpreter: the Python install lives under /root, which other users
-    cannot enter. So every module the command imports is imported here first.
-    """
-    import repro.checkout
-    import repro.commands.data
-    import repro.commands.transfer
-    import repro.error_handler
-    import repro.remotes.local
-    import repro.state
-    import repro.transfer  # noqa: F401
-    from repro.cli import main
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 3
-            try:
-                os.dup2(out.fileno(), 1)
-                os.dup2(err.fileno(), 2)
-                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-                os.environ.update(HOME=str(home), REPRO_LOG_DIR=str(home))
-                os.chdir(cwd)
-                code = main(list(args))
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        out.seek(0)
-        err.seek(0)
-        return Result(os.waitstatus_to_exitcode(status), out.read(), err.read())

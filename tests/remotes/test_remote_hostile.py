@@ -17,9 +17,6 @@ import os
 import shutil
 import signal
 import stat
-import sys
-import tempfile
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import SSH_ALIAS, SshServer, trust_sshd
-from helpers import Project, Result, cli, make_tree
+from helpers import Project, Result, cli, make_tree, run_as
 from remote_helpers import NOBODY, Backend, add_file, chown_tree, public_dir
 from remote_helpers import remove_public_dir as remove_public
 from test_remote_permissions import nobody_sshd  # noqa: F401 - a fixture
@@ -263,41 +260,8 @@ def test_pull_as_an_ordinary_user_refuses_a_fifo(public_project: Project) -> Non
 
 
 def run_as_nobody(cwd: Path, home: Path, *args: str) -> Result:
-    """The CLI as nobody in a forked child (Python lives under /root, which nobody cannot
-    enter, so no new interpreter), killed by SIGALRM if it outlives the deadline."""
-    import repro.checkout
-    import repro.commands.transfer
-    import repro.remotes.local
-    import repro.transfer  # noqa: F401
-    from repro.cli import main
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 3
-            try:
-                signal.alarm(DEADLINE)  # its default action ends the process
-                os.dup2(out.fileno(), 1)
-                os.dup2(err.fileno(), 2)
-                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                os.environ.update(HOME=str(home), REPRO_LOG_DIR=str(home))
-                os.chdir(cwd)
-                code = main(list(args))
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert not os.WIFSIGNALED(status), "repro hung: killed after the deadline"
-        out.seek(0)
-        err.seek(0)
-        return Result(os.waitstatus_to_exitcode(status), out.read(), err.read())
+    """The CLI as nobody, killed by SIGALRM if it outlives the deadline."""
+    return run_as(NOBODY, cwd, home, *args, deadline=DEADLINE)
 
 
 def test_push_replaces_a_fifo_planted_at_an_object_name(project: Project, tmp_path: Path) -> None:
