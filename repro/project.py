@@ -132,7 +132,6 @@ class Project:
         self.warn = warn
         self.progress = progress
         _check_repro_dir(self.repro_dir)
-        check_untracked(root)  # before any memo of .repro/tmp is read
         stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
 
     @classmethod
@@ -184,9 +183,16 @@ class Project:
         return Cache(self.cache_dir, self.root, self.link_type)
 
     @cached_property
+    def untracked(self) -> None:
+        """Refuse, once, a repository that planted per-machine files. Every command that
+        writes, deletes or runs in the work tree opens the state db first; gc asks itself."""
+        check_untracked(self.root)
+
+    @cached_property
     def state(self) -> StateDB:
         from repro.state import StateDB
 
+        self.untracked  # noqa: B018 - checked before anything is written or deleted
         (self.repro_dir / "tmp").mkdir(exist_ok=True)
         return StateDB(self.repro_dir / "state.db")
 

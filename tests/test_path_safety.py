@@ -93,17 +93,21 @@ def test_the_engine_socket_is_never_reached_through_a_link(project: Project, doc
 def test_a_stage_that_plants_a_link_and_a_stage_file_gets_nothing(
     project: Project, docker_client  # type: ignore[no-untyped-def]
 ) -> None:
-    """The first stage writes a symlink to /var/run and a hidden stage file that names the
-    engine's socket as an output of its own; the next command refuses that stage file."""
-    plant = (
-        "ln -s /var/run sockdir && mkdir -p .hidden && "
-        "printf 'cmd: cat sockdir/docker.sock\\nimage:\\n  name: "
-        + TEST_IMAGE
-        + "\\nouts:\\n- path: ../sockdir/docker.sock\\n' > .hidden/evil.repro && echo done > a.txt"
+    """The stage writes a symlink to /var/run and a hidden stage file that names the engine's
+    socket as an output of its own: the run fails, the stage file is moved out of the work
+    tree, and a copy committed by a clone is refused at every command."""
+    evil = (
+        "cmd: cat sockdir/docker.sock\nimage:\n  name: " + TEST_IMAGE
+        + "\nouts:\n- path: ../sockdir/docker.sock\n"
     )
-    project.ok("run", "-o", "a.txt", plant)
-    assert (project.root / ".hidden" / "evil.repro").exists()
-    for command in (["repro"], ["repro", "a.txt.repro"], ["status"], ["checkout"]):
+    plant = (
+        f"ln -s /var/run sockdir && mkdir -p .hidden && printf '{evil}' > .hidden/evil.repro "
+        "&& echo done > a.txt"
+    )
+    _one_line_error(project.repro("run", "-o", "a.txt", plant), "wrote the stage file")
+    assert not (project.root / ".hidden" / "evil.repro").exists()
+    (project.root / ".hidden" / "evil.repro").write_text(evil.replace("\\n", "\n"))
+    for command in (["repro"], ["status"], ["checkout"]):
         _one_line_error(project.repro(*command), ".hidden/evil.repro", "out of the project")
     assert os.path.exists("/var/run/docker.sock")
 

@@ -33,6 +33,7 @@ def cmd_gc(args: argparse.Namespace, ui: UI) -> int:
             "or --all-commits"
         )
     project = open_project(ui)
+    project.untracked  # noqa: B018 - planted memos must not decide what is deleted
     with project.lock(args.wait):
         kept = _keep(project, args)
         doomed = [oid for oid in project.cache.all_objects() if oid not in kept]
