@@ -14,7 +14,7 @@ import os
 import shutil
 import stat as stat_mod
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -272,8 +272,13 @@ class Cache:
         if self.can_link():
             self._place(md5, path, writable=False)
 
-    def commit_dir(self, path: Path, info: DirInfo) -> None:
-        """Commit every file of a hashed directory; the manifest goes in last."""
+    def commit_dir(
+        self, path: Path, info: DirInfo, link_counts: Mapping[str, int] | None = None
+    ) -> None:
+        """Commit every file of a hashed directory; the manifest goes in last.
+
+        ``link_counts`` says, for files whose hashing saw it, whether a file had other
+        hardlinks (Hasher.link_counts); the others are asked with an lstat."""
         present = held_objects(self.root, (md5 for _rel, md5 in info.entries))
         self.can_link()  # probe here, once, before the workers ask
         # Each worker owns a range of first hex digits: equal contents land in one worker, so
@@ -282,14 +287,22 @@ class Cache:
         parts: list[list[tuple[str, int, str]]] = [[] for _ in range(count)]
         for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
             parts[int(md5[0], 16) * count // 16].append((entry.path, entry.key[0], md5))
-        workers.run_parts(lambda batch: self._commit_batch(batch, present), parts)
+        known = link_counts or {}
+        workers.run_parts(lambda batch: self._commit_batch(batch, present, known), parts)
         self.save_bytes(info.oid, info.manifest)
 
-    def _commit_batch(self, batch: Sequence[tuple[str, int, str]], present: set[str]) -> list[None]:
+    def _commit_batch(
+        self,
+        batch: Sequence[tuple[str, int, str]],
+        present: set[str],
+        link_counts: Mapping[str, int],
+    ) -> list[None]:
         base = os.path.join(self.root, "files", "md5")
         can_link = self.can_link()
         for path, inode, md5 in batch:
-            nlink = os.lstat(path).st_nlink if can_link else 1
+            nlink = 1
+            if can_link and md5 not in present:
+                nlink = link_counts.get(path) or os.lstat(path).st_nlink
             if can_link and md5 not in present and nlink == 1:
                 os.chmod(path, READ_ONLY)  # the inode becomes the object: protect it first
                 try:

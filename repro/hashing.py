@@ -49,9 +49,25 @@ def _read_buffer() -> tuple[bytearray, memoryview]:
 
 def file_md5(path: str) -> str:
     """md5 hex digest of a file's raw bytes (what md5sum prints)."""
+    return _md5_of(os.open(path, os.O_RDONLY))
+
+
+def file_md5_links(path: str) -> str:
+    """:func:`file_md5`, with ``+`` appended when the file has other hardlinks (fstat of the
+    open file: the commit that follows must copy such a file into the cache, not link it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        shared = os.fstat(fd).st_nlink > 1
+    except BaseException:
+        os.close(fd)
+        raise
+    return _md5_of(fd) + ("+" if shared else "")
+
+
+def _md5_of(fd: int) -> str:
+    """md5 of what ``fd`` reads from its start; closes it."""
     buffer, view = _read_buffer()
     digest = hashlib.md5()
-    fd = os.open(path, os.O_RDONLY)
     try:
         # A regular file reads short only at its end: no extra read to see EOF.
         while (count := os.readv(fd, [buffer])) == CHUNK:
@@ -302,6 +318,9 @@ class Hasher:
         # a file, that this command hashed (or found remembered) and that is settled.
         self.settled_walks: dict[str, bytes] = {}
         self.settled_files: dict[str, FileKey] = {}
+        # Whether a file this command read had other hardlinks (1 or 2 for "more"), seen by
+        # the fstat of its read: a commit then needs no lstat of its own.
+        self.link_counts: dict[str, int] = {}
 
     def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
         key = file_key(st or os.stat(path))
@@ -412,7 +431,7 @@ class Hasher:
         paths = [files[i].path for i in missing]
 
         def work(batch: Sequence[str]) -> list[str]:
-            return [file_md5(path) for path in batch]
+            return [file_md5_links(path) for path in batch]
 
         bar = None
         if large and self.progress:
@@ -431,7 +450,8 @@ class Hasher:
             if bar is not None:
                 bar.close()
         for i, md5 in zip(missing, itertools.chain.from_iterable(parts), strict=True):
-            md5s[i] = md5
+            self.link_counts[files[i].path] = 2 if md5.endswith("+") else 1
+            md5s[i] = md5.removesuffix("+")
         self.files_hashed += len(missing)
         self.state.put_files(((files[i].key, str(md5s[i])) for i in missing), read_at)
 

@@ -111,7 +111,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
             )
         catch_in_place_edits(project, out.path, info.oid)
         if out.cache:
-            cache.commit_dir(full, info)
+            cache.commit_dir(full, info, hasher.link_counts)
             project.state.put_link(out.path, info.oid)
         elif keep_copy:
             for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
