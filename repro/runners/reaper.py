@@ -136,19 +136,15 @@ def main(read_fd: int, session_id: str) -> None:
     """Wait for the pipe to close, then remove this session's containers."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
-    from repro.runners.docker import _import_docker
-
-    # Connected before the wait, so that the sweep costs only the API calls.
-    docker = _import_docker()
-    client = None
-    with contextlib.suppress(Exception):
-        client = docker.from_env(timeout=60)
     clean = False
     with contextlib.suppress(OSError):
         while chunk := os.read(read_fd, 4096):
             clean = chunk.endswith(_CLEAN_END)
-    if client is None:
-        client = docker.from_env(timeout=60)
+    # Only now: importing docker-py while the stage starts would take a core from it (on a
+    # 2-core host that was most of a stage's overhead); the sweep waits the import instead.
+    from repro.runners.docker import _import_docker
+
+    client = _import_docker().from_env(timeout=60)
     label = {"label": f"{SESSION_LABEL}={session_id}"}
     _sweep(client, label)
     if not clean:
