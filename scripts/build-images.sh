@@ -8,7 +8,7 @@
 #   scripts/build-images.sh [--force]      --force rebuilds everything from scratch
 #
 # An image is rebuilt when the sha256 of its inputs (files, and the ID of the image it builds
-# on) differs from the `repro.inputs` label of the image present, so editing code/*.py or
+# on) differs from the `repro.inputs` label of the image present, so editing docker/env/code/*.py or
 # repro/ and rerunning is enough. Prints each artefact's size and build time.
 set -euo pipefail
 
@@ -99,14 +99,14 @@ if needs_build repro-mnist:latest "$mnist_hash"; then
 fi
 
 # 4. The environment image, from a context holding only what it copies.
-env_hash=$( (echo "$base_id"; inputs_hash docker/env dist/repro.pyz code scripts/walkthrough.sh \
+env_hash=$( (echo "$base_id"; inputs_hash docker/env dist/repro.pyz scripts/walkthrough.sh \
     scripts/clone.sh) | sha256sum | cut -c1-64)
 if needs_build repro-env:latest "$env_hash"; then
     context=$(mktemp -d "${TMPDIR:-/tmp}/repro-env-context.XXXXXX")
     trap 'rm -rf "$context"' EXIT
     cp "$root/docker/env/Dockerfile" "$pyz" "$context/"
     mkdir -p "$context/code" "$context/scripts"
-    cp "$root"/code/*.py "$context/code/"
+    cp "$root"/docker/env/code/*.py "$context/code/"
     cp "$root/scripts/walkthrough.sh" "$root/scripts/clone.sh" "$context/scripts/"
     docker_build repro-env:latest "$env_hash" "$context"
 fi
