@@ -67,6 +67,11 @@ def overlaps(a: str, b: str) -> bool:
 _REAL_ROOTS: dict[str, str] = {}
 
 
+def is_within(path: str, base: str) -> bool:
+    """True when the real path ``path`` is ``base`` or lies below it (both made real)."""
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def real_root(root: Path | str) -> str:
     key = os.fspath(root)
     found = _REAL_ROOTS.get(key)
@@ -85,7 +90,7 @@ def inside(root: Path, rel: str, what: str, allow_root: bool = False, exact: boo
             raise ReproError(f"{what} '{rel}' is the project root itself; name a file or folder")
         return root
     real = os.path.realpath(os.path.join(base, rel))
-    if real == base or not real.startswith(base + os.sep):
+    if real == base or not is_within(real, base):
         raise _escape(base, rel, what, "leads out of the project")
     first = real[len(base) + 1 :].split(os.sep, 1)[0]
     if first in RESERVED:

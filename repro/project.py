@@ -12,7 +12,7 @@ from repro import walk
 from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
-from repro.paths import check_stage_paths, overlaps, real_root
+from repro.paths import check_stage_paths, is_within, overlaps, real_root
 from repro.stage import Stage
 
 if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
@@ -45,14 +45,12 @@ def _check_cache_dir(root: Path, configured: str, path: Path) -> None:
     real = os.path.realpath(path)
     base = real_root(root)
     hint = "set cache.dir to a folder on a disk outside the project, or unset it"
-    if (real == base or real.startswith(base + os.sep)) and not real.startswith(
-        os.path.join(base, REPRO_DIR) + os.sep
-    ):
+    if is_within(real, base) and not real.startswith(os.path.join(base, REPRO_DIR) + os.sep):
         raise ReproError(
             f"cache.dir '{configured}' lies inside the project, where stages could change it "
             f"and git would see it; {hint}"
         )
-    if any(real == top or real.startswith(top + os.sep) for top in _NOT_A_DISK):
+    if any(is_within(real, top) for top in _NOT_A_DISK):
         raise ReproError(f"cache.dir '{configured}' is on {real}, not on a disk; {hint}")
     existing = real
     while not os.path.lexists(existing):

@@ -69,11 +69,11 @@ def _refuse_inside(project: Project, url: str) -> None:
     ../.git/hooks) would have push write there: refused."""
     if "://" in url and not url.startswith("file://"):
         return
-    from repro.paths import real_root
+    from repro.paths import is_within, real_root
 
     real = os.path.realpath(url.removeprefix("file://"))
     base = real_root(project.root)
-    if real == base or real.startswith(base + os.sep):
+    if is_within(real, base):
         raise ReproError(
             f"remote folder {url} lies inside the project ({os.path.relpath(real, base)}), "
             "where push would write into the work tree or .git; keep remotes outside it"

@@ -412,10 +412,6 @@ def _refusal(step: str, exc: Exception) -> ReproError:
 
 
 # -- what may be mounted ---------------------------------------------------------------------
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
@@ -430,7 +426,9 @@ def mount_target(root: Path, path: Path) -> Path | None:
     """Where ``path`` really is, under ``root``, if it may be bind-mounted into a stage; None
     when it does not exist. Refuses sockets, devices, FIFOs and anything outside the project,
     however reached: the engine follows symlinks in a mount's source on the host."""
-    real_root = os.path.realpath(root)
+    from repro.paths import is_within, real_root
+
+    base = real_root(root)
     try:
         parts = path.relative_to(root).parts
     except ValueError:
@@ -438,7 +436,7 @@ def mount_target(root: Path, path: Path) -> Path | None:
             f"refusing to mount {path} into a stage: it lies outside the project {root}"
         ) from None
     shown = path.relative_to(root).as_posix()
-    current = real_root
+    current = base
     for index, part in enumerate(parts):
         step = os.path.join(current, part)
         try:
@@ -447,12 +445,11 @@ def mount_target(root: Path, path: Path) -> Path | None:
             return None
         except OSError as exc:  # a symlink loop
             raise ReproError(
-                f"refusing to mount '{path.relative_to(root).as_posix()}' into a stage: "
-                f"{exc.strerror}; remove the link"
+                f"refusing to mount '{shown}' into a stage: {exc.strerror}; remove the link"
             ) from None
         if stat.S_ISLNK(mode):
             resolved = os.path.realpath(step)
-            if not _inside(resolved, real_root):
+            if not is_within(resolved, base):
                 link = "/".join(parts[: index + 1])
                 via = (
                     "it is a symlink"
@@ -465,7 +462,7 @@ def mount_target(root: Path, path: Path) -> Path | None:
                 )
             step = resolved
         current = step
-    if ".." in parts or not _inside(os.path.realpath(current), real_root):
+    if ".." in parts or not is_within(os.path.realpath(current), base):
         raise ReproError(
             f"refusing to mount '{shown}' into a stage: it lies outside the project; "
             "use a path inside the project"
@@ -479,4 +476,4 @@ def mount_target(root: Path, path: Path) -> Path | None:
             f"refusing to mount '{shown}' into a stage: it is {_kind(mode)}, which a stage must "
             "never reach; remove it from the stage's deps and outputs"
         )
-    return root / os.path.relpath(current, real_root)
+    return root / os.path.relpath(current, base)
