@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,3 +233,25 @@ def run_as(uid: int, cwd: Path, home: Path, *args: str, deadline: int | None = N
         out.seek(0)
         err.seek(0)
         return Result(os.waitstatus_to_exitcode(status), out.read(), err.read())
+
+
+def start_stage(  # type: ignore[no-untyped-def]
+    project: Project,
+    docker_client,
+    cmd: str = "sleep 60; touch out",
+    python_args: Sequence[str] = ("-m", "repro"),
+) -> subprocess.Popen[str]:
+    """``repro run -o out CMD`` in its own process, returned once its stage container runs."""
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, *python_args, "run", "-o", "out", cmd],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    label = {"label": f"repro.project={project.root}"}
+    deadline = time.monotonic() + 60
+    while not docker_client.containers.list(filters=label):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the stage container never started"
+        time.sleep(0.05)
+    return proc

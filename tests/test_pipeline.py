@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TEST_IMAGE, Project, build_busybox_image
+from helpers import TEST_IMAGE, Project, build_busybox_image, start_stage
 
 pytestmark = pytest.mark.docker
 
@@ -183,16 +183,8 @@ def test_missing_image_is_explained(docker_project: Project) -> None:
 
 def test_ctrl_c_stops_and_removes_the_container(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
     project = docker_project
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "repro", "run", "-o", "out", "sleep 60; touch out"],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_stage(project, docker_client)
     label = {"label": f"repro.project={project.root}"}
-    deadline = time.time() + 60
-    while not docker_client.containers.list(filters=label):
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "the stage container never started"
-        time.sleep(0.1)
     started = time.time()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Project
+from helpers import Project, start_stage
 
 pytestmark = pytest.mark.docker
 
@@ -27,19 +27,8 @@ FORKED_REAPER = (
 def _start_stage(  # type: ignore[no-untyped-def]
     project: Project, docker_client, cmd: str = "sleep 60; touch out", forked: bool = False
 ):
-    """``repro run`` in its own process, returned once its stage container runs."""
-    repro = ["-c", FORKED_REAPER] if forked else ["-m", "repro"]
-    proc = subprocess.Popen(
-        [sys.executable, *repro, "run", "-o", "out", cmd],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    label = {"label": f"repro.project={project.root}"}
-    deadline = time.monotonic() + 60
-    while not docker_client.containers.list(filters=label):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the stage container never started"
-        time.sleep(0.05)
-    return proc
+    args = ["-c", FORKED_REAPER] if forked else ["-m", "repro"]
+    return start_stage(project, docker_client, cmd, args)
 
 
 def _children(pid: int) -> list[int]:

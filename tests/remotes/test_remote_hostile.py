@@ -287,20 +287,28 @@ def test_push_replaces_a_fifo_planted_at_an_object_name(project: Project, tmp_pa
 def test_push_refuses_a_symlinked_folder_in_one_line(
     project: Project, tmp_path: Path, level: str
 ) -> None:
-    make_tree(project.root / "data", 300, folders=3, size=100, seed=4)  # many: put_group
-    project.ok("add", "data")
     remote = tmp_path / "store"
-    project.ok("remote", "add", "-d", "store", str(remote))
+    level, line, victim = _push_through_a_symlinked_folder(
+        project, tmp_path, 300, str(remote), remote, level  # 300 files: push uses put_group
+    )
+    assert f"{remote / level} is a symlink, not a folder" in line
+    assert list(victim.rglob("*")) == []
+
+
+def _push_through_a_symlinked_folder(
+    project: Project, tmp_path: Path, files: int, url: str, remote: Path, level: str
+) -> tuple[str, str, Path]:
+    """Data added, a remote at ``url`` whose folder ``level`` (FAN: the first fan-out folder
+    of the cache) is a symlink to an empty folder; (that level, push's one line, the folder)."""
+    make_tree(project.root / "data", files, folders=3, size=100, seed=4)
+    project.ok("add", "data")
+    project.ok("remote", "add", "-d", "store", url)
     fanout = sorted((project.root / ".repro" / "cache" / "files" / "md5").iterdir())[0].name
     level = level.replace("FAN", fanout)
     victim = tmp_path / "etc"
     victim.mkdir()
     plant(remote / level, "symlink", victim)
-
-    line = one_line(cli(project.root, "push", timeout=DEADLINE))
-
-    assert f"{remote / level} is a symlink, not a folder" in line
-    assert list(victim.rglob("*")) == []
+    return level, one_line(cli(project.root, "push", timeout=DEADLINE)), victim
 
 
 # -- ssh -------------------------------------------------------------------------------------------
@@ -349,18 +357,10 @@ def test_ssh_push_refuses_a_symlinked_folder_in_one_line(
     project: Project, tmp_path: Path, sshd: SshServer, home: Path, level: str
 ) -> None:
     trust_sshd(home, sshd)
-    make_tree(project.root / "data", 20, folders=2, size=100, seed=4)
-    project.ok("add", "data")
     remote = tmp_path / "ssh-store"
-    project.ok("remote", "add", "-d", "store", f"ssh://{SSH_ALIAS}{remote}")
-    fanout = sorted((project.root / ".repro" / "cache" / "files" / "md5").iterdir())[0].name
-    level = level.replace("FAN", fanout)
-    victim = tmp_path / "etc"
-    victim.mkdir()
-    plant(remote / level, "symlink", victim)
-
-    line = one_line(cli(project.root, "push", timeout=DEADLINE))
-
+    level, line, victim = _push_through_a_symlinked_folder(
+        project, tmp_path, 20, f"ssh://{SSH_ALIAS}{remote}", remote, level
+    )
     assert f"{remote / level} on ssh://" in line and "is a symlink, not a folder" in line
     assert list(victim.rglob("*")) == []
 
