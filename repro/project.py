@@ -7,18 +7,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro import stage as stage_mod
 from repro import walk
 from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
 from repro.paths import check_stage_paths, is_within, overlaps, real_root
-from repro.stage import Stage
+from repro.stages import stage as stage_mod
+from repro.stages.stage import Stage
 
 if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
-    from repro.cache import Cache
-    from repro.hashing import Hasher, Notify
-    from repro.state import StateDB
+    from repro.memo.state import StateDB
+    from repro.objects.store import Cache
+    from repro.workspace.hashing import Hasher, Notify
 
 REPRO_DIR = ".repro"
 GITIGNORE = """\
@@ -176,7 +176,7 @@ class Project:
 
     @cached_property
     def cache(self) -> Cache:
-        from repro.cache import Cache
+        from repro.objects.store import Cache
 
         return Cache(self.cache_dir, self.root, self.link_type)
 
@@ -188,7 +188,7 @@ class Project:
 
     @cached_property
     def state(self) -> StateDB:
-        from repro.state import StateDB
+        from repro.memo.state import StateDB
 
         self.untracked  # noqa: B018 - checked before anything is written or deleted
         (self.repro_dir / "tmp").mkdir(exist_ok=True)
@@ -196,7 +196,7 @@ class Project:
 
     @cached_property
     def hasher(self) -> Hasher:
-        from repro.hashing import Hasher
+        from repro.workspace.hashing import Hasher
 
         return Hasher(self.state, notify=self.notify, progress=self.progress)
 

@@ -25,7 +25,42 @@ GIT_ENV = {
 }
 TEST_IMAGE = "repro-test-busybox:latest"
 OLD_NS = 1_700_000_000 * 10**9
-BUSYBOX_TOOLS = ["sh", "cat", "cp", "echo", "ls", "mkdir", "sort", "true", "false", "sleep", "md5sum", "chmod", "rm", "touch", "ip", "ifconfig", "id", "wc", "head", "tail", "seq", "mv", "ln", "date", "test", "grep", "sed", "env", "stat", "dd", "yes", "printf", "chown", "kill"]
+BUSYBOX_TOOLS = [
+    "sh",
+    "cat",
+    "cp",
+    "echo",
+    "ls",
+    "mkdir",
+    "sort",
+    "true",
+    "false",
+    "sleep",
+    "md5sum",
+    "chmod",
+    "rm",
+    "touch",
+    "ip",
+    "ifconfig",
+    "id",
+    "wc",
+    "head",
+    "tail",
+    "seq",
+    "mv",
+    "ln",
+    "date",
+    "test",
+    "grep",
+    "sed",
+    "env",
+    "stat",
+    "dd",
+    "yes",
+    "printf",
+    "chown",
+    "kill",
+]
 
 
 @dataclass
@@ -89,8 +124,12 @@ class Project:
 def cli(cwd: Path, *args: str, timeout: float = 120, **kwargs: object) -> Result:
     """Run repro as a separate process, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "repro", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, **kwargs,  # type: ignore[arg-type]
+        [sys.executable, "-m", "repro", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,  # type: ignore[arg-type]
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -197,13 +236,11 @@ def run_as(uid: int, cwd: Path, home: Path, *args: str, deadline: int | None = N
     import signal
     import traceback
 
-    import repro.checkout
-    import repro.commands.data
-    import repro.commands.transfer
-    import repro.error_handler
-    import repro.remotes.local
-    import repro.state
-    import repro.transfer  # noqa: F401
+    import repro.cli.commands.data
+    import repro.cli.commands.share
+    import repro.cli.error_handler
+    import repro.memo.state
+    import repro.objects.transfer  # noqa: F401
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         pid = os.fork()
@@ -246,7 +283,10 @@ def start_stage(  # type: ignore[no-untyped-def]
 
     proc = subprocess.Popen(
         [sys.executable, *python_args, "run", "-o", "out", cmd],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     label = {"label": f"repro.project={project.root}"}
     deadline = time.monotonic() + 60

@@ -14,10 +14,10 @@ from helpers import Project, Result, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import gitignore
-from repro import stage as stage_mod
 from repro.errors import ReproError
-from repro.hashing import parse_manifest
+from repro.objects.manifest import parse_manifest
+from repro.stages import stage as stage_mod
+from repro.workspace import gitignore
 
 MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -242,9 +242,10 @@ def test_a_250_byte_name_cannot_have_a_stage_file(project: Project, cached_befor
     project.write(name, "content\n")
     result = project.repro("add", name)
     _refused(result, 1, "longer than 255 bytes", "rename it")
-    assert not (project.root / ".gitignore").exists() or name not in (
-        project.root / ".gitignore"
-    ).read_text()
+    assert (
+        not (project.root / ".gitignore").exists()
+        or name not in (project.root / ".gitignore").read_text()
+    )
     assert (project.root / name).read_text() == "content\n"
     assert [p for p in os.listdir(project.root) if p.startswith(f"{name}.")] == []
 

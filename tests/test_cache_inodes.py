@@ -18,7 +18,8 @@ def _object(project: Project, content: bytes) -> Path:
 
 
 def test_a_stage_hardlink_never_becomes_the_cache_object(
-    project: Project, docker_client  # type: ignore[no-untyped-def]
+    project: Project,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     """A stage writes o.txt and keeps a hardlink of it; a later stage rewrites that link."""
     project.ok("config", "cache.type", "hardlink")
@@ -26,8 +27,14 @@ def test_a_stage_hardlink_never_becomes_the_cache_object(
     obj = _object(project, b"good\n")
     assert obj.stat().st_ino != (project.root / ".scratch").stat().st_ino
     assert (project.root / "o.txt").stat().st_ino == obj.stat().st_ino  # still linked
-    project.ok("run", "-f", "two.repro", "-o", "t.txt",
-               "chmod u+w .scratch && echo evil > .scratch && echo > t.txt")
+    project.ok(
+        "run",
+        "-f",
+        "two.repro",
+        "-o",
+        "t.txt",
+        "chmod u+w .scratch && echo evil > .scratch && echo > t.txt",
+    )
     assert obj.read_bytes() == b"good\n"
     assert project.ok("fsck").code == 0
     project.ok("status")
@@ -131,8 +138,17 @@ def test_an_ordinary_user_editing_a_chmodded_link_is_caught(
     assert target.stat().st_nlink == 2  # hardlinked: nobody's default
     assert target.stat().st_mode & 0o777 == 0o444
     edit = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
-         f"chmod u+w {target} && echo v2 > {target}"], capture_output=True, text=True,
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            f"chmod u+w {target} && echo v2 > {target}",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert edit.returncode == 0, edit.stderr
     done = run_as(65534, project.root, home, "checkout", "-f")
@@ -148,8 +164,10 @@ def test_an_in_place_edit_is_never_pushed(project: Project, tmp_path: Path) -> N
     _edit_in_place_with_hardlinks(project)
     result = project.repro("push")
     assert "quarantined" in result.err
-    v1 = tmp_path / "store" / _object(project, b"v1\n").relative_to(
-        project.root / ".repro" / "cache"
+    v1 = (
+        tmp_path
+        / "store"
+        / _object(project, b"v1\n").relative_to(project.root / ".repro" / "cache")
     )
     assert not v1.exists() or v1.read_bytes() == b"v1\n"
     assert result.code == 1 and "could not be pushed" in result.err

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from repro import __version__, cli, parser
+from repro import __version__
+from repro.cli import parser
+from repro.cli import main as cli
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:
@@ -61,8 +63,10 @@ def test_version_and_unknown_commands(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_version_is_answered_without_argparse() -> None:
-    probe = "import sys; from repro.cli import main; main(['--version']); print(list(sys.modules))"
+    probe = (
+        "import sys; from repro.cli import main; main(['--version']); print(list(sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     version, modules = done.stdout.splitlines()
     assert version == f"repro {__version__}"
-    assert "argparse" not in modules and "repro.parser" not in modules
+    assert "argparse" not in modules and "repro.cli.parser" not in modules

@@ -12,15 +12,12 @@ from pathlib import Path
 import pytest
 from helpers import Project, make_tree
 
-from repro.cache import object_key
-from repro.hashing import file_md5
+from repro.objects.digest import file_md5
+from repro.objects.store import object_key
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): p.read_text()
-        for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_add_links_read_only_objects_without_copying(project: Project) -> None:
@@ -75,7 +72,9 @@ def test_status_reports_changes_and_exit_codes(project: Project) -> None:
     project.write("model.bin", "other weights")
     result = project.repro("status", "--json")
     assert result.code == 1
-    assert json.loads(result.out) == {"model.bin.repro": ["Output 'model.bin' of 'model.bin.repro' changed."]}
+    assert json.loads(result.out) == {
+        "model.bin.repro": ["Output 'model.bin' of 'model.bin.repro' changed."]
+    }
     (project.root / "model.bin").unlink()
     result = project.repro("status")
     assert result.code == 1
@@ -118,7 +117,10 @@ def test_protected_output_cannot_be_edited_until_unprotected(public_project: Pro
     for path in [*project.root.rglob("*")]:
         os.lchown(path, 65534, 65534)
     edit = subprocess.run(
-        ["sh", "-c", f"echo tampered >> {target}"], user=65534, group=65534, capture_output=True,
+        ["sh", "-c", f"echo tampered >> {target}"],
+        user=65534,
+        group=65534,
+        capture_output=True,
         text=True,
     )
     assert edit.returncode != 0, "a protected output must not be writable"
@@ -131,8 +133,11 @@ def test_protected_output_cannot_be_edited_until_unprotected(public_project: Pro
     )
     assert edit.returncode == 0
     assert project.ok("fsck").code == 0  # the cache object kept the original bytes
-    obj = next(p for p in (project.root / ".repro/cache/files/md5").rglob("*") if p.is_file()
-               and p.read_text() == "original")
+    obj = next(
+        p
+        for p in (project.root / ".repro/cache/files/md5").rglob("*")
+        if p.is_file() and p.read_text() == "original"
+    )
     assert obj.stat().st_ino != target.stat().st_ino
 
 
@@ -162,7 +167,7 @@ def test_copy_mode_and_cross_filesystem_cache(project: Project, tmp_path: Path) 
 
 
 def test_link_support_is_probed_once(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro.cache import Cache
+    from repro.objects.store import Cache
 
     probes: list[int] = []
     real = Cache._probe_link
@@ -195,8 +200,11 @@ def test_fsck_finds_a_corrupt_object(project: Project) -> None:
     project.write("data/a.txt", "good bytes")
     project.ok("add", "data")
     assert project.ok("fsck").code == 0
-    obj = next(p for p in (project.root / ".repro/cache/files/md5").rglob("*")
-               if p.is_file() and not p.name.endswith(".dir"))
+    obj = next(
+        p
+        for p in (project.root / ".repro/cache/files/md5").rglob("*")
+        if p.is_file() and not p.name.endswith(".dir")
+    )
     project.ok("unprotect", "data")
     os.chmod(obj, 0o644)
     obj.write_text("rotten")
@@ -236,8 +244,16 @@ def test_overlapping_outputs_are_refused(project: Project) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["outs: [unterminated", "outs: 5", "- just a list", "outs:\n- path: /etc\n", "outs:\n- md5: 12\n",
-     "cmd: 3\n", "deps:\n- path: ../../x\n", "wat: 1\n"],
+    [
+        "outs: [unterminated",
+        "outs: 5",
+        "- just a list",
+        "outs:\n- path: /etc\n",
+        "outs:\n- md5: 12\n",
+        "cmd: 3\n",
+        "deps:\n- path: ../../x\n",
+        "wat: 1\n",
+    ],
 )
 def test_broken_stage_file_is_one_line(project: Project, text: str) -> None:
     project.write("broken.repro", text)
@@ -315,8 +331,10 @@ def test_checkout_of_a_folder_with_objects_missing_changes_nothing(
     gone.unlink()
     result = project.repro("checkout")
     assert result.code != 0
-    assert result.err.strip().splitlines()[-1].endswith(
-        "not in the cache: data; run 'repro pull' to fetch them"
+    assert (
+        result.err.strip()
+        .splitlines()[-1]
+        .endswith("not in the cache: data; run 'repro pull' to fetch them")
     )
     assert not (project.root / "data").exists()
     tmp = project.root / ".repro" / "tmp"

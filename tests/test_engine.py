@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import Project, build_busybox_image
 
-from repro import engine
 from repro.errors import ReproError
+from repro.runners import engine
 
 DRIFT = "repro-newcomer-drift:latest"
 SOCKET = "/var/run/docker.sock"
@@ -47,20 +47,56 @@ def _retag(docker_client, tag: str) -> str:  # type: ignore[no-untyped-def]
 def _pipeline(project: Project, image: str) -> None:
     """load -> train -> evaluate, each in ``image``, like the walkthrough."""
     project.write("config/load.json", '{"num_images": 3}\n')
-    project.ok("run", "-f", "load.repro", "--image", image, "-d", "config/load.json",
-               "-o", "data", "mkdir -p data && cat config/load.json > data/images")
-    project.ok("run", "-f", "train.repro", "--image", image, "-d", "data", "-o", "model.bin",
-               "cat data/images data/images > model.bin")
-    project.ok("run", "-f", "evaluate.repro", "--image", image, "-d", "model.bin",
-               "-M", "metrics.json", 'echo "{\\"acc\\": 0.5}" > metrics.json')
+    project.ok(
+        "run",
+        "-f",
+        "load.repro",
+        "--image",
+        image,
+        "-d",
+        "config/load.json",
+        "-o",
+        "data",
+        "mkdir -p data && cat config/load.json > data/images",
+    )
+    project.ok(
+        "run",
+        "-f",
+        "train.repro",
+        "--image",
+        image,
+        "-d",
+        "data",
+        "-o",
+        "model.bin",
+        "cat data/images data/images > model.bin",
+    )
+    project.ok(
+        "run",
+        "-f",
+        "evaluate.repro",
+        "--image",
+        image,
+        "-d",
+        "model.bin",
+        "-M",
+        "metrics.json",
+        'echo "{\\"acc\\": 0.5}" > metrics.json',
+    )
     project.commit("pipeline")
 
 
 def _status_process(project: Project) -> subprocess.CompletedProcess[str]:
     """`python -m repro status` with its imports listed on stderr."""
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    return subprocess.run([sys.executable, "-m", "repro", "status"], cwd=project.root,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "repro", "status"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def _imported(stderr: str, module: str) -> bool:
@@ -94,7 +130,7 @@ def test_permission_denied_says_join_the_docker_group(docker_client) -> None:  #
     from repro.runners.docker import DockerRunner, _import_docker
 
     _import_docker()  # the modules the child needs, loaded while they are readable
-    import repro.commands.doctor  # noqa: F401
+    import repro.cli.commands.doctor  # noqa: F401
 
     out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - shared with the forked child
     pid = os.fork()
@@ -119,8 +155,10 @@ def test_permission_denied_says_join_the_docker_group(docker_client) -> None:  #
     _, status = os.waitpid(pid, 0)
     out.seek(0)
     text = out.read()
-    want = (f"ERROR permission denied on {SOCKET}: add yourself to the docker group "
-            "(sudo usermod -aG docker $USER, then log in again)")
+    want = (
+        f"ERROR permission denied on {SOCKET}: add yourself to the docker group "
+        "(sudo usermod -aG docker $USER, then log in again)"
+    )
     assert text.count(want) == 2, text  # the socket path and docker-py's alike
     assert "no Docker engine answers" not in text
     assert os.waitstatus_to_exitcode(status) == 1, text  # doctor: the engine is broken
@@ -131,7 +169,9 @@ def test_permission_denied_says_join_the_docker_group(docker_client) -> None:  #
 
 
 def test_pipeline_status_asks_the_socket_not_docker_py(
-    docker_project: Project, docker_client, drift_image: str  # type: ignore[no-untyped-def]
+    docker_project: Project,
+    docker_client,
+    drift_image: str,  # type: ignore[no-untyped-def]
 ) -> None:
     project = docker_project
     _pipeline(project, DRIFT)
@@ -150,7 +190,9 @@ def test_pipeline_status_asks_the_socket_not_docker_py(
 
 
 def test_a_retagged_image_is_noticed_right_after_a_clean_status(
-    docker_project: Project, docker_client, drift_image: str  # type: ignore[no-untyped-def]
+    docker_project: Project,
+    docker_client,
+    drift_image: str,  # type: ignore[no-untyped-def]
 ) -> None:
     project = docker_project
     _pipeline(project, DRIFT)

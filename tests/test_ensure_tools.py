@@ -33,8 +33,9 @@ def _search_path(public: Path, without: set[str]) -> str:
 def _run(*args: str, search: str, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "REPRO_TOOLS_PATH": search, "HOME": "/"}
     prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
-    return subprocess.run([*prefix, "bash", str(SCRIPT), *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [*prefix, "bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture
@@ -80,8 +81,13 @@ def test_an_unknown_tool_is_refused(tmp_path: Path) -> None:
 
 def test_the_set_up_commands_share_it() -> None:
     """One list of what to install: the test command, the walkthrough and build-base use it."""
-    for user in ("scripts/test.sh", "start_environment.sh", "scripts/ensure-docker.sh",
-                 "docker/base/build-base.sh", "scripts/build-images.sh"):
+    for user in (
+        "scripts/test.sh",
+        "start_environment.sh",
+        "scripts/ensure-docker.sh",
+        "docker/base/build-base.sh",
+        "scripts/build-images.sh",
+    ):
         text = (ROOT / user).read_text()
         assert "ensure-tools.sh" in text, user
         assert "apt-get install" not in text.replace("ensure-tools.sh", ""), user
@@ -96,16 +102,26 @@ def test_a_removed_debootstrap_is_installed_again() -> None:
         pytest.skip("not a Debian host")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        removed = subprocess.run(["apt-get", "remove", "-y", "-q", "debootstrap"], env=env,
-                                 capture_output=True, text=True, timeout=300)
+        removed = subprocess.run(
+            ["apt-get", "remove", "-y", "-q", "debootstrap"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert removed.returncode == 0, removed.stderr
         assert shutil.which("debootstrap", path="/usr/sbin:/usr/bin") is None
-        done = subprocess.run(["bash", str(SCRIPT), "debootstrap"], capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            ["bash", str(SCRIPT), "debootstrap"], capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr
         assert "installing debootstrap" in done.stderr
         assert shutil.which("debootstrap", path="/usr/sbin:/usr/bin") is not None
     finally:  # leave the host as it was, whatever happened
         if shutil.which("debootstrap", path="/usr/sbin:/usr/bin") is None:
-            subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], env=env,
-                           capture_output=True, timeout=600)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "debootstrap"],
+                env=env,
+                capture_output=True,
+                timeout=600,
+            )

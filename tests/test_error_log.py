@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import error_handler
-from repro.error_handler import run_guarded
-from repro.ui import UI
+from repro.cli import error_handler
+from repro.cli.error_handler import run_guarded
+from repro.cli.ui import UI
 
 SECRET_ARGVS = [
     ["repro", "config", "--local", "remote.store.password", "Hunter2-secret"],
@@ -50,7 +50,9 @@ def no_log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 @pytest.mark.parametrize("argv", SECRET_ARGVS)
 def test_the_log_is_private_and_hides_secrets(
-    no_log_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    no_log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     argv: list[str],
 ) -> None:
     monkeypatch.setattr(sys, "argv", argv)

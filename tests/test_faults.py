@@ -15,8 +15,13 @@ from helpers import Project, cli, make_tree
 
 
 def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "repro", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "repro", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -37,7 +42,9 @@ def test_kill_9_during_add_then_everything_works(project: Project, seed: int) ->
     make_tree(expected, 3000, folders=30, size=2048, seed=seed)
     for path in expected.rglob("*"):
         if path.is_file():
-            assert (project.root / "data" / path.relative_to(expected)).read_bytes() == path.read_bytes()
+            assert (
+                project.root / "data" / path.relative_to(expected)
+            ).read_bytes() == path.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -82,11 +89,16 @@ def test_second_writer_is_refused_with_the_holder(project: Project) -> None:
 
 def test_wait_waits_for_the_lock(project: Project) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from repro.lock import ProjectLock; "
-         "l = ProjectLock(__import__('pathlib').Path(sys.argv[1])); l.__enter__(); "
-         "print('held', flush=True); time.sleep(1.5)", str(project.root / ".repro/lock")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from repro.lock import ProjectLock; "
+            "l = ProjectLock(__import__('pathlib').Path(sys.argv[1])); l.__enter__(); "
+            "print('held', flush=True); time.sleep(1.5)",
+            str(project.root / ".repro/lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     project.write("y.txt", "y")
@@ -97,11 +109,16 @@ def test_wait_waits_for_the_lock(project: Project) -> None:
 
 def test_a_killed_lock_holder_leaves_no_stale_lock(project: Project) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from repro.lock import ProjectLock; "
-         "l = ProjectLock(__import__('pathlib').Path(sys.argv[1])); l.__enter__(); "
-         "print('held', flush=True); time.sleep(60)", str(project.root / ".repro/lock")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from repro.lock import ProjectLock; "
+            "l = ProjectLock(__import__('pathlib').Path(sys.argv[1])); l.__enter__(); "
+            "print('held', flush=True); time.sleep(60)",
+            str(project.root / ".repro/lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     holder.kill()
@@ -110,8 +127,10 @@ def test_a_killed_lock_holder_leaves_no_stale_lock(project: Project) -> None:
     assert cli(project.root, "add", "z.txt").code == 0
 
 
-def test_internal_error_is_one_line_with_a_log(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    import repro.commands.data as data
+def test_internal_error_is_one_line_with_a_log(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repro.cli.commands.data as data
 
     def boom(*_args: object) -> int:
         raise RuntimeError("simulated bug")
@@ -128,8 +147,9 @@ def test_internal_error_is_one_line_with_a_log(project: Project, monkeypatch: py
 KILLS = {"injected": 0, "survived": 0}
 
 
-def _kill_then_check(project: Project, args: list[str], delay: float,
-                     check_args: list[str]) -> None:
+def _kill_then_check(
+    project: Project, args: list[str], delay: float, check_args: list[str]
+) -> None:
     """kill -9 the command after ``delay``; then fsck is clean and ``check_args`` succeeds."""
     proc = _spawn(project.root, *args)
     time.sleep(delay)
@@ -172,8 +192,16 @@ def test_kill_9_during_repro(docker_project: Project, docker_client, seed: int) 
     rng = random.Random(seed)
     make_tree(project.root / "src", 500, folders=5, size=1024, seed=seed)
     project.ok("add", "src")
-    project.ok("run", "-f", "copy.repro", "-d", "src", "-o", "copy",
-               "sleep 0.5; mkdir copy; cp -r src/* copy/")
+    project.ok(
+        "run",
+        "-f",
+        "copy.repro",
+        "-d",
+        "src",
+        "-o",
+        "copy",
+        "sleep 0.5; mkdir copy; cp -r src/* copy/",
+    )
     project.commit("pipeline")
     project.ok("unprotect", "src")
     project.write("src/d000/f00000", f"new input {seed}")
@@ -181,7 +209,8 @@ def test_kill_9_during_repro(docker_project: Project, docker_client, seed: int) 
     assert (project.root / "copy/d000/f00000").read_text() == f"new input {seed}"
     assert cli(project.root, "status").code == 0
     leftovers = docker_client.containers.list(
-        all=True, filters={"label": f"repro.project={project.root}"})
+        all=True, filters={"label": f"repro.project={project.root}"}
+    )
     assert leftovers == [], "the next repro must reap what the killed one left"
 
 

@@ -10,10 +10,10 @@ from helpers import Project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repro import stage as stage_mod
 from repro.config import Config
 from repro.errors import ReproError
-from repro.hashing import parse_manifest
+from repro.objects.manifest import parse_manifest
+from repro.stages import stage as stage_mod
 
 FIGURES: dict[str, int] = {}
 
@@ -23,7 +23,10 @@ def _count(kind: str) -> None:
 
 
 yaml_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
     st.text(string.printable, max_size=20),
     st.sampled_from(["/etc/passwd", "../x", ".git/config", "a" * 32, "0" * 32 + ".dir", "data"]),
 )
@@ -31,10 +34,33 @@ yaml_values = st.recursive(
     yaml_scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.sampled_from(
-            ["cmd", "wdir", "image", "network", "deps", "outs", "md5", "path", "cache", "metric",
-             "type", "xpath", "name", "id", "digest", "resources", "cpus", "memory", "x"]),
-            inner, max_size=5),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "cmd",
+                    "wdir",
+                    "image",
+                    "network",
+                    "deps",
+                    "outs",
+                    "md5",
+                    "path",
+                    "cache",
+                    "metric",
+                    "type",
+                    "xpath",
+                    "name",
+                    "id",
+                    "digest",
+                    "resources",
+                    "cpus",
+                    "memory",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=5,
+        ),
     ),
     max_leaves=12,
 )
@@ -69,7 +95,11 @@ def test_stage_files_from_any_text(text: str) -> None:
 def test_yaml_tags_never_execute_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     hostile = f"!!python/object/apply:os.system ['touch {marker}']\n"
-    for text in (hostile, f"cmd: {hostile}", f"outs:\n- path: !!python/object/apply:os.system ['touch {marker}']\n"):
+    for text in (
+        hostile,
+        f"cmd: {hostile}",
+        f"outs:\n- path: !!python/object/apply:os.system ['touch {marker}']\n",
+    ):
         _count("stage files")
         with pytest.raises(ReproError):
             stage_mod.parse("s.repro", text)
@@ -103,15 +133,65 @@ def test_config_files_from_any_text(tmp_path: Path, text: str) -> None:
         pass
 
 
-WORDS = ["add", "status", "checkout", "run", "repro", "metrics", "show", "diff", "modify",
-         "remote", "push", "pull", "fetch", "gc", "fsck", "config", "remove", "unprotect",
-         "pipeline", "list", "-T", "-a", "-f", "-j", "0", "-1", "x", "--json", "--xpath", "a[",
-         "-r", "nowhere", "/etc", "..", ".git", "--type", "csv", "data", "-w", "--dry", "-s",
-         "core.image", "--unset", "--local", "-M", "-o", "-d", "s.repro", "--image", ""]
+WORDS = [
+    "add",
+    "status",
+    "checkout",
+    "run",
+    "repro",
+    "metrics",
+    "show",
+    "diff",
+    "modify",
+    "remote",
+    "push",
+    "pull",
+    "fetch",
+    "gc",
+    "fsck",
+    "config",
+    "remove",
+    "unprotect",
+    "pipeline",
+    "list",
+    "-T",
+    "-a",
+    "-f",
+    "-j",
+    "0",
+    "-1",
+    "x",
+    "--json",
+    "--xpath",
+    "a[",
+    "-r",
+    "nowhere",
+    "/etc",
+    "..",
+    ".git",
+    "--type",
+    "csv",
+    "data",
+    "-w",
+    "--dry",
+    "-s",
+    "core.image",
+    "--unset",
+    "--local",
+    "-M",
+    "-o",
+    "-d",
+    "s.repro",
+    "--image",
+    "",
+]
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=6))
 def test_cli_arguments_never_crash(project: Project, argv: list[str]) -> None:
     _count("command lines")

@@ -10,8 +10,10 @@ import pytest
 from helpers import Project, make_tree, on_terminal
 
 from repro.errors import ReproError
-from repro.hashing import Hasher, file_md5, manifest_bytes, parse_manifest
-from repro.state import StateDB
+from repro.memo.state import StateDB
+from repro.objects.digest import file_md5
+from repro.objects.manifest import manifest_bytes, parse_manifest
+from repro.workspace.hashing import Hasher
 
 
 def test_file_md5_is_what_md5sum_prints(tmp_path: Path) -> None:
@@ -101,7 +103,7 @@ def test_many_touched_files_fall_back_to_a_full_lookup(tmp_path: Path) -> None:
 def test_second_status_hashes_nothing(project: Project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     make_tree(project.root / "data", 300, folders=3)
     project.ok("add", "data")
-    import repro.hashing as hashing
+    import repro.workspace.hashing as hashing
 
     calls: list[str] = []
     real = hashing.file_md5

@@ -13,7 +13,7 @@ import pytest
 from helpers import Project, git
 
 from repro.errors import ReproError
-from repro.history import History, Revision
+from repro.history.revisions import History, Revision
 
 
 def tagged_metrics(project: Project) -> None:
@@ -23,8 +23,10 @@ def tagged_metrics(project: Project) -> None:
         project.ok("add", "data")
         project.write("metrics.json", json.dumps({"acc": acc, "loss": 1 - acc}))
         if tag == "0.1":
-            project.write("evaluate.repro", "outs:\n- path: metrics.json\n  cache: false\n"
-                                            "  metric:\n    type: json\n")
+            project.write(
+                "evaluate.repro",
+                "outs:\n- path: metrics.json\n  cache: false\n  metric:\n    type: json\n",
+            )
         project.commit(f"version {tag}", tag=tag)
         project.ok("unprotect", "data")
 
@@ -66,8 +68,11 @@ def test_modify_xpath_applies_to_every_revision_and_diff(project: Project) -> No
     assert "xpath: acc" in (project.root / "evaluate.repro").read_text()
     # The tags' stage files predate the modify: the workspace's setting applies to them too.
     shown = json.loads(project.ok("metrics", "show", "-T", "--json").out)
-    assert shown == {"0.1": {"metrics.json": 0.9}, "0.2": {"metrics.json": 0.92},
-                     "0.3": {"metrics.json": 0.96}}
+    assert shown == {
+        "0.1": {"metrics.json": 0.9},
+        "0.2": {"metrics.json": 0.92},
+        "0.3": {"metrics.json": 0.96},
+    }
     table = project.ok("metrics", "show", "-T").out.splitlines()
     assert table[0].split() == ["revision", "metrics.json:acc"]
     diff = project.ok("metrics", "diff", "0.1", "0.3").out.splitlines()
@@ -80,8 +85,10 @@ def test_metric_types_and_xpaths(project: Project) -> None:
     project.write("m.csv", "epoch,acc\n1,0.5\n2,0.75\n")
     project.write("m.tsv", "acc\tloss\n0.8\t0.2\n")
     project.write("m.txt", "0.875\n")
+
     def show(*args: str) -> object:
         return json.loads(project.ok("metrics", "show", "--json", *args).out)["workspace"]
+
     assert show("m.yaml", "--xpath", "train.loss") == {"m.yaml": 0.25}
     assert show("m.yaml", "--xpath", "layers[0].units") == {"m.yaml": 32}
     assert show("m.csv", "--xpath", "acc") == {"m.csv": [0.5, 0.75]}
@@ -105,7 +112,8 @@ def test_cached_metric_is_read_from_the_cache(project: Project) -> None:
     project.write("scores.json.repro", stage.replace("cache: true", metric))
     project.commit("cached metric", tag="m1")
     assert json.loads(project.ok("metrics", "show", "-T", "--json").out) == {
-        "m1": {"scores.json": {"acc": 0.7}}}
+        "m1": {"scores.json": {"acc": 0.7}}
+    }
     import shutil
 
     shutil.rmtree(project.root / ".repro" / "cache")
@@ -157,8 +165,9 @@ def test_install_hooks_bring_data_with_git_checkout(project: Project) -> None:
 def test_history_reads_every_kind_of_ref_and_nested_stage_files(project: Project) -> None:
     """Lightweight and annotated tags, a tag of a tree, a branch, stage files in a subfolder,
     and a stage file that was broken at one tag: each read straight from git objects."""
-    project.write("eval/score.repro", "outs:\n- path: score.json\n  cache: false\n"
-                                      "  metric:\n    type: json\n")
+    project.write(
+        "eval/score.repro", "outs:\n- path: score.json\n  cache: false\n  metric:\n    type: json\n"
+    )
     project.write("eval/score.json", json.dumps({"f1": 0.5}))
     project.commit("first")
     project.git("tag", "light")  # lightweight
@@ -167,8 +176,9 @@ def test_history_reads_every_kind_of_ref_and_nested_stage_files(project: Project
     project.git("add", "-A")
     project.git("commit", "-q", "-m", "broken")
     project.git("tag", "-a", "annotated", "-m", "an annotated tag")
-    project.write("eval/score.repro", "outs:\n- path: score.json\n  cache: false\n"
-                                      "  metric:\n    type: json\n")
+    project.write(
+        "eval/score.repro", "outs:\n- path: score.json\n  cache: false\n  metric:\n    type: json\n"
+    )
     project.write("eval/score.json", json.dumps({"f1": 0.7}))
     project.commit("fixed")
     tree = project.git("rev-parse", "HEAD^{tree}").strip()
@@ -190,6 +200,7 @@ METRIC_STAGE = "outs:\n- path: metrics.json\n  cache: false\n  metric:\n    type
 
 def fast_import(project: Project, commits: list[tuple[dict[str, str], str | None]]) -> None:
     """Commit each (files, annotated tag) on top of HEAD in one git process, then check out."""
+
     def data(text: str) -> str:
         return f"data {len(text.encode())}\n{text}\n"
 
@@ -203,8 +214,12 @@ def fast_import(project: Project, commits: list[tuple[dict[str, str], str | None
         stream += [f"M 100644 inline {path}\n{data(text)}" for path, text in files.items()]
         if tag:
             stream.append(f"tag {tag}\nfrom :{mark}\ntagger {who}\n{data(tag)}")
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=project.root, check=True,
-                   input="".join(stream).encode())
+    subprocess.run(
+        ["git", "fast-import", "--quiet"],
+        cwd=project.root,
+        check=True,
+        input="".join(stream).encode(),
+    )
     project.git("reset", "-q", "--hard")
 
 
@@ -235,8 +250,9 @@ def hundred_tags(project: Project) -> None:
     commits: list[tuple[dict[str, str], str | None]] = [
         ({"metrics.repro": METRIC_STAGE, "src/eval/model.py": "print()\n"}, None)
     ]
-    commits += [({"metrics.json": json.dumps({"acc": n / 100, "n": n})}, f"v{n}")
-                for n in range(1, 101)]
+    commits += [
+        ({"metrics.json": json.dumps({"acc": n / 100, "n": n})}, f"v{n}") for n in range(1, 101)
+    ]
     fast_import(project, commits)
 
 
@@ -294,16 +310,20 @@ def test_tags_of_tags_blobs_and_trees(project: Project) -> None:
     history = History(project.root)
     revisions = history.revisions(branches=False, tags=True, commits=False)
     head = project.git("rev-parse", "HEAD").strip()
-    assert revisions == [Revision("v1", head), Revision("v1-again", head),
-                         Revision("v1-thrice", head)]
+    assert revisions == [
+        Revision("v1", head),
+        Revision("v1-again", head),
+        Revision("v1-thrice", head),
+    ]
     shown = json.loads(project.ok("metrics", "show", "-T", "--json").out)
     assert list(shown) == ["v1", "v1-again", "v1-thrice"]
 
 
 def test_submodules_and_odd_names_are_read_from_trees(project: Project) -> None:
     """A gitlink (submodule) entry has no object here: it is skipped, not read."""
-    project.write("my eval/é.repro", "outs:\n- path: scöre.json\n  cache: false\n"
-                                     "  metric:\n    type: json\n")
+    project.write(
+        "my eval/é.repro", "outs:\n- path: scöre.json\n  cache: false\n  metric:\n    type: json\n"
+    )
     project.write("my eval/scöre.json", '{"f1": 0.25}')
     project.git("add", "-A")
     elsewhere = "0123456789abcdef0123456789abcdef01234567"  # a commit of another repository
@@ -348,8 +368,10 @@ def test_all_commits_and_branches(project: Project) -> None:
     assert list(shown) == shas[:3]  # in git's order; the first commit declares no metric
     assert sorted(v["metrics.json"]["acc"] for v in shown.values()) == [0.1, 0.2, 0.3]
     branches = json.loads(project.ok("metrics", "show", "-a", "--json").out)
-    assert branches == {"main": {"metrics.json": {"acc": 0.2}},
-                        "side": {"metrics.json": {"acc": 0.3}}}
+    assert branches == {
+        "main": {"metrics.json": {"acc": 0.2}},
+        "side": {"metrics.json": {"acc": 0.3}},
+    }
 
 
 def test_a_repository_without_commits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -365,8 +387,10 @@ def test_a_repository_without_commits(tmp_path: Path, capsys: pytest.CaptureFixt
         assert result.code == 1 and "no revisions match" in result.err
     result = project.repro("metrics", "diff")
     assert result.code == 1
-    assert result.err == "error: 'HEAD' is not a revision of this repository; name a tag, " \
-                         "branch or commit\n"
+    assert (
+        result.err == "error: 'HEAD' is not a revision of this repository; name a tag, "
+        "branch or commit\n"
+    )
     project.ok("gc", "--all-commits", "-f")
 
 
@@ -375,8 +399,9 @@ def test_errors_are_one_line_and_say_what_is_wrong(project: Project) -> None:
     for rev in ("nope", "0.1:metrics.json", "HEAD^{tree}", "0.1 0.2"):
         result = project.repro("metrics", "diff", rev, "0.3")
         assert result.code == 1, rev
-        assert result.err == (f"error: '{rev}' is not a revision of this repository; "
-                              "name a tag, branch or commit\n")
+        assert result.err == (
+            f"error: '{rev}' is not a revision of this repository; name a tag, branch or commit\n"
+        )
     for option in ("--all", "-h", "--output=x", "a\0b"):  # never handed to git as an option
         with pytest.raises(ReproError, match="is not a revision"):
             History(project.root).resolve(option)
@@ -387,8 +412,9 @@ def test_errors_are_one_line_and_say_what_is_wrong(project: Project) -> None:
     for args in (("metrics", "show", "-T"), ("metrics", "diff"), ("gc", "-a", "-f")):
         result = project.repro(*args)
         assert result.code == 1
-        assert result.err == f"error: {project.root} is not a git repository; " \
-                             "run 'git init' there\n"
+        assert (
+            result.err == f"error: {project.root} is not a git repository; run 'git init' there\n"
+        )
     assert project.ok("metrics", "show", "--json").code == 0  # the workspace needs no git
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from helpers import Project
 
-
 CONTAINED: list[str] = []  # hostile cases that ended contained, for the figures
 
 
@@ -26,8 +25,9 @@ def _count_contained(request: pytest.FixtureRequest) -> Iterator[None]:
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
@@ -90,8 +90,12 @@ def test_dep_that_points_outside_is_refused(docker_project: Project) -> None:
 @pytest.mark.docker
 def test_fork_bombs_hit_a_pid_limit(docker_project: Project) -> None:
     project = docker_project
-    project.ok("run", "-o", "pids.max",
-               "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null > pids.max || cat /sys/fs/cgroup/pids.max > pids.max")
+    project.ok(
+        "run",
+        "-o",
+        "pids.max",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null > pids.max || cat /sys/fs/cgroup/pids.max > pids.max",
+    )
     assert (project.root / "pids.max").read_text().strip() == "4096"
 
 

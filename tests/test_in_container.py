@@ -30,8 +30,13 @@ SCRIPT = (
 @pytest.fixture(scope="module")
 def env_image(docker_client) -> str:  # type: ignore[no-untyped-def]
     """The walkthrough environment (python, git, the zipapp as `repro`), built from this tree."""
-    result = subprocess.run([ROOT / "scripts" / "build-images.sh"], capture_output=True,
-                            text=True, timeout=40 * 60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [ROOT / "scripts" / "build-images.sh"],
+        capture_output=True,
+        text=True,
+        timeout=40 * 60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return ENV_IMAGE
 
@@ -47,9 +52,23 @@ def host_dir() -> Iterator[Path]:
 def _run(image: str, mounts: list[str], script: str) -> subprocess.CompletedProcess[str]:
     gid = os.stat(SOCKET).st_gid
     return subprocess.run(
-        ["docker", "run", "--rm", "--group-add", str(gid), "-v", f"{SOCKET}:{SOCKET}",
-         *[arg for mount in mounts for arg in ("-v", mount)], image, "bash", "-c", script],
-        capture_output=True, text=True, timeout=300,
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--group-add",
+            str(gid),
+            "-v",
+            f"{SOCKET}:{SOCKET}",
+            *[arg for mount in mounts for arg in ("-v", mount)],
+            image,
+            "bash",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -64,10 +83,28 @@ def test_project_on_a_named_volume(env_image: str, docker_client) -> None:  # ty
     volume = docker_client.volumes.create()
     try:
         # hand the fresh volume to the environment's user first
-        subprocess.run(["docker", "run", "--rm", "--user", "0", "-v", f"{volume.name}:/v",
-                        "--entrypoint", "chown", env_image, "repro:repro", "/v"], check=True)
-        result = _run(env_image, [f"{volume.name}:/data/proj"],
-                      SCRIPT.format(path="/data/proj") + "; cat out.txt")
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--user",
+                "0",
+                "-v",
+                f"{volume.name}:/v",
+                "--entrypoint",
+                "chown",
+                env_image,
+                "repro:repro",
+                "/v",
+            ],
+            check=True,
+        )
+        result = _run(
+            env_image,
+            [f"{volume.name}:/data/proj"],
+            SCRIPT.format(path="/data/proj") + "; cat out.txt",
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.endswith("hello\nhello\n")
     finally:

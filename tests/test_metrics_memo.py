@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from helpers import Project
 
-from repro.metrics_memo import MEMO, asked
+from repro.memo.metrics import MEMO, asked
 
 # Whether git ran tells the memo's answer from the full command's.
 PROBE = (
     "import subprocess, sys\n"
     "from repro.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "print('\\0', code, 'repro.history' in sys.modules)\n"
+    "print('\\0', code, 'repro.history.revisions' in sys.modules)\n"
 )
 
 

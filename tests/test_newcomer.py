@@ -42,7 +42,7 @@ def test_quiet_status_before_the_command_is_still_answered_quickly(project: Proj
     project.ok("status")  # leaves the memo behind
     probe = (
         "import sys; from repro.cli import main; code = main(['-q', 'status']); "
-        "print(code, 'argparse' in sys.modules, 'repro.stage' in sys.modules)"
+        "print(code, 'argparse' in sys.modules, 'repro.stages.stage' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=project.root, capture_output=True, text=True, check=True
@@ -55,7 +55,9 @@ def test_quiet_status_before_the_command_is_still_answered_quickly(project: Proj
 def test_hand_written_stage_without_image_runs_in_core_image(docker_project: Project) -> None:
     project = docker_project
     project.write("in.txt", "hello\n")
-    project.write("copy.repro", "cmd: cp in.txt out.txt\ndeps:\n- path: in.txt\nouts:\n- path: out.txt\n")
+    project.write(
+        "copy.repro", "cmd: cp in.txt out.txt\ndeps:\n- path: in.txt\nouts:\n- path: out.txt\n"
+    )
     result = project.ok("repro", "copy")
     assert (project.root / "out.txt").read_text() == "hello\n"
     text = (project.root / "copy.repro").read_text()
@@ -93,7 +95,11 @@ def test_hand_written_stage_keeps_long_lines_order_and_comments(docker_project: 
     assert f"cmd: {LONG_CMD}" in lines  # not folded at 80 columns
     assert lines[:3] == ["# makes out.txt", "outs:", "- path: out.txt   # the result"]
     assert [line.split(":")[0] for line in lines if not line.startswith((" ", "-", "#"))] == [
-        "outs", "cmd", "image", "deps", "md5"
+        "outs",
+        "cmd",
+        "image",
+        "deps",
+        "md5",
     ]
     again = project.ok("repro", "-f", "long.repro")
     assert (project.root / "long.repro").read_text() == text
@@ -151,7 +157,9 @@ def test_remote_as_url_or_folder_and_local_remote_for_every_revision(project: Pr
 
 
 # -- 8: messages ---------------------------------------------------------------------------------
-def test_pull_into_a_fresh_clone_shows_added_and_repro_there_suggests_pull(project: Project) -> None:
+def test_pull_into_a_fresh_clone_shows_added_and_repro_there_suggests_pull(
+    project: Project,
+) -> None:
     store = project.root.parent / "store"
     _tagged_then_remote(project, store)
     clone = _clone(project)
@@ -184,8 +192,9 @@ def test_large_folder_is_announced_only_when_first_hashed(project: Project) -> N
 
 
 @pytest.mark.docker
-def test_pull_images_tags_the_recorded_name(project: Project, backend_free_store: Path,
-                                            docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_pull_images_tags_the_recorded_name(
+    project: Project, backend_free_store: Path, docker_client
+) -> None:  # type: ignore[no-untyped-def]
     name = f"repro-test-newcomer-{uuid.uuid4().hex[:8]}:v1"
     image_id = build_busybox_image(docker_client, name)
     taken = f"repro-test-newcomer-{uuid.uuid4().hex[:8]}:taken"

@@ -19,18 +19,32 @@ from helpers import GIT_ENV, TEST_IMAGE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repro import stage as stage_mod
 from repro.cli import main
 from repro.errors import ReproError
-from repro.stage import Out, Stage
+from repro.stages import stage as stage_mod
+from repro.stages.stage import Out, Stage
 
 FIGURES = {"examples": 0, "commands": 0, "refused": 0, "mount checks": 0}
 
 # Where a planted link may point: the project's own secrets, the host, outside folders, and
 # harmless places inside the project.
 LINK_TARGETS = [
-    ".git", ".git/objects", ".git/hooks", ".repro", ".repro/cache", "/var/run", "/etc",
-    "OUTSIDE", "OUTSIDE/sub", "..", "../..", "inner", "inner/deep", ".", "gl", "dangling",
+    ".git",
+    ".git/objects",
+    ".git/hooks",
+    ".repro",
+    ".repro/cache",
+    "/var/run",
+    "/etc",
+    "OUTSIDE",
+    "OUTSIDE/sub",
+    "..",
+    "../..",
+    "inner",
+    "inner/deep",
+    ".",
+    "gl",
+    "dangling",
 ]
 NAMES = ["gl", "lnk", "inner", "x", "sockdir", ".hidden"]
 LEAVES = ["config", "objects", "docker.sock", "keep", "f.txt", "new", "HEAD", "passwd"]
@@ -38,25 +52,65 @@ LEAVES = ["config", "objects", "docker.sock", "keep", "f.txt", "new", "HEAD", "p
 
 @st.composite
 def trees(draw: st.DrawFn) -> dict[str, object]:
-    links = draw(st.dictionaries(st.sampled_from(NAMES), st.sampled_from(LINK_TARGETS),
-                                 max_size=4))
+    links = draw(st.dictionaries(st.sampled_from(NAMES), st.sampled_from(LINK_TARGETS), max_size=4))
     hardlinks = draw(st.lists(st.sampled_from(["inner/f.txt", "x", "new"]), max_size=2))
-    paths = draw(st.lists(
-        st.one_of(
-            st.builds(lambda a, b: f"{a}/{b}", st.sampled_from(NAMES), st.sampled_from(LEAVES)),
-            st.builds(lambda a, b, c: f"{a}/{b}/{c}", st.sampled_from(NAMES),
-                      st.sampled_from(NAMES), st.sampled_from(LEAVES)),
-            st.sampled_from(["../x", "/etc/passwd", "a/../../x", ".git/config", "./gl/config",
-                             "inner/f.txt", "new", "x", "gl//config", "OUTSIDE/keep"]),
-        ),
-        min_size=1, max_size=4, unique=True,
-    ))
-    commands = draw(st.lists(st.sampled_from(
-        ["add", "checkout", "checkout-f", "commit", "remove", "unprotect", "status", "mount",
-         "run-no-exec"]), min_size=1, max_size=4))
+    paths = draw(
+        st.lists(
+            st.one_of(
+                st.builds(lambda a, b: f"{a}/{b}", st.sampled_from(NAMES), st.sampled_from(LEAVES)),
+                st.builds(
+                    lambda a, b, c: f"{a}/{b}/{c}",
+                    st.sampled_from(NAMES),
+                    st.sampled_from(NAMES),
+                    st.sampled_from(LEAVES),
+                ),
+                st.sampled_from(
+                    [
+                        "../x",
+                        "/etc/passwd",
+                        "a/../../x",
+                        ".git/config",
+                        "./gl/config",
+                        "inner/f.txt",
+                        "new",
+                        "x",
+                        "gl//config",
+                        "OUTSIDE/keep",
+                    ]
+                ),
+            ),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
+    commands = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "add",
+                    "checkout",
+                    "checkout-f",
+                    "commit",
+                    "remove",
+                    "unprotect",
+                    "status",
+                    "mount",
+                    "run-no-exec",
+                ]
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
     link_type = draw(st.sampled_from(["hardlink", "copy"]))
-    return {"links": links, "hardlinks": hardlinks, "paths": paths, "commands": commands,
-            "link_type": link_type}
+    return {
+        "links": links,
+        "hardlinks": hardlinks,
+        "paths": paths,
+        "commands": commands,
+        "link_type": link_type,
+    }
 
 
 def _snapshot(*folders: Path) -> dict[str, tuple[int, int, bytes | str]]:
@@ -85,8 +139,13 @@ def template() -> Path:
     root.mkdir()
     env = {**os.environ, **GIT_ENV}
     subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
-    subprocess.run([shutil.which("python3") or "python3", "-m", "repro", "init", "--image",
-                    TEST_IMAGE], cwd=root, check=True, env=env, capture_output=True)
+    subprocess.run(
+        [shutil.which("python3") or "python3", "-m", "repro", "init", "--image", TEST_IMAGE],
+        cwd=root,
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     yield base
     shutil.rmtree(base, ignore_errors=True)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import TEST_IMAGE, Project
 
-from repro import stage as stage_mod
-from repro.stage import Dep, Image, Out, Stage
+from repro.stages import stage as stage_mod
+from repro.stages.stage import Dep, Image, Out, Stage
 
 
 def _one_line_error(result, *words: str) -> None:  # type: ignore[no-untyped-def]
@@ -91,13 +91,15 @@ def test_the_engine_socket_is_never_reached_through_a_link(project: Project, doc
 
 
 def test_a_stage_that_plants_a_link_and_a_stage_file_gets_nothing(
-    project: Project, docker_client  # type: ignore[no-untyped-def]
+    project: Project,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     """The stage writes a symlink to /var/run and a hidden stage file that names the engine's
     socket as an output of its own: the run fails, the stage file is moved out of the work
     tree, and a copy committed by a clone is refused at every command."""
     evil = (
-        "cmd: cat sockdir/docker.sock\nimage:\n  name: " + TEST_IMAGE
+        "cmd: cat sockdir/docker.sock\nimage:\n  name: "
+        + TEST_IMAGE
         + "\nouts:\n- path: ../sockdir/docker.sock\n"
     )
     plant = (
@@ -113,20 +115,40 @@ def test_a_stage_that_plants_a_link_and_a_stage_file_gets_nothing(
 
 
 def test_a_link_made_by_an_upstream_stage_is_refused_at_use(
-    project: Project, docker_client  # type: ignore[no-untyped-def]
+    project: Project,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     """Loading found no link (it did not exist yet); the first stage makes it; the second
     stage's output would delete .git/config through it."""
-    project.ok("run", "--no-exec", "-f", "first.repro", "-o", "made", "rm -rf gl; ln -s .git gl; echo > made")
-    project.ok("run", "--no-exec", "-f", "second.repro", "-d", "made", "-o", "gl/config",
-               "echo pwned > gl/config")
+    project.ok(
+        "run",
+        "--no-exec",
+        "-f",
+        "first.repro",
+        "-o",
+        "made",
+        "rm -rf gl; ln -s .git gl; echo > made",
+    )
+    project.ok(
+        "run",
+        "--no-exec",
+        "-f",
+        "second.repro",
+        "-d",
+        "made",
+        "-o",
+        "gl/config",
+        "echo pwned > gl/config",
+    )
     before = (project.root / ".git" / "config").read_bytes()
     _one_line_error(project.repro("repro"), "gl/config", "into .git")
     assert (project.root / ".git" / "config").read_bytes() == before
 
 
 def test_run_and_remove_never_delete_outside_through_a_link(
-    project: Project, tmp_path: Path, docker_client  # type: ignore[no-untyped-def]
+    project: Project,
+    tmp_path: Path,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -141,13 +163,20 @@ def test_run_and_remove_never_delete_outside_through_a_link(
 
 
 def test_working_directory_outside_the_project_is_refused(
-    project: Project, tmp_path: Path, docker_client  # type: ignore[no-untyped-def]
+    project: Project,
+    tmp_path: Path,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     (project.root / "up").symlink_to(tmp_path)
     stage_mod.write(
         project.root,
-        Stage(path="w.repro", cmd="touch here", wdir="up", image=Image(TEST_IMAGE),
-              outs=(Out("up/here"),)),
+        Stage(
+            path="w.repro",
+            cmd="touch here",
+            wdir="up",
+            image=Image(TEST_IMAGE),
+            outs=(Out("up/here"),),
+        ),
     )
     _one_line_error(project.repro("repro"), "out of the project")
     assert not (tmp_path / "here").exists()
@@ -190,7 +219,8 @@ def test_a_fifo_output_is_refused_without_hanging(project: Project) -> None:
 
 
 def test_a_stage_file_written_by_a_stage_is_moved_out_not_run(
-    project: Project, docker_client  # type: ignore[no-untyped-def]
+    project: Project,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     """A stage with no network writes a stage file that would run with the host's network."""
     plant = (
@@ -210,7 +240,9 @@ def test_a_stage_file_written_by_a_stage_is_moved_out_not_run(
 
 @pytest.mark.parametrize("where", ["own", "hidden", "gitignore"])
 def test_a_fifo_planted_by_a_stage_never_hangs_repro(
-    project: Project, docker_client, where: str  # type: ignore[no-untyped-def]
+    project: Project,
+    docker_client,
+    where: str,  # type: ignore[no-untyped-def]
 ) -> None:
     command = {
         "own": "echo > o; mkfifo s.repro",

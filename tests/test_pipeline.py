@@ -17,12 +17,14 @@ pytestmark = pytest.mark.docker
 
 LOAD = "mkdir -p data && cp config/load.json data/config && seq 1 $(cat config/load.json) > data/numbers"
 TRAIN = "mkdir -p model && cat data/numbers config/train.json | md5sum > model/model.bin"
-EVALUATE = "echo \"{\\\"acc\\\": $(wc -l < data/numbers), \\\"loss\\\": 1}\" > model/metrics.json"
+EVALUATE = 'echo "{\\"acc\\": $(wc -l < data/numbers), \\"loss\\": 1}" > model/metrics.json'
 
 
 def created_containers(client, project: Project, since: float) -> int:  # type: ignore[no-untyped-def]
     events = client.events(
-        since=int(since), until=int(time.time()) + 1, decode=True,
+        since=int(since),
+        until=int(time.time()) + 1,
+        decode=True,
         filters={"type": "container", "event": "create", "label": f"repro.project={project.root}"},
     )
     return sum(1 for event in events if event.get("timeNano", 0) >= since * 1e9)
@@ -32,10 +34,30 @@ def seed_pipeline(project: Project) -> None:
     project.write("config/load.json", "10\n")
     project.write("config/train.json", "32\n")
     project.ok("run", "-f", "load.repro", "-d", "config/load.json", "-o", "data", LOAD)
-    project.ok("run", "-f", "train.repro", "-d", "data", "-d", "config/train.json",
-               "-o", "model/model.bin", TRAIN)
-    project.ok("run", "-f", "evaluate.repro", "-d", "data", "-d", "model/model.bin",
-               "-M", "model/metrics.json", EVALUATE)
+    project.ok(
+        "run",
+        "-f",
+        "train.repro",
+        "-d",
+        "data",
+        "-d",
+        "config/train.json",
+        "-o",
+        "model/model.bin",
+        TRAIN,
+    )
+    project.ok(
+        "run",
+        "-f",
+        "evaluate.repro",
+        "-d",
+        "data",
+        "-d",
+        "model/model.bin",
+        "-M",
+        "model/metrics.json",
+        EVALUATE,
+    )
     project.commit("pipeline", tag="0.1")
 
 
@@ -83,8 +105,17 @@ def test_early_cutoff_when_outputs_are_identical(docker_project: Project) -> Non
     seed_pipeline(project)
     # load copies config/load.json into data/: a whitespace-only change of another dep that
     # load ignores would change nothing; here load reads only the number, so "10" -> "10\n\n"
-    project.ok("run", "--overwrite", "-f", "load.repro", "-d", "config/load.json", "-o", "data",
-               "mkdir -p data && seq 1 $(cat config/load.json) > data/numbers")
+    project.ok(
+        "run",
+        "--overwrite",
+        "-f",
+        "load.repro",
+        "-d",
+        "config/load.json",
+        "-o",
+        "data",
+        "mkdir -p data && seq 1 $(cat config/load.json) > data/numbers",
+    )
     project.ok("repro")
     project.write("config/load.json", "10\n\n")
     result = project.ok("repro")
@@ -158,8 +189,18 @@ def test_failing_stage_changes_nothing(docker_project: Project) -> None:
     project.ok("run", "-f", "s.repro", "-d", "in.txt", "-o", "out.txt", "cp in.txt out.txt")
     before = (project.root / "s.repro").read_text()
     objects = sorted((project.root / ".repro/cache/files").rglob("*"))
-    project.ok("run", "--overwrite", "--no-exec", "-f", "s.repro", "-d", "in.txt", "-o", "out.txt",
-               "echo partial > out.txt; echo 'something broke' >&2; exit 3")
+    project.ok(
+        "run",
+        "--overwrite",
+        "--no-exec",
+        "-f",
+        "s.repro",
+        "-d",
+        "in.txt",
+        "-o",
+        "out.txt",
+        "echo partial > out.txt; echo 'something broke' >&2; exit 3",
+    )
     result = project.repro("repro", "s.repro")
     assert result.code == 1
     assert "exited with code 3" in result.err
@@ -197,11 +238,20 @@ def test_ctrl_c_stops_and_removes_the_container(docker_project: Project, docker_
 def test_parallel_jobs_overlap(docker_project: Project) -> None:
     project = docker_project
     # Each stage waits (bounded) for the other's marker: only concurrent runs can both succeed.
-    wait_for = "i=0; touch {me}.started; while [ ! -e {other}.started ]; do i=$((i+1)); " \
-               "[ $i -gt 300 ] && exit 9; sleep 0.1; done; echo ok > {me}.out"
+    wait_for = (
+        "i=0; touch {me}.started; while [ ! -e {other}.started ]; do i=$((i+1)); "
+        "[ $i -gt 300 ] && exit 9; sleep 0.1; done; echo ok > {me}.out"
+    )
     for me, other in (("a", "b"), ("b", "a")):
-        project.ok("run", "--no-exec", "-f", f"{me}.repro", "-o", f"{me}.out",
-                   wait_for.format(me=me, other=other))
+        project.ok(
+            "run",
+            "--no-exec",
+            "-f",
+            f"{me}.repro",
+            "-o",
+            f"{me}.out",
+            wait_for.format(me=me, other=other),
+        )
     result = project.repro("repro", "-j", "2")
     assert result.code == 0, result.err
     assert (project.root / "a.out").read_text() == "ok\n"
@@ -211,8 +261,17 @@ def test_parallel_jobs_overlap(docker_project: Project) -> None:
 def test_keep_going_runs_independent_branches(docker_project: Project) -> None:
     project = docker_project
     project.ok("run", "--no-exec", "-f", "bad.repro", "-o", "bad.out", "exit 1")
-    project.ok("run", "--no-exec", "-f", "after.repro", "-d", "bad.out", "-o", "after.out",
-               "cp bad.out after.out")
+    project.ok(
+        "run",
+        "--no-exec",
+        "-f",
+        "after.repro",
+        "-d",
+        "bad.out",
+        "-o",
+        "after.out",
+        "cp bad.out after.out",
+    )
     project.ok("run", "--no-exec", "-f", "good.repro", "-o", "good.out", "echo fine > good.out")
     result = project.repro("repro", "-k")
     assert result.code == 1
@@ -225,9 +284,13 @@ def test_dry_runs_and_writes_nothing(docker_project: Project, docker_client) -> 
     project = docker_project
     seed_pipeline(project)
     project.write("config/load.json", "12\n")
+
     def files() -> dict[Path, int]:  # the state db is a memo of hashes; it may learn
-        return {p: p.stat().st_mtime_ns for p in project.root.rglob("*")
-                if ".git" not in p.parts and not p.name.startswith("state.db")}
+        return {
+            p: p.stat().st_mtime_ns
+            for p in project.root.rglob("*")
+            if ".git" not in p.parts and not p.name.startswith("state.db")
+        }
 
     snapshot = files()
     since = time.time()
@@ -238,7 +301,9 @@ def test_dry_runs_and_writes_nothing(docker_project: Project, docker_client) -> 
     assert files() == snapshot
 
 
-def test_image_drift_repins_and_pinned_keeps_the_old_id(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_image_drift_repins_and_pinned_keeps_the_old_id(
+    docker_project: Project, docker_client
+) -> None:  # type: ignore[no-untyped-def]
     project = docker_project
     tag = "repro-test-drift:latest"
     old_id = build_busybox_image(docker_client, tag)
@@ -267,8 +332,9 @@ def test_stage_runs_as_the_invoking_user(public_project: Project, docker_client)
     for path in [project.root, *project.root.rglob("*")]:
         os.lchown(path, uid, gid)
     socket_gid = os.stat("/var/run/docker.sock").st_gid
-    code = _run_as(uid, gid, socket_gid, project.root,
-                   ["run", "-o", "made.txt", "id -u > made.txt"])
+    code = _run_as(
+        uid, gid, socket_gid, project.root, ["run", "-o", "made.txt", "id -u > made.txt"]
+    )
     assert code == 0
     made = project.root / "made.txt"
     assert made.read_text().strip() == str(uid)
@@ -282,8 +348,8 @@ def _run_as(uid: int, gid: int, extra_gid: int, cwd: Path, args: list[str]) -> i
     import yaml  # noqa: F401
 
     import docker  # noqa: F401  - imported before dropping privileges
-    import repro.commands.data  # noqa: F401
-    import repro.commands.run  # noqa: F401
+    import repro.cli.commands.data  # noqa: F401
+    import repro.cli.commands.run  # noqa: F401
     import repro.runners.docker  # noqa: F401
     from repro.cli import main
 
@@ -305,8 +371,9 @@ def _run_as(uid: int, gid: int, extra_gid: int, cwd: Path, args: list[str]) -> i
 def test_cycles_and_overlapping_outputs_are_refused(docker_project: Project) -> None:
     project = docker_project
     project.ok("run", "--no-exec", "-f", "a.repro", "-d", "b.out", "-o", "a.out", "cp b.out a.out")
-    result = project.repro("run", "--no-exec", "-f", "b.repro", "-d", "a.out", "-o", "b.out",
-                           "cp a.out b.out")
+    result = project.repro(
+        "run", "--no-exec", "-f", "b.repro", "-d", "a.out", "-o", "b.out", "cp a.out b.out"
+    )
     assert result.code == 1 and "cycle" in result.err
     assert not (project.root / "b.repro").exists()
     result = project.repro("run", "--no-exec", "-f", "c.repro", "-o", "a.out", "touch a.out")
@@ -322,11 +389,15 @@ def test_pipeline_show_and_list(docker_project: Project) -> None:
     seed_pipeline(project)
     drawing = project.ok("pipeline", "show", "--ascii", "evaluate.repro").out
     lines = drawing.splitlines()
-    order = [i for name in ("load.repro", "train.repro", "evaluate.repro")
-             for i, line in enumerate(lines) if f"| {name}" in line or f"{name} |" in line]
+    order = [
+        i
+        for name in ("load.repro", "train.repro", "evaluate.repro")
+        for i, line in enumerate(lines)
+        if f"| {name}" in line or f"{name} |" in line
+    ]
     assert order == sorted(order) and len(order) == 3
     assert "v" in drawing and "+--" in drawing
-    assert "-> \"model/model.bin\"" in project.ok("pipeline", "show", "--dot", "--outs").out
+    assert '-> "model/model.bin"' in project.ok("pipeline", "show", "--dot", "--outs").out
     mermaid = project.ok("pipeline", "show", "--mermaid", "--commands").out
     assert mermaid.startswith("flowchart TD") and "seq 1" in mermaid
     listed = json.loads(project.ok("pipeline", "list", "--json").out)
@@ -339,7 +410,9 @@ def test_pipeline_show_and_list(docker_project: Project) -> None:
 def test_resources_reach_the_engine(docker_project: Project) -> None:
     project = docker_project
     limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
-    project.ok("run", "--memory", "64m", "--cpus", "0.5", "-o", "limit.txt", f"({limit}) > limit.txt")
+    project.ok(
+        "run", "--memory", "64m", "--cpus", "0.5", "-o", "limit.txt", f"({limit}) > limit.txt"
+    )
     assert (project.root / "limit.txt").read_text().strip() == str(64 * 1024 * 1024)
     stage = (project.root / "limit.txt.repro").read_text()
     assert "resources:\n  cpus: 0.5\n  memory: 64m\n" in stage
@@ -359,7 +432,11 @@ def test_a_local_engine_never_loads_the_ssh_stack(docker_project: Project) -> No
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "repro", "repro", "-f", "noop.repro"],
-        cwd=project.root, capture_output=True, text=True, env=env, timeout=120,
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "| docker\n" in done.stderr  # docker-py was loaded in this process

@@ -14,7 +14,7 @@ from helpers import TEST_IMAGE, Project
 from repro.errors import ReproError
 from repro.runners import RunSpec
 from repro.runners.docker import DockerRunner, mount_target
-from repro.stage import Resources
+from repro.stages.stage import Resources
 
 
 # -- what may be mounted -----------------------------------------------------------------------
@@ -88,13 +88,17 @@ def test_mounts_check_every_read_only_path(tmp_path: Path) -> None:
 
 @pytest.mark.docker
 def test_a_committed_link_to_the_engine_socket_is_never_mounted(
-    docker_project: Project, docker_client  # type: ignore[no-untyped-def]
+    docker_project: Project,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     project = docker_project
     os.symlink("/var/run", project.root / "sockdir")
-    project.write("b.repro", f"cmd: test -S sockdir/docker.sock && touch b.out\nimage:\n"
-                  f"  name: {TEST_IMAGE}\ndeps:\n- path: sockdir/docker.sock\nouts:\n"
-                  "- path: b.out\n  cache: true\n")
+    project.write(
+        "b.repro",
+        f"cmd: test -S sockdir/docker.sock && touch b.out\nimage:\n"
+        f"  name: {TEST_IMAGE}\ndeps:\n- path: sockdir/docker.sock\nouts:\n"
+        "- path: b.out\n  cache: true\n",
+    )
     project.commit("a hostile stage")
     result = project.repro("repro", "b.repro")
     # Refused at load by the core, or at mount time by the runner: either way one line.
@@ -105,8 +109,9 @@ def test_a_committed_link_to_the_engine_socket_is_never_mounted(
 
 # -- quiet() -------------------------------------------------------------------------------------
 def _spec(root: Path, cmd: str, read_only: tuple[Path, ...] = ()) -> RunSpec:
-    return RunSpec("t.repro", cmd, TEST_IMAGE, root, root, "none", read_only,
-                   Resources(None, None, None))
+    return RunSpec(
+        "t.repro", cmd, TEST_IMAGE, root, root, "none", read_only, Resources(None, None, None)
+    )
 
 
 class _Stage:
@@ -205,7 +210,8 @@ def test_quiet_with_nothing_running_asks_the_engine_nothing() -> None:
 # -- engine refusals -----------------------------------------------------------------------------
 @pytest.mark.docker
 def test_gpus_on_a_host_without_gpus_is_a_one_line_error(
-    docker_project: Project, docker_client  # type: ignore[no-untyped-def]
+    docker_project: Project,
+    docker_client,  # type: ignore[no-untyped-def]
 ) -> None:
     if "nvidia" in docker_client.info().get("Runtimes", {}):
         pytest.skip("this engine has GPU support")

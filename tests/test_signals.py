@@ -81,7 +81,10 @@ def _wait_until(condition, seconds: float, what: str) -> float:  # type: ignore[
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_stop_and_remove_the_container(
-    docker_project: Project, docker_client, signum: int, code: int  # type: ignore[no-untyped-def]
+    docker_project: Project,
+    docker_client,
+    signum: int,
+    code: int,  # type: ignore[no-untyped-def]
 ) -> None:
     project = docker_project
     proc = _start_stage(project, docker_client)
@@ -110,7 +113,8 @@ def test_kill_9_leaves_no_container(docker_project: Project, docker_client, fork
     proc.kill()
     proc.communicate(timeout=30)
     took = _wait_until(
-        lambda: not docker_client.containers.list(all=True, filters=label), 10,
+        lambda: not docker_client.containers.list(all=True, filters=label),
+        10,
         "the container of a killed repro is still there",
     )
     print(f"container gone {took:.2f} s after kill -9")
@@ -136,6 +140,7 @@ def test_status_starts_no_reaper(docker_project: Project) -> None:
         "import sys; from repro.cli import main; code = main(['status']); "
         "print(code, 'repro.runners.reaper' in sys.modules, 'docker' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=project.root, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=project.root, capture_output=True, text=True, timeout=60
+    )
     assert done.stdout.split()[-3:] == ["1", "False", "False"], done.stdout + done.stderr

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import OLD_NS, Project, make_tree
 
-from repro import stage as stage_mod
-from repro.stage import Image, Out, Stage
-from repro.status_memo import MEMO
+from repro.memo.status import MEMO
+from repro.stages import stage as stage_mod
+from repro.stages.stage import Image, Out, Stage
 
 # Which modules the status loaded tells whether the memo answered (the full status needs
 # argparse for its command line).

@@ -97,7 +97,9 @@ def test_an_error_in_a_worker_reaches_the_parent(tmp_path: Path) -> None:
     present.write_bytes(b"abc")
     done = subprocess.run(
         [sys.executable, "-c", FAILING, str(present), str(missing)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout.strip() == str(missing)  # raised in the second worker, re-raised here
 

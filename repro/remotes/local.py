@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
 from repro.fsutil import build_aside, copy_fd, copy_into, copy_new
-from repro.hashing import copy_md5, file_md5
+from repro.objects.digest import copy_md5, file_md5
 from repro.remotes.common import (
     bulk_exists,
     check_key,

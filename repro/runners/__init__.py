@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from repro.stage import Image, Resources
+from repro.stages.stage import Image, Resources
 
 
 class RunSpec(NamedTuple):

@@ -24,7 +24,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.runners import LogSink, RunSpec, reaper
-from repro.stage import Image
+from repro.stages.stage import Image
 
 _CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
 
@@ -51,7 +51,7 @@ def _import_docker() -> Any:
 
 
 def _engine_error(exc: Exception) -> ReproError:
-    from repro.engine import unreachable
+    from repro.runners.engine import unreachable
 
     return unreachable(exc)
 
@@ -224,7 +224,7 @@ class DockerRunner:
             "security_opt": ["no-new-privileges"],
             "environment": {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
             "labels": {
-                "repro.stage": spec.name,
+                "repro.stages.stage": spec.name,
                 "repro.project": str(spec.project_root),
                 reaper.SESSION_LABEL: reaper.session(),
             },

@@ -155,10 +155,28 @@ def test_runs_a_pipeline_in_debian(
     socket = "/var/run/docker.sock"
     try:
         result = subprocess.run(
-            ["docker", "run", "--rm", "-i", "-u", "1000:1000",
-             "--group-add", str(os.stat(socket).st_gid), "-v", f"{socket}:{socket}",
-             "-v", f"{work}:/work", image, "sh", "-c", PIPELINE],
-            input=zipapp.read_bytes(), capture_output=True, timeout=300, check=False,
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-i",
+                "-u",
+                "1000:1000",
+                "--group-add",
+                str(os.stat(socket).st_gid),
+                "-v",
+                f"{socket}:{socket}",
+                "-v",
+                f"{work}:/work",
+                image,
+                "sh",
+                "-c",
+                PIPELINE,
+            ],
+            input=zipapp.read_bytes(),
+            capture_output=True,
+            timeout=300,
+            check=False,
         )
         out = result.stdout.decode() + result.stderr.decode()
         assert result.returncode == 0, out

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from helpers import Result, run_as  # noqa: F401 - run_as is used through this module
 
+from repro.objects.transfer import cache_path
 from repro.remotes import open_remote
 from repro.remotes.base import Remote
-from repro.transfer import cache_path
 
 
 def add_file(cache_dir: Path, content: bytes) -> str:

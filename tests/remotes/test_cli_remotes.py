@@ -21,7 +21,8 @@ TAGS = ("0.1", "0.2", "0.3")
 def _digest_tree(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -104,8 +105,11 @@ def test_kill_9_during_push_leaves_no_partial_object(project: Project, backend: 
         time.sleep(rng.uniform(0.2, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = [n for n in backend.stored_names() if "/files/md5/" in "/" + n
-             and not n.rsplit("/", 1)[-1].startswith(".")]
+    final = [
+        n
+        for n in backend.stored_names()
+        if "/files/md5/" in "/" + n and not n.rsplit("/", 1)[-1].startswith(".")
+    ]
     # Everything under a final name is whole: fsck -r downloads and hashes each one.
     assert cli(project.root, "fsck", "-r", "store").code == 0 or final == []
     result = cli(project.root, "push")
@@ -115,8 +119,9 @@ def test_kill_9_during_push_leaves_no_partial_object(project: Project, backend: 
 
 
 @pytest.mark.docker
-def test_images_travel_and_pinned_runs_the_same_id(project: Project, backend: Backend,
-                                                   docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_images_travel_and_pinned_runs_the_same_id(
+    project: Project, backend: Backend, docker_client
+) -> None:  # type: ignore[no-untyped-def]
     if backend.name != "local":
         pytest.skip("one backend is enough for the image path; the object path is shared")
     tag = "repro-test-travel:latest"
@@ -162,8 +167,13 @@ def test_remote_that_disappears_mid_push(project: Project, home: Path) -> None:
     project.ok("add", "data")
     project.ok("remote", "add", "-d", "store", f"s3://{bucket}/p")
     project.ok("remote", "modify", "store", "endpointurl", endpoint)
-    proc = subprocess.Popen([sys.executable, "-m", "repro", "push", "-q"], cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", "push", "-q"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     server.stop()
     _out, err = proc.communicate(timeout=300)
@@ -215,10 +225,13 @@ def test_many_objects_move_in_forked_workers_and_still_fail_one_by_one(
     said = result.out + result.err
     assert corrupt.parent.name + corrupt.name in said
     assert gone.parent.name + gone.name in said
-    cached = {p.parent.name + p.name for p in (project.root / ".repro/cache").rglob("*")
-              if p.is_file()}
+    cached = {
+        p.parent.name + p.name for p in (project.root / ".repro/cache").rglob("*") if p.is_file()
+    }
     good = {p.parent.name + p.name for p in files} - {
-        corrupt.parent.name + corrupt.name, gone.parent.name + gone.name}
+        corrupt.parent.name + corrupt.name,
+        gone.parent.name + gone.name,
+    }
     assert cached == good  # every good object, nothing corrupt, no temp file
     assert project.repro("fsck").code == 0
 
@@ -232,16 +245,22 @@ def test_a_fetch_stopped_by_the_remote_leaves_no_pending_manifest(
     project.ok("remote", "add", "-d", "store", str(remote))
     project.ok("push")
     # One object becomes a folder: reading it fails on the remote's side, which stops the fetch.
-    victim = next(p for p in sorted((remote / "files" / "md5").rglob("*"))
-                  if p.is_file() and not p.name.endswith(".dir"))
+    victim = next(
+        p
+        for p in sorted((remote / "files" / "md5").rglob("*"))
+        if p.is_file() and not p.name.endswith(".dir")
+    )
     victim.unlink()
     victim.mkdir()
     shutil.rmtree(project.root / ".repro" / "cache")
     result = project.repro("fetch")
     assert result.code == 1
     assert "Traceback" not in result.err
-    leftovers = [p.name for p in (project.root / ".repro" / "cache").rglob("*")
-                 if p.name.startswith(".repro-")]
+    leftovers = [
+        p.name
+        for p in (project.root / ".repro" / "cache").rglob("*")
+        if p.name.startswith(".repro-")
+    ]
     assert leftovers == []
     assert project.repro("fsck").code == 0
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from remote_helpers import add_file, many_files
 
+from repro.objects.transfer import FOLDER_STAGING, cache_path, fetch, object_key, push
 from repro.remotes import local
 from repro.remotes.local import LocalRemote
-from repro.transfer import FOLDER_STAGING, cache_path, fetch, object_key, push
 
 FOLDER = "files/md5/ab"
 

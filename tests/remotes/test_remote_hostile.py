@@ -30,8 +30,8 @@ from remote_helpers import remove_public_dir as remove_public
 from test_remote_permissions import nobody_sshd  # noqa: F401 - a fixture
 
 from repro.errors import CorruptObjectError, RemoteError
+from repro.objects.transfer import cache_path, fetch, object_key, push, verify_remote
 from repro.remotes.local import VET_AFTER, LocalRemote
-from repro.transfer import cache_path, fetch, object_key, push, verify_remote
 
 KINDS = ["fifo", "socket", "symlink", "character device"]
 DEADLINE = 60  # seconds: far above what any of these commands takes
@@ -289,7 +289,12 @@ def test_push_refuses_a_symlinked_folder_in_one_line(
 ) -> None:
     remote = tmp_path / "store"
     level, line, victim = _push_through_a_symlinked_folder(
-        project, tmp_path, 300, str(remote), remote, level  # 300 files: push uses put_group
+        project,
+        tmp_path,
+        300,
+        str(remote),
+        remote,
+        level,  # 300 files: push uses put_group
     )
     assert f"{remote / level} is a symlink, not a folder" in line
     assert list(victim.rglob("*")) == []

@@ -10,9 +10,9 @@ from conftest import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trus
 from remote_helpers import many_files
 
 from repro.errors import RemoteError, ReproError
+from repro.objects.transfer import fetch, push
 from repro.remotes import open_remote
 from repro.remotes.ssh import MAX_CHANNELS, resolve_target
-from repro.transfer import fetch, push
 
 
 def known_hosts(home: Path) -> Path:

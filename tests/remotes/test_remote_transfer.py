@@ -17,7 +17,7 @@ from remote_helpers import (
 )
 
 from repro.errors import CorruptObjectError, ReproError
-from repro.transfer import (
+from repro.objects.transfer import (
     cache_path,
     fetch,
     gc_remote,

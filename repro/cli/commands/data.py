@@ -1,0 +1,223 @@
+"""Verbs on tracked data: add, status, checkout, commit, unprotect, remove, fsck."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from repro.cli.commands import open_project
+from repro.cli.ui import UI
+from repro.errors import ReproError
+from repro.memo import status as status_memo
+from repro.objects.store import unprotect
+from repro.paths import from_user, inside, overlaps
+from repro.pipeline.graph import build
+from repro.pipeline.status import stage_changes
+from repro.project import Project
+from repro.stages import stage as stage_mod
+from repro.stages.stage import STAGE_SUFFIX, Out, Stage
+from repro.workspace import gitignore, outputs
+from repro.workspace.checkout import checkout
+
+
+def resolve_targets(project: Project, stages: list[Stage], targets: list[str]) -> list[Stage]:
+    """Stages named by stage file (its ``.repro`` may be left off) or by an output path,
+    relative to the current folder."""
+    if not targets:
+        return stages
+    by_path = {s.path: s for s in stages}
+    chosen: dict[str, Stage] = {}
+    for target in targets:
+        rel = from_user(project.root, Path.cwd(), target, "target")
+        for name in (rel, rel + STAGE_SUFFIX):
+            if name in by_path:
+                chosen[name] = by_path[name]
+                break
+        else:
+            _add_owners(stages, target, rel, chosen)
+    return list(chosen.values())
+
+
+def _add_owners(stages: list[Stage], target: str, rel: str, chosen: dict[str, Stage]) -> None:
+    """Add the stages whose outputs ``rel`` names (or lies in, or holds) to ``chosen``."""
+    owners = [s for s in stages if any(overlaps(rel, o) for o in s.out_paths())]
+    if not owners:
+        raise ReproError(
+            f"'{target}' is neither a stage file nor an output of one; "
+            "'repro pipeline list' shows the stages"
+        )
+    for owner in owners:
+        chosen[owner.path] = owner
+
+
+def cmd_add(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        for raw in args.paths:
+            rel = from_user(project.root, Path.cwd(), raw, "path")
+            if rel.endswith(STAGE_SUFFIX):
+                raise ReproError(f"'{raw}' is a stage file; add the data it names instead")
+            stage_path = rel + STAGE_SUFFIX
+            # Refused before any byte enters the cache: a name its stage file cannot hold.
+            stage_mod.check(Stage(path=stage_path, outs=(Out(rel),)))
+            for other in stages:
+                if other.path != stage_path and any(overlaps(rel, o) for o in other.out_paths()):
+                    raise ReproError(
+                        f"'{rel}' overlaps output '{other.out_paths()[0]}' of '{other.path}'; "
+                        "an output belongs to one stage"
+                    )
+            if not os.path.lexists(inside(project.root, rel, "path")):
+                raise ReproError(f"'{raw}' does not exist")
+            out = outputs.commit(project, Out(rel))
+            stage = Stage(path=stage_path, outs=(out,)).with_md5()
+            stage_mod.write(project.root, stage)
+            gitignore.add(project.root, rel)
+            stages = [s for s in stages if s.path != stage_path] + [stage]
+            ignore = os.path.join(os.path.dirname(rel), ".gitignore")
+            ui.info(f"Added '{rel}'. To track it with git: git add {stage_path} {ignore}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    if args.cloud:
+        from repro.cli.commands.share import cloud_status
+
+        return cloud_status(project, args, ui)
+    stages = project.stages()
+    graph = build(stages)
+    chosen = resolve_targets(project, stages, args.targets)
+    resolver = None
+    images: dict[str, str | None] = {}  # what the engine answered, for the memo
+    if any(s.image is not None and s.image.id for s in chosen):
+        resolver = _image_resolver(ui, images)
+    report: dict[str, list[str]] = {}
+    for stage in chosen:
+        changes = stage_changes(project, stage, resolver)
+        if changes:
+            report[stage.path] = [c.message for c in changes]
+    if not report and not args.targets:
+        status_memo.save(project, stages, images if resolver is not None else None)
+    if args.json:
+        ui.out(json.dumps(report, indent=2, sort_keys=True))
+    elif not report:
+        ui.info(status_memo.UP_TO_DATE)
+    else:
+        for name in graph.order(report):  # upstream first, as the pipeline runs
+            reasons = report[name]
+            ui.out(f"{name}:")
+            for reason in reasons:
+                ui.out(f"\t{reason}")
+    return 1 if report else 0
+
+
+def _image_resolver(ui: UI, seen: dict[str, str | None]) -> Callable[[str], str | None] | None:
+    """Resolve image names through the engine, noting each answer in ``seen``; without an
+    engine, skip the image check and say so."""
+    from repro.runners import engine
+
+    resolve = engine.resolver()
+    try:
+        resolve("repro-probe-nonexistent:none")
+    except ReproError as exc:
+        ui.warn(f"image drift not checked: {exc}")
+        return None
+
+    def resolve_and_note(name: str) -> str | None:
+        seen[name] = resolve(name)
+        return seen[name]
+
+    return resolve_and_note
+
+
+def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        build(stages)
+        chosen = resolve_targets(project, stages, args.targets)
+        result = checkout(project, chosen, force=args.force, prune=not args.targets)
+    for path in result.added:
+        ui.info(f"A\t{path}")
+    for path in result.changed:
+        ui.info(f"M\t{path}")
+    for path in result.removed:
+        ui.info(f"D\t{path}")
+    for path in result.kept:
+        ui.warn(f"'{path}' is no longer tracked but was changed since repro made it; kept")
+    if result.missing:
+        shown = ", ".join(result.missing)
+        raise ReproError(f"not in the cache: {shown}; run 'repro pull' to fetch them")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace, ui: UI) -> int:
+    from repro.pipeline.reproduce import _finish, hash_deps
+
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        build(stages)
+        for stage in resolve_targets(project, stages, args.targets):
+            deps = hash_deps(project, stage) if not stage.is_data_source else {}
+            outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+            _finish(project, stage, stage.image, deps, outs)
+            ui.info(f"Committed '{stage.path}'")
+    return 0
+
+
+def cmd_unprotect(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    for raw in args.paths:
+        rel = from_user(project.root, Path.cwd(), raw, "path")
+        full = inside(project.root, rel, "path")
+        if not os.path.lexists(full):
+            raise ReproError(f"'{raw}' does not exist")
+        unprotect(full)
+        ui.info(f"Unprotected '{rel}': it is now a private writable copy")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stages = project.stages()
+        for target in args.targets:
+            rel = from_user(project.root, Path.cwd(), target, "stage")
+            matches = [s for s in stages if s.path == rel]
+            if not matches:
+                raise ReproError(f"'{target}' is not a stage file")
+            stage = matches[0]
+            for out in stage.outs:
+                if out.cache:
+                    gitignore.remove(project.root, out.path)
+                if args.outs:
+                    outputs.remove(project, out.path)
+                else:
+                    project.state.drop_link(out.path)
+            inside(project.root, stage.path, "stage file").unlink()
+            ui.info(f"Removed stage '{stage.path}'" + (" and its outputs" if args.outs else ""))
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    if args.remote:
+        from repro.cli.commands.share import fsck_remote
+
+        return fsck_remote(project, args, ui)
+    problems = project.cache.verify()
+    for problem in problems:
+        ui.out(problem)
+    if problems:
+        raise ReproError(
+            f"{len(problems)} problem(s) in the cache; remove damaged objects and "
+            "'repro pull' or re-run the stages that make them"
+        )
+    count = sum(1 for _ in project.cache.all_objects())
+    ui.info(f"Cache is intact: {count} objects checked.")
+    return 0

@@ -1,0 +1,93 @@
+"""doctor: what repro sees of this machine, for bug reports and set-up checks.
+
+Exits 1 when anything it checks is broken (no engine, an unusable cache, a remote that
+cannot be opened), so that scripts can use it as a gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from repro import __version__
+from repro.cli.ui import UI
+from repro.errors import ReproError
+from repro.project import Project
+
+
+def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
+    ui.out(f"repro {__version__} on Python {platform.python_version()} ({sys.platform})")
+    broken: list[str] = []
+    try:
+        from repro.runners.docker import DockerRunner
+
+        info = DockerRunner().client.version()
+        ui.out(f"Docker engine: {info.get('Version')} (API {info.get('ApiVersion')})")
+    except ReproError as exc:
+        ui.out(f"Docker engine: unreachable ({exc})")
+        broken.append("the Docker engine")
+    try:
+        project = Project.find(Path.cwd())
+    except ReproError:
+        ui.out("Project: none here")
+        project = None
+    if project is not None:
+        ui.out(f"Project: {project.root}")
+        broken += _check_cache(project, ui)
+        broken += _check_remotes(project, ui)
+    if broken:
+        raise ReproError(f"broken: {', '.join(broken)}; see the lines above for what to fix")
+    return 0
+
+
+def _check_cache(project: Project, ui: UI) -> list[str]:
+    """The cache folder must exist (or be creatable) and take new files."""
+    try:
+        cache_dir = project.cache_dir
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".doctor-"):
+            pass
+    except ReproError as exc:
+        ui.out(f"Cache: unusable ({exc})")
+        return ["the cache"]
+    except OSError as exc:
+        where = exc.filename or project.config.get("cache.dir") or ".repro/cache"
+        ui.out(f"Cache: unusable: {where}: {exc.strerror or exc}; fix or unset cache.dir")
+        return ["the cache"]
+    ui.out(f"Cache: {cache_dir}")
+    link = "hardlink" if project.cache.can_link() else "copy"
+    if project.link_type == "reflink":
+        link = "reflink where the filesystem can, else copy"
+    chosen = project.config.get("cache.type") or f"{project.link_type} (the default for this user)"
+    ui.out(f"Cache type: {chosen} (in effect: {link})")
+    return []
+
+
+def _check_remotes(project: Project, ui: UI) -> list[str]:
+    """Every remote must name a URL a backend can open; the default must exist."""
+    from repro.remote_select import open_named_remote
+
+    broken = []
+    remotes = project.config.remotes()
+    default = project.config.get("core.remote")
+    for name, options in sorted(remotes.items()):
+        mark = " (default)" if name == default else ""
+        try:
+            open_named_remote(project, name)
+        except ReproError as exc:
+            ui.out(f"Remote {name}{mark}: misconfigured ({exc})")
+            broken.append(f"remote '{name}'")
+            continue
+        ui.out(f"Remote {name}{mark}: {options.get('url')}")
+    if default and default not in remotes:
+        ui.out(
+            f"Remote: core.remote names '{default}', which does not exist; "
+            "set it with 'repro remote default NAME'"
+        )
+        broken.append("core.remote")
+    if not remotes:
+        ui.out("Remotes: none")
+    return broken

@@ -1,0 +1,164 @@
+"""Verbs that execute stages: run and repro."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+from pathlib import Path
+
+from repro.cli.commands import open_project
+from repro.cli.commands.data import resolve_targets
+from repro.cli.ui import UI
+from repro.errors import ReproError, UsageError
+from repro.paths import from_user
+from repro.pipeline.graph import build
+from repro.pipeline.reproduce import Options, execute, reproduce
+from repro.project import Project
+from repro.runners import RUNNERS
+from repro.stages import stage as stage_mod
+from repro.stages.stage import STAGE_SUFFIX, Dep, Image, Metric, Out, Stage
+from repro.workspace import gitignore
+
+
+def _metric(path: str) -> Metric:
+    """A metric's type guessed from its extension; 'metrics modify' changes it."""
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    return Metric(
+        type={"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}.get(
+            ext, "raw"
+        )
+    )
+
+
+def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
+    cwd = Path.cwd()
+
+    def rel(path: str, what: str) -> str:
+        stage_mod.check_path(path, what)  # before from_user, whose messages would show it raw
+        return from_user(project.root, cwd, path, what)
+
+    outs = [Out(rel(p, "output")) for p in args.outs]
+    outs += [Out(rel(p, "output"), cache=False) for p in args.outs_no_cache]
+    outs += [Out(rel(p, "metric"), cache=False, metric=_metric(p)) for p in args.metrics]
+    outs += [Out(rel(p, "metric"), cache=True, metric=_metric(p)) for p in args.metrics_cached]
+    seen: set[str] = set()
+    for out in outs:
+        if out.path in seen:
+            raise ReproError(f"output '{out.path}' is given twice")
+        seen.add(out.path)
+    if args.file:
+        stage_path = rel(args.file, "stage file")
+    elif outs:
+        stage_path = rel(posixpath.basename(outs[0].path) + STAGE_SUFFIX, "stage file")
+    else:
+        raise UsageError("a stage with no outputs needs a name: give -f FILE.repro")
+    if not stage_path.endswith(STAGE_SUFFIX):
+        raise ReproError(f"stage file '{stage_path}' must end with {STAGE_SUFFIX}")
+    command = " ".join(args.command).strip()
+    if not command:
+        raise UsageError("no command given; e.g. repro run -o out 'sort in > out'")
+    image_name = args.image or project.config.get("core.image")
+    if not image_name:
+        raise ReproError(
+            "a stage with a command needs an image: give --image NAME, or set a default with "
+            "'repro config core.image NAME'"
+        )
+    resources = stage_mod.resources_from_cli(args.cpus, args.memory, args.gpus)
+    wdir = "."
+    if args.wdir:
+        stage_mod.check_path(args.wdir, "working directory")
+        target = os.path.normpath(os.path.join(cwd, args.wdir))
+        if target != str(project.root):
+            from_user(project.root, cwd, args.wdir, "working directory")  # refuses escapes
+        wdir = os.path.relpath(target, project.root / posixpath.dirname(stage_path))
+    deps = tuple(Dep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
+    stage = Stage(
+        path=stage_path,
+        cmd=command,
+        wdir=wdir,
+        image=Image(image_name),
+        network=args.network,
+        deps=deps,
+        outs=tuple(outs),
+        resources=resources,
+    )
+    stage_mod.check(stage)  # the rules its file will be read back with, before anything is written
+    return stage
+
+
+def cmd_run(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    with project.lock(args.wait):
+        stage = _new_stage(project, args)
+        project.check_paths(stage)  # before anything is written: no symlink out of the project
+        if (project.root / stage.path).exists() and not args.overwrite:
+            raise ReproError(
+                f"stage file '{stage.path}' already exists; use --overwrite to replace it"
+            )
+        others = [s for s in project.stages() if s.path != stage.path]
+        graph = build([*others, stage])  # refuses overlapping outs and cycles up front
+        for out in stage.outs:
+            if out.cache:
+                gitignore.add(project.root, out.path)
+        if args.no_exec:
+            stage_mod.write(project.root, stage)
+            ui.info(f"Wrote '{stage.path}' without running it; 'repro repro {stage.path}' runs it")
+            return 0
+        runner = RUNNERS["docker"]()
+        options = Options(run_cache=not args.no_run_cache)
+        try:
+            execute(project, stage, graph, runner, options, ui)
+        except KeyboardInterrupt:
+            runner.stop_all()
+            raise
+    ui.info(f"To track the changes with git, run:\n\tgit add {stage.path}")
+    return 0
+
+
+def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    if args.jobs < 1:
+        raise UsageError("-j needs a number of at least 1")
+    lock = project.lock(args.wait)
+    if args.dry:
+        project.state.read_only = True
+        return _repro(project, args, ui)
+    with lock:
+        return _repro(project, args, ui)
+
+
+def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
+    stages = project.stages()
+    graph = build(stages)
+    targets = [s.path for s in resolve_targets(project, stages, args.targets)]
+    runner = RUNNERS["docker"]() if any(not s.is_data_source for s in stages) else None
+    options = Options(
+        force=args.force,
+        single=args.single_item,
+        dry=args.dry,
+        pinned=args.pinned,
+        run_cache=not args.no_run_cache,
+        keep_going=args.keep_going,
+        jobs=args.jobs,
+    )
+    try:
+        outcome = reproduce(project, graph, targets, runner, options, ui)
+    except KeyboardInterrupt:
+        if runner is not None:
+            runner.stop_all()
+        raise
+    if options.dry:
+        if not outcome.planned:
+            ui.info("Pipeline is up to date. Nothing to reproduce.")
+        return 0
+    if outcome.failed:
+        names = ", ".join(name for name, _ in outcome.failed)
+        skipped = f"; skipped downstream: {', '.join(outcome.skipped)}" if outcome.skipped else ""
+        raise ReproError(f"failed: {names}{skipped}")
+    if not outcome.ran and not outcome.restored:
+        ui.info("Pipeline is up to date. Nothing to reproduce.")
+    elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do
+        changed = sorted(outcome.rewritten)
+        ui.info(f"To track the changes with git, run:\n\tgit add {' '.join(changed)}")
+    return 0

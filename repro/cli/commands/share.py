@@ -1,0 +1,248 @@
+"""push / fetch / pull, status -c, fsck -r: objects between the cache and a remote."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from repro.cli.commands import open_project
+from repro.cli.commands.data import resolve_targets
+from repro.cli.ui import UI
+from repro.errors import ReproError
+from repro.history.revisions import WORKSPACE, History, Revision
+from repro.history.usage import Needs, needs
+from repro.pipeline.graph import build
+from repro.project import Project
+from repro.remote_select import open_named_remote
+from repro.remotes.base import Remote
+from repro.workspace import outputs
+from repro.workspace.checkout import checkout
+
+
+def _revisions(project: Project, args: argparse.Namespace) -> list[Revision]:
+    history = History(project.root)
+    revisions = [Revision(WORKSPACE, None)]
+    if args.all_branches or args.all_tags or args.all_commits:
+        revisions += history.revisions(args.all_branches, args.all_tags, args.all_commits)
+    return revisions
+
+
+def _needs(project: Project, args: argparse.Namespace) -> Needs:
+    history = History(project.root)
+    only = None
+    if getattr(args, "targets", None):
+        stages = project.stages()
+        only = [s.path for s in resolve_targets(project, stages, args.targets)]
+    return needs(history, _revisions(project, args), only)
+
+
+def _size(count: int, nbytes: int) -> str:
+    return f"{count} object{'s' if count != 1 else ''} ({nbytes / 1e6:.1f} MB)"
+
+
+def _report(summary: Any, verb: str, ui: UI) -> None:
+    ui.info(
+        f"{verb} {_size(summary.transferred, summary.transferred_bytes)}; "
+        f"{summary.already_present} already there."
+    )
+    problems = [f"missing: {oid}" for oid in summary.missing]
+    problems += [str(f.error) for f in summary.failed]
+    if problems:
+        for line in problems[:10]:
+            ui.warn(line)
+        hint = (
+            "run the stages that make them, or pull from where they are"
+            if verb == "Pushed"
+            else "push them from a machine that has them"
+        )
+        raise ReproError(f"{len(problems)} object(s) could not be {verb.lower()}; {hint}")
+
+
+def cmd_push(args: argparse.Namespace, ui: UI) -> int:
+    from repro.objects import transfer
+
+    project = open_project(ui)
+    remote = open_named_remote(project, args.remote)
+    outputs.catch_edits_before_push(project)
+    wanted = _needs(project, args)
+    try:
+        summary = transfer.push(
+            remote, project.cache_dir, sorted(wanted.objects), args.jobs, ui.progress
+        )
+        if args.run_cache:
+            _push_runs(project, remote, args, ui)
+        if args.images:
+            from repro.runners.images import push_images
+
+            sent, there = push_images(remote, wanted.images, project.tmp_dir)
+            ui.info(f"Pushed {sent} image(s); {there} already there.")
+    finally:
+        remote.close()
+    _report(summary, "Pushed", ui)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    remote = open_named_remote(project, args.remote)
+    try:
+        _fetch(project, remote, args, ui)
+    finally:
+        remote.close()
+    return 0
+
+
+def _fetch(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -> None:
+    from repro.objects import transfer
+
+    wanted = _needs(project, args)
+    summary = transfer.fetch(
+        remote, project.cache_dir, sorted(wanted.objects), args.jobs, ui.progress
+    )
+    if args.run_cache:
+        _fetch_runs(project, remote, args, ui)
+    if args.images:
+        from repro.runners.images import pull_images
+
+        names = _image_names(project, args)
+        loaded, absent = pull_images(remote, wanted.images, project.tmp_dir, names)
+        ui.info(f"Loaded {loaded} image(s).")
+        if absent:
+            raise ReproError(
+                f"image {absent[0][:19]}… is not on the remote; 'repro push --images' it "
+                "from a host that has it"
+            )
+    _report(summary, "Fetched", ui)
+
+
+def _image_names(project: Project, args: argparse.Namespace) -> dict[str, set[str]]:
+    """The names stage files of the chosen revisions give each pinned image ID."""
+    history = History(project.root)
+    names: dict[str, set[str]] = {}
+    for revision in _revisions(project, args):
+        for stage in history.stages_at(revision):
+            if stage.image is not None and stage.image.id:
+                names.setdefault(stage.image.id, set()).add(stage.image.name)
+    return names
+
+
+def cmd_pull(args: argparse.Namespace, ui: UI) -> int:
+    project = open_project(ui)
+    remote = open_named_remote(project, args.remote)
+    with project.lock(args.wait):
+        try:
+            _fetch(project, remote, args, ui)
+        finally:
+            remote.close()
+        stages = project.stages()
+        build(stages)
+        chosen = resolve_targets(project, stages, args.targets)
+        result = checkout(project, chosen, force=False, prune=False)
+    for path in result.added:
+        ui.info(f"A\t{path}")
+    for path in result.changed:
+        ui.info(f"M\t{path}")
+    if result.missing:
+        raise ReproError(f"still not in the cache after the pull: {', '.join(result.missing)}")
+    return 0
+
+
+def _run_keys(project: Project) -> list[str]:
+    from repro.pipeline.runcache import all_entries
+
+    return [f"runs/{key[:2]}/{key[2:]}" for key in all_entries(project.cache_dir)]
+
+
+def _push_runs(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -> None:
+    from repro.objects import transfer
+    from repro.pipeline import runcache
+
+    keys = _run_keys(project)
+    present = remote.exists(keys)
+    objects: set[str] = set()
+    for key in keys:
+        recorded = runcache.lookup(project.cache_dir, key[5:7] + key[8:])
+        objects.update((recorded or {}).values())
+    transfer.push(remote, project.cache_dir, sorted(objects), args.jobs, ui.progress)
+    for key in keys:
+        if key not in present:
+            remote.put(project.cache_dir / key, key)
+    ui.info(f"Pushed {len(set(keys) - present)} run-cache entries.")
+
+
+def _fetch_runs(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -> None:
+    from repro.objects import transfer
+    from repro.pipeline import runcache
+
+    count = 0
+    objects: set[str] = set()
+    for key in remote.list("runs/"):
+        dest = project.cache_dir / key
+        parts = key.split("/")
+        if len(parts) != 3 or len(parts[1]) != 2 or dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        remote.get(key, tmp)
+        try:
+            json.loads(tmp.read_text(encoding="utf-8"))
+        except ValueError:
+            tmp.unlink(missing_ok=True)
+            ui.warn(f"run-cache entry {key} on the remote is malformed; skipped")
+            continue
+        os.replace(tmp, dest)
+        objects.update((runcache.lookup(project.cache_dir, parts[1] + parts[2]) or {}).values())
+        count += 1
+    transfer.fetch(remote, project.cache_dir, sorted(objects), args.jobs, ui.progress)
+    ui.info(f"Fetched {count} run-cache entries.")
+
+
+def cloud_status(project: Project, args: argparse.Namespace, ui: UI) -> int:
+    from repro.objects import transfer
+
+    remote = open_named_remote(project, args.remote)
+    args.all_branches = args.all_tags = args.all_commits = False
+    try:
+        states = transfer.status(remote, project.cache_dir, sorted(_needs(project, args).objects))
+    finally:
+        remote.close()
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    out_of_sync = {k: v for k, v in counts.items() if k != "ok"}
+    if args.json:
+        ui.out(json.dumps(counts, sort_keys=True))
+    elif not out_of_sync:
+        ui.info(f"Cache and remote are in sync ({counts.get('ok', 0)} objects).")
+    else:
+        labels = {
+            "new": "only in the cache (push)",
+            "deleted": "only on the remote (fetch)",
+            "missing": "in neither",
+        }
+        for state, count in sorted(out_of_sync.items()):
+            ui.out(f"\t{labels[state]}: {count}")
+    return 1 if out_of_sync else 0
+
+
+def fsck_remote(project: Project, args: argparse.Namespace, ui: UI) -> int:
+    from repro.objects import transfer
+
+    remote = open_named_remote(project, args.remote)
+    try:
+        problems = transfer.verify_remote(remote, progress=ui.progress)
+    finally:
+        remote.close()
+    for problem in problems:
+        ui.out(problem)
+    if problems:
+        raise ReproError(f"{len(problems)} problem(s) on the remote; push good copies again")
+    ui.info("Remote is intact.")
+    return 0
+
+
+def scratch_dir(project: Project) -> Path:
+    return project.tmp_dir

@@ -1,0 +1,1 @@
+"""memo: see ARCHITECTURE.md."""

@@ -1,0 +1,228 @@
+"""A status that found nothing changed, remembered so that the next one can say so at once.
+
+``repro status`` with nothing changed is the command users run most, and most of its time went
+to loading Python modules (argparse, pathlib, sqlite3, PyYAML...), not to the walk itself. So a
+clean status leaves behind, in ``.repro/tmp/status-clean``, exactly what it looked at: the bytes
+of every stage file, and for every dependency and output its (inode, mtime, size), or for a
+folder the raw find listing of its files. The next plain ``repro status`` loads only this
+module: if the stage files are byte for byte the same and every walk is identical, nothing
+can have changed, and it says so. A few files with new mtimes but the same bytes (a ``touch``)
+still count as unchanged, as in the state db. Anything else, or any doubt, and the full
+status runs. Only what was settled (see walk.RACY_NS) is remembered.
+
+A stage pinned to an image ID is answered from here only while its image name still points
+at the ID the full status saw: the engine is asked once per image (runners/engine.py, one HTTP
+request over its socket, without docker-py), so a retagged image is noticed at once. Without
+an engine on a unix socket, the full status runs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import sys
+import time
+
+from repro import __version__
+from repro.errors import ReproError
+from repro.memo import store as memo_file
+from repro.memo.store import NOT_ANSWERED
+from repro.walk import (
+    find_listing,
+    project_root,
+    same_stage_files,
+    settled,
+    touched_files,
+)
+
+TYPE_CHECKING = False  # typing itself costs this module's callers a few milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from repro.project import Project
+    from repro.stages.stage import Stage
+
+MEMO = os.path.join(".repro", "tmp", "status-clean")
+MAGIC = f"repro {__version__} status-clean 2"
+UP_TO_DATE = "Data and pipelines are up to date."
+QUIET = frozenset(("-q", "--quiet"))
+
+# What is remembered of one path: ("f", inode, mtime_ns, size) or ("d", find listing).
+Signature = tuple[str | int | bytes, ...]
+# (stage file -> its bytes, stage file -> its outputs, path -> signature,
+#  image name -> the ID it pointed at, or None when the engine had no such image)
+Memo = tuple[dict[str, bytes], dict[str, list[str]], dict[str, Signature], dict[str, str | None]]
+
+
+class _Changed(Exception):
+    """Something differs from the memo: the full status decides."""
+
+
+def answer(argv: Sequence[str]) -> int:
+    """The exit code of ``repro status [-q]`` when the memo shows nothing changed; NOT_ANSWERED
+    when the full status must run (other arguments, no memo, anything changed or in doubt)."""
+    if argv.count("status") != 1 or not set(argv) - {"status"} <= QUIET:
+        return NOT_ANSWERED
+    try:
+        root = project_root(os.getcwd())
+        if root is None:
+            return NOT_ANSWERED
+        memo_path = os.path.join(root, MEMO)
+        memo = _load(memo_path)
+        if memo is None:
+            return NOT_ANSWERED
+        stage_bytes, outs, signatures, images = memo
+        if not same_stage_files(root, stage_bytes, outs):
+            return NOT_ANSWERED
+        renewed = {path: _check(root, path, sig) for path, sig in signatures.items()}
+        if images and not _same_images(images):
+            return NOT_ANSWERED
+    except (_Changed, OSError):
+        return NOT_ANSWERED
+    if any(new is not None for new in renewed.values()):
+        for path, new in renewed.items():
+            if new is not None:
+                signatures[path] = new
+        memo_file.store(memo_path, MAGIC, (stage_bytes, outs, signatures, images))
+    if not QUIET & set(argv):
+        sys.stdout.write(UP_TO_DATE + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def save(
+    project: Project, stages: Iterable[Stage], images: dict[str, str | None] | None = None
+) -> None:
+    """Remember a status that found ``stages`` (every stage of the project) up to date.
+
+    Only what this very status looked at is written: the walks and stats the hasher made, the
+    engine's answers for image names (``images``; None when it was not asked), and stage files
+    that still parse to the stages it judged. Anything racily recent, or a pinned image whose
+    name the engine was not asked about, and nothing is remembered.
+    """
+    from repro.stages import stage as stage_mod
+
+    hasher = project.hasher
+    stage_bytes: dict[str, bytes] = {}
+    outs: dict[str, list[str]] = {}
+    signatures: dict[str, Signature] = {}
+    seen: dict[str, str | None] = {}
+    for stage in stages:
+        if stage.image is not None and stage.image.id:
+            if images is None or stage.image.name not in images:
+                return
+            seen[stage.image.name] = images[stage.image.name]
+        try:
+            data = (project.root / stage.path).read_bytes()
+            if stage_mod.parse(stage.path, data.decode("utf-8")) != stage:
+                return  # edited since it was judged
+        except (OSError, UnicodeDecodeError, ReproError):
+            return
+        stage_bytes[stage.path] = data
+        outs[stage.path] = stage.out_paths()
+        for path in [d.path for d in stage.deps] + stage.out_paths():
+            full = str(project.root / path)
+            listing = hasher.settled_walks.get(full)
+            key = hasher.settled_files.get(full)
+            if listing is not None:
+                signatures[path] = ("d", listing)
+            elif key is not None:
+                signatures[path] = ("f", *key)
+            else:
+                return
+    memo_file.store(project.root / MEMO, MAGIC, (stage_bytes, outs, signatures, seen))
+
+
+# -- the quick side ----------------------------------------------------------------------------
+
+
+def _load(path: str) -> Memo | None:
+    memo = memo_file.load(path, MAGIC)
+    if not isinstance(memo, tuple) or len(memo) != 4:
+        return None
+    if not all(isinstance(part, dict) for part in memo):
+        return None
+    return memo
+
+
+def _same_images(images: dict[str, str | None]) -> bool:
+    """Whether every image name still points where it did, asked the way the full status
+    asks; False when the engine cannot be asked here (the full status then decides)."""
+    from repro.runners import engine
+
+    if engine.socket_path() is None:
+        return False  # docker-py would be needed: not on the quick path
+    try:
+        return all(engine.image_id(name) == known for name, known in images.items())
+    except ReproError:
+        return False
+
+
+def _check(root: str, path: str, signature: Signature) -> Signature | None:
+    """None when ``path`` is as remembered; its new signature when only mtimes moved (and that
+    is settled enough to remember). Raises _Changed otherwise."""
+    full = os.path.join(root, path)
+    parent = os.path.dirname(full)
+    if os.path.realpath(parent) != parent:  # a symlink on the way: the full status judges it
+        raise _Changed
+    try:
+        st = os.lstat(full)
+    except OSError:
+        raise _Changed from None
+    if signature[0] == "f":
+        if stat_mod.S_ISREG(st.st_mode) and (st.st_ino, st.st_mtime_ns, st.st_size) == tuple(
+            signature[1:]
+        ):
+            return None
+        raise _Changed
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise _Changed
+    old = signature[1]
+    assert isinstance(old, bytes)
+    read_at = time.time_ns()
+    new = find_listing(full)
+    if new is None:
+        raise _Changed
+    if new == old:
+        return None
+    return _only_touched(root, full, old, new, read_at)
+
+
+def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) -> Signature | None:
+    """The folder's new signature when the files whose records differ kept their bytes (as
+    the state db knows them) and are settled; None when they kept them but are too recent to
+    remember. Raises _Changed otherwise."""
+    touched = touched_files(old, new)
+    if touched is None:
+        raise _Changed
+    from repro.memo.state import StateDB  # only now: sqlite3 is not needed when nothing moved
+
+    state = StateDB(os.path.join(root, ".repro", "state.db"))
+    try:
+        hashed = []
+        for rel, was, key in touched:
+            md5 = state.get_file(was)
+            if md5 is None or _file_md5(os.path.join(folder, os.fsdecode(rel))) != md5:
+                raise _Changed
+            hashed.append((key, md5))
+        if not all(settled(key[1], read_at) for key, _md5 in hashed):
+            return None
+        # The new walk is remembered only with the hashes behind it: the next touch of these
+        # files is looked up by the keys it holds.
+        state.put_files(hashed, read_at)
+    finally:
+        state.close()
+    return ("d", new)
+
+
+def _file_md5(path: str) -> str:
+    """md5 of a file's bytes, as hashing.file_md5 gives it, for the few touched files."""
+    try:  # CPython's own md5: OpenSSL's takes longer to load than a small file takes to hash
+        from _md5 import md5
+    except ImportError:
+        from hashlib import md5
+    digest = md5()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return str(digest.hexdigest())

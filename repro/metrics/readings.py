@@ -1,0 +1,281 @@
+"""Reading metric files: json, yaml, csv, tsv or raw, and selecting values by an xpath.
+
+An xpath is a key path: ``acc``, ``train.loss``, ``layers[0].units``. For csv/tsv it names a
+column, optionally a row: ``acc`` (the column), ``acc[2]`` (row 2 of it).
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from repro.errors import ReproError
+from repro.memo import store as memo
+
+if TYPE_CHECKING:
+    from repro.history.revisions import History, Revision
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+Value = Any  # a number, string, list or mapping parsed from a metric file
+
+
+def guess_type(path: str) -> str:
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    return {"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}.get(
+        suffix, "raw"
+    )
+
+
+def _number(text: str) -> Value:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse(data: bytes, metric_type: str, where: str) -> Value:
+    """The whole content of a metric file as a value."""
+    text = data.decode("utf-8", "replace")
+    try:
+        if metric_type == "json":
+            return json.loads(text)
+        if metric_type == "yaml":
+            import yaml
+
+            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if metric_type in ("csv", "tsv"):
+            import csv
+            import io
+
+            reader = csv.DictReader(
+                io.StringIO(text), delimiter="," if metric_type == "csv" else "\t"
+            )
+            return [{k: _number(v) for k, v in row.items() if k is not None} for row in reader]
+    except ValueError as exc:
+        raise ReproError(f"metric {where} is not valid {metric_type} ({exc})") from None
+    except Exception as exc:  # yaml.YAMLError and csv.Error without importing them up front
+        # A YAML error spans several lines; a csv one is a short phrase worth showing.
+        detail = str(exc) if metric_type in ("csv", "tsv") else type(exc).__name__
+        raise ReproError(f"metric {where} is not valid {metric_type} ({detail})") from None
+    return _number(text.strip())
+
+
+def select(value: Value, xpath: str | None, metric_type: str, where: str) -> Value:
+    """The part of ``value`` that ``xpath`` names; the whole value without one."""
+    if not xpath:
+        return value
+    steps = [(m.group(1), m.group(2)) for m in _STEP.finditer(xpath)]
+    if not steps:
+        raise ReproError(f"xpath '{xpath}' is empty; use e.g. acc or train.loss")
+    if metric_type in ("csv", "tsv"):
+        (column, _), *rest = steps
+        rows = value if isinstance(value, list) else []
+        if rows and column not in rows[0]:
+            raise ReproError(f"metric {where} has no column '{column}'")
+        values = [row.get(column) for row in rows]
+        if rest and rest[0][1] is not None:
+            index = int(rest[0][1])
+            if index >= len(values):
+                raise ReproError(f"metric {where} has no row {index}")
+            return values[index]
+        return values[0] if len(values) == 1 else values
+    current = value
+    for key, position in steps:
+        try:
+            current = current[int(position)] if position is not None else current[key]
+        except (KeyError, IndexError, TypeError):
+            raise ReproError(f"metric {where} has nothing at '{xpath}'") from None
+    return current
+
+
+def flatten(value: Value, prefix: str = "") -> dict[str, Value]:
+    """Leaves of nested mappings as dotted keys, for tables and diffs."""
+    if isinstance(value, dict):
+        flat: dict[str, Value] = {}
+        for key, inner in value.items():
+            flat.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+class Reading(NamedTuple):
+    """A metric's selected value, with the xpath that selected it (for column names)."""
+
+    value: Value
+    xpath: str | None = None
+
+    def leaves(self) -> dict[str, Value]:
+        """Scalar leaves by dotted key; the key is "" for a plain scalar without xpath."""
+        return flatten(self.value, self.xpath or "")
+
+
+class Missing:
+    """A metric that could not be read at a revision, with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Missing({self.reason!r})"
+
+
+class _Plan(NamedTuple):
+    """How one metric of one revision is read, and where its bytes come from."""
+
+    path: str
+    metric_type: str
+    xpath: str | None
+    cached: bool  # its bytes are in the cache, by md5
+    source: bytes | int | None  # the bytes, an index into the files read from git, or None
+
+
+def read_metrics(
+    history: History,
+    object_bytes: Callable[[str], bytes | None],
+    revisions: Sequence[Revision],
+    paths: list[str],
+    metric_type: str | None,
+    xpath: str | None,
+    current: Mapping[str, Any] | None = None,
+    memo_path: Path | None = None,
+) -> list[dict[str, Reading | Missing]]:
+    """For each revision, metric path → selected value (or Missing).
+
+    Declared metrics come from the revision's stage files. How each is read (type, xpath)
+    comes from the command line, else from ``current`` (the workspace's metric settings, so
+    that a 'metrics modify' shows alike across all of history), else from the revision itself.
+    Explicit ``paths`` that no stage declares are read too. A cached metric is read from the
+    cache by its recorded md5 (``object_bytes`` gives the bytes, None when the cache lacks
+    them). Every revision's files come from git together, in a few calls.
+
+    A commit never changes, so what was read of it (asked the same way) is kept in
+    ``memo_path`` and not read again; only a revision with a metric from the cache is read
+    each time, since a pull or a gc changes what the cache holds.
+    """
+    settings = tuple(sorted((path, m.type, m.xpath) for path, m in (current or {}).items()))
+    asked = _Asked(tuple(paths), metric_type, xpath, settings)
+    asked_key = tuple(asked)  # marshal keeps plain tuples only
+    remembered: dict[Any, Any] = {}
+    if memo_path is not None:
+        remembered = memo.load(memo_path, _MEMO_MAGIC) or {}
+    # By label too: a reading that fails says where ("... at v1.0").
+    results: list[dict[str, Reading | Missing] | None] = [
+        _decode(remembered[key]) if (key := (r.sha, r.label, asked_key)) in remembered else None
+        for r in revisions
+    ]
+    pending = [r for r, result in zip(revisions, results, strict=True) if result is None]
+    fresh = iter(_read(history, object_bytes, pending, asked))
+    new = 0
+    for at, revision in enumerate(revisions):
+        if results[at] is not None:
+            continue
+        result, from_cache = next(fresh)
+        results[at] = result
+        if revision.sha is not None and not from_cache and (kept := _encode(result)) is not None:
+            remembered[(revision.sha, revision.label, asked_key)] = kept
+            new += 1
+    if new and memo_path is not None:
+        memo.store(memo_path, _MEMO_MAGIC, dict(list(remembered.items())[-_MEMO_LIMIT:]))
+    return [result for result in results if result is not None]
+
+
+_MEMO_MAGIC = "repro-metric-readings-1"
+_MEMO_LIMIT = 4096  # (commit, label, way of asking) entries kept; the oldest go first
+_NOT_CACHED = "not in the cache; run 'repro pull'"
+
+
+def _encode(result: dict[str, Reading | Missing]) -> tuple[Any, ...] | None:
+    """A revision's readings in marshal's types; None when they cannot be kept (a YAML
+    timestamp, say)."""
+    encoded: list[tuple[str, bool, Any, str | None]] = []
+    for path, reading in result.items():
+        if isinstance(reading, Missing):
+            encoded.append((path, False, reading.reason, None))
+        else:
+            encoded.append((path, True, reading.value, reading.xpath))
+    try:
+        marshal.dumps(encoded)
+    except ValueError:
+        return None
+    return tuple(encoded)
+
+
+def _decode(encoded: tuple[Any, ...]) -> dict[str, Reading | Missing]:
+    return {
+        path: Reading(value, the_xpath) if ok else Missing(value)
+        for path, ok, value, the_xpath in encoded
+    }
+
+
+class _Asked(NamedTuple):
+    """How metrics are asked for: read_metrics' arguments, in marshal's types (a memo key)."""
+
+    paths: tuple[str, ...]
+    metric_type: str | None
+    xpath: str | None
+    current: tuple[tuple[str, str | None, str | None], ...]  # (path, type, xpath), sorted
+
+
+def _read(
+    history: History,
+    object_bytes: Callable[[str], bytes | None],
+    revisions: Sequence[Revision],
+    asked: _Asked,
+) -> list[tuple[dict[str, Reading | Missing], bool]]:
+    """read_metrics without the memo; with each result, whether a metric of it is cached."""
+    if not revisions:
+        return []
+    paths, metric_type, xpath, settings = asked
+    current = {path: (m_type, m_xpath) for path, m_type, m_xpath in settings}
+    history.prefetch(revisions)
+    plans: list[list[_Plan]] = []
+    from_git: list[tuple[Revision, str]] = []
+    for revision in revisions:
+        declared: dict[str, tuple[str | None, str | None, str | None]] = {}  # type, xpath, md5
+        for stage in history.stages_at(revision):
+            for out in stage.outs:
+                if out.metric is not None:
+                    md5 = out.md5 if out.cache else None
+                    declared[out.path] = (out.metric.type, out.metric.xpath, md5)
+        plan: list[_Plan] = []
+        for path in paths or sorted(declared):
+            d_type, d_xpath, md5 = declared.get(path, (None, None, None))
+            now = current.get(path)
+            if now is not None:
+                d_type, d_xpath = now[0] or d_type, now[1] if now[1] else d_xpath
+            the_type = metric_type or d_type or guess_type(path)
+            the_xpath = xpath if xpath is not None else d_xpath
+            # None: cached at an old revision, but not in the cache here
+            source: bytes | int | None = None if md5 is None else object_bytes(md5)
+            if source is None and (md5 is None or revision.sha is None):
+                source = len(from_git)
+                from_git.append((revision, path))
+            plan.append(_Plan(path, the_type, the_xpath, md5 is not None, source))
+        plans.append(plan)
+    contents = history.read_many(from_git)
+    results: list[tuple[dict[str, Reading | Missing], bool]] = []
+    for revision, plan in zip(revisions, plans, strict=True):
+        result: dict[str, Reading | Missing] = {}
+        for path, the_type, the_xpath, cached, source in plan:
+            data = contents[source] if isinstance(source, int) else source
+            if data is None:
+                if cached:
+                    result[path] = Missing(_NOT_CACHED)
+                else:
+                    result[path] = Missing("no such file at this revision")
+                continue
+            where = f"{path} at {revision.label}"
+            try:
+                value = select(parse(data, the_type, where), the_xpath, the_type, where)
+                result[path] = Reading(value, the_xpath)
+            except ReproError as exc:
+                result[path] = Missing(str(exc))
+        results.append((result, any(step.cached for step in plan)))
+    return results

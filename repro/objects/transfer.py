@@ -1,0 +1,660 @@
+"""Move objects between the local cache and a remote: push, fetch, status, verify, gc.
+
+Object ids are md5 hex digests of an object's bytes, with ``.dir`` appended for directory
+manifests. The cache and every remote share DVC 3's layout, ``files/md5/<id[:2]>/<id[2:]>``.
+A transfer moves only what the other side lacks, checks every downloaded byte against its
+name, and never lets a partial or corrupt object take an object's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+import re
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+from repro import workers
+from repro.errors import CorruptObjectError, RemoteError, ReproError
+from repro.fsutil import build_aside, remove_dead_stagings, staging_name
+from repro.objects.manifest import parse_manifest
+from repro.objects.store import held_objects
+
+TYPE_CHECKING = False  # no import of typing at run time
+if TYPE_CHECKING:
+    from repro.remotes.base import Remote
+
+# Objects per task handed to the thread pool.
+BATCH = 64
+OBJECTS_PREFIX = "files/md5/"
+MANIFEST_SUFFIX = ".dir"
+# Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
+CACHE_TEMP_PREFIX = ".repro-tmp-"
+FOLDER_STAGING = ".repro-tmp-folder-"  # a cache folder being fetched (fsutil.staging_name)
+_OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
+
+
+def default_jobs() -> int:
+    """Transfers wait on the network more than the CPU: a few threads per core."""
+    return min(32, 4 * (os.cpu_count() or 1))
+
+
+def is_manifest(object_id: str) -> bool:
+    return object_id.endswith(MANIFEST_SUFFIX)
+
+
+def object_key(object_id: str) -> str:
+    """The remote key of an object, ``files/md5/ab/cdef…``."""
+    return f"{OBJECTS_PREFIX}{object_id[:2]}/{object_id[2:]}"
+
+
+def object_id_of_key(key: str) -> str | None:
+    """The object id a remote key names, or None for a key that is no object."""
+    if not key.startswith(OBJECTS_PREFIX):
+        return None
+    fanout, _, rest = key[len(OBJECTS_PREFIX) :].partition("/")
+    object_id = fanout + rest
+    return object_id if len(fanout) == 2 and _OBJECT_ID.fullmatch(object_id) else None
+
+
+def cache_path(cache_dir: Path, object_id: str) -> Path:
+    """Where the local cache keeps an object."""
+    return cache_dir / object_key(object_id)
+
+
+def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
+    """Check a manifest's bytes against its id; return the object ids of its entries.
+
+    Its bytes matching its name proves only that someone wrote them so: the entries go
+    through the same checks as a manifest of the local cache (no ``..`` or absolute relpath,
+    md5 ids) before any of them is used.
+    """
+    if hashlib.md5(data).hexdigest() != object_id.removesuffix(MANIFEST_SUFFIX):
+        raise CorruptObjectError(object_id, where)
+    return [md5 for _relpath, md5 in parse_manifest(data, f"{object_id} in {where}")]
+
+
+class Failure(NamedTuple):
+    """An object that could not be moved, and why."""
+
+    object_id: str
+    error: ReproError
+
+
+class TransferSummary(NamedTuple):
+    """What a push or fetch did; ``missing`` objects are on neither side that was asked."""
+
+    transferred: int = 0
+    transferred_bytes: int = 0
+    already_present: int = 0
+    missing: tuple[str, ...] = ()
+    failed: tuple[Failure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.failed
+
+
+class _Progress:
+    """A thread-safe files bar with the bytes moved as its postfix."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._bar = None
+        # Like tqdm's disable=None: no bar where stderr is not a terminal. Then tqdm is not
+        # even imported (20 ms of a pull of 5,000 small files).
+        isatty = getattr(sys.stderr, "isatty", None)
+        if enabled and isatty is not None and isatty():
+            from tqdm import tqdm
+
+            tqdm.monitor_interval = 0  # no monitor thread: a folder remote forks its workers
+            self._bar = tqdm(total=0, desc=desc, unit="file")
+
+    def add(self, files: int) -> None:
+        if self._bar is None:
+            return
+        with self._lock:
+            self._bar.total = (self._bar.total or 0) + files
+            self._bar.refresh()
+
+    def advance(self, files: int, nbytes: int) -> None:
+        if self._bar is None:
+            return
+        with self._lock:
+            self._bytes += nbytes
+            size = self._bar.format_sizeof(self._bytes, "B", 1024)
+            self._bar.set_postfix_str(size, refresh=False)
+            self._bar.update(files)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+Result = tuple[str, "int | BaseException"]
+T = TypeVar("T")
+
+
+class _Outcome:
+    def __init__(self, bar: _Progress) -> None:
+        self.done: dict[str, int] = {}  # item -> bytes moved
+        self.missing: list[str] = []
+        self.failed: list[Failure] = []
+        self._bar = bar
+
+    def record(self, results: list[Result]) -> None:
+        nbytes = 0
+        for item, result in results:
+            if isinstance(result, FileNotFoundError):
+                self.missing.append(item)
+            elif isinstance(result, ReproError):
+                self.failed.append(Failure(item, result))
+            elif isinstance(result, int):
+                self.done[item] = result
+                nbytes += result
+        self._bar.advance(len(results), nbytes)  # once per batch: tqdm per object shows in profiles
+
+
+def _run(
+    action: Callable[[str], int],
+    items: Sequence[str],
+    jobs: int | None,
+    bar: _Progress,
+    forkable: bool,
+) -> _Outcome:
+    """Apply ``action`` to ``items`` in parallel.
+
+    FileNotFoundError marks an item missing and a ReproError fails that item alone, but a
+    RemoteError (unreachable, denied) stops the whole batch: the next object would fail the
+    same way, and a rerun resumes since finished objects are complete.
+
+    Network transfers wait on the network, so threads overlap them. A ``forkable`` remote (a
+    folder) keeps the CPU and the kernel busy instead: there, threads would only queue for
+    the GIL, and forked workers use every core.
+    """
+    outcome = _Outcome(bar)
+    if not items:
+        return outcome
+    bar.add(len(items))
+
+    def run_batch(batch: Sequence[str]) -> list[Result]:
+        return [_one(action, item) for item in batch]
+
+    if forkable:
+        parts = workers.split(items, jobs or workers.cores())
+        workers.run_parts(run_batch, parts, outcome.record)
+        return outcome
+    _run_threads(run_batch, items, jobs or default_jobs(), outcome.record)
+    return outcome
+
+
+PutGroup = Callable[[Sequence[tuple[str, str]]], None]
+GroupAction = Callable[[list[str]], list[Result]]
+
+
+def _run_by_folder(
+    action: GroupAction,
+    object_ids: Sequence[str],
+    jobs: int | None,
+    bar: _Progress,
+    forkable: bool,
+) -> _Outcome:
+    """``action`` over the objects, a fan-out folder (``files/md5/ab``) of them at a time: a
+    folder new on the receiving side is then built aside and renamed into place once, not
+    object by object. Forked workers take contiguous runs of folders of about equal size."""
+    outcome = _Outcome(bar)
+    if not object_ids:
+        return outcome
+    bar.add(len(object_ids))
+    folders: dict[str, list[str]] = {}
+    for object_id in object_ids:
+        folders.setdefault(object_key(object_id).rpartition("/")[0], []).append(object_id)
+    groups = list(folders.values())
+
+    def run_batch(batch: Sequence[list[str]]) -> list[Result]:
+        return [result for group in batch for result in action(group)]
+
+    if not forkable:
+        _run_threads(run_batch, groups, jobs or default_jobs(), outcome.record)
+        return outcome
+    count = max(1, min(jobs or workers.cores(), len(object_ids) // workers.MIN_ITEMS or 1))
+    parts: list[list[list[str]]] = [[] for _ in range(count)]
+    share, placed = len(object_ids) / count, 0
+    for group in groups:
+        parts[min(int(placed / share), count - 1)].append(group)
+        placed += len(group)
+    # A folder at a time: the progress bar moves with each folder, and where the kernel
+    # cannot kill a worker with its parent (workers._die_with_parent), the worker stops
+    # after the folder at hand.
+    workers.run_parts(run_batch, parts, outcome.record, batch=1)
+    return outcome
+
+
+def _upload_group(
+    remote: Remote, put_group: PutGroup, cache_dir: Path, group: list[str]
+) -> list[Result]:
+    """Upload the objects of one folder with a folder remote's ``put_group``."""
+    sources = [(f"{cache_dir}/{object_key(oid)}", object_key(oid)) for oid in group]
+    try:
+        sizes = [os.stat(source).st_size for source, _key in sources]
+        put_group(sources)
+    except FileNotFoundError:  # an object gone from the cache: find which, one by one
+        return [_one(lambda oid: _upload(remote, cache_dir, oid), oid) for oid in group]
+    return list(zip(group, sizes, strict=True))
+
+
+def _one(action: Callable[[str], int], item: str) -> Result:
+    """``action(item)``, or the error that marks it missing or failed (a RemoteError, which
+    would fail every other item too, stops the whole transfer)."""
+    try:
+        return (item, action(item))
+    except RemoteError:
+        raise
+    except (FileNotFoundError, ReproError) as exc:
+        return (item, exc)
+
+
+def _run_threads(
+    run_batch: Callable[[Sequence[T]], list[Result]],
+    items: Sequence[T],
+    jobs: int,
+    record: Callable[[list[Result]], None],
+) -> None:
+    pool_size = min(jobs, len(items))
+    # Small batches per task: a future per object costs more than copying a small file.
+    size = max(1, min(BATCH, len(items) // (pool_size * 4)))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    pool = ThreadPoolExecutor(max_workers=pool_size)
+    try:
+        futures = [pool.submit(run_batch, batch) for batch in batches]
+        for future in as_completed(futures):
+            record(future.result())
+    finally:
+        # After an error or Ctrl-C nothing new starts; the transfers already running finish.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_ids(object_ids: Iterable[str]) -> list[str]:
+    """Deduplicate, keeping order; refuse ids that are no md5 (they would escape the layout)."""
+    unique = list(dict.fromkeys(object_ids))
+    for object_id in unique:
+        if not _OBJECT_ID.fullmatch(object_id):
+            raise ReproError(f"'{object_id}' is not an object id (an md5, maybe with .dir)")
+    return unique
+
+
+def _remote_has(remote: Remote, object_ids: Iterable[str]) -> set[str]:
+    """Which objects the remote holds, asked in one bulk call."""
+    by_key = {object_key(oid): oid for oid in object_ids}
+    return {by_key[key] for key in remote.exists(by_key)}
+
+
+def _read_manifest(
+    remote: Remote | None, cache_dir: Path | None, object_id: str
+) -> list[str] | None:
+    """A manifest's entries from the cache, else from the remote (not stored); None if absent."""
+    if cache_dir is not None:
+        try:
+            data = cache_path(cache_dir, object_id).read_bytes()
+        except FileNotFoundError:
+            pass
+        else:
+            return manifest_entries(data, object_id, str(cache_dir))
+    if remote is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="repro-manifest-") as tmp:
+        dest = Path(tmp) / "manifest"
+        try:
+            remote.get(object_key(object_id), dest)
+        except FileNotFoundError:
+            return None
+        return manifest_entries(dest.read_bytes(), object_id, remote.url)
+
+
+def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
+    key = object_key(object_id)
+    source = f"{cache_dir}/{key}"  # a string: a Path per object costs more than a small copy
+    size = os.stat(source).st_size
+    remote.put(Path(source), key)
+    return size
+
+
+_temp_numbers = itertools.count()
+
+
+def _download(
+    remote: Remote,
+    cache_dir: Path,
+    object_id: str,
+    final: str | None = None,
+    aside: bool = False,
+) -> int:
+    """Download one object into the cache (or ``final``), only if its bytes hash to its name.
+
+    Through a temp name beside the target, unless ``aside``: then ``final`` lies in a folder
+    of this process's own that is not in the cache yet, and is written directly.
+    """
+    key = object_key(object_id)
+    # Plain strings: Path objects cost more than the copy of a small object.
+    target = final if final is not None else f"{cache_dir}/{key}"
+    folder, _, name = target.rpartition("/")
+    if aside:
+        tmp = target
+    else:
+        os.makedirs(folder, exist_ok=True)
+        # Unique per process and call: forked workers share no counter, but never a pid.
+        tmp = f"{folder}/{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{name}"
+    placed = False
+    try:
+        if remote.get(key, tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
+            raise CorruptObjectError(object_id, remote.url)
+        if is_manifest(object_id):
+            with open(tmp, "rb") as handle:
+                manifest_entries(handle.read(), object_id, remote.url)
+        os.chmod(tmp, 0o444)
+        size = os.stat(tmp).st_size
+        if not aside:
+            os.replace(tmp, target)
+        placed = True
+        return size
+    finally:
+        if not placed:
+            # The download or the check failed: it never becomes a cache entry.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def push(
+    remote: Remote,
+    cache_dir: Path,
+    object_ids: Iterable[str],
+    jobs: int | None = None,
+    progress: bool = True,
+) -> TransferSummary:
+    """Upload the objects (manifests expanded) that the remote lacks; manifests go last."""
+    wanted = _check_ids(object_ids)
+    failed: list[Failure] = []
+    manifests: dict[str, list[str]] = {}
+    for object_id in filter(is_manifest, wanted):
+        try:
+            entries = _read_manifest(None, cache_dir, object_id)
+        except ReproError as exc:
+            failed.append(Failure(object_id, exc))
+            continue
+        if entries is not None:
+            manifests[object_id] = entries
+    files = list(
+        dict.fromkeys(
+            [oid for oid in wanted if not is_manifest(oid)]
+            + [oid for entries in manifests.values() for oid in entries]
+        )
+    )
+    unreadable = {f.object_id for f in failed}
+    asked = files + [oid for oid in wanted if is_manifest(oid) and oid not in unreadable]
+    on_remote = _remote_has(remote, asked)
+    # Manifests absent locally are fine if the remote has them; else they are missing.
+    missing = [
+        oid for oid in asked if is_manifest(oid) and oid not in manifests and oid not in on_remote
+    ]
+    to_upload = [oid for oid in files if oid not in on_remote]
+
+    bar = _Progress("push", progress)
+    put_group: PutGroup | None = getattr(remote, "put_group", None)
+    try:
+        if put_group is not None and remote.forkable:
+            first = _run_by_folder(
+                lambda group: _upload_group(remote, put_group, cache_dir, group),
+                to_upload,
+                jobs,
+                bar,
+                forkable=True,
+            )
+        else:
+            first = _run(
+                lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar, remote.forkable
+            )
+        stored = on_remote | first.done.keys()
+        ready: list[str] = []
+        for object_id, entries in manifests.items():
+            if object_id in on_remote:
+                continue
+            lacking = [oid for oid in entries if oid not in stored]
+            if lacking:
+                # Uploading it would announce a directory that cannot be pulled whole.
+                failed.append(
+                    Failure(
+                        object_id,
+                        ReproError(
+                            f"directory manifest {object_id} not pushed: {len(lacking)} of its "
+                            f"files are missing or failed (e.g. {lacking[0]})"
+                        ),
+                    )
+                )
+            else:
+                ready.append(object_id)
+        second = _run(
+            lambda oid: _upload(remote, cache_dir, oid), ready, jobs, bar, remote.forkable
+        )
+    finally:
+        bar.close()
+    return TransferSummary(
+        transferred=len(first.done) + len(second.done),
+        transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
+        already_present=len(on_remote),
+        missing=tuple(missing + first.missing + second.missing),
+        failed=tuple(failed + first.failed + second.failed),
+    )
+
+
+def _pending_path(cache_dir: Path, object_id: str) -> Path:
+    """Where a fetched manifest waits (a dot-name, which no listing counts) for its files."""
+    final = cache_path(cache_dir, object_id)
+    return final.with_name(f".repro-pending-{final.name}")
+
+
+def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[str]]) -> None:
+    """Give each fetched manifest its name if all its files arrived; drop it otherwise."""
+    listed = (oid for object_id in absent for oid in entries.get(object_id, ()))
+    held = held_objects(cache_dir, listed)
+    for object_id in absent:
+        pending = _pending_path(cache_dir, object_id)
+        complete = object_id in entries and held.issuperset(entries[object_id])
+        if complete and pending.exists():
+            os.replace(pending, cache_path(cache_dir, object_id))
+        else:
+            pending.unlink(missing_ok=True)
+
+
+def _download_group(remote: Remote, cache_dir: Path, group: list[str]) -> list[Result]:
+    """Download the objects of one cache folder (``files/md5/ab``), each verified. A folder
+    the cache lacks is built aside, under a temp name in the cache's root, and renamed into
+    place once; a kill leaves it there, never a half-written object under its name."""
+    folder = f"{cache_dir}/{object_key(group[0]).rpartition('/')[0]}"
+    if not os.path.isdir(folder):
+        os.makedirs(folder.rpartition("/")[0], exist_ok=True)
+        results: list[Result] = []
+
+        def fill(staging: str) -> None:
+            def aside(oid: str) -> int:
+                return _download(remote, cache_dir, oid, f"{staging}/{oid[2:]}", aside=True)
+
+            results.extend(_one(aside, oid) for oid in group)
+
+        if build_aside(f"{cache_dir}/{staging_name(FOLDER_STAGING)}", folder, fill):
+            return results
+    # The folder exists (perhaps made meanwhile by another fetch): each object on its own.
+    return [_one(lambda oid: _download(remote, cache_dir, oid), oid) for oid in group]
+
+
+def fetch(
+    remote: Remote,
+    cache_dir: Path,
+    object_ids: Iterable[str],
+    jobs: int | None = None,
+    progress: bool = True,
+) -> TransferSummary:
+    """Download the objects (manifests expanded) the cache lacks, each verified before use.
+
+    A manifest takes its final name only once all of its files are in the cache, as after a
+    commit: a kill mid-fetch never leaves a cached manifest that promises missing files.
+    """
+    wanted = _check_ids(object_ids)
+    remove_dead_stagings(str(cache_dir), FOLDER_STAGING)
+    manifests = [oid for oid in wanted if is_manifest(oid)]
+    absent = [oid for oid in manifests if not cache_path(cache_dir, oid).exists()]
+    bar = _Progress("fetch", progress)
+    entries: dict[str, list[str]] = {}
+    try:
+        # Manifests first: only they tell which files a directory needs.
+        first = _run(
+            lambda oid: _download(remote, cache_dir, oid, str(_pending_path(cache_dir, oid))),
+            absent,
+            jobs,
+            bar,
+            remote.forkable,
+        )
+        failed = list(first.failed)
+        unusable = set(first.missing) | {f.object_id for f in failed}
+        for object_id in manifests:
+            if object_id in unusable:
+                continue
+            source = cache_path(cache_dir, object_id)
+            if not source.exists():
+                source = _pending_path(cache_dir, object_id)
+            try:
+                entries[object_id] = manifest_entries(
+                    source.read_bytes(), object_id, str(cache_dir)
+                )
+            except ReproError as exc:
+                failed.append(Failure(object_id, exc))
+        listed = [oid for found in entries.values() for oid in found]
+        files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
+        held = held_objects(cache_dir, files)
+        todo = [oid for oid in files if oid not in held]
+        second = _run_by_folder(
+            lambda group: _download_group(remote, cache_dir, group),
+            todo,
+            jobs,
+            bar,
+            remote.forkable,
+        )
+    finally:
+        bar.close()
+        # Even after an error: a manifest whose files all arrived takes its name, and no
+        # pending one is left behind.
+        _settle_pending(cache_dir, absent, entries)
+    return TransferSummary(
+        transferred=len(first.done) + len(second.done),
+        transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
+        already_present=(len(manifests) - len(absent)) + (len(files) - len(todo)),
+        missing=tuple(first.missing + second.missing),
+        failed=tuple(failed + second.failed),
+    )
+
+
+def status(remote: Remote, cache_dir: Path, object_ids: Iterable[str]) -> dict[str, str]:
+    """Classify each object, manifests expanded: "ok" (both sides), "new" (local only),
+    "deleted" (remote only) or "missing" (neither)."""
+    expanded = _check_ids(object_ids)
+    for object_id in [oid for oid in expanded if is_manifest(oid)]:
+        expanded += _read_manifest(remote, cache_dir, object_id) or []
+    expanded = list(dict.fromkeys(expanded))
+    on_remote = _remote_has(remote, expanded)
+    states = {
+        (True, True): "ok",
+        (True, False): "new",
+        (False, True): "deleted",
+        (False, False): "missing",
+    }
+    held = held_objects(cache_dir, expanded)
+    return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
+
+
+def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:
+    """Download and hash every object on the remote, and check that each manifest's entries
+    are there too. Return one line per problem (empty when the remote is sound)."""
+    listing = dict(remote.list_sizes(OBJECTS_PREFIX))
+    problems: list[str] = []
+    keys: dict[str, str] = {}
+    for key in sorted(listing):
+        object_id = object_id_of_key(key)
+        if object_id is None:
+            problems.append(f"{key} in {remote.url} is not an object (unexpected name)")
+        else:
+            keys[object_id] = key
+    manifests: dict[str, list[str]] = {}
+
+    def check(object_id: str, scratch: Path) -> int:
+        dest = scratch / uuid.uuid4().hex
+        try:
+            if remote.get(keys[object_id], dest) != object_id.removesuffix(MANIFEST_SUFFIX):
+                raise CorruptObjectError(object_id, remote.url)
+            if is_manifest(object_id):
+                manifests[object_id] = manifest_entries(dest.read_bytes(), object_id, remote.url)
+        finally:
+            dest.unlink(missing_ok=True)
+        return listing[keys[object_id]]
+
+    bar = _Progress("verify", progress)
+    try:
+        with tempfile.TemporaryDirectory(prefix="repro-verify-") as scratch:
+            outcome = _run(
+                lambda oid: check(oid, Path(scratch)), sorted(keys), jobs, bar, remote.forkable
+            )
+    finally:
+        bar.close()
+    problems += [str(failure.error) for failure in outcome.failed]
+    problems += [
+        f"object {oid} vanished from {remote.url} during the check" for oid in outcome.missing
+    ]
+    for object_id, entries in sorted(manifests.items()):
+        lacking = [oid for oid in entries if oid not in keys]
+        if lacking:
+            problems.append(
+                f"directory manifest {object_id} in {remote.url} lists {len(lacking)} object(s) "
+                f"the remote lacks (e.g. {lacking[0]}); push them again"
+            )
+    return problems
+
+
+def gc_remote(
+    remote: Remote,
+    keep_object_ids: Iterable[str],
+    cache_dir: Path | None = None,
+    jobs: int | None = None,
+) -> tuple[int, int]:
+    """Delete every object under ``files/md5/`` not kept (kept manifests keep their entries).
+
+    Manifests are read from ``cache_dir`` when there, else from the remote. Return the number
+    of objects and bytes deleted.
+    """
+    keep = set(_check_ids(keep_object_ids))
+    for object_id in [oid for oid in keep if is_manifest(oid)]:
+        # A kept manifest that cannot be read raises here, before anything is deleted.
+        keep.update(_read_manifest(remote, cache_dir, object_id) or [])
+    doomed: dict[str, int] = {}
+    for key, size in remote.list_sizes(OBJECTS_PREFIX):
+        listed_id = object_id_of_key(key)
+        # Keys that are no object are not ours to delete.
+        if listed_id is not None and listed_id not in keep:
+            doomed[key] = size
+
+    def delete(key: str) -> int:
+        remote.delete(key)
+        return doomed[key]
+
+    bar = _Progress("gc", False)
+    try:
+        outcome = _run(delete, sorted(doomed), jobs, bar, remote.forkable)
+    finally:
+        bar.close()
+    return len(outcome.done), sum(outcome.done.values())

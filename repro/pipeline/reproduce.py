@@ -1,0 +1,490 @@
+"""Run stages and decide which ones need running (SPEC §3.1, §3.2, §3.4)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from repro.errors import ReproError, StageFailed
+from repro.objects.store import ObjectsMissing
+from repro.paths import inside, overlaps
+from repro.pipeline import runcache
+from repro.pipeline.graph import Graph
+from repro.pipeline.status import Change, stage_changes
+from repro.project import Project
+from repro.runners import Runner, RunSpec
+from repro.stages import stage as stage_mod
+from repro.stages.stage import Dep, Image, Out, Stage
+from repro.workspace import gitignore, outputs
+
+LOG_TAIL_LINES = 20
+
+
+class Events(Protocol):
+    def info(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def log(self, chunk: bytes) -> None: ...
+
+
+class Options(NamedTuple):
+    force: bool = False
+    single: bool = False
+    dry: bool = False
+    pinned: bool = False
+    run_cache: bool = True
+    keep_going: bool = False
+    jobs: int = 1
+
+
+class Outcome:
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.restored: list[str] = []
+        self.unchanged: list[str] = []
+        self.failed: list[tuple[str, ReproError]] = []
+        self.skipped: list[str] = []  # downstream of a failure
+        self.planned: list[str] = []  # --dry
+        self.rewritten: list[str] = []  # stage files whose bytes a run changed (for git add)
+
+
+class _Tail:
+    """Keeps the last lines of a stage's log for the failure message."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        self.lines.extend(line.decode("utf-8", "replace") for line in complete)
+
+    def text(self) -> str:
+        lines = list(self.lines)
+        if self._partial:
+            lines.append(self._partial.decode("utf-8", "replace"))
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def hash_deps(project: Project, stage: Stage) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dep in stage.deps:
+        md5 = outputs.current_md5(project, dep.path)
+        if md5 is None:
+            owners = [
+                s for s in project.stages() if any(overlaps(dep.path, o) for o in s.out_paths())
+            ]
+            for owner in owners:
+                if (absent := _fetch_hint(project, owner)) is not None:
+                    raise ReproError(f"dependency '{dep.path}' of '{stage.path}' {absent[1]}")
+            raise ReproError(
+                f"dependency '{dep.path}' of '{stage.path}' does not exist; create it, or "
+                "reproduce the stage that makes it"
+            )
+        found[dep.path] = md5
+    return found
+
+
+def _fetch_hint(project: Project, stage: Stage) -> tuple[str, str] | None:
+    """For tracked data missing from the workspace (a fresh clone): (the output, where to get
+    it from). None when ``stage`` has all its cached outputs, or recorded none."""
+    for out in stage.outs:
+        if not out.cache or out.md5 is None or os.path.lexists(project.root / out.path):
+            continue
+        if project.cache.missing(out.md5):
+            return out.path, (
+                f"is tracked by '{stage.path}' but neither in the workspace nor in the cache; "
+                "run 'repro pull' to fetch it"
+            )
+        return out.path, (
+            f"is tracked by '{stage.path}' and in the cache but not in the workspace; "
+            f"run 'repro checkout {stage.path}' to restore it"
+        )
+    return None
+
+
+def _read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path, ...]:
+    own = set(stage.out_paths())
+    paths = [d.path for d in stage.deps]
+    for other in graph.stages.values():
+        if other.path == stage.path:
+            continue
+        paths.extend(o.path for o in other.outs if o.cache)
+        paths.append(other.path)
+    paths.append(stage.path)
+    result: list[Path] = []
+    for rel in dict.fromkeys(paths):
+        if rel in own:
+            continue
+        full = project.root / rel
+        if os.path.lexists(full):
+            result.append(full)
+    return tuple(result)
+
+
+def restore_from_run_cache(
+    project: Project, stage: Stage, image: Image, dep_md5s: dict[str, str]
+) -> Stage | None:
+    """Outputs of an identical earlier run, checked out; None when there is no usable entry."""
+    recorded = runcache.lookup(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s))
+    if recorded is None or set(recorded) != set(stage.out_paths()):
+        return None
+    if any(project.cache.missing(md5) for md5 in recorded.values()):
+        return None
+    outs = []
+    for out in stage.outs:
+        outputs.remove(project, out.path)
+        try:
+            outputs.checkout(project, out.path, recorded[out.path], force=True, cached=out.cache)
+        except ObjectsMissing:  # gone since the check (a gc of a project sharing the cache)
+            return None
+        outs.append(out._replace(md5=recorded[out.path]))
+    return _finish(project, stage, image, dep_md5s, tuple(outs))
+
+
+def _finish(
+    project: Project,
+    stage: Stage,
+    image: Image | None,
+    dep_md5s: dict[str, str],
+    outs: tuple[Out, ...],
+) -> Stage:
+    deps = tuple(Dep(d.path, dep_md5s.get(d.path)) for d in stage.deps)
+    done = stage._replace(image=image, deps=deps, outs=outs).with_md5()
+    for out in done.outs:
+        if out.cache:
+            gitignore.add(project.root, out.path)
+    stage_mod.write(project.root, done)
+    return done
+
+
+def execute(
+    project: Project,
+    stage: Stage,
+    graph: Graph,
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+) -> tuple[Stage, bool]:
+    """Run one stage (or restore it from the run-cache); return it as written, and whether
+    it came from the run-cache.
+
+    Every step that checks and then changes the workspace runs inside ``runner.quiet()``: in
+    a parallel run no other stage executes meanwhile, so none can swap a path for a symlink
+    between the check and the change.
+    """
+    if stage.is_data_source:
+        if (absent := _fetch_hint(project, stage)) is not None:
+            raise ReproError(f"output '{absent[0]}' {absent[1]}")
+        with _quiet(runner):
+            outs = tuple(outputs.commit(project, out) for out in stage.outs)
+            return _finish(project, stage, None, {}, outs), False
+    if stage.image is None:  # a hand-written stage file: the project's default image
+        default = project.config.get("core.image")
+        if not default:
+            raise ReproError(
+                f"stage '{stage.path}' names no image and core.image is not set; add "
+                "'image: {name: NAME}' to it, or set a default with 'repro config core.image NAME'"
+            )
+        stage = stage._replace(image=Image(default))  # recorded in the stage file when it runs
+    assert runner is not None and stage.image is not None
+    image = _ensure_image(project, runner, stage.image, options.pinned, events)
+    with runner.quiet():
+        dep_md5s = hash_deps(project, stage)
+        if options.run_cache:
+            restored = restore_from_run_cache(project, stage, image, dep_md5s)
+            if restored is not None:
+                events.info(f"Restored '{stage.path}' from the run-cache; no container started.")
+                return restored, True
+        for out in stage.outs:
+            outputs.remove(project, out.path)
+            try:
+                (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise outputs.in_the_way(out.path, exc) from None
+        workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
+        read_only = _read_only_paths(project, stage, graph)
+        stage_files = _stage_file_bytes(project)
+    events.info(f"Running command:\n\t{stage.cmd}")
+    tail = _Tail()
+
+    def log(chunk: bytes) -> None:
+        tail.feed(chunk)
+        events.log(chunk)
+
+    spec = RunSpec(
+        name=stage.path,
+        cmd=str(stage.cmd),
+        image_id=str(image.id),
+        project_root=project.root,
+        workdir=workdir,
+        network=stage.network,
+        read_only=read_only,
+        resources=stage.resources,
+    )
+    try:
+        code = runner.run(spec, log)  # checks the mounts again, with the others paused
+    finally:
+        with runner.quiet():
+            planted = _sweep_planted(project, stage, stage_files)
+    if planted:
+        raise ReproError(
+            f"stage '{stage.path}' wrote the stage file '{planted[0]}' while it ran (moved to "
+            f"{project.repro_dir / PLANTED}); a stage must not write stage files, which would "
+            "run next with an image, network and command of their own: fix its command"
+        )
+    if code != 0:
+        raise StageFailed(stage.path, code, tail.text())
+    with runner.quiet():
+        missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
+        if missing:
+            raise ReproError(
+                f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
+                "fix the command or the -o path"
+            )
+        outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+        # Remembered even under --no-run-cache: that flag only stops restoring.
+        runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
+        return _finish(project, stage, image, dep_md5s, outs), False
+
+
+PLANTED = "tmp/planted"  # under .repro: stage files a stage wrote, moved out of the work tree
+
+
+def _stage_file_bytes(project: Project) -> dict[str, bytes | None]:
+    """Every stage file of the work tree with its bytes (None: not a regular file)."""
+    from repro.fsutil import read_regular
+
+    found: dict[str, bytes | None] = {}
+    for path in project.stage_files():
+        try:
+            found[path] = read_regular(project.root / path)
+        except OSError:
+            found[path] = None
+    return found
+
+
+def _sweep_planted(project: Project, stage: Stage, before: dict[str, bytes | None]) -> list[str]:
+    """Move the stage files that appeared or changed while ``stage`` ran, and that repro did
+    not write itself (parallel stages finish meanwhile), out of the work tree."""
+    own = set(stage.out_paths())
+    planted = []
+    for path, data in _stage_file_bytes(project).items():
+        if path in own or (path in before and before[path] == data):
+            continue
+        if data is not None and stage_mod.WRITTEN.get(project.root / path) == data:
+            continue
+        planted.append(path)
+        dest = project.repro_dir / PLANTED / f"{time.time_ns()}" / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(project.root / path, dest)
+    return planted
+
+
+def _ensure_image(
+    project: Project, runner: Runner, image: Image, pinned: bool, events: Events
+) -> Image:
+    """The image to run; a pinned ID missing here is loaded from the default remote if it
+    has it (SPEC §3.1: digest, then remote, then an error that says how to get it)."""
+    try:
+        return runner.ensure(image, pinned)
+    except ReproError:
+        if not image.id or project.config.get("core.remote") is None:
+            raise
+        from repro.remote_select import open_named_remote
+        from repro.runners.images import pull_images
+
+        remote = open_named_remote(project, None)
+        try:
+            loaded, _absent = pull_images(remote, [image.id], project.tmp_dir)
+        except ReproError:
+            loaded = 0
+        finally:
+            remote.close()
+        if not loaded:
+            raise
+        events.info(f"Loaded image {image.id[:19]}… from the remote.")
+        return runner.ensure(image, pinned)
+
+
+def _quiet(runner: Runner | None) -> AbstractContextManager[None]:
+    return nullcontext() if runner is None else runner.quiet()
+
+
+def changes_of(project: Project, stage: Stage, runner: Runner | None, pinned: bool) -> list[Change]:
+    resolver = None
+    if runner is not None and stage.image is not None and not pinned:
+        resolver = runner.resolve
+    return stage_changes(project, stage, resolver)
+
+
+def reproduce(
+    project: Project,
+    graph: Graph,
+    targets: Iterable[str],
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+) -> Outcome:
+    """Reproduce ``targets`` and (unless single) whatever upstream of them changed."""
+    targets = list(targets)
+    names = set(targets) if options.single else graph.ancestors(targets)
+    outcome = Outcome()
+    if options.dry:
+        return _plan(project, graph, names, targets, runner, options, events)
+    if options.jobs > 1:
+        _run_parallel(project, graph, names, set(targets), runner, options, events, outcome)
+    else:
+        blocked: set[str] = set()
+        for name in graph.order(names):
+            if name in blocked:
+                outcome.skipped.append(name)
+                continue
+            try:
+                _step(project, graph, name, name in targets, runner, options, events, outcome)
+            except ReproError as exc:
+                if not options.keep_going:
+                    raise
+                outcome.failed.append((name, exc))
+                events.warn(str(exc))
+                blocked |= graph.descendants(name)
+    return outcome
+
+
+def _step(
+    project: Project,
+    graph: Graph,
+    name: str,
+    is_target: bool,
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+    outcome: Outcome,
+) -> None:
+    before = _bytes(project.root / name)
+    stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
+    with _quiet(runner):
+        changes = changes_of(project, stage, runner, options.pinned)
+    forced = options.force and is_target
+    if not changes and not forced:
+        events.info(f"Stage '{name}' didn't change.")
+        outcome.unchanged.append(name)
+        return
+    for change in changes:
+        if change.kind != "stage":
+            events.info(change.message)  # on stdout, in order with the lines around it
+    events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
+    events.info(f"Reproducing '{name}'")
+    if forced:  # --force means run the command, not restore an earlier run of it
+        options = options._replace(run_cache=False)
+    _, restored = execute(project, stage, graph, runner, options, events)
+    (outcome.restored if restored else outcome.ran).append(name)
+    if _bytes(project.root / name) != before:
+        outcome.rewritten.append(name)
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _plan(
+    project: Project,
+    graph: Graph,
+    names: set[str],
+    targets: list[str],
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+) -> Outcome:
+    outcome = Outcome()
+    will_run: set[str] = set()
+    for name in graph.order(names):
+        stage = graph.stages[name]
+        changes = changes_of(project, stage, runner, options.pinned)
+        upstream = sorted(graph.parents[name] & will_run)
+        if changes or upstream or (options.force and name in targets):
+            will_run.add(name)
+            why = (
+                changes[0].message
+                if changes
+                else (f"upstream '{upstream[0]}' would run." if upstream else "forced.")
+            )
+            events.info(f"Would reproduce '{name}': {why}")
+            outcome.planned.append(name)
+        else:
+            events.info(f"Stage '{name}' didn't change.")
+            outcome.unchanged.append(name)
+    return outcome
+
+
+def _run_parallel(
+    project: Project,
+    graph: Graph,
+    names: set[str],
+    targets: set[str],
+    runner: Runner | None,
+    options: Options,
+    events: Events,
+    outcome: Outcome,
+) -> None:
+    sorter = graph.sorter(names)
+    sorter.prepare()
+    blocked: set[str] = set()
+    lock = threading.Lock()
+    errors: list[ReproError] = []
+    pool = ThreadPoolExecutor(options.jobs)
+    running: dict[Future[None], str] = {}
+    try:
+        while sorter.is_active():
+            for name in sorted(sorter.get_ready()):
+                if name in blocked or (errors and not options.keep_going):
+                    with lock:
+                        outcome.skipped.append(name)
+                    sorter.done(name)
+                    continue
+                running[
+                    pool.submit(
+                        _step,
+                        project,
+                        graph,
+                        name,
+                        name in targets,
+                        runner,
+                        options,
+                        events,
+                        outcome,
+                    )
+                ] = name
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                exc = future.exception()
+                if isinstance(exc, ReproError):
+                    errors.append(exc)
+                    outcome.failed.append((name, exc))
+                    blocked |= graph.descendants(name)
+                    if options.keep_going:
+                        events.warn(str(exc))
+                elif exc is not None:
+                    raise exc
+                sorter.done(name)
+    except BaseException:
+        if runner is not None:
+            runner.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if errors and not options.keep_going:
+        raise errors[0]

@@ -1,0 +1,307 @@
+"""The content ids of workspace paths: md5 of a file's bytes; for a folder, the md5 of its manifest
++ ".dir" (objects/manifest.py).
+
+An unchanged file is never read twice: the state db maps (inode, mtime_ns, size) to its md5, and
+an unchanged directory is recognised from a single walk by its fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from repro import workers
+from repro.errors import ReproError
+from repro.memo.state import FileKey, StateDB, file_key
+from repro.objects.digest import bytes_md5, file_md5, file_md5_links
+from repro.objects.manifest import manifest_bytes
+from repro.walk import find_listing, mtime_ns, records, settled, touched_files
+
+# Hashing more files than this at once earns the "large directory" notice and a progress bar.
+LARGE_DIR_FILES = 200
+
+
+class FileEntry(NamedTuple):
+    """One file below a tracked directory (a tuple: tens of thousands are made per walk)."""
+
+    relpath: str  # POSIX, relative to the directory
+    path: str
+    key: FileKey  # (inode, mtime_ns, size)
+
+
+class DirInfo(NamedTuple):
+    """A hashed directory: its object id and its entries, as stored in the manifest."""
+
+    oid: str
+    manifest: bytes
+    entries: tuple[tuple[str, str], ...]  # (relpath, md5), sorted by relpath
+    files: tuple[FileEntry, ...]
+
+
+def _not_regular(path: str, kind: str) -> ReproError:
+    if kind == "l":
+        return ReproError(
+            f"{path} is a symlink; repro tracks regular files only: replace it with the file "
+            "it points to, or leave it out"
+        )
+    return ReproError(f"{path} is not a regular file (a fifo, socket or device); leave it out")
+
+
+def _walk_python(root: str) -> list[FileEntry]:
+    found: list[FileEntry] = []
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", entry.path))
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if not stat_mod.S_ISREG(st.st_mode):
+                    raise _not_regular(entry.path, "l" if entry.is_symlink() else "?")
+                found.append(FileEntry(rel, entry.path, (st.st_ino, st.st_mtime_ns, st.st_size)))
+    found.sort(key=lambda f: f.relpath)
+    return found
+
+
+def _parse_record(root: str, record: bytes) -> FileEntry:
+    kind, inode, mtime, size, rel = record.split(b" ", 4)
+    relpath = os.fsdecode(rel)
+    if kind != b"f":
+        raise _not_regular(os.path.join(root, relpath), kind.decode())
+    key = (int(inode), mtime_ns(mtime), int(size))
+    return FileEntry(relpath, os.path.join(root, relpath), key)
+
+
+class Scan:
+    """One walk of a tree: its fingerprint, and its files parsed only when asked.
+
+    GNU find walks and stats in C, several times faster than os.scandir from Python; its raw
+    ``listing`` is kept, so that a later walk can be compared with it record by record. Where
+    find is missing, a Python walk gives a fingerprint of another kind (the two never compare
+    equal) and no listing. Equal fingerprints mean an unchanged tree (same names, inodes,
+    mtimes and sizes).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.listing = find_listing(root)
+        self._files: list[FileEntry] | None = None
+        if self.listing is not None:
+            self.fingerprint = "find:" + hashlib.md5(self.listing).hexdigest()
+            return
+        self._files = _walk_python(root)
+        parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in self._files]
+        joined = "\n".join(parts).encode("utf-8", "surrogateescape")
+        self.fingerprint = "py:" + hashlib.md5(joined).hexdigest()
+
+    def files(self) -> list[FileEntry]:
+        """Every regular file, sorted by POSIX relpath (other kinds are refused)."""
+        if self._files is None:
+            assert self.listing is not None
+            found = [_parse_record(self.root, record) for record in records(self.listing)]
+            found.sort(key=lambda f: f.relpath)
+            self._files = found
+        return self._files
+
+
+def walk_files(root: str) -> list[FileEntry]:
+    """Every regular file below ``root``, sorted by POSIX relpath (other kinds are refused)."""
+    return Scan(root).files()
+
+
+Notify = Callable[[str], None]
+
+
+class Hasher:
+    """Hashes files and directories through the state db, on every core."""
+
+    def __init__(
+        self,
+        state: StateDB,
+        jobs: int | None = None,
+        notify: Notify | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.state = state
+        self.jobs = jobs or workers.cores()
+        self.notify = notify or (lambda _msg: None)
+        self.progress = progress
+        self.files_hashed = 0  # how many files were actually read; tests watch it
+        # Hashes read by this command, racily recent ones too (the state db skips those):
+        # a later pass of the same command must not read the file again.
+        self._read: dict[FileKey, str] = {}
+        # What status_memo may remember: by path, the find listing of a folder, or the key of
+        # a file, that this command hashed (or found remembered) and that is settled.
+        self.settled_walks: dict[str, bytes] = {}
+        self.settled_files: dict[str, FileKey] = {}
+        # Whether a file this command read had other hardlinks (1 or 2 for "more"), seen by
+        # the fstat of its read: a commit then needs no lstat of its own.
+        self.link_counts: dict[str, int] = {}
+
+    def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
+        key = file_key(st or os.stat(path))
+        read_at = time.time_ns()
+        md5 = self._hash_entry(FileEntry(path, path, key), read_at)
+        if settled(key[1], read_at):
+            self.settled_files[path] = key
+        return md5
+
+    def dir_oid(self, path: str, label: str) -> str:
+        """Object id of a directory; one walk and one lookup when nothing changed."""
+        read_at = time.time_ns()
+        tree = Scan(path)
+        known = self.state.get_dir(label, tree.fingerprint)
+        if known is not None:  # remembered only when settled
+            if tree.listing is not None:
+                self.settled_walks[path] = tree.listing
+            return known
+        known = self._only_touched(tree, label, read_at)
+        if known is not None:
+            return known
+        return self.hash_dir(path, label, (read_at, tree)).oid
+
+    def _only_touched(self, tree: Scan, label: str, read_at: int) -> str | None:
+        """The remembered object id when, since the last walk, a few files changed their mtime
+        (or inode) but not their bytes; None when that is not so, or not cheap to tell.
+
+        A ``touch``, a ``git checkout`` or an editor that saves unchanged bytes would otherwise
+        cost a state lookup for every file of the tree and a new manifest.
+        """
+        previous = self.state.get_listing(label)
+        if tree.listing is None or previous is None:
+            return None
+        oid, old_listing = previous
+        touched = touched_files(old_listing, tree.listing)
+        if touched is None:
+            return None
+        for rel, was, key in touched:
+            relpath = os.fsdecode(rel)
+            md5 = self.state.get_file(was)
+            entry = FileEntry(relpath, os.path.join(tree.root, relpath), key)
+            if md5 is None or self._hash_entry(entry, read_at) != md5:
+                return None
+        if all(settled(key[1], read_at) for _rel, _was, key in touched):
+            self._put_dir(label, tree, oid)
+        return oid
+
+    def _put_dir(self, label: str, tree: Scan, oid: str) -> None:
+        self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
+        if tree.listing is not None:
+            self.settled_walks[tree.root] = tree.listing
+
+    def _hash_entry(self, entry: FileEntry, read_at: int) -> str:
+        """The md5 of one file, looked at (stat, or a walk) at ``read_at``.
+
+        The hash is remembered only if a walk made then could be: a row without its listing
+        would make the next comparison with that listing miss.
+        """
+        known = self._read.get(entry.key) or self.state.get_file(entry.key)
+        if known is not None:
+            return known
+        md5 = self._read[entry.key] = file_md5(entry.path)
+        self.files_hashed += 1
+        self.state.put_files([(entry.key, md5)], read_at)
+        return md5
+
+    def hash_dir(self, path: str, label: str, scanned: tuple[int, Scan] | None = None) -> DirInfo:
+        """Hash the directory at ``path``; ``label`` names it in messages and in the state db.
+
+        ``scanned`` is (time before the walk, the walk) when the caller walked already.
+        """
+        # The walk comes before reading: a change meanwhile makes its fingerprint stale.
+        read_at, tree = scanned or (time.time_ns(), Scan(path))
+        files = tree.files()
+        known_oid = self.state.get_dir(label, tree.fingerprint)
+        md5s = self.state.get_files([f.key for f in files])
+        if self._read:
+            md5s = [m or self._read.get(f.key) for f, m in zip(files, md5s, strict=True)]
+        if known_oid is not None and all(m is not None for m in md5s):
+            entries = tuple(
+                (f.relpath, m) for f, m in zip(files, md5s, strict=True) if m is not None
+            )
+            manifest = manifest_bytes(entries)
+            return DirInfo(known_oid, manifest, entries, tuple(files))
+        missing = [i for i, m in enumerate(md5s) if m is None]
+        if missing:
+            self._hash_many(files, missing, md5s, label, read_at)
+        entries = tuple((f.relpath, str(m)) for f, m in zip(files, md5s, strict=True))
+        manifest = manifest_bytes(entries)
+        oid = bytes_md5(manifest) + ".dir"
+        if all(settled(f.key[1], read_at) for f in files):
+            self._put_dir(label, tree, oid)
+        return DirInfo(oid, manifest, entries, tuple(files))
+
+    def _hash_many(
+        self,
+        files: Sequence[FileEntry],
+        missing: list[int],
+        md5s: list[str | None],
+        label: str,
+        read_at: int,
+    ) -> None:
+        large = len(missing) >= LARGE_DIR_FILES
+        # Once repro has committed or checked out the folder, its objects are in the cache: a
+        # new hash (files copied in by a checkout, too recent to remember) is not the "once".
+        if large and label not in self.state.linked():
+            self.notify(f"Computing md5 for a large directory {label}. This is only done once.")
+        paths = [files[i].path for i in missing]
+
+        def work(batch: Sequence[str]) -> list[str]:
+            return [file_md5_links(path) for path in batch]
+
+        bar = None
+        if large and self.progress:
+            from tqdm import tqdm
+
+            tqdm.monitor_interval = 0  # no monitor thread: the workers are forked processes
+            # disable=None: no bar when stderr is not a terminal (logs, CI, pipes).
+            bar = tqdm(
+                total=len(missing), unit="file", desc=f"md5 {label}", leave=False, disable=None
+            )
+        try:
+            parts = workers.run_parts(
+                work, workers.split(paths, self.jobs), None if bar is None else _counter(bar)
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        for i, md5 in zip(missing, itertools.chain.from_iterable(parts), strict=True):
+            self.link_counts[files[i].path] = 2 if md5.endswith("+") else 1
+            md5s[i] = md5.removesuffix("+")
+        self.files_hashed += len(missing)
+        self.state.put_files(((files[i].key, str(md5s[i])) for i in missing), read_at)
+
+
+def _counter(bar: Any) -> Callable[[list[str]], object]:
+    return lambda done: bar.update(len(done))
+
+
+def is_regular_file(st: os.stat_result) -> bool:
+    return stat_mod.S_ISREG(st.st_mode)
+
+
+def read_path_md5(hasher: Hasher, path: Path, label: str) -> str | None:
+    """Object id of a file or directory, or None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder on the way is
+        return None
+    if stat_mod.S_ISLNK(st.st_mode):
+        raise ReproError(
+            f"{label} is a symlink; repro tracks regular files and folders only: "
+            "replace it with what it points to"
+        )
+    if stat_mod.S_ISDIR(st.st_mode):
+        return hasher.dir_oid(str(path), label)
+    if not stat_mod.S_ISREG(st.st_mode):  # reading a fifo would block for ever
+        raise _not_regular(label, "?")
+    return hasher.hash_file(str(path), st)
