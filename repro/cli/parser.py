@@ -293,7 +293,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ("fetch", "download what the cache lacks"),
         ("pull", "fetch, then checkout"),
     ):
-        cmd = add(verb, _lazy("transfer", f"cmd_{verb}"), help_text)
+        cmd = add(verb, _lazy("share", f"cmd_{verb}"), help_text)
         cmd.add_argument("targets", nargs="*", metavar="TARGET")
         cmd.add_argument("-r", "--remote", help="remote name (default: core.remote)")
         _revs(cmd)
