@@ -157,10 +157,10 @@ def _case_notes(result: dict[str, Any]) -> list[str]:
             )
         if c["op"] == "pull" and c["set"] == "big" and c.get("dvc"):
             notes.append(
-                "- Pull verifies the md5 of every downloaded object before it enters the cache "
-                "(SPEC §3.5), and its floor includes that `md5sum`; DVC does not verify objects "
-                "from a folder remote (its `remote.verify` is off by default), so on one big "
-                "file repro pays one more md5 pass than DVC."
+                "- Pull verifies the md5 of every downloaded object before it enters the cache, "
+                "and its floor includes that `md5sum`; DVC does not verify objects from a "
+                "folder remote (its `remote.verify` is off by default), so on one big file "
+                "repro pays one more md5 pass than DVC."
             )
         if c["op"] == "add" and c["extra"].get("md5sum_s"):
             notes.append(
