@@ -224,7 +224,7 @@ class DockerRunner:
             "security_opt": ["no-new-privileges"],
             "environment": {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
             "labels": {
-                "repro.stages.stage": spec.name,
+                "repro.stage": spec.name,
                 "repro.project": str(spec.project_root),
                 reaper.SESSION_LABEL: reaper.session(),
             },
