@@ -1,55 +1,20 @@
-"""Stage runners: what executes a stage's command. Docker is the one backend today."""
+"""Stage runners: what executes a stage's command. Docker is the one backend today.
+
+``base.Runner`` is the protocol, ``spec`` the runner-neutral words the stage model shares with
+it, ``images`` moves images through remotes; each runner is a subpackage (``docker/``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import NamedTuple, Protocol
+TYPE_CHECKING = False  # nothing imported at run time: `repro status` passes through here
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-from repro.stages.stage import Image, Resources
-
-
-class RunSpec(NamedTuple):
-    """Everything a runner needs to execute one stage."""
-
-    name: str  # the stage file, for labels and messages
-    cmd: str
-    image_id: str
-    project_root: Path
-    workdir: Path  # absolute
-    network: str
-    read_only: tuple[Path, ...]  # absolute paths the stage must not change
-    resources: Resources
-
-
-LogSink = Callable[[bytes], None]
-
-
-class Runner(Protocol):
-    def resolve(self, name: str) -> str | None:
-        """The ID an image name points at now, or None when the engine has no such image."""
-
-    def ensure(self, image: Image, pinned: bool) -> Image:
-        """The image to run, with id (and digest) filled in; pulls by digest when it can."""
-
-    def run(self, spec: RunSpec, log: LogSink) -> int:
-        """Run the stage, streaming its output to ``log``; return the command's exit code."""
-
-    def reap(self, project_root: Path) -> int:
-        """Remove what a killed earlier run of this project left behind; return how many."""
-
-    def stop_all(self) -> None:
-        """Stop and remove every container this runner started (Ctrl-C, a failed sibling)."""
-
-    def quiet(self) -> AbstractContextManager[None]:
-        """A block during which no stage process of this runner executes (running ones are
-        paused, none starts): the core checks-then-writes the workspace inside it, so that a
-        parallel stage cannot swap a checked path for a symlink before its use."""
+    from repro.runners.base import Runner
 
 
 def docker_runner() -> Runner:
-    from repro.runners.docker import DockerRunner
+    from repro.runners.docker.runner import DockerRunner
 
     return DockerRunner()
 

@@ -25,7 +25,7 @@ def image_key(image_id: str) -> str:
 
 
 def _client() -> Any:
-    from repro.runners.docker import DockerRunner
+    from repro.runners.docker.runner import DockerRunner
 
     return DockerRunner().client
 
@@ -72,7 +72,7 @@ def pull_images(
     Each image here then gets the ``names`` (by image ID) that are free or already its own,
     so that the name a stage file records runs that very image."""
     client = _client()
-    from repro.runners.docker import DockerRunner
+    from repro.runners.docker.runner import DockerRunner
 
     runner = DockerRunner()
     runner._client = client

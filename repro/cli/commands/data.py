@@ -118,7 +118,7 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
 def _image_resolver(ui: UI, seen: dict[str, str | None]) -> Callable[[str], str | None] | None:
     """Resolve image names through the engine, noting each answer in ``seen``; without an
     engine, skip the image check and say so."""
-    from repro.runners import engine
+    from repro.runners.docker import engine
 
     resolve = engine.resolver()
     try:

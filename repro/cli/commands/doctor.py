@@ -22,7 +22,7 @@ def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
     ui.out(f"repro {__version__} on Python {platform.python_version()} ({sys.platform})")
     broken: list[str] = []
     try:
-        from repro.runners.docker import DockerRunner
+        from repro.runners.docker.runner import DockerRunner
 
         info = DockerRunner().client.version()
         ui.out(f"Docker engine: {info.get('Version')} (API {info.get('ApiVersion')})")

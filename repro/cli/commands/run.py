@@ -16,8 +16,9 @@ from repro.pipeline.graph import build
 from repro.pipeline.reproduce import Options, execute, reproduce
 from repro.project import Project
 from repro.runners import RUNNERS
+from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
-from repro.stages.stage import STAGE_SUFFIX, Dep, Image, Metric, Out, Stage
+from repro.stages.stage import STAGE_SUFFIX, Dep, Metric, Out, Stage
 from repro.workspace import gitignore
 
 

@@ -1,4 +1,4 @@
-"""Run stages in Docker containers through docker-py (SPEC §3.1).
+"""Run stages in Docker containers through docker-py.
 
 Each stage runs ``/bin/sh -c CMD`` in its pinned image ID, as the invoking uid:gid, with no
 capabilities, no-new-privileges and no network unless asked. The project is bind-mounted at
@@ -16,44 +16,21 @@ import contextlib
 import os
 import re
 import stat
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.runners import LogSink, RunSpec, reaper
-from repro.stages.stage import Image
+from repro.runners.docker import engine, reaper
+from repro.runners.docker.client import import_docker
+from repro.runners.spec import Image, RunSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from repro.runners.base import LogSink
 
 _CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
-
-
-def _import_docker() -> Any:
-    """docker-py, without the 0.12 s it spends importing paramiko for ssh:// engines.
-
-    docker.transport skips its SSH adapter when paramiko fails to import; for a local engine we
-    make it fail for that one import (paramiko stays importable for repro's SSH remotes).
-    """
-    if "docker" in sys.modules or os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
-        import docker
-
-        return docker
-    hidden = "paramiko" not in sys.modules
-    if hidden:
-        sys.modules["paramiko"] = None  # type: ignore[assignment]
-    try:
-        import docker
-    finally:
-        if hidden:
-            del sys.modules["paramiko"]
-    return docker
-
-
-def _engine_error(exc: Exception) -> ReproError:
-    from repro.runners.engine import unreachable
-
-    return unreachable(exc)
 
 
 class DockerRunner:
@@ -72,18 +49,18 @@ class DockerRunner:
     @property
     def client(self) -> Any:
         if self._client is None:
-            docker = _import_docker()
+            docker = import_docker()
             try:
                 client = docker.from_env(timeout=300)
                 client.ping()
             except (docker.errors.DockerException, OSError) as exc:
-                raise _engine_error(exc) from None
+                raise engine.unreachable(exc) from None
             self._client = client
         return self._client
 
     # -- images ------------------------------------------------------------------------------
     def resolve(self, name: str) -> str | None:
-        docker = _import_docker()
+        docker = import_docker()
 
         try:
             return str(self.client.images.get(name).id)
@@ -100,7 +77,7 @@ class DockerRunner:
         return str(digests[0]) if digests else None
 
     def ensure(self, image: Image, pinned: bool) -> Image:
-        docker = _import_docker()
+        docker = import_docker()
 
         if pinned and image.id:
             if self.resolve(image.id) is not None:
@@ -134,7 +111,7 @@ class DockerRunner:
         return Image(image.name, image_id, digest or image.digest)
 
     def _pull(self, reference: str) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         try:
             self.client.images.pull(reference)
@@ -174,7 +151,7 @@ class DockerRunner:
 
     def _own_container(self) -> Any:
         """This process's container on the same engine, or None when not in one."""
-        docker = _import_docker()
+        docker = import_docker()
 
         if not os.path.exists("/.dockerenv") and not os.environ.get("REPRO_IN_CONTAINER"):
             return None
@@ -256,7 +233,7 @@ class DockerRunner:
             self._remove(container)
 
     def _create(self, spec: RunSpec, kwargs: dict[str, Any]) -> Any:
-        docker = _import_docker()
+        docker = import_docker()
 
         with self._lock:
             stopped = self._stopped
@@ -279,7 +256,7 @@ class DockerRunner:
         return container
 
     def _start(self, container: Any) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         try:
             container.start()
@@ -291,7 +268,7 @@ class DockerRunner:
             raise
 
     def _remove(self, container: Any) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         with self._lock:
             self._running.pop(container.id, None)
@@ -325,7 +302,7 @@ class DockerRunner:
             running = list(self._running.values())
         if not running:
             return []  # the usual case: no API call
-        docker = _import_docker()
+        docker = import_docker()
         paused = []
         for container in running:
             try:
@@ -343,7 +320,7 @@ class DockerRunner:
         return paused
 
     def _unpause(self, paused: list[Any]) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         for container in paused:
             # Removed meanwhile (Ctrl-C): nothing to resume.
@@ -356,7 +333,7 @@ class DockerRunner:
         Called under the project lock, so no live repro of this project owns any of them; the
         runner's lock keeps parallel stages from starting until the reaping is done.
         """
-        docker = _import_docker()
+        docker = import_docker()
 
         with self._lock:
             if self._reaped:

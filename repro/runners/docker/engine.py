@@ -110,6 +110,6 @@ def resolver() -> Callable[[str], str | None]:
     docker-py (which knows TLS and ssh)."""
     if socket_path() is not None:
         return image_id
-    from repro.runners.docker import DockerRunner
+    from repro.runners.docker.runner import DockerRunner
 
     return DockerRunner().resolve
