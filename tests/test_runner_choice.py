@@ -47,3 +47,7 @@ def test_an_unknown_runner_in_the_config_stops_every_stage(project: Project) -> 
     assert result.code == 1
     assert UNKNOWN in _one_line_error(result.err)
     assert not (project.root / "out").exists()
+    doctor = project.repro("doctor")
+    assert doctor.code == 1
+    assert f"Runner: {UNKNOWN}" in doctor.out
+    assert "broken: core.runner" in doctor.err

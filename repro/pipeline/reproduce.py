@@ -304,7 +304,7 @@ def _ensure_image(
 
         remote = open_named_remote(project, None)
         try:
-            loaded, _absent = pull_images(remote, [image.id], project.tmp_dir)
+            loaded, _absent = pull_images(runner, remote, [image.id], project.tmp_dir)
         except ReproError:
             loaded = 0
         finally:

@@ -7,7 +7,7 @@ read-only on top, because the stage runs as the owner of those files and could c
 Only regular files and folders that really lie inside the project are ever mounted.
 
 Every container carries this process's session label, so that the reaper (reaper.py) removes
-it should repro die without doing so itself.
+it should repro die without doing so itself. Images travel as ``docker save`` archives.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from repro.errors import ReproError
-from repro.runners.docker import engine, reaper
+from repro.runners.docker import engine
 from repro.runners.docker.client import import_docker
 from repro.runners.spec import Image, RunSpec
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # `repro status` makes a runner: it imports no more than it needs
 if TYPE_CHECKING:
-    from repro.runners.base import LogSink, Runner
+    from repro.runners.base import About, LogSink, Runner
 
-_CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
+ENGINE = "Docker engine"
 
 
 def open_runner() -> Runner:
@@ -63,7 +63,28 @@ class DockerRunner:
             self._client = client
         return self._client
 
+    def about(self) -> About:
+        from repro.runners.base import About
+
+        try:
+            info = self.client.version()
+        except ReproError as exc:
+            return About(ENGINE, problem=str(exc))
+        os_name, arch = info.get("Os"), info.get("Arch")
+        return About(
+            ENGINE,
+            f"{info.get('Version')} (API {info.get('ApiVersion')})",
+            f"{os_name}/{arch}" if os_name and arch else None,
+        )
+
     # -- images ------------------------------------------------------------------------------
+    def resolver(self) -> Callable[[str], str | None]:
+        """One HTTP request over the engine's unix socket per name, without docker-py (which
+        is needed, and asked, for engines reached over TLS or ssh)."""
+        if engine.socket_path() is not None:
+            return engine.image_id
+        return self.resolve
+
     def resolve(self, name: str) -> str | None:
         docker = import_docker()
 
@@ -124,6 +145,31 @@ class DockerRunner:
             first = str(exc).splitlines()[0][:200]
             raise ReproError(f"could not pull {reference}: {first}") from None
 
+    def export_image(self, image_id: str, into: IO[bytes]) -> None:
+        client = self.client
+        try:
+            image = client.images.get(image_id)
+        except Exception:  # noqa: BLE001 - docker.errors without importing docker early
+            raise ReproError(
+                f"image {image_id[:19]}… is not on this host, so it cannot be pushed; "
+                "reproduce the stage or docker load the image first"
+            ) from None
+        for chunk in image.save(named=False):
+            into.write(chunk)
+
+    def import_image(self, archive: IO[bytes]) -> None:
+        self.client.images.load(archive)
+
+    def tag(self, image_id: str, name: str) -> None:
+        repository, tag = name, "latest"
+        if ":" in name.rpartition("/")[2]:
+            repository, _, tag = name.rpartition(":")
+        client = self.client
+        try:
+            client.images.get(image_id).tag(repository, tag)
+        except Exception:  # noqa: BLE001 - docker.errors; a name the engine refuses stays untagged
+            return
+
     # -- paths -------------------------------------------------------------------------------
     def host_path(self, path: Path) -> Path:
         """What the engine calls ``path``: itself, unless repro runs inside a container."""
@@ -163,7 +209,7 @@ class DockerRunner:
         candidates: list[str] = []
         try:
             with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-                candidates.extend(_CONTAINER_ID.findall(handle.read()))
+                candidates.extend(re.findall(r"/containers/([0-9a-f]{64})/", handle.read()))
         except OSError:
             pass
         hostname = os.environ.get("HOSTNAME") or ""
@@ -194,6 +240,10 @@ class DockerRunner:
         return mounts
 
     def run(self, spec: RunSpec, log: LogSink) -> int:
+        # Only here: the reaper's imports (subprocess, secrets) would slow `repro status`,
+        # which makes a runner to ask for image IDs.
+        from repro.runners.docker import reaper
+
         self.reap(spec.project_root)
 
         kwargs: dict[str, Any] = {
