@@ -8,9 +8,12 @@ from pathlib import Path
 
 from repro.errors import ReproError
 
-# Keys a user may set, with a check for each. Remote options are open-ended per backend.
+# Keys a user may set, with the values each allows (None: any). Remote options are open-ended
+# per backend; core.runner's names are the runners' registry (repro.runners.RUNNERS), checked
+# by the command that sets it and by every command that runs a stage.
 KNOWN_KEYS: dict[str, tuple[str, ...] | None] = {
     "core.image": None,
+    "core.runner": None,
     "core.remote": None,
     "core.jobs": None,
     "cache.dir": None,

@@ -116,8 +116,6 @@ KNOWN = {
     "repro/memo/status.py: repro.memo imports repro.stages",
     "repro/memo/status.py: repro.memo imports repro.stages.stage",
     "repro/objects/store.py: repro.objects imports repro.workspace.hashing",
-    "repro/runners/__init__.py: repro.runners imports repro.stages.stage",
-    "repro/runners/docker.py: repro.runners imports repro.stages.stage",
 }
 
 

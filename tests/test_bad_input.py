@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from repro.errors import ReproError
 from repro.objects.manifest import parse_manifest
+from repro.runners.spec import Resources
 from repro.stages import stage as stage_mod
 from repro.workspace import gitignore
 
@@ -131,7 +132,7 @@ def test_run_refuses_resources_docker_would_not_take(
 def test_run_keeps_resources_docker_takes(project: Project) -> None:
     project.ok(*RUN, "-o", "out", "--memory", "1.5g", "--gpus", "all", "--cpus", "0.5", "echo")
     stage = stage_mod.load(project.root, "out.repro")
-    assert stage.resources == stage_mod.Resources(0.5, "1.5g", "all")
+    assert stage.resources == Resources(0.5, "1.5g", "all")
     for memory in ("512m", "2g", "2GB", "8192k", "1073741824"):
         project.ok(*RUN, "-f", "m.repro", "--overwrite", "--memory", memory, "echo")
         assert stage_mod.load(project.root, "m.repro").resources.memory == memory
@@ -163,7 +164,7 @@ def test_a_stage_file_with_bad_resources_is_refused(project: Project, resources:
 
 def test_a_stage_file_with_numbers_docker_takes_loads() -> None:
     text = "cmd: echo\nimage: {name: img}\nresources: {cpus: 2, memory: 1073741824, gpus: 1}\n"
-    assert stage_mod.parse("s.repro", text).resources == stage_mod.Resources(2.0, "1073741824", "1")
+    assert stage_mod.parse("s.repro", text).resources == Resources(2.0, "1073741824", "1")
 
 
 # -- 3. not UTF-8 ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from helpers import Project, build_busybox_image
 
 from repro.errors import ReproError
-from repro.runners import engine
+from repro.runners.docker import engine
 
 DRIFT = "repro-newcomer-drift:latest"
 SOCKET = "/var/run/docker.sock"
@@ -127,9 +127,10 @@ def test_permission_denied_says_join_the_docker_group(docker_client) -> None:  #
     mode = os.stat(SOCKET).st_mode
     assert not mode & 0o006, "the engine's socket is open to everyone: nothing to test"
     from repro.cli import main
-    from repro.runners.docker import DockerRunner, _import_docker
+    from repro.runners.docker.client import import_docker
+    from repro.runners.docker.runner import DockerRunner
 
-    _import_docker()  # the modules the child needs, loaded while they are readable
+    import_docker()  # the modules the child needs, loaded while they are readable
     import repro.cli.commands.doctor  # noqa: F401
 
     out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - shared with the forked child

@@ -259,7 +259,7 @@ def _check_one(template: Path, work: Path, tree: dict[str, object]) -> None:
 def _check_mount(root: Path, rel: str) -> None:
     """What the runner would bind-mount for a stage reading ``rel``: only real paths in the
     project (never a socket, device or FIFO, never through a link out of it)."""
-    from repro.runners.docker import mount_target
+    from repro.runners.docker.runner import mount_target
 
     FIGURES["mount checks"] += 1
     if rel.startswith("/") or ".." in rel.split("/"):

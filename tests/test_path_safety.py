@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import TEST_IMAGE, Project
 
+from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
-from repro.stages.stage import Dep, Image, Out, Stage
+from repro.stages.stage import Dep, Out, Stage
 
 
 def _one_line_error(result, *words: str) -> None:  # type: ignore[no-untyped-def]

@@ -350,7 +350,8 @@ def _run_as(uid: int, gid: int, extra_gid: int, cwd: Path, args: list[str]) -> i
     import docker  # noqa: F401  - imported before dropping privileges
     import repro.cli.commands.data  # noqa: F401
     import repro.cli.commands.run  # noqa: F401
-    import repro.runners.docker  # noqa: F401
+    import repro.runners.docker.reaper  # noqa: F401
+    import repro.runners.docker.runner  # noqa: F401
     from repro.cli import main
 
     pid = os.fork()

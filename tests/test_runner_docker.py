@@ -12,9 +12,8 @@ import pytest
 from helpers import TEST_IMAGE, Project
 
 from repro.errors import ReproError
-from repro.runners import RunSpec
-from repro.runners.docker import DockerRunner, mount_target
-from repro.stages.stage import Resources
+from repro.runners.docker.runner import DockerRunner, mount_target
+from repro.runners.spec import Resources, RunSpec
 
 
 # -- what may be mounted -----------------------------------------------------------------------

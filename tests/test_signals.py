@@ -18,7 +18,7 @@ pytestmark = pytest.mark.docker
 
 # repro, made unable to run the interpreter again, so that the reaper is a forked copy of it.
 FORKED_REAPER = (
-    "import sys; from repro.runners import reaper; "
+    "import sys; from repro.runners.docker import reaper; "
     "reaper._exec = lambda *args: (_ for _ in ()).throw(PermissionError(13, 'private')); "
     "from repro.cli import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -56,7 +56,7 @@ def _reaper_of(pid: int) -> int:
             forked = cmdline == own and os.getsid(int(entry)) == int(entry)
         except OSError:
             continue
-        if forked or (b"repro.runners.reaper" in cmdline and int(entry) in _children(pid)):
+        if forked or (b"repro.runners.docker.reaper" in cmdline and int(entry) in _children(pid)):
             return int(entry)
     pytest.fail(f"repro (pid {pid}) started no reaper")
 
@@ -138,7 +138,7 @@ def test_status_starts_no_reaper(docker_project: Project) -> None:
     project.ok("run", "--no-exec", "-o", "out", "touch out")
     probe = (
         "import sys; from repro.cli import main; code = main(['status']); "
-        "print(code, 'repro.runners.reaper' in sys.modules, 'docker' in sys.modules)"
+        "print(code, 'repro.runners.docker.reaper' in sys.modules, 'docker' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=project.root, capture_output=True, text=True, timeout=60

@@ -17,8 +17,9 @@ import pytest
 from helpers import OLD_NS, Project, make_tree
 
 from repro.memo.status import MEMO
+from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
-from repro.stages.stage import Image, Out, Stage
+from repro.stages.stage import Out, Stage
 
 # Which modules the status loaded tells whether the memo answered (the full status needs
 # argparse for its command line).

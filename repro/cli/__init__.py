@@ -56,7 +56,7 @@ def _main(argv: list[str]) -> int:
         if (state := sys.modules.get("repro.memo.state")) is not None:
             state.close_all()
         # Tells the reaper that this command is over: it sweeps what is left, and exits.
-        if (reaper := sys.modules.get("repro.runners.reaper")) is not None:
+        if (reaper := sys.modules.get("repro.runners.docker.reaper")) is not None:
             reaper.close()
 
 

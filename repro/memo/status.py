@@ -148,7 +148,7 @@ def _load(path: str) -> Memo | None:
 def _same_images(images: dict[str, str | None]) -> bool:
     """Whether every image name still points where it did, asked the way the full status
     asks; False when the engine cannot be asked here (the full status then decides)."""
-    from repro.runners import engine
+    from repro.runners.docker import engine
 
     if engine.socket_path() is None:
         return False  # docker-py would be needed: not on the quick path

@@ -19,9 +19,10 @@ from repro.pipeline import runcache
 from repro.pipeline.graph import Graph
 from repro.pipeline.status import Change, stage_changes
 from repro.project import Project
-from repro.runners import Runner, RunSpec
+from repro.runners.base import Runner
+from repro.runners.spec import Image, RunSpec
 from repro.stages import stage as stage_mod
-from repro.stages.stage import Dep, Image, Out, Stage
+from repro.stages.stage import Dep, Out, Stage
 from repro.workspace import gitignore, outputs
 
 LOG_TAIL_LINES = 20
@@ -303,7 +304,7 @@ def _ensure_image(
 
         remote = open_named_remote(project, None)
         try:
-            loaded, _absent = pull_images(remote, [image.id], project.tmp_dir)
+            loaded, _absent = pull_images(runner, remote, [image.id], project.tmp_dir)
         except ReproError:
             loaded = 0
         finally:

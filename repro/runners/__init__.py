@@ -1,57 +1,39 @@
-"""Stage runners: what executes a stage's command. Docker is the one backend today."""
+"""Stage runners: what executes a stage's command, chosen by the project's ``core.runner``.
+
+``base.Runner`` is the protocol, ``spec`` the runner-neutral words the stage model shares with
+it, ``images`` moves images through remotes; each runner is a subpackage (``docker/``). A new
+runner registers in RUNNERS below. Runner modules are imported only when chosen, so that a
+command that runs no stage never loads an engine's client.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import NamedTuple, Protocol
+TYPE_CHECKING = False  # nothing imported at run time: `repro status` passes through here
+if TYPE_CHECKING:
+    from repro.config import Config
+    from repro.runners.base import Runner
 
-from repro.stages.stage import Image, Resources
-
-
-class RunSpec(NamedTuple):
-    """Everything a runner needs to execute one stage."""
-
-    name: str  # the stage file, for labels and messages
-    cmd: str
-    image_id: str
-    project_root: Path
-    workdir: Path  # absolute
-    network: str
-    read_only: tuple[Path, ...]  # absolute paths the stage must not change
-    resources: Resources
+# Runner name -> the module whose open_runner() makes one.
+RUNNERS: dict[str, str] = {"docker": "repro.runners.docker.runner"}
+DEFAULT_RUNNER = "docker"
 
 
-LogSink = Callable[[bytes], None]
+def check_runner_name(name: str) -> None:
+    """Refuse a name that is no runner, in one line that lists the runners there are."""
+    if name not in RUNNERS:
+        from repro.errors import ReproError
+
+        raise ReproError(
+            f"unknown runner '{name}' in core.runner; known runners: {', '.join(sorted(RUNNERS))}"
+        )
 
 
-class Runner(Protocol):
-    def resolve(self, name: str) -> str | None:
-        """The ID an image name points at now, or None when the engine has no such image."""
+def choose_runner(config: Config | None) -> Runner:
+    """The runner ``core.runner`` names (docker when unset, or outside a project). Making one
+    contacts no engine: its first use does."""
+    import importlib
 
-    def ensure(self, image: Image, pinned: bool) -> Image:
-        """The image to run, with id (and digest) filled in; pulls by digest when it can."""
-
-    def run(self, spec: RunSpec, log: LogSink) -> int:
-        """Run the stage, streaming its output to ``log``; return the command's exit code."""
-
-    def reap(self, project_root: Path) -> int:
-        """Remove what a killed earlier run of this project left behind; return how many."""
-
-    def stop_all(self) -> None:
-        """Stop and remove every container this runner started (Ctrl-C, a failed sibling)."""
-
-    def quiet(self) -> AbstractContextManager[None]:
-        """A block during which no stage process of this runner executes (running ones are
-        paused, none starts): the core checks-then-writes the workspace inside it, so that a
-        parallel stage cannot swap a checked path for a symlink before its use."""
-
-
-def docker_runner() -> Runner:
-    from repro.runners.docker import DockerRunner
-
-    return DockerRunner()
-
-
-RUNNERS: dict[str, Callable[[], Runner]] = {"docker": docker_runner}
+    name = (config.get("core.runner") if config is not None else None) or DEFAULT_RUNNER
+    check_runner_name(name)
+    runner: Runner = importlib.import_module(RUNNERS[name]).open_runner()
+    return runner

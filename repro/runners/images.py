@@ -1,7 +1,9 @@
-"""Images travel through remotes as `docker save` archives keyed by image ID (SPEC §3.5).
+"""Images travel through remotes as archives keyed by image ID, in every runner's format.
 
-A fresh host with no registry can then `repro pull --images` and run the very same image ID.
-Archives live under ``images/sha256/<hex>.tar`` on the remote; the ID is verified on load.
+A fresh host with no registry can then ``repro pull --images`` and run the very same image ID.
+Archives live under ``images/<algorithm>/<hex>.tar`` on the remote (``images/sha256/…``); what
+an archive holds is the runner's business (a ``docker save`` for Docker), and its ID is checked
+after loading: an archive that held another image is an error, never run.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from repro.errors import ReproError
 
 TYPE_CHECKING = False  # no import of typing at run time
 if TYPE_CHECKING:
     from repro.remotes.base import Remote
+    from repro.runners.base import Runner
 
 
 def image_key(image_id: str) -> str:
@@ -24,34 +26,20 @@ def image_key(image_id: str) -> str:
     return f"images/{algo}/{digest}.tar"
 
 
-def _client() -> Any:
-    from repro.runners.docker import DockerRunner
-
-    return DockerRunner().client
-
-
-def push_images(remote: Remote, image_ids: Iterable[str], scratch: Path) -> tuple[int, int]:
+def push_images(
+    runner: Runner, remote: Remote, image_ids: Iterable[str], scratch: Path
+) -> tuple[int, int]:
     """Upload the images the remote lacks; return (uploaded, already there)."""
     ids = sorted(set(image_ids))
     if not ids:
         return 0, 0
     present = remote.exists([image_key(i) for i in ids])
     todo = [i for i in ids if image_key(i) not in present]
-    client = _client() if todo else None
     for image_id in todo:
-        assert client is not None
-        try:
-            image = client.images.get(image_id)
-        except Exception:  # noqa: BLE001 - docker.errors without importing docker early
-            raise ReproError(
-                f"image {image_id[:19]}… is not on this host, so it cannot be pushed; "
-                "reproduce the stage or docker load the image first"
-            ) from None
         with tempfile.NamedTemporaryFile(dir=scratch, suffix=".tar", delete=False) as handle:
             tmp = Path(handle.name)
             try:
-                for chunk in image.save(named=False):
-                    handle.write(chunk)
+                runner.export_image(image_id, handle)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -63,6 +51,7 @@ def push_images(remote: Remote, image_ids: Iterable[str], scratch: Path) -> tupl
 
 
 def pull_images(
+    runner: Runner,
     remote: Remote,
     image_ids: Iterable[str],
     scratch: Path,
@@ -71,39 +60,26 @@ def pull_images(
     """Load the images this host lacks from the remote; return (loaded, not on the remote).
     Each image here then gets the ``names`` (by image ID) that are free or already its own,
     so that the name a stage file records runs that very image."""
-    client = _client()
-    from repro.runners.docker import DockerRunner
-
-    runner = DockerRunner()
-    runner._client = client
     ids = sorted(set(image_ids))
     todo = [i for i in ids if runner.resolve(i) is None]
-    result = _load(remote, client, runner, todo, scratch)
+    result = _load(runner, remote, todo, scratch)
     for image_id in ids:
         for name in sorted(set((names or {}).get(image_id, ()))):
-            _tag(client, runner, image_id, name)
+            _tag(runner, image_id, name)
     return result
 
 
-def _tag(client: Any, runner: Any, image_id: str, name: str) -> None:
+def _tag(runner: Runner, image_id: str, name: str) -> None:
     """Tag the image ``image_id`` (when this host has it) as ``name``, unless that names
     another image: the user's own tags are never moved."""
     if "@" in name or runner.resolve(image_id) is None:
         return  # a digest is not a tag
     if runner.resolve(name) is not None:
         return  # already this image, or another one that is not ours to retag
-    repository, tag = name, "latest"
-    if ":" in name.rpartition("/")[2]:
-        repository, _, tag = name.rpartition(":")
-    try:
-        client.images.get(image_id).tag(repository, tag)
-    except Exception:  # noqa: BLE001 - docker.errors; a name the engine refuses stays untagged
-        return
+    runner.tag(image_id, name)
 
 
-def _load(
-    remote: Remote, client: Any, runner: Any, todo: list[str], scratch: Path
-) -> tuple[int, list[str]]:
+def _load(runner: Runner, remote: Remote, todo: list[str], scratch: Path) -> tuple[int, list[str]]:
     if not todo:
         return 0, []
     present = remote.exists([image_key(i) for i in todo])
@@ -118,7 +94,7 @@ def _load(
         try:
             remote.get(image_key(image_id), tmp)
             with open(tmp, "rb") as handle:
-                client.images.load(handle)
+                runner.import_image(handle)
         finally:
             tmp.unlink(missing_ok=True)
         if runner.resolve(image_id) is None:

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 from repro.errors import ReproError, UsageError
 from repro.fsutil import NAME_MAX
 from repro.memo import store as memo
+from repro.runners.spec import NETWORK_MODES, Image, Resources
 from repro.walk import RESERVED_DIRS
 from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
 
-NETWORK_MODES = ("none", "bridge", "host")
 METRIC_TYPES = ("json", "yaml", "csv", "tsv", "raw")
 
 
@@ -42,25 +42,6 @@ class Out(NamedTuple):
     md5: str | None = None
     cache: bool = True
     metric: Metric | None = None
-
-
-class Image(NamedTuple):
-    name: str
-    id: str | None = None
-    digest: str | None = None
-
-
-class Resources(NamedTuple):
-    cpus: float | None = None
-    memory: str | None = None
-    gpus: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in (("cpus", self.cpus), ("memory", self.memory), ("gpus", self.gpus))
-            if v is not None
-        }
 
 
 class Stage(NamedTuple):

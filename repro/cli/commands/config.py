@@ -5,6 +5,7 @@ import argparse
 from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError
+from repro.runners import check_runner_name
 
 
 def cmd_config(args: argparse.Namespace, ui: UI) -> int:
@@ -23,6 +24,8 @@ def cmd_config(args: argparse.Namespace, ui: UI) -> int:
             raise ReproError(f"'{args.key}' is not set")
         ui.out(value)
         return 0
+    if args.key == "core.runner":
+        check_runner_name(args.value)
     with project.lock():
         config.set(args.key, args.value, local=args.local)
     return 0

@@ -94,7 +94,7 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     resolver = None
     images: dict[str, str | None] = {}  # what the engine answered, for the memo
     if any(s.image is not None and s.image.id for s in chosen):
-        resolver = _image_resolver(ui, images)
+        resolver = _image_resolver(project, ui, images)
     report: dict[str, list[str]] = {}
     for stage in chosen:
         changes = stage_changes(project, stage, resolver)
@@ -115,12 +115,14 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     return 1 if report else 0
 
 
-def _image_resolver(ui: UI, seen: dict[str, str | None]) -> Callable[[str], str | None] | None:
-    """Resolve image names through the engine, noting each answer in ``seen``; without an
-    engine, skip the image check and say so."""
-    from repro.runners import engine
+def _image_resolver(
+    project: Project, ui: UI, seen: dict[str, str | None]
+) -> Callable[[str], str | None] | None:
+    """Resolve image names through the runner's engine, noting each answer in ``seen``;
+    without an engine, skip the image check and say so."""
+    from repro.runners import choose_runner
 
-    resolve = engine.resolver()
+    resolve = choose_runner(project.config).resolver()
     try:
         resolve("repro-probe-nonexistent:none")
     except ReproError as exc:

@@ -20,27 +20,38 @@ from repro.project import Project
 
 def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
     ui.out(f"repro {__version__} on Python {platform.python_version()} ({sys.platform})")
-    broken: list[str] = []
     try:
-        from repro.runners.docker import DockerRunner
-
-        info = DockerRunner().client.version()
-        ui.out(f"Docker engine: {info.get('Version')} (API {info.get('ApiVersion')})")
-    except ReproError as exc:
-        ui.out(f"Docker engine: unreachable ({exc})")
-        broken.append("the Docker engine")
-    try:
-        project = Project.find(Path.cwd())
+        project: Project | None = Project.find(Path.cwd())
     except ReproError:
-        ui.out("Project: none here")
         project = None
-    if project is not None:
+    broken = _check_runner(project, ui)
+    if project is None:
+        ui.out("Project: none here")
+    else:
         ui.out(f"Project: {project.root}")
         broken += _check_cache(project, ui)
         broken += _check_remotes(project, ui)
     if broken:
         raise ReproError(f"broken: {', '.join(broken)}; see the lines above for what to fix")
     return 0
+
+
+def _check_runner(project: Project | None, ui: UI) -> list[str]:
+    """The runner core.runner names must exist, and its engine answer."""
+    from repro.runners import choose_runner
+
+    try:
+        runner = choose_runner(project.config if project is not None else None)
+    except ReproError as exc:
+        ui.out(f"Runner: {exc}")
+        return ["core.runner"]
+    about = runner.about()
+    if about.problem is not None:
+        ui.out(f"{about.engine}: unreachable ({about.problem})")
+        return [f"the {about.engine}"]
+    where = f" on {about.platform}" if about.platform else ""
+    ui.out(f"{about.engine}: {about.version}{where}")
+    return []
 
 
 def _check_cache(project: Project, ui: UI) -> list[str]:

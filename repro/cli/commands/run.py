@@ -15,9 +15,10 @@ from repro.paths import from_user
 from repro.pipeline.graph import build
 from repro.pipeline.reproduce import Options, execute, reproduce
 from repro.project import Project
-from repro.runners import RUNNERS
+from repro.runners import choose_runner
+from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
-from repro.stages.stage import STAGE_SUFFIX, Dep, Image, Metric, Out, Stage
+from repro.stages.stage import STAGE_SUFFIX, Dep, Metric, Out, Stage
 from repro.workspace import gitignore
 
 
@@ -105,7 +106,7 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
             stage_mod.write(project.root, stage)
             ui.info(f"Wrote '{stage.path}' without running it; 'repro repro {stage.path}' runs it")
             return 0
-        runner = RUNNERS["docker"]()
+        runner = choose_runner(project.config)
         options = Options(run_cache=not args.no_run_cache)
         try:
             execute(project, stage, graph, runner, options, ui)
@@ -132,7 +133,7 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     stages = project.stages()
     graph = build(stages)
     targets = [s.path for s in resolve_targets(project, stages, args.targets)]
-    runner = RUNNERS["docker"]() if any(not s.is_data_source for s in stages) else None
+    runner = choose_runner(project.config) if any(not s.is_data_source for s in stages) else None
     options = Options(
         force=args.force,
         single=args.single_item,

@@ -18,6 +18,7 @@ from repro.pipeline.graph import build
 from repro.project import Project
 from repro.remote_select import open_named_remote
 from repro.remotes.base import Remote
+from repro.runners import choose_runner
 from repro.workspace import outputs
 from repro.workspace.checkout import checkout
 
@@ -77,7 +78,8 @@ def cmd_push(args: argparse.Namespace, ui: UI) -> int:
         if args.images:
             from repro.runners.images import push_images
 
-            sent, there = push_images(remote, wanted.images, project.tmp_dir)
+            runner = choose_runner(project.config)
+            sent, there = push_images(runner, remote, wanted.images, project.tmp_dir)
             ui.info(f"Pushed {sent} image(s); {there} already there.")
     finally:
         remote.close()
@@ -108,7 +110,8 @@ def _fetch(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -
         from repro.runners.images import pull_images
 
         names = _image_names(project, args)
-        loaded, absent = pull_images(remote, wanted.images, project.tmp_dir, names)
+        runner = choose_runner(project.config)
+        loaded, absent = pull_images(runner, remote, wanted.images, project.tmp_dir, names)
         ui.info(f"Loaded {loaded} image(s).")
         if absent:
             raise ReproError(

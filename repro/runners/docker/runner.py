@@ -1,4 +1,4 @@
-"""Run stages in Docker containers through docker-py (SPEC §3.1).
+"""Run stages in Docker containers through docker-py.
 
 Each stage runs ``/bin/sh -c CMD`` in its pinned image ID, as the invoking uid:gid, with no
 capabilities, no-new-privileges and no network unless asked. The project is bind-mounted at
@@ -7,7 +7,7 @@ read-only on top, because the stage runs as the owner of those files and could c
 Only regular files and folders that really lie inside the project are ever mounted.
 
 Every container carries this process's session label, so that the reaper (reaper.py) removes
-it should repro die without doing so itself.
+it should repro die without doing so itself. Images travel as ``docker save`` archives.
 """
 
 from __future__ import annotations
@@ -16,44 +16,26 @@ import contextlib
 import os
 import re
 import stat
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from repro.errors import ReproError
-from repro.runners import LogSink, RunSpec, reaper
-from repro.stages.stage import Image
+from repro.runners.docker import engine
+from repro.runners.docker.client import import_docker
+from repro.runners.spec import Image, RunSpec
 
-_CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
+TYPE_CHECKING = False  # `repro status` makes a runner: it imports no more than it needs
+if TYPE_CHECKING:
+    from repro.runners.base import About, LogSink, Runner
 
-
-def _import_docker() -> Any:
-    """docker-py, without the 0.12 s it spends importing paramiko for ssh:// engines.
-
-    docker.transport skips its SSH adapter when paramiko fails to import; for a local engine we
-    make it fail for that one import (paramiko stays importable for repro's SSH remotes).
-    """
-    if "docker" in sys.modules or os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
-        import docker
-
-        return docker
-    hidden = "paramiko" not in sys.modules
-    if hidden:
-        sys.modules["paramiko"] = None  # type: ignore[assignment]
-    try:
-        import docker
-    finally:
-        if hidden:
-            del sys.modules["paramiko"]
-    return docker
+ENGINE = "Docker engine"
 
 
-def _engine_error(exc: Exception) -> ReproError:
-    from repro.runners.engine import unreachable
-
-    return unreachable(exc)
+def open_runner() -> Runner:
+    """The Docker runner; no engine is contacted until it is used."""
+    return DockerRunner()
 
 
 class DockerRunner:
@@ -72,18 +54,39 @@ class DockerRunner:
     @property
     def client(self) -> Any:
         if self._client is None:
-            docker = _import_docker()
+            docker = import_docker()
             try:
                 client = docker.from_env(timeout=300)
                 client.ping()
             except (docker.errors.DockerException, OSError) as exc:
-                raise _engine_error(exc) from None
+                raise engine.unreachable(exc) from None
             self._client = client
         return self._client
 
+    def about(self) -> About:
+        from repro.runners.base import About
+
+        try:
+            info = self.client.version()
+        except ReproError as exc:
+            return About(ENGINE, problem=str(exc))
+        os_name, arch = info.get("Os"), info.get("Arch")
+        return About(
+            ENGINE,
+            f"{info.get('Version')} (API {info.get('ApiVersion')})",
+            f"{os_name}/{arch}" if os_name and arch else None,
+        )
+
     # -- images ------------------------------------------------------------------------------
+    def resolver(self) -> Callable[[str], str | None]:
+        """One HTTP request over the engine's unix socket per name, without docker-py (which
+        is needed, and asked, for engines reached over TLS or ssh)."""
+        if engine.socket_path() is not None:
+            return engine.image_id
+        return self.resolve
+
     def resolve(self, name: str) -> str | None:
-        docker = _import_docker()
+        docker = import_docker()
 
         try:
             return str(self.client.images.get(name).id)
@@ -100,7 +103,7 @@ class DockerRunner:
         return str(digests[0]) if digests else None
 
     def ensure(self, image: Image, pinned: bool) -> Image:
-        docker = _import_docker()
+        docker = import_docker()
 
         if pinned and image.id:
             if self.resolve(image.id) is not None:
@@ -134,13 +137,38 @@ class DockerRunner:
         return Image(image.name, image_id, digest or image.digest)
 
     def _pull(self, reference: str) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         try:
             self.client.images.pull(reference)
         except docker.errors.DockerException as exc:
             first = str(exc).splitlines()[0][:200]
             raise ReproError(f"could not pull {reference}: {first}") from None
+
+    def export_image(self, image_id: str, into: IO[bytes]) -> None:
+        client = self.client
+        try:
+            image = client.images.get(image_id)
+        except Exception:  # noqa: BLE001 - docker.errors without importing docker early
+            raise ReproError(
+                f"image {image_id[:19]}… is not on this host, so it cannot be pushed; "
+                "reproduce the stage or docker load the image first"
+            ) from None
+        for chunk in image.save(named=False):
+            into.write(chunk)
+
+    def import_image(self, archive: IO[bytes]) -> None:
+        self.client.images.load(archive)
+
+    def tag(self, image_id: str, name: str) -> None:
+        repository, tag = name, "latest"
+        if ":" in name.rpartition("/")[2]:
+            repository, _, tag = name.rpartition(":")
+        client = self.client
+        try:
+            client.images.get(image_id).tag(repository, tag)
+        except Exception:  # noqa: BLE001 - docker.errors; a name the engine refuses stays untagged
+            return
 
     # -- paths -------------------------------------------------------------------------------
     def host_path(self, path: Path) -> Path:
@@ -174,14 +202,14 @@ class DockerRunner:
 
     def _own_container(self) -> Any:
         """This process's container on the same engine, or None when not in one."""
-        docker = _import_docker()
+        docker = import_docker()
 
         if not os.path.exists("/.dockerenv") and not os.environ.get("REPRO_IN_CONTAINER"):
             return None
         candidates: list[str] = []
         try:
             with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-                candidates.extend(_CONTAINER_ID.findall(handle.read()))
+                candidates.extend(re.findall(r"/containers/([0-9a-f]{64})/", handle.read()))
         except OSError:
             pass
         hostname = os.environ.get("HOSTNAME") or ""
@@ -212,6 +240,10 @@ class DockerRunner:
         return mounts
 
     def run(self, spec: RunSpec, log: LogSink) -> int:
+        # Only here: the reaper's imports (subprocess, secrets) would slow `repro status`,
+        # which makes a runner to ask for image IDs.
+        from repro.runners.docker import reaper
+
         self.reap(spec.project_root)
 
         kwargs: dict[str, Any] = {
@@ -224,7 +256,7 @@ class DockerRunner:
             "security_opt": ["no-new-privileges"],
             "environment": {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
             "labels": {
-                "repro.stages.stage": spec.name,
+                "repro.stage": spec.name,
                 "repro.project": str(spec.project_root),
                 reaper.SESSION_LABEL: reaper.session(),
             },
@@ -256,7 +288,7 @@ class DockerRunner:
             self._remove(container)
 
     def _create(self, spec: RunSpec, kwargs: dict[str, Any]) -> Any:
-        docker = _import_docker()
+        docker = import_docker()
 
         with self._lock:
             stopped = self._stopped
@@ -279,7 +311,7 @@ class DockerRunner:
         return container
 
     def _start(self, container: Any) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         try:
             container.start()
@@ -291,7 +323,7 @@ class DockerRunner:
             raise
 
     def _remove(self, container: Any) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         with self._lock:
             self._running.pop(container.id, None)
@@ -325,7 +357,7 @@ class DockerRunner:
             running = list(self._running.values())
         if not running:
             return []  # the usual case: no API call
-        docker = _import_docker()
+        docker = import_docker()
         paused = []
         for container in running:
             try:
@@ -343,7 +375,7 @@ class DockerRunner:
         return paused
 
     def _unpause(self, paused: list[Any]) -> None:
-        docker = _import_docker()
+        docker = import_docker()
 
         for container in paused:
             # Removed meanwhile (Ctrl-C): nothing to resume.
@@ -356,7 +388,7 @@ class DockerRunner:
         Called under the project lock, so no live repro of this project owns any of them; the
         runner's lock keeps parallel stages from starting until the reaping is done.
         """
-        docker = _import_docker()
+        docker = import_docker()
 
         with self._lock:
             if self._reaped:

@@ -14,10 +14,6 @@ import os
 
 from repro.errors import ReproError
 
-TYPE_CHECKING = False  # typing costs `repro status` a few milliseconds
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT_S = 60.0
 # What may stand unescaped in the path: what docker-py leaves unquoted, plus unreserved bytes.
@@ -103,13 +99,3 @@ def image_id(name: str) -> str | None:
     message = answer.get("message") if isinstance(answer, dict) else None
     shown = message or body[:200].decode("utf-8", "replace") or f"HTTP {code}"
     raise ReproError(f"the Docker engine refused to inspect image '{name}': {shown}")
-
-
-def resolver() -> Callable[[str], str | None]:
-    """How to resolve image names on this host's engine: the socket when it is one, else
-    docker-py (which knows TLS and ssh)."""
-    if socket_path() is not None:
-        return image_id
-    from repro.runners.docker import DockerRunner
-
-    return DockerRunner().resolve

@@ -31,7 +31,7 @@ _SECOND_SWEEP_AFTER = 1.0
 _CLEAN_END = b"."
 
 _BOOT = "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); " + (
-    "from repro.runners.reaper import main; main(int(sys.argv[2]), sys.argv[3])"
+    "from repro.runners.docker.reaper import main; main(int(sys.argv[2]), sys.argv[3])"
 )
 
 
@@ -100,9 +100,9 @@ def _search_path() -> list[str]:
     """Where repro and docker-py were found, then the rest of sys.path but the working folder:
     a project's own docker/ or repro/ folder must not be imported by the reaper."""
     import repro
-    from repro.runners.docker import _import_docker
+    from repro.runners.docker.client import import_docker
 
-    docker = _import_docker()
+    docker = import_docker()
     here = os.getcwd()
     found = [os.path.dirname(os.path.dirname(module.__file__ or "")) for module in (repro, docker)]
     found += [os.path.abspath(entry) for entry in sys.path if os.path.abspath(entry) != here]
@@ -142,9 +142,9 @@ def main(read_fd: int, session_id: str) -> None:
             clean = chunk.endswith(_CLEAN_END)
     # Only now: importing docker-py while the stage starts would take a core from it (on a
     # 2-core host that was most of a stage's overhead); the sweep waits the import instead.
-    from repro.runners.docker import _import_docker
+    from repro.runners.docker.client import import_docker
 
-    client = _import_docker().from_env(timeout=60)
+    client = import_docker().from_env(timeout=60)
     label = {"label": f"{SESSION_LABEL}={session_id}"}
     _sweep(client, label)
     if not clean:
