@@ -206,6 +206,12 @@ class Project:
         path.mkdir(exist_ok=True)
         return path
 
+    def current_md5(self, path: str) -> str | None:
+        """The content id of a workspace path now (what dependencies ask: stages/deps)."""
+        from repro.workspace.outputs import current_md5
+
+        return current_md5(self, path)
+
     def lock(self, wait: bool = False) -> ProjectLock:
         return ProjectLock(self.repro_dir / "lock", wait=wait)
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from repro import __version__
-from repro.cli import parser
 from repro.cli import main as cli
+from repro.cli import parser
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:
