@@ -132,16 +132,6 @@ class Project:
         _check_repro_dir(self.repro_dir)
         stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
 
-    @classmethod
-    def find(
-        cls,
-        cwd: Path,
-        notify: Notify | None = None,
-        progress: bool = True,
-        warn: Notify | None = None,
-    ) -> Project:
-        return cls(find_root(cwd), notify, progress, warn)
-
     @cached_property
     def config(self) -> Config:
         return Config(self.repro_dir)

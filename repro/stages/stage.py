@@ -111,7 +111,9 @@ class Stage(NamedTuple):
     def run_key_payload(self, image_id: str, dep_values: dict[str, Any]) -> dict[str, Any]:
         """What a run-cache key covers (FIELDS' ``runs``): a run of the same command in the
         same image, over dependencies with the same values, makes the same outputs."""
-        return {f.key: f.runs(self, image_id, dep_values) for f in FIELDS if f.runs is not None}
+        payload = {f.key: f.runs(self, image_id, dep_values) for f in FIELDS if f.runs is not None}
+        payload["deps"] = sorted(dep_values.items())  # every kind's values, by name
+        return payload
 
     def with_md5(self) -> Stage:
         return self._replace(md5=self.definition_md5())

@@ -15,7 +15,7 @@ from pathlib import Path
 from repro import __version__
 from repro.cli.ui import UI
 from repro.errors import ReproError
-from repro.project import Project
+from repro.project import Project, find_root
 
 
 def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
@@ -30,7 +30,7 @@ def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
         ui.out(f"Docker engine: unreachable ({exc})")
         broken.append("the Docker engine")
     try:
-        project = Project.find(Path.cwd())
+        project = Project(find_root(Path.cwd()))
     except ReproError:
         ui.out("Project: none here")
         project = None
