@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+import repro.cli as cli
 from repro import __version__
-from repro.cli import main as cli
 from repro.cli import parser
 
 
