@@ -1,4 +1,5 @@
-"""The project lock: one writing command at a time (SPEC §3.6).
+"""The project lock: one command that writes the project at a time; the others wait (--wait) or
+are refused in one line naming the holder.
 
 An fcntl lock on .repro/lock is released by the kernel when its holder dies, even by kill -9,
 so a stale lock can never block anyone. The file also records who holds it (pid, host, a

@@ -132,16 +132,6 @@ class Project:
         _check_repro_dir(self.repro_dir)
         stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
 
-    @classmethod
-    def find(
-        cls,
-        cwd: Path,
-        notify: Notify | None = None,
-        progress: bool = True,
-        warn: Notify | None = None,
-    ) -> Project:
-        return cls(find_root(cwd), notify, progress, warn)
-
     @cached_property
     def config(self) -> Config:
         return Config(self.repro_dir)
@@ -205,6 +195,12 @@ class Project:
         path = self.repro_dir / "tmp"
         path.mkdir(exist_ok=True)
         return path
+
+    def current_md5(self, path: str) -> str | None:
+        """The content id of a workspace path now (what dependencies ask: stages/deps)."""
+        from repro.workspace.outputs import current_md5
+
+        return current_md5(self, path)
 
     def lock(self, wait: bool = False) -> ProjectLock:
         return ProjectLock(self.repro_dir / "lock", wait=wait)

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+import repro.cli as cli
 from repro import __version__
 from repro.cli import parser
-from repro.cli import main as cli
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:

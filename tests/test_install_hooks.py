@@ -57,7 +57,7 @@ def test_checkout_with_the_data_in_the_cache_brings_it_quietly(project: Project)
 
 
 def test_a_failing_push_of_data_warns_and_lets_git_push(project: Project, tmp_path: Path) -> None:
-    """pre-push follows the SPEC too: warn with the command to run, exit 0."""
+    """pre-push follows the same rule: warn with the command to run, exit 0."""
     project.write("data/train.txt", "payload\n")
     project.ok("add", "data")
     project.commit("data")

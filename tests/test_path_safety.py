@@ -13,7 +13,8 @@ from helpers import TEST_IMAGE, Project
 
 from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
-from repro.stages.stage import Dep, Out, Stage
+from repro.stages.deps.file import FileDep
+from repro.stages.stage import Out, Stage
 
 
 def _one_line_error(result, *words: str) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +83,7 @@ def test_the_engine_socket_is_never_reached_through_a_link(project: Project, doc
             path="use.repro",
             cmd="ls -l sockdir/docker.sock > seen.txt",
             image=Image(TEST_IMAGE),
-            deps=(Dep("sockdir/docker.sock"),),
+            deps=(FileDep("sockdir/docker.sock"),),
             outs=(Out("seen.txt"),),
         ),
     )

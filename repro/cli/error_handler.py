@@ -1,4 +1,6 @@
-"""The one place where exceptions become messages and exit codes (SPEC §2)."""
+"""The one place where exceptions become messages and exit codes: 0 success, 1 a failure the
+user can fix (one line saying how), 2 a usage error, 3 an internal error (a private log file),
+130 Ctrl-C, 143/129 SIGTERM/SIGHUP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Run stages and decide which ones need running (SPEC §3.1, §3.2, §3.4)."""
+"""Run stages and decide which ones need running.
+
+A stage runs when status (pipeline/status.py) finds a reason, or when forced; before a run, an
+earlier run with the same inputs is restored from the run-cache instead (no container starts);
+a pinned image missing here is loaded from the default remote when it has it. A run's outputs
+are committed to the cache and its stage file records what it ran with.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from repro.errors import ReproError, StageFailed
 from repro.objects.store import ObjectsMissing
@@ -22,7 +28,7 @@ from repro.project import Project
 from repro.runners.base import Runner
 from repro.runners.spec import Image, RunSpec
 from repro.stages import stage as stage_mod
-from repro.stages.stage import Dep, Out, Stage
+from repro.stages.stage import Out, Stage
 from repro.workspace import gitignore, outputs
 
 LOG_TAIL_LINES = 20
@@ -74,11 +80,12 @@ class _Tail:
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
-def hash_deps(project: Project, stage: Stage) -> dict[str, str]:
-    found: dict[str, str] = {}
+def dep_values(project: Project, stage: Stage) -> dict[str, Any]:
+    """Every dependency's value now, by name; a missing one is an error that says how to get it."""
+    found: dict[str, Any] = {}
     for dep in stage.deps:
-        md5 = outputs.current_md5(project, dep.path)
-        if md5 is None:
+        value = dep.current(project)
+        if value is None:
             owners = [
                 s for s in project.stages() if any(overlaps(dep.path, o) for o in s.out_paths())
             ]
@@ -89,7 +96,7 @@ def hash_deps(project: Project, stage: Stage) -> dict[str, str]:
                 f"dependency '{dep.path}' of '{stage.path}' does not exist; create it, or "
                 "reproduce the stage that makes it"
             )
-        found[dep.path] = md5
+        found[dep.name] = value
     return found
 
 
@@ -131,10 +138,10 @@ def _read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path
 
 
 def restore_from_run_cache(
-    project: Project, stage: Stage, image: Image, dep_md5s: dict[str, str]
+    project: Project, stage: Stage, image: Image, values: dict[str, Any]
 ) -> Stage | None:
     """Outputs of an identical earlier run, checked out; None when there is no usable entry."""
-    recorded = runcache.lookup(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s))
+    recorded = runcache.lookup(project.cache_dir, runcache.key(stage, str(image.id), values))
     if recorded is None or set(recorded) != set(stage.out_paths()):
         return None
     if any(project.cache.missing(md5) for md5 in recorded.values()):
@@ -147,17 +154,19 @@ def restore_from_run_cache(
         except ObjectsMissing:  # gone since the check (a gc of a project sharing the cache)
             return None
         outs.append(out._replace(md5=recorded[out.path]))
-    return _finish(project, stage, image, dep_md5s, tuple(outs))
+    return record(project, stage, image, values, tuple(outs))
 
 
-def _finish(
+def record(
     project: Project,
     stage: Stage,
     image: Image | None,
-    dep_md5s: dict[str, str],
+    values: dict[str, Any],
     outs: tuple[Out, ...],
 ) -> Stage:
-    deps = tuple(Dep(d.path, dep_md5s.get(d.path)) for d in stage.deps)
+    """Write the stage file of a stage that ran (or was restored, or committed): the image it
+    ran in, its dependencies' values, its outputs' hashes, its definition md5."""
+    deps = tuple(d.recorded_as(values.get(d.name)) for d in stage.deps)
     done = stage._replace(image=image, deps=deps, outs=outs).with_md5()
     for out in done.outs:
         if out.cache:
@@ -166,94 +175,11 @@ def _finish(
     return done
 
 
-def execute(
-    project: Project,
-    stage: Stage,
-    graph: Graph,
-    runner: Runner | None,
-    options: Options,
-    events: Events,
-) -> tuple[Stage, bool]:
-    """Run one stage (or restore it from the run-cache); return it as written, and whether
-    it came from the run-cache.
-
-    Every step that checks and then changes the workspace runs inside ``runner.quiet()``: in
-    a parallel run no other stage executes meanwhile, so none can swap a path for a symlink
-    between the check and the change.
-    """
-    if stage.is_data_source:
-        if (absent := _fetch_hint(project, stage)) is not None:
-            raise ReproError(f"output '{absent[0]}' {absent[1]}")
-        with _quiet(runner):
-            outs = tuple(outputs.commit(project, out) for out in stage.outs)
-            return _finish(project, stage, None, {}, outs), False
-    if stage.image is None:  # a hand-written stage file: the project's default image
-        default = project.config.get("core.image")
-        if not default:
-            raise ReproError(
-                f"stage '{stage.path}' names no image and core.image is not set; add "
-                "'image: {name: NAME}' to it, or set a default with 'repro config core.image NAME'"
-            )
-        stage = stage._replace(image=Image(default))  # recorded in the stage file when it runs
-    assert runner is not None and stage.image is not None
-    image = _ensure_image(project, runner, stage.image, options.pinned, events)
-    with runner.quiet():
-        dep_md5s = hash_deps(project, stage)
-        if options.run_cache:
-            restored = restore_from_run_cache(project, stage, image, dep_md5s)
-            if restored is not None:
-                events.info(f"Restored '{stage.path}' from the run-cache; no container started.")
-                return restored, True
-        for out in stage.outs:
-            outputs.remove(project, out.path)
-            try:
-                (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise outputs.in_the_way(out.path, exc) from None
-        workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
-        read_only = _read_only_paths(project, stage, graph)
-        stage_files = _stage_file_bytes(project)
-    events.info(f"Running command:\n\t{stage.cmd}")
-    tail = _Tail()
-
-    def log(chunk: bytes) -> None:
-        tail.feed(chunk)
-        events.log(chunk)
-
-    spec = RunSpec(
-        name=stage.path,
-        cmd=str(stage.cmd),
-        image_id=str(image.id),
-        project_root=project.root,
-        workdir=workdir,
-        network=stage.network,
-        read_only=read_only,
-        resources=stage.resources,
-    )
-    try:
-        code = runner.run(spec, log)  # checks the mounts again, with the others paused
-    finally:
-        with runner.quiet():
-            planted = _sweep_planted(project, stage, stage_files)
-    if planted:
-        raise ReproError(
-            f"stage '{stage.path}' wrote the stage file '{planted[0]}' while it ran (moved to "
-            f"{project.repro_dir / PLANTED}); a stage must not write stage files, which would "
-            "run next with an image, network and command of their own: fix its command"
-        )
-    if code != 0:
-        raise StageFailed(stage.path, code, tail.text())
-    with runner.quiet():
-        missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
-        if missing:
-            raise ReproError(
-                f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
-                "fix the command or the -o path"
-            )
-        outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
-        # Remembered even under --no-run-cache: that flag only stops restoring.
-        runcache.save(project.cache_dir, runcache.key(stage, str(image.id), dep_md5s), outs)
-        return _finish(project, stage, image, dep_md5s, outs), False
+def commit(project: Project, stage: Stage) -> Stage:
+    """``repro commit``: record the workspace as it is, as if ``stage`` had just made it."""
+    values = dep_values(project, stage) if not stage.is_data_source else {}
+    outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+    return record(project, stage, stage.image, values, outs)
 
 
 PLANTED = "tmp/planted"  # under .repro: stage files a stage wrote, moved out of the work tree
@@ -293,7 +219,7 @@ def _ensure_image(
     project: Project, runner: Runner, image: Image, pinned: bool, events: Events
 ) -> Image:
     """The image to run; a pinned ID missing here is loaded from the default remote if it
-    has it (SPEC §3.1: digest, then remote, then an error that says how to get it)."""
+    has it: by digest, then from the remote, then an error that says how to get it."""
     try:
         return runner.ensure(image, pinned)
     except ReproError:
@@ -326,69 +252,223 @@ def changes_of(project: Project, stage: Stage, runner: Runner | None, pinned: bo
     return stage_changes(project, stage, resolver)
 
 
-def reproduce(
-    project: Project,
-    graph: Graph,
-    targets: Iterable[str],
-    runner: Runner | None,
-    options: Options,
-    events: Events,
-) -> Outcome:
-    """Reproduce ``targets`` and (unless single) whatever upstream of them changed."""
-    targets = list(targets)
-    names = set(targets) if options.single else graph.ancestors(targets)
-    outcome = Outcome()
-    if options.dry:
-        return _plan(project, graph, names, targets, runner, options, events)
-    if options.jobs > 1:
-        _run_parallel(project, graph, names, set(targets), runner, options, events, outcome)
-    else:
+class Reproduction:
+    """One reproduction (``repro repro``, or the run of ``repro run``): the project, its graph,
+    the runner, the options, and where progress goes, held once instead of passed to every
+    step. ``run`` reproduces targets; ``execute`` runs one stage."""
+
+    def __init__(
+        self,
+        project: Project,
+        graph: Graph,
+        runner: Runner | None,
+        options: Options,
+        events: Events,
+    ) -> None:
+        self.project = project
+        self.graph = graph
+        self.runner = runner
+        self.options = options
+        self.events = events
+        self.outcome = Outcome()
+
+    def execute(self, stage: Stage, run_cache: bool | None = None) -> tuple[Stage, bool]:
+        """Run one stage (or restore it from the run-cache); return it as written, and whether
+        it came from the run-cache.
+
+        Every step that checks and then changes the workspace runs inside ``runner.quiet()``: in
+        a parallel run no other stage executes meanwhile, so none can swap a path for a symlink
+        between the check and the change.
+        """
+        project, runner, events = self.project, self.runner, self.events
+        if run_cache is None:
+            run_cache = self.options.run_cache
+        if stage.is_data_source:
+            if (absent := _fetch_hint(project, stage)) is not None:
+                raise ReproError(f"output '{absent[0]}' {absent[1]}")
+            with _quiet(runner):
+                outs = tuple(outputs.commit(project, out) for out in stage.outs)
+                return record(project, stage, None, {}, outs), False
+        if stage.image is None:  # a hand-written stage file: the project's default image
+            default = project.config.get("core.image")
+            if not default:
+                raise ReproError(
+                    f"stage '{stage.path}' names no image and core.image is not set; add "
+                    "'image: {name: NAME}' to it, or set a default with "
+                    "'repro config core.image NAME'"
+                )
+            # recorded in the stage file when it runs
+            stage = stage._replace(image=Image(default))
+        assert runner is not None and stage.image is not None
+        image = _ensure_image(project, runner, stage.image, self.options.pinned, events)
+        with runner.quiet():
+            values = dep_values(project, stage)
+            if run_cache:
+                restored = restore_from_run_cache(project, stage, image, values)
+                if restored is not None:
+                    events.info(
+                        f"Restored '{stage.path}' from the run-cache; no container started."
+                    )
+                    return restored, True
+            for out in stage.outs:
+                outputs.remove(project, out.path)
+                try:
+                    (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError) as exc:
+                    raise outputs.in_the_way(out.path, exc) from None
+            workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
+            read_only = _read_only_paths(project, stage, self.graph)
+            stage_files = _stage_file_bytes(project)
+        events.info(f"Running command:\n\t{stage.cmd}")
+        tail = _Tail()
+
+        def log(chunk: bytes) -> None:
+            tail.feed(chunk)
+            events.log(chunk)
+
+        spec = RunSpec(
+            name=stage.path,
+            cmd=str(stage.cmd),
+            image_id=str(image.id),
+            project_root=project.root,
+            workdir=workdir,
+            network=stage.network,
+            read_only=read_only,
+            resources=stage.resources,
+        )
+        try:
+            code = runner.run(spec, log)  # checks the mounts again, with the others paused
+        finally:
+            with runner.quiet():
+                planted = _sweep_planted(project, stage, stage_files)
+        if planted:
+            raise ReproError(
+                f"stage '{stage.path}' wrote the stage file '{planted[0]}' while it ran (moved to "
+                f"{project.repro_dir / PLANTED}); a stage must not write stage files, which would "
+                "run next with an image, network and command of their own: fix its command"
+            )
+        if code != 0:
+            raise StageFailed(stage.path, code, tail.text())
+        with runner.quiet():
+            missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
+            if missing:
+                raise ReproError(
+                    f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
+                    "fix the command or the -o path"
+                )
+            outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
+            # Remembered even under --no-run-cache: that flag only stops restoring.
+            runcache.save(project.cache_dir, runcache.key(stage, str(image.id), values), outs)
+            return record(project, stage, image, values, outs), False
+
+    def run(self, targets: Iterable[str]) -> Outcome:
+        """Reproduce ``targets`` and (unless single) whatever upstream of them changed."""
+        targets = list(targets)
+        names = set(targets) if self.options.single else self.graph.ancestors(targets)
+        if self.options.dry:
+            self._plan(names, targets)
+        elif self.options.jobs > 1:
+            self._run_parallel(names, set(targets))
+        else:
+            self._run_serial(names, targets)
+        return self.outcome
+
+    def _run_serial(self, names: set[str], targets: list[str]) -> None:
         blocked: set[str] = set()
-        for name in graph.order(names):
+        for name in self.graph.order(names):
             if name in blocked:
-                outcome.skipped.append(name)
+                self.outcome.skipped.append(name)
                 continue
             try:
-                _step(project, graph, name, name in targets, runner, options, events, outcome)
+                self._step(name, name in targets)
             except ReproError as exc:
-                if not options.keep_going:
+                if not self.options.keep_going:
                     raise
-                outcome.failed.append((name, exc))
-                events.warn(str(exc))
-                blocked |= graph.descendants(name)
-    return outcome
+                self.outcome.failed.append((name, exc))
+                self.events.warn(str(exc))
+                blocked |= self.graph.descendants(name)
 
+    def _step(self, name: str, is_target: bool) -> None:
+        project, runner = self.project, self.runner
+        before = _bytes(project.root / name)
+        stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
+        with _quiet(runner):
+            changes = changes_of(project, stage, runner, self.options.pinned)
+        forced = self.options.force and is_target
+        if not changes and not forced:
+            self.events.info(f"Stage '{name}' didn't change.")
+            self.outcome.unchanged.append(name)
+            return
+        for change in changes:
+            if change.kind != "stage":
+                self.events.info(change.message)  # on stdout, in order with the lines around it
+        self.events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
+        self.events.info(f"Reproducing '{name}'")
+        # --force means run the command, not restore an earlier run of it
+        _, restored = self.execute(stage, run_cache=self.options.run_cache and not forced)
+        (self.outcome.restored if restored else self.outcome.ran).append(name)
+        if _bytes(project.root / name) != before:
+            self.outcome.rewritten.append(name)
 
-def _step(
-    project: Project,
-    graph: Graph,
-    name: str,
-    is_target: bool,
-    runner: Runner | None,
-    options: Options,
-    events: Events,
-    outcome: Outcome,
-) -> None:
-    before = _bytes(project.root / name)
-    stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
-    with _quiet(runner):
-        changes = changes_of(project, stage, runner, options.pinned)
-    forced = options.force and is_target
-    if not changes and not forced:
-        events.info(f"Stage '{name}' didn't change.")
-        outcome.unchanged.append(name)
-        return
-    for change in changes:
-        if change.kind != "stage":
-            events.info(change.message)  # on stdout, in order with the lines around it
-    events.info(f"Stage '{name}' changed." if changes else f"Stage '{name}' is forced.")
-    events.info(f"Reproducing '{name}'")
-    if forced:  # --force means run the command, not restore an earlier run of it
-        options = options._replace(run_cache=False)
-    _, restored = execute(project, stage, graph, runner, options, events)
-    (outcome.restored if restored else outcome.ran).append(name)
-    if _bytes(project.root / name) != before:
-        outcome.rewritten.append(name)
+    def _plan(self, names: set[str], targets: list[str]) -> None:
+        will_run: set[str] = set()
+        for name in self.graph.order(names):
+            stage = self.graph.stages[name]
+            changes = changes_of(self.project, stage, self.runner, self.options.pinned)
+            upstream = sorted(self.graph.parents[name] & will_run)
+            if changes or upstream or (self.options.force and name in targets):
+                will_run.add(name)
+                why = (
+                    changes[0].message
+                    if changes
+                    else (f"upstream '{upstream[0]}' would run." if upstream else "forced.")
+                )
+                self.events.info(f"Would reproduce '{name}': {why}")
+                self.outcome.planned.append(name)
+            else:
+                self.events.info(f"Stage '{name}' didn't change.")
+                self.outcome.unchanged.append(name)
+
+    def _run_parallel(self, names: set[str], targets: set[str]) -> None:
+        sorter = self.graph.sorter(names)
+        sorter.prepare()
+        blocked: set[str] = set()
+        lock = threading.Lock()
+        errors: list[ReproError] = []
+        pool = ThreadPoolExecutor(self.options.jobs)
+        running: dict[Future[None], str] = {}
+        try:
+            while sorter.is_active():
+                for name in sorted(sorter.get_ready()):
+                    if name in blocked or (errors and not self.options.keep_going):
+                        with lock:
+                            self.outcome.skipped.append(name)
+                        sorter.done(name)
+                        continue
+                    running[pool.submit(self._step, name, name in targets)] = name
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    exc = future.exception()
+                    if isinstance(exc, ReproError):
+                        errors.append(exc)
+                        self.outcome.failed.append((name, exc))
+                        blocked |= self.graph.descendants(name)
+                        if self.options.keep_going:
+                            self.events.warn(str(exc))
+                    elif exc is not None:
+                        raise exc
+                    sorter.done(name)
+        except BaseException:
+            if self.runner is not None:
+                self.runner.stop_all()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if errors and not self.options.keep_going:
+            raise errors[0]
 
 
 def _bytes(path: Path) -> bytes | None:
@@ -396,96 +476,3 @@ def _bytes(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
-
-
-def _plan(
-    project: Project,
-    graph: Graph,
-    names: set[str],
-    targets: list[str],
-    runner: Runner | None,
-    options: Options,
-    events: Events,
-) -> Outcome:
-    outcome = Outcome()
-    will_run: set[str] = set()
-    for name in graph.order(names):
-        stage = graph.stages[name]
-        changes = changes_of(project, stage, runner, options.pinned)
-        upstream = sorted(graph.parents[name] & will_run)
-        if changes or upstream or (options.force and name in targets):
-            will_run.add(name)
-            why = (
-                changes[0].message
-                if changes
-                else (f"upstream '{upstream[0]}' would run." if upstream else "forced.")
-            )
-            events.info(f"Would reproduce '{name}': {why}")
-            outcome.planned.append(name)
-        else:
-            events.info(f"Stage '{name}' didn't change.")
-            outcome.unchanged.append(name)
-    return outcome
-
-
-def _run_parallel(
-    project: Project,
-    graph: Graph,
-    names: set[str],
-    targets: set[str],
-    runner: Runner | None,
-    options: Options,
-    events: Events,
-    outcome: Outcome,
-) -> None:
-    sorter = graph.sorter(names)
-    sorter.prepare()
-    blocked: set[str] = set()
-    lock = threading.Lock()
-    errors: list[ReproError] = []
-    pool = ThreadPoolExecutor(options.jobs)
-    running: dict[Future[None], str] = {}
-    try:
-        while sorter.is_active():
-            for name in sorted(sorter.get_ready()):
-                if name in blocked or (errors and not options.keep_going):
-                    with lock:
-                        outcome.skipped.append(name)
-                    sorter.done(name)
-                    continue
-                running[
-                    pool.submit(
-                        _step,
-                        project,
-                        graph,
-                        name,
-                        name in targets,
-                        runner,
-                        options,
-                        events,
-                        outcome,
-                    )
-                ] = name
-            if not running:
-                continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                name = running.pop(future)
-                exc = future.exception()
-                if isinstance(exc, ReproError):
-                    errors.append(exc)
-                    outcome.failed.append((name, exc))
-                    blocked |= graph.descendants(name)
-                    if options.keep_going:
-                        events.warn(str(exc))
-                elif exc is not None:
-                    raise exc
-                sorter.done(name)
-    except BaseException:
-        if runner is not None:
-            runner.stop_all()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    if errors and not options.keep_going:
-        raise errors[0]

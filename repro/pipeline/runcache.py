@@ -1,4 +1,4 @@
-"""The run-cache (SPEC §3.4): a successful run remembered by what went into it.
+"""The run-cache: a successful run remembered by what went into it.
 
 The key covers cmd, working dir, image ID, network, every dep's hash and the outs' paths and
 flags; the entry lists the outs' hashes. Entries live in <cache>/runs/ab/cdef… as JSON, written
@@ -11,20 +11,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from repro.fsutil import write_atomic
 from repro.stages.stage import Out, Stage
 
 
-def key(stage: Stage, image_id: str, dep_md5s: dict[str, str]) -> str:
-    payload = {
-        "cmd": stage.cmd,
-        "wdir": stage.work_dir,
-        "image": image_id,
-        "network": stage.network,
-        "deps": sorted(dep_md5s.items()),
-        "outs": [[o.path, o.cache] for o in stage.outs],
-    }
+def key(stage: Stage, image_id: str, dep_values: dict[str, Any]) -> str:
+    """The run-cache key of ``stage`` run in ``image_id`` over dependencies with these values
+    (what it covers: Stage.run_key_payload)."""
+    payload = stage.run_key_payload(image_id, dep_values)
     return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,4 +1,5 @@
-"""Why a stage is out of date, checked in the order SPEC §3.2 fixes."""
+"""Why a stage is out of date, in a fixed order: its definition, its image, its dependencies,
+its outputs (the first reason is what `repro repro --dry` and `status` show first)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,8 @@ def stage_changes(
                 Change("image", f"Image of '{name}' changed: {stage.image.id[:19]}… -> {now[:19]}…")
             )
     for dep in stage.deps:
-        md5 = current_md5(project, dep.path)
-        if md5 is None:
-            changes.append(Change("dep", f"Dependency '{dep.path}' of '{name}' is missing."))
-        elif md5 != dep.md5:
-            changes.append(Change("dep", f"Dependency '{dep.path}' of '{name}' changed."))
+        if (message := dep.change(name, dep.current(project))) is not None:
+            changes.append(Change("dep", message))
     for out in stage.outs:
         md5 = current_md5(project, out.path)
         if md5 is None:

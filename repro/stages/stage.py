@@ -1,4 +1,10 @@
-"""Stage files: one stage per YAML file, written deterministically (SPEC §1.2)."""
+"""Stage files: one stage per YAML file, written deterministically.
+
+What a stage file may hold is one table, FIELDS: each key with how it is read, how it is
+written (in the table's order, so that two runs write the same bytes), and what it adds to the
+stage's definition md5 (a stage is new when that changes) and to its run-cache key (an earlier
+run with the same key had the same inputs).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,17 @@ import json
 import marshal
 import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from repro.errors import ReproError, UsageError
-from repro.fsutil import NAME_MAX
 from repro.memo import store as memo
 from repro.runners.spec import NETWORK_MODES, Image, Resources
-from repro.walk import RESERVED_DIRS
+from repro.stages import fields
+from repro.stages.deps.base import Dependency
+from repro.stages.deps.kinds import KINDS
+from repro.stages.fields import Malformed
 from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
 
 METRIC_TYPES = ("json", "yaml", "csv", "tsv", "raw")
@@ -32,11 +41,6 @@ class Metric(NamedTuple):
         return result
 
 
-class Dep(NamedTuple):
-    path: str  # relative to the project root, POSIX
-    md5: str | None = None
-
-
 class Out(NamedTuple):
     path: str
     md5: str | None = None
@@ -52,7 +56,7 @@ class Stage(NamedTuple):
     wdir: str = "."
     image: Image | None = None
     network: str = "none"
-    deps: tuple[Dep, ...] = ()
+    deps: tuple[Dependency, ...] = ()
     outs: tuple[Out, ...] = ()
     resources: Resources = Resources()
     md5: str | None = None
@@ -72,69 +76,42 @@ class Stage(NamedTuple):
         return os.path.normpath(os.path.join(self.stage_dir, self.wdir))
 
     def definition_md5(self) -> str:
-        """md5 of what defines the stage: cmd, wdir, image id, network, paths and flags.
-
-        Metric options are left out on purpose: ``metrics modify`` must not force a re-run.
-        """
-        payload = {
-            "cmd": self.cmd,
-            "wdir": self.wdir,
-            "image": self.image.id if self.image else None,
-            "network": self.network if self.cmd else None,
-            "deps": [d.path for d in self.deps],
-            "outs": [[o.path, o.cache] for o in self.outs],
-            "resources": self.resources.to_dict(),
-        }
+        """md5 of what defines the stage (FIELDS' ``defines``): cmd, wdir, image id, network,
+        paths and flags. Metric options are left out on purpose: ``metrics modify`` must not
+        force a re-run."""
+        payload = {f.key: f.defines(self) for f in FIELDS if f.defines is not None}
+        payload.update(
+            (kind.FIELD, kind.defines(deps))
+            for kind, deps in self.deps_by_kind()
+            if deps or kind.FIELD == "deps"  # a new kind leaves older stages' md5s alone
+        )
         import hashlib  # loads OpenSSL: only commands that write or check stages need it
 
         return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+    def run_key_payload(self, image_id: str, dep_values: dict[str, Any]) -> dict[str, Any]:
+        """What a run-cache key covers (FIELDS' ``runs``): a run of the same command in the
+        same image, over dependencies with the same values, makes the same outputs."""
+        payload = {f.key: f.runs(self, image_id, dep_values) for f in FIELDS if f.runs is not None}
+        payload["deps"] = sorted(dep_values.items())  # every kind's values, by name
+        return payload
+
     def with_md5(self) -> Stage:
         return self._replace(md5=self.definition_md5())
 
+    def deps_by_kind(self) -> list[tuple[Any, tuple[Dependency, ...]]]:
+        return [(kind, tuple(d for d in self.deps if isinstance(d, kind.TYPE))) for kind in KINDS]
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
-        if self.cmd is not None:
-            data["cmd"] = self.cmd
-        if self.wdir != ".":
-            data["wdir"] = self.wdir
-        if self.image is not None:
-            image: dict[str, str] = {"name": self.image.name}
-            if self.image.id:
-                image["id"] = self.image.id
-            if self.image.digest:
-                image["digest"] = self.image.digest
-            data["image"] = image
-        if self.cmd is not None and self.network != "none":
-            data["network"] = self.network
-        if self.resources.to_dict():
-            data["resources"] = self.resources.to_dict()
-        if self.deps:
-            data["deps"] = [
-                _drop_none({"path": _to_file(self.stage_dir, d.path), "md5": d.md5})
-                for d in self.deps
-            ]
-        outs = []
-        for out in self.outs:
-            item: dict[str, Any] = _drop_none(
-                {"path": _to_file(self.stage_dir, out.path), "md5": out.md5}
-            )
-            item["cache"] = out.cache
-            if out.metric is not None:
-                item["metric"] = out.metric.to_dict()
-            outs.append(item)
-        if outs:
-            data["outs"] = outs
-        if self.md5:
-            data["md5"] = self.md5
+        for field in FIELDS:
+            value = field.dump(self)
+            if value is not None:
+                data[field.key] = value
         return data
 
     def out_paths(self) -> list[str]:
         return [o.path for o in self.outs]
-
-
-def _drop_none(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if v is not None}
 
 
 def dump(stage: Stage) -> str:
@@ -172,133 +149,175 @@ def write(root: Path, stage: Stage) -> None:
 WRITTEN: dict[Path, bytes] = {}
 
 
-# -- loading ---------------------------------------------------------------------------------
-class _Bad(Exception):
-    pass
+# -- the schema ------------------------------------------------------------------------------
+class Field(NamedTuple):
+    """One key of a stage file."""
+
+    key: str
+    # The stage's attributes it gives, from the file's mapping (the key may be absent).
+    load: Callable[[dict[str, Any], str], dict[str, Any]]
+    # Its value in the file; None leaves the key out.
+    dump: Callable[[Stage], Any]
+    # Its part of the definition md5; None: no part.
+    defines: Callable[[Stage], Any] | None = None
+    # Its part of the run-cache key, given the image ID and the dependencies' values.
+    runs: Callable[[Stage, str, dict[str, Any]], Any] | None = None
 
 
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise _Bad(f"{what} must be a non-empty string")
-    return value
+def _load_cmd(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
+    cmd = data.get("cmd")
+    return {"cmd": None if cmd is None else fields.text(cmd, "cmd")}
 
 
-def _opt_str(value: Any, what: str) -> str | None:
-    return None if value is None else _str(value, what)
+def _load_wdir(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
+    wdir = fields.text(data.get("wdir", "."), "wdir")
+    fields.check_wdir(stage_dir, wdir)
+    return {"wdir": wdir}
 
 
-def _md5(value: Any, what: str) -> str | None:
-    if value is None:
-        return None
-    text = _str(value, what)
-    core = text[:-4] if text.endswith(".dir") else text
-    if len(core) != 32 or any(c not in "0123456789abcdef" for c in core):
-        raise _Bad(f"{what} is not an md5 hash")
-    return text
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _Bad(f"{what} must be a list")
-    return value
-
-
-def _map(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Bad(f"{what} must be a mapping")
-    return value
-
-
-def _to_root(stage_dir: str, path: str) -> str:
-    from repro.paths import check_relative
-
-    _check_text(path, "path")
-    try:
-        return check_relative(posixpath.join(stage_dir, path), "path")
-    except ReproError as exc:
-        raise _Bad(str(exc)) from None
-
-
-def _to_file(stage_dir: str, path: str) -> str:
-    return posixpath.relpath(path, stage_dir) if stage_dir else path
-
-
-def from_dict(path: str, data: Any) -> Stage:
-    data = _map(data, "the file")
-    stage_dir = posixpath.dirname(path)
-    known = {"cmd", "wdir", "image", "network", "deps", "outs", "md5", "resources"}
-    unknown = set(data) - known
-    if unknown:
-        raise _Bad(f"unknown key {sorted(unknown)[0]!r}")
-    image = None
-    if data.get("image") is not None:
-        raw = _map(data["image"], "image")
-        image = Image(
-            name=_str(raw.get("name"), "image.name"),
-            id=_opt_str(raw.get("id"), "image.id"),
-            digest=_opt_str(raw.get("digest"), "image.digest"),
+def _load_image(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
+    if data.get("image") is None:
+        return {"image": None}
+    raw = fields.mapping(data["image"], "image")
+    return {
+        "image": Image(
+            name=fields.text(raw.get("name"), "image.name"),
+            id=fields.optional_text(raw.get("id"), "image.id"),
+            digest=fields.optional_text(raw.get("digest"), "image.digest"),
         )
+    }
+
+
+def _dump_image(stage: Stage) -> dict[str, str] | None:
+    if stage.image is None:
+        return None
+    image = {"name": stage.image.name, "id": stage.image.id, "digest": stage.image.digest}
+    return {k: v for k, v in image.items() if v}
+
+
+def _load_network(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
     network = data.get("network", "none")
     if network not in NETWORK_MODES:
-        raise _Bad(f"network must be one of {', '.join(NETWORK_MODES)}")
-    deps = tuple(
-        Dep(
-            _to_root(stage_dir, _str(_map(d, "a dep").get("path"), "dep path")),
-            _md5(d.get("md5"), "dep md5"),
-        )
-        for d in _list(data.get("deps"), "deps")
-    )
+        raise Malformed(f"network must be one of {', '.join(NETWORK_MODES)}")
+    return {"network": str(network)}
+
+
+def _load_resources(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
+    if data.get("resources") is None:
+        return {"resources": Resources()}
+    raw = fields.mapping(data["resources"], "resources")
+    unknown = set(raw) - {"cpus", "memory", "gpus"}
+    if unknown:
+        raise Malformed(f"unknown key resources.{sorted(map(str, unknown))[0]}")
+    return {
+        "resources": _resources(raw.get("cpus"), raw.get("memory"), raw.get("gpus"), "resources.")
+    }
+
+
+def _dep_field(kind: Any) -> Field:
+    """The field of a kind of dependency (deps/kinds.py); their values join ``Stage.deps``."""
+
+    def load(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
+        return {"deps": kind.load(stage_dir, data.get(kind.FIELD))}
+
+    def dump(stage: Stage) -> list[Any] | None:
+        deps = tuple(d for d in stage.deps if isinstance(d, kind.TYPE))
+        return kind.dump(stage.stage_dir, deps) if deps else None
+
+    return Field(kind.FIELD, load, dump)  # definition and run key: Stage gathers every kind
+
+
+def _load_outs(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
     outs = []
-    for raw_out in _list(data.get("outs"), "outs"):
-        raw_out = _map(raw_out, "an out")
+    for raw_out in fields.sequence(data.get("outs"), "outs"):
+        raw_out = fields.mapping(raw_out, "an out")
         cache = raw_out.get("cache", True)
         if not isinstance(cache, bool):
-            raise _Bad("out cache must be true or false")
+            raise Malformed("out cache must be true or false")
         metric = None
         if raw_out.get("metric") is not None:
             raw_metric = raw_out["metric"]
             if raw_metric is True:
                 raw_metric = {}
-            raw_metric = _map(raw_metric, "metric")
-            mtype = _opt_str(raw_metric.get("type"), "metric type")
+            raw_metric = fields.mapping(raw_metric, "metric")
+            mtype = fields.optional_text(raw_metric.get("type"), "metric type")
             if mtype is not None and mtype not in METRIC_TYPES:
-                raise _Bad(f"metric type must be one of {', '.join(METRIC_TYPES)}")
-            metric = Metric(mtype, _opt_str(raw_metric.get("xpath"), "metric xpath"))
-        outs.append(
-            Out(
-                _to_root(stage_dir, _str(raw_out.get("path"), "out path")),
-                _md5(raw_out.get("md5"), "out md5"),
-                cache,
-                metric,
-            )
-        )
-    resources = Resources()
-    if data.get("resources") is not None:
-        raw_res = _map(data["resources"], "resources")
-        unknown = set(raw_res) - {"cpus", "memory", "gpus"}
-        if unknown:
-            raise _Bad(f"unknown key resources.{sorted(map(str, unknown))[0]}")
-        resources = _resources(
-            raw_res.get("cpus"), raw_res.get("memory"), raw_res.get("gpus"), "resources."
-        )
-    cmd = data.get("cmd")
-    if cmd is not None:
-        cmd = _str(cmd, "cmd")
-    wdir = _str(data.get("wdir", "."), "wdir")
-    _check_wdir(stage_dir, wdir)
-    return Stage(
-        path=path,
-        cmd=cmd,
-        wdir=wdir,
-        image=image,
-        network=str(network),
-        deps=deps,
-        outs=tuple(outs),
-        resources=resources,
-        md5=_md5(data.get("md5"), "md5"),
-    )
+                raise Malformed(f"metric type must be one of {', '.join(METRIC_TYPES)}")
+            metric = Metric(mtype, fields.optional_text(raw_metric.get("xpath"), "metric xpath"))
+        path = fields.to_root(stage_dir, fields.text(raw_out.get("path"), "out path"))
+        outs.append(Out(path, fields.md5(raw_out.get("md5"), "out md5"), cache, metric))
+    return {"outs": tuple(outs)}
+
+
+def _dump_outs(stage: Stage) -> list[dict[str, Any]] | None:
+    outs = []
+    for out in stage.outs:
+        item = fields.drop_none({"path": fields.to_file(stage.stage_dir, out.path), "md5": out.md5})
+        item["cache"] = out.cache
+        if out.metric is not None:
+            item["metric"] = out.metric.to_dict()
+        outs.append(item)
+    return outs or None
+
+
+def _out_flags(stage: Stage, *_: Any) -> list[list[Any]]:
+    return [[o.path, o.cache] for o in stage.outs]
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "cmd",
+        _load_cmd,
+        lambda s: s.cmd,
+        defines=lambda s: s.cmd,
+        runs=lambda s, _image, _deps: s.cmd,
+    ),
+    Field(
+        "wdir",
+        _load_wdir,
+        lambda s: None if s.wdir == "." else s.wdir,
+        defines=lambda s: s.wdir,
+        runs=lambda s, _image, _deps: s.work_dir,
+    ),
+    Field(
+        "image",
+        _load_image,
+        _dump_image,
+        defines=lambda s: s.image.id if s.image else None,
+        runs=lambda _s, image_id, _deps: image_id,
+    ),
+    Field(
+        "network",
+        _load_network,
+        lambda s: s.network if s.cmd is not None and s.network != "none" else None,
+        defines=lambda s: s.network if s.cmd else None,
+        runs=lambda s, _image, _deps: s.network,
+    ),
+    Field(
+        "resources",
+        _load_resources,
+        lambda s: s.resources.to_dict() or None,
+        defines=lambda s: s.resources.to_dict(),  # the run-cache ignores them: same outputs
+    ),
+    *(_dep_field(kind) for kind in KINDS),
+    Field("outs", _load_outs, _dump_outs, defines=_out_flags, runs=_out_flags),
+    Field("md5", lambda data, _dir: {"md5": fields.md5(data.get("md5"), "md5")}, lambda s: s.md5),
+)
+FIELD_KEYS = frozenset(f.key for f in FIELDS)
+
+
+# -- loading ---------------------------------------------------------------------------------
+def from_dict(path: str, data: Any) -> Stage:
+    data = fields.mapping(data, "the file")
+    unknown = set(data) - FIELD_KEYS
+    if unknown:
+        raise Malformed(f"unknown key {sorted(unknown)[0]!r}")
+    stage_dir = posixpath.dirname(path)
+    values: dict[str, Any] = {"deps": ()}
+    for field in FIELDS:
+        for attribute, value in field.load(data, stage_dir).items():
+            values[attribute] = values[attribute] + value if attribute == "deps" else value
+    return Stage(path=path, **values)
 
 
 # -- rules shared by stage files and the command line ----------------------------------------
@@ -306,26 +325,26 @@ def check(stage: Stage) -> None:
     """Refuse a stage (built from the command line) that its file could not hold, or that
     would run outside the project: the rules the loader applies to a stage file."""
     try:
-        _check_text(stage.path, "stage file")
+        fields.check_name(stage.path, "stage file")
         for dep in stage.deps:
-            _check_text(dep.path, "dependency")
+            fields.check_name(dep.path, "dependency")
         for out in stage.outs:
-            _check_text(out.path, "output")
-        _check_wdir(stage.stage_dir, stage.wdir)
+            fields.check_name(out.path, "output")
+        fields.check_wdir(stage.stage_dir, stage.wdir)
         for text, what in ((stage.cmd, "the command"), (stage.image and stage.image.name, "image")):
-            if text is not None and not _utf8(text):
-                raise _Bad(
-                    f"{what} '{_shown(text)}' is not valid UTF-8; stage files are UTF-8 text"
+            if text is not None and not fields.is_utf8(text):
+                raise Malformed(
+                    f"{what} '{fields.shown(text)}' is not valid UTF-8; stage files are UTF-8 text"
                 )
-    except _Bad as exc:
+    except Malformed as exc:
         raise ReproError(str(exc)) from None
 
 
 def check_path(path: str, what: str) -> None:
     """Refuse a path that stage files (UTF-8 YAML) or .gitignore lines cannot hold."""
     try:
-        _check_text(path, what)
-    except _Bad as exc:
+        fields.check_name(path, what)
+    except Malformed as exc:
         raise ReproError(str(exc)) from None
 
 
@@ -333,55 +352,8 @@ def resources_from_cli(cpus: str | None, memory: str | None, gpus: str | None) -
     """--cpus, --memory and --gpus as Docker takes them; a bad one is a usage error."""
     try:
         return _resources(cpus, memory, gpus, "--")
-    except _Bad as exc:
+    except Malformed as exc:
         raise UsageError(str(exc)) from None
-
-
-def _shown(path: str) -> str:
-    """A path as one printable line: undecodable bytes as \\xNN, line breaks as \\n."""
-    try:
-        text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        text = path.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # surrogate escapes: bytes that were not UTF-8
-        return False
-    return True
-
-
-def _check_text(path: str, what: str) -> None:
-    if not _utf8(path):
-        raise _Bad(
-            f"{what} '{_shown(path)}' is not valid UTF-8; rename it (stage files are UTF-8 text)"
-        )
-    if "\n" in path or "\r" in path:
-        raise _Bad(
-            f"{what} '{_shown(path)}' has a line break in its name; rename it "
-            "(.gitignore files and stage files hold one path per line)"
-        )
-    if any(len(part.encode("utf-8")) > NAME_MAX for part in path.split("/")):
-        raise _Bad(
-            f"{what} '{path}' has a name longer than {NAME_MAX} bytes, more than a file "
-            "name can have; rename it to something shorter"
-        )
-
-
-def _check_wdir(stage_dir: str, wdir: str) -> None:
-    """``wdir`` (relative to the stage file's folder) must lead to a folder of the project."""
-    _check_text(wdir, "wdir")
-    if wdir.startswith("/") or os.path.isabs(wdir):
-        raise _Bad(f"wdir '{wdir}' is absolute; give a folder relative to the stage file")
-    where = posixpath.normpath(posixpath.join(stage_dir, wdir))
-    if where == ".." or where.startswith("../"):
-        raise _Bad(f"wdir '{wdir}' leads outside the project; give a folder inside it")
-    first = where.split("/", 1)[0]
-    if first in RESERVED_DIRS:
-        raise _Bad(f"wdir '{wdir}' leads into {first}/, where no stage runs")
 
 
 # Docker's units (docker-py's parse_bytes): an optional b after k, m or g; b alone is bytes.
@@ -394,14 +366,14 @@ _MIN_CPUS = 0.01  # the engine's step; less would round to no limit at all
 def _resources(cpus: Any, memory: Any, gpus: Any, prefix: str) -> Resources:
     """Resources checked as the engine takes them; ``prefix`` names them in messages."""
     if cpus is not None and _cpu_count(cpus) < _MIN_CPUS:
-        raise _Bad(
+        raise Malformed(
             f"{prefix}cpus must be a number of CPUs of at least {_MIN_CPUS}, such as 2 or 0.5, "
             f"not {cpus!r}"
         )
     if isinstance(memory, int) and not isinstance(memory, bool):
         memory = str(memory)
     if memory is not None and not _MIN_MEMORY <= _memory_bytes(memory) <= _MAX_MEMORY:
-        raise _Bad(
+        raise Malformed(
             f"{prefix}memory must be a size such as 512m or 2g (bytes, or k, m, g; at least "
             f"6m), not {memory!r}"
         )
@@ -410,7 +382,7 @@ def _resources(cpus: Any, memory: Any, gpus: Any, prefix: str) -> Resources:
     if gpus is not None and not (
         gpus == "all" or (isinstance(gpus, str) and _digits(gpus) and int(gpus) >= 1)
     ):
-        raise _Bad(f"{prefix}gpus must be 'all' or a count of at least 1, not {gpus!r}")
+        raise Malformed(f"{prefix}gpus must be 'all' or a count of at least 1, not {gpus!r}")
     return Resources(None if cpus is None else _cpu_count(cpus), memory, gpus)
 
 
@@ -528,7 +500,7 @@ def parse(path: str, text: str) -> Stage:
         ) from None
     try:
         return from_dict(path, data)
-    except _Bad as exc:
+    except Malformed as exc:
         raise ReproError(
             f"stage file '{path}' is malformed: {exc}; fix it or restore it with git checkout"
         ) from None

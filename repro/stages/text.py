@@ -1,6 +1,6 @@
-"""The text of a stage file repro rewrites: its own files are dumped afresh (SPEC §1.2 order,
-deterministic); a hand-written one keeps its key order, long lines and, where only the
-hashes repro fills in change, its comments and layout too.
+"""The text of a stage file repro rewrites: its own files are dumped afresh (keys in the order
+of stage.FIELDS, deterministic); a hand-written one keeps its key order, long lines and, where
+only the hashes repro fills in change, its comments and layout too.
 
 A hand-written file whose definition is unchanged (a run that records md5s, image IDs and
 the default image) is edited in place: each recorded value replaces the old one, or a new
@@ -55,7 +55,7 @@ def _bare(stage: Stage) -> Stage:
     return stage._replace(
         md5=None,
         image=stage.image and stage.image._replace(id=None, digest=None),
-        deps=tuple(d._replace(md5=None) for d in stage.deps),
+        deps=tuple(d.recorded_as(None) for d in stage.deps),
         outs=tuple(o._replace(md5=None) for o in stage.outs),
     )
 
@@ -79,8 +79,13 @@ def _edited(text: str, old: Stage, new: Stage) -> str | None:
             image_node = _mapping(_value(root, "image"))
             edits += _set(text, image_node, "id", new.image.id)
             edits += _set(text, image_node, "digest", new.image.digest)
-        md5s = (("deps", [d.md5 for d in new.deps]), ("outs", [o.md5 for o in new.outs]))
-        for key, recorded in md5s:
+        recorded_values = [
+            *((kind.FIELD, [d.recorded for d in deps]) for kind, deps in new.deps_by_kind()),
+            ("outs", [o.md5 for o in new.outs]),
+        ]
+        for key, recorded in recorded_values:
+            if any(not isinstance(value, (str, type(None))) for value in recorded):
+                raise _Unfit  # a value that is no scalar: dumped again instead
             if recorded:
                 sequence = _value(root, key)
                 if not isinstance(sequence, yaml.SequenceNode) or sequence.flow_style:
@@ -164,7 +169,7 @@ def _dumped_like(stage: Stage, old_text: str) -> str | None:
 
 def _ordered_like(new: Any, old: Any) -> Any:
     """``new`` with the keys of each mapping in ``old``'s order; a key ``old`` lacks goes
-    right after the key it follows in ``new`` (the SPEC order)."""
+    right after the key it follows in ``new`` (stage.FIELDS' order)."""
     if isinstance(new, list):
         olds = old if isinstance(old, list) else []
         return [_ordered_like(n, olds[i] if i < len(olds) else None) for i, n in enumerate(new)]

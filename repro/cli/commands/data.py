@@ -158,16 +158,14 @@ def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_commit(args: argparse.Namespace, ui: UI) -> int:
-    from repro.pipeline.reproduce import _finish, hash_deps
+    from repro.pipeline.reproduce import commit
 
     project = open_project(ui)
     with project.lock(args.wait):
         stages = project.stages()
         build(stages)
         for stage in resolve_targets(project, stages, args.targets):
-            deps = hash_deps(project, stage) if not stage.is_data_source else {}
-            outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
-            _finish(project, stage, stage.image, deps, outs)
+            commit(project, stage)
             ui.info(f"Committed '{stage.path}'")
     return 0
 

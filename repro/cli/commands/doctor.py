@@ -15,13 +15,13 @@ from pathlib import Path
 from repro import __version__
 from repro.cli.ui import UI
 from repro.errors import ReproError
-from repro.project import Project
+from repro.project import Project, find_root
 
 
 def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
     ui.out(f"repro {__version__} on Python {platform.python_version()} ({sys.platform})")
     try:
-        project: Project | None = Project.find(Path.cwd())
+        project: Project | None = Project(find_root(Path.cwd()))
     except ReproError:
         project = None
     broken = _check_runner(project, ui)

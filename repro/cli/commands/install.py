@@ -29,7 +29,7 @@ def _repro_command() -> str:
     return f"{shlex.quote(sys.executable)} -m repro"
 
 
-# Hooks warn and never fail git (SPEC: a `set -e` script that runs `git checkout` must not stop
+# Hooks warn and never fail git (a `set -e` script that runs `git checkout` must not stop
 # because data is missing): each says what to run instead and exits 0.
 HOOKS = {
     # $3 is 1 for a branch (or tag) checkout, 0 for a file checkout: only the former moves data.

@@ -13,12 +13,13 @@ from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
 from repro.paths import from_user
 from repro.pipeline.graph import build
-from repro.pipeline.reproduce import Options, execute, reproduce
+from repro.pipeline.reproduce import Options, Reproduction
 from repro.project import Project
 from repro.runners import choose_runner
 from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
-from repro.stages.stage import STAGE_SUFFIX, Dep, Metric, Out, Stage
+from repro.stages.deps.file import FileDep
+from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Stage
 from repro.workspace import gitignore
 
 
@@ -73,7 +74,7 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         if target != str(project.root):
             from_user(project.root, cwd, args.wdir, "working directory")  # refuses escapes
         wdir = os.path.relpath(target, project.root / posixpath.dirname(stage_path))
-    deps = tuple(Dep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
+    deps = tuple(FileDep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
     stage = Stage(
         path=stage_path,
         cmd=command,
@@ -109,7 +110,7 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
         runner = choose_runner(project.config)
         options = Options(run_cache=not args.no_run_cache)
         try:
-            execute(project, stage, graph, runner, options, ui)
+            Reproduction(project, graph, runner, options, ui).execute(stage)
         except KeyboardInterrupt:
             runner.stop_all()
             raise
@@ -144,7 +145,7 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         jobs=args.jobs,
     )
     try:
-        outcome = reproduce(project, graph, targets, runner, options, ui)
+        outcome = Reproduction(project, graph, runner, options, ui).run(targets)
     except KeyboardInterrupt:
         if runner is not None:
             runner.stop_all()

@@ -1,0 +1,1 @@
+"""What a stage reads: one module per kind of dependency, listed in kinds.py."""
