@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "repro"
 BASE = ["repro.errors", "repro.fsutil", "repro.workers", "repro.walk", "repro.paths"]
 LAYERS: list[list[str]] = [
     ["repro", *BASE],
-    ["repro.lock", "repro.config", "repro.objects"],
+    ["repro.lock", "repro.config", "repro.objects", "repro.metrics.formats"],
     ["repro.remotes"],
     ["repro.objects.transfer", "repro.runners"],
     ["repro.memo"],

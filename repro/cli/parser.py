@@ -10,6 +10,7 @@ from typing import NoReturn, cast
 from repro import __version__
 from repro.cli.ui import UI
 from repro.errors import EXIT_USAGE
+from repro.metrics.formats import FORMATS
 
 Handler = Callable[[argparse.Namespace, UI], int]
 
@@ -251,18 +252,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd = metrics("show", "cmd_show", "metric values of the workspace or history")
     cmd.add_argument("paths", nargs="*", metavar="PATH")
     _revs(cmd)
-    cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
+    cmd.add_argument("--type", choices=FORMATS)
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd = metrics("modify", "cmd_modify", "set how a metric is read")
     cmd.add_argument("path", metavar="PATH")
-    cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
+    cmd.add_argument("--type", choices=FORMATS)
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
     cmd = metrics("diff", "cmd_diff", "compare metrics of two revisions")
     cmd.add_argument("a_rev", nargs="?", metavar="A", help="old revision (default HEAD)")
     cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
     cmd.add_argument("--path", dest="paths", action="append", default=[], metavar="PATH")
-    cmd.add_argument("--type", choices=["json", "yaml", "csv", "tsv", "raw"])
+    cmd.add_argument("--type", choices=FORMATS)
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -1,98 +1,20 @@
-"""Reading metric files: json, yaml, csv, tsv or raw, and selecting values by an xpath.
-
-An xpath is a key path: ``acc``, ``train.loss``, ``layers[0].units``. For csv/tsv it names a
-column, optionally a row: ``acc`` (the column), ``acc[2]`` (row 2 of it).
+"""The metrics of the workspace and of revisions: which files each declares, how each is read
+(metrics/formats.py), and a memo of what was read of commits.
 """
 
 from __future__ import annotations
 
-import json
 import marshal
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repro.errors import ReproError
 from repro.memo import store as memo
+from repro.metrics.formats import Value, format_of, parse, select
 
 if TYPE_CHECKING:
     from repro.history.revisions import History, Revision
-
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-Value = Any  # a number, string, list or mapping parsed from a metric file
-
-
-def guess_type(path: str) -> str:
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    return {"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}.get(
-        suffix, "raw"
-    )
-
-
-def _number(text: str) -> Value:
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            continue
-    return text
-
-
-def parse(data: bytes, metric_type: str, where: str) -> Value:
-    """The whole content of a metric file as a value."""
-    text = data.decode("utf-8", "replace")
-    try:
-        if metric_type == "json":
-            return json.loads(text)
-        if metric_type == "yaml":
-            import yaml
-
-            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        if metric_type in ("csv", "tsv"):
-            import csv
-            import io
-
-            reader = csv.DictReader(
-                io.StringIO(text), delimiter="," if metric_type == "csv" else "\t"
-            )
-            return [{k: _number(v) for k, v in row.items() if k is not None} for row in reader]
-    except ValueError as exc:
-        raise ReproError(f"metric {where} is not valid {metric_type} ({exc})") from None
-    except Exception as exc:  # yaml.YAMLError and csv.Error without importing them up front
-        # A YAML error spans several lines; a csv one is a short phrase worth showing.
-        detail = str(exc) if metric_type in ("csv", "tsv") else type(exc).__name__
-        raise ReproError(f"metric {where} is not valid {metric_type} ({detail})") from None
-    return _number(text.strip())
-
-
-def select(value: Value, xpath: str | None, metric_type: str, where: str) -> Value:
-    """The part of ``value`` that ``xpath`` names; the whole value without one."""
-    if not xpath:
-        return value
-    steps = [(m.group(1), m.group(2)) for m in _STEP.finditer(xpath)]
-    if not steps:
-        raise ReproError(f"xpath '{xpath}' is empty; use e.g. acc or train.loss")
-    if metric_type in ("csv", "tsv"):
-        (column, _), *rest = steps
-        rows = value if isinstance(value, list) else []
-        if rows and column not in rows[0]:
-            raise ReproError(f"metric {where} has no column '{column}'")
-        values = [row.get(column) for row in rows]
-        if rest and rest[0][1] is not None:
-            index = int(rest[0][1])
-            if index >= len(values):
-                raise ReproError(f"metric {where} has no row {index}")
-            return values[index]
-        return values[0] if len(values) == 1 else values
-    current = value
-    for key, position in steps:
-        try:
-            current = current[int(position)] if position is not None else current[key]
-        except (KeyError, IndexError, TypeError):
-            raise ReproError(f"metric {where} has nothing at '{xpath}'") from None
-    return current
 
 
 def flatten(value: Value, prefix: str = "") -> dict[str, Value]:
@@ -250,7 +172,7 @@ def _read(
             now = current.get(path)
             if now is not None:
                 d_type, d_xpath = now[0] or d_type, now[1] if now[1] else d_xpath
-            the_type = metric_type or d_type or guess_type(path)
+            the_type = metric_type or d_type or format_of(path)
             the_xpath = xpath if xpath is not None else d_xpath
             # None: cached at an old revision, but not in the cache here
             source: bytes | int | None = None if md5 is None else object_bytes(md5)

@@ -18,14 +18,13 @@ from typing import Any, NamedTuple
 
 from repro.errors import ReproError, UsageError
 from repro.memo import store as memo
+from repro.metrics.formats import FORMATS
 from repro.runners.spec import NETWORK_MODES, Image, Resources
 from repro.stages import fields
 from repro.stages.deps.base import Dependency
 from repro.stages.deps.kinds import KINDS
 from repro.stages.fields import Malformed
 from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
-
-METRIC_TYPES = ("json", "yaml", "csv", "tsv", "raw")
 
 
 class Metric(NamedTuple):
@@ -241,8 +240,8 @@ def _load_outs(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
                 raw_metric = {}
             raw_metric = fields.mapping(raw_metric, "metric")
             mtype = fields.optional_text(raw_metric.get("type"), "metric type")
-            if mtype is not None and mtype not in METRIC_TYPES:
-                raise Malformed(f"metric type must be one of {', '.join(METRIC_TYPES)}")
+            if mtype is not None and mtype not in FORMATS:
+                raise Malformed(f"metric type must be one of {', '.join(FORMATS)}")
             metric = Metric(mtype, fields.optional_text(raw_metric.get("xpath"), "metric xpath"))
         path = fields.to_root(stage_dir, fields.text(raw_out.get("path"), "out path"))
         outs.append(Out(path, fields.md5(raw_out.get("md5"), "out md5"), cache, metric))

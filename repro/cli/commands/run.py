@@ -11,6 +11,7 @@ from repro.cli.commands import open_project
 from repro.cli.commands.data import resolve_targets
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
+from repro.metrics.formats import format_of
 from repro.paths import from_user
 from repro.pipeline.graph import build
 from repro.pipeline.reproduce import Options, Reproduction
@@ -25,12 +26,7 @@ from repro.workspace import gitignore
 
 def _metric(path: str) -> Metric:
     """A metric's type guessed from its extension; 'metrics modify' changes it."""
-    ext = os.path.splitext(path)[1].lower().lstrip(".")
-    return Metric(
-        type={"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}.get(
-            ext, "raw"
-        )
-    )
+    return Metric(type=format_of(path))
 
 
 def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
