@@ -11,6 +11,7 @@ from repro import walk
 from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
+from repro.memo.parsed import PARSED
 from repro.paths import check_stage_paths, is_within, overlaps, real_root
 from repro.stages import stage as stage_mod
 from repro.stages.stage import Stage
@@ -130,7 +131,7 @@ class Project:
         self.warn = warn
         self.progress = progress
         _check_repro_dir(self.repro_dir)
-        stage_mod.keep_parsed_in(self.repro_dir / "tmp" / "parsed-stages")
+        PARSED.attach(root)
 
     @cached_property
     def config(self) -> Config:

@@ -142,7 +142,7 @@ def test_a_cached_metric_removed_from_the_cache_runs_the_full_command(project: P
 
 def test_a_torn_memo_is_ignored(tagged: Project) -> None:
     full, _ = _show(tagged, "-T")
-    memo = tagged.root / MEMO
+    memo = tagged.root / MEMO.file
     memo.write_bytes(memo.read_bytes()[:20])
     assert _show(tagged, "-T") == (full, False)
     assert _show(tagged, "-T") == (full, True)

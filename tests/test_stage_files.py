@@ -94,7 +94,7 @@ def test_a_command_writes_the_memo_once_however_many_files_it_parses(
     real = fsutil.write_atomic
 
     def counting(path: Path, data: bytes, mode: int | None = None) -> None:
-        writes.append(path)
+        writes.append(Path(path))
         real(path, data, mode)
 
     monkeypatch.setattr(fsutil, "write_atomic", counting)

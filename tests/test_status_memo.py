@@ -55,7 +55,7 @@ def tracked(project: Project) -> Project:
     project.ok("add", "data", "model.bin")
     project.commit("data")
     assert _status(project.root)[:2] == (0, False)  # the full status, which leaves the memo
-    assert (project.root / MEMO).is_file()
+    assert (project.root / MEMO.file).is_file()
     return project
 
 
@@ -159,7 +159,7 @@ def test_a_file_changed_this_instant_is_not_remembered(project: Project) -> None
     soon = time.time_ns() + 10 * 10**9
     os.utime(project.root / "data" / "d000" / "f00001", ns=(soon, soon))
     assert _status(project.root)[:2] == (0, False)
-    assert not (project.root / MEMO).exists()
+    assert not (project.root / MEMO.file).exists()
 
 
 def test_stages_pinned_to_an_image_are_not_remembered(project: Project) -> None:
@@ -172,7 +172,7 @@ def test_stages_pinned_to_an_image_are_not_remembered(project: Project) -> None:
     )
     stage_mod.write(project.root, stage.with_md5())
     project.repro("status")  # whatever the engine says of that image...
-    assert not (project.root / MEMO).exists()  # ...the next status must ask it again
+    assert not (project.root / MEMO.file).exists()  # ...the next status must ask it again
 
 
 def test_a_symlink_on_the_way_reaches_the_full_status(tracked: Project, tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_a_symlink_on_the_way_reaches_the_full_status(tracked: Project, tmp_path
 
 
 def test_a_torn_memo_is_ignored_and_rewritten(tracked: Project) -> None:
-    memo = tracked.root / MEMO
+    memo = tracked.root / MEMO.file
     whole = memo.read_bytes()
     for junk in (b"", b"\x00garbage", whole[: len(whole) // 2]):
         memo.write_bytes(junk)
@@ -218,4 +218,4 @@ def test_statuses_at_once_leave_one_whole_memo(tracked: Project) -> None:
     ]
     assert [run.communicate()[0].split()[-2] for run in runs] == ["0"] * 6
     assert _status(tracked.root)[:2] == (0, True)
-    assert [p.name for p in (tracked.root / MEMO).parent.iterdir() if p.suffix == ".tmp"] == []
+    assert [p.name for p in (tracked.root / MEMO.file).parent.iterdir() if p.suffix == ".tmp"] == []

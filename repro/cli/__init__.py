@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from repro import __version__
 from repro.errors import EXIT_USAGE
+from repro.memo import store as memo_store
 from repro.memo.store import NOT_ANSWERED
 
 
@@ -50,9 +51,8 @@ def _main(argv: list[str]) -> int:
     try:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:
-        # A module never imported has nothing to close or save.
-        if (stage := sys.modules.get("repro.stages.stage")) is not None:
-            stage.save_parsed()
+        memo_store.finish()
+        # A module never imported has nothing to close.
         if (state := sys.modules.get("repro.memo.state")) is not None:
             state.close_all()
         # Tells the reaper that this command is over: it sweeps what is left, and exits.

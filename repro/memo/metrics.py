@@ -14,9 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from repro import __version__
-from repro.memo import store as memo_file
-from repro.memo.store import NOT_ANSWERED
+from repro.memo.store import NOT_ANSWERED, Memo
 from repro.walk import project_root, same_stage_files
 
 TYPE_CHECKING = False  # typing itself costs the quick path an import
@@ -26,8 +24,7 @@ if TYPE_CHECKING:
     from repro.project import Project
     from repro.stages.stage import Stage
 
-MEMO = os.path.join(".repro", "tmp", "metrics-shown")
-MAGIC = f"repro {__version__} metrics-shown 1"
+MEMO = Memo("metrics-shown", 1)
 _SCOPES = {"-T": 0, "--all-tags": 0, "-a": 1, "--all-branches": 1, "--json": 2}
 _QUIET = ("-q", "--quiet")
 
@@ -58,7 +55,7 @@ def answer(argv: Sequence[str]) -> int:
     root = project_root(os.getcwd()) if how is not None else None
     if root is None:
         return NOT_ANSWERED
-    remembered = memo_file.load(os.path.join(root, MEMO), MAGIC)
+    remembered = MEMO.load(root)
     if not isinstance(remembered, dict) or how not in remembered:
         return NOT_ANSWERED
     (git_state, config, stage_bytes, outs), objects, output = remembered[how]
@@ -101,12 +98,11 @@ class Recorder:
         while the command ran."""
         if self.how is None or self.before is None or _inputs(self.project) != self.before:
             return
-        path = self.project.root / MEMO
-        remembered = memo_file.load(path, MAGIC)
+        remembered = MEMO.load(self.project.root)
         if not isinstance(remembered, dict):
             remembered = {}
         remembered[self.how] = (self.before, tuple(self.objects.items()), output)
-        memo_file.store(path, MAGIC, remembered)
+        MEMO.store(self.project.root, remembered)
 
 
 def _inputs(project: Project) -> Inputs | None:

@@ -23,10 +23,8 @@ import stat as stat_mod
 import sys
 import time
 
-from repro import __version__
 from repro.errors import ReproError
-from repro.memo import store as memo_file
-from repro.memo.store import NOT_ANSWERED
+from repro.memo.store import NOT_ANSWERED, Memo
 from repro.walk import (
     find_listing,
     project_root,
@@ -42,8 +40,7 @@ if TYPE_CHECKING:
     from repro.project import Project
     from repro.stages.stage import Stage
 
-MEMO = os.path.join(".repro", "tmp", "status-clean")
-MAGIC = f"repro {__version__} status-clean 2"
+MEMO = Memo("status-clean", 2)
 UP_TO_DATE = "Data and pipelines are up to date."
 QUIET = frozenset(("-q", "--quiet"))
 
@@ -51,7 +48,9 @@ QUIET = frozenset(("-q", "--quiet"))
 Signature = tuple[str | int | bytes, ...]
 # (stage file -> its bytes, stage file -> its outputs, path -> signature,
 #  image name -> the ID it pointed at, or None when the engine had no such image)
-Memo = tuple[dict[str, bytes], dict[str, list[str]], dict[str, Signature], dict[str, str | None]]
+Remembered = tuple[
+    dict[str, bytes], dict[str, list[str]], dict[str, Signature], dict[str, str | None]
+]
 
 
 class _Changed(Exception):
@@ -67,8 +66,7 @@ def answer(argv: Sequence[str]) -> int:
         root = project_root(os.getcwd())
         if root is None:
             return NOT_ANSWERED
-        memo_path = os.path.join(root, MEMO)
-        memo = _load(memo_path)
+        memo = _load(root)
         if memo is None:
             return NOT_ANSWERED
         stage_bytes, outs, signatures, images = memo
@@ -83,7 +81,7 @@ def answer(argv: Sequence[str]) -> int:
         for path, new in renewed.items():
             if new is not None:
                 signatures[path] = new
-        memo_file.store(memo_path, MAGIC, (stage_bytes, outs, signatures, images))
+        MEMO.store(root, (stage_bytes, outs, signatures, images))
     if not QUIET & set(argv):
         sys.stdout.write(UP_TO_DATE + "\n")
         sys.stdout.flush()
@@ -130,14 +128,14 @@ def save(
                 signatures[path] = ("f", *key)
             else:
                 return
-    memo_file.store(project.root / MEMO, MAGIC, (stage_bytes, outs, signatures, seen))
+    MEMO.store(project.root, (stage_bytes, outs, signatures, seen))
 
 
 # -- the quick side ----------------------------------------------------------------------------
 
 
-def _load(path: str) -> Memo | None:
-    memo = memo_file.load(path, MAGIC)
+def _load(root: str) -> Remembered | None:
+    memo = MEMO.load(root)
     if not isinstance(memo, tuple) or len(memo) != 4:
         return None
     if not all(isinstance(part, dict) for part in memo):

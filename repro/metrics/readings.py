@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repro.errors import ReproError
-from repro.memo import store as memo
+from repro.memo.store import Memo
 from repro.metrics.formats import Value, format_of, parse, select
 
 if TYPE_CHECKING:
@@ -66,7 +65,6 @@ def read_metrics(
     metric_type: str | None,
     xpath: str | None,
     current: Mapping[str, Any] | None = None,
-    memo_path: Path | None = None,
 ) -> list[dict[str, Reading | Missing]]:
     """For each revision, metric path → selected value (or Missing).
 
@@ -77,16 +75,14 @@ def read_metrics(
     cache by its recorded md5 (``object_bytes`` gives the bytes, None when the cache lacks
     them). Every revision's files come from git together, in a few calls.
 
-    A commit never changes, so what was read of it (asked the same way) is kept in
-    ``memo_path`` and not read again; only a revision with a metric from the cache is read
+    A commit never changes, so what was read of it (asked the same way) is kept in the
+    project's memo and not read again; only a revision with a metric from the cache is read
     each time, since a pull or a gc changes what the cache holds.
     """
     settings = tuple(sorted((path, m.type, m.xpath) for path, m in (current or {}).items()))
     asked = _Asked(tuple(paths), metric_type, xpath, settings)
     asked_key = tuple(asked)  # marshal keeps plain tuples only
-    remembered: dict[Any, Any] = {}
-    if memo_path is not None:
-        remembered = memo.load(memo_path, _MEMO_MAGIC) or {}
+    remembered: dict[Any, Any] = READINGS.load(history.root) or {}
     # By label too: a reading that fails says where ("... at v1.0").
     results: list[dict[str, Reading | Missing] | None] = [
         _decode(remembered[key]) if (key := (r.sha, r.label, asked_key)) in remembered else None
@@ -103,13 +99,13 @@ def read_metrics(
         if revision.sha is not None and not from_cache and (kept := _encode(result)) is not None:
             remembered[(revision.sha, revision.label, asked_key)] = kept
             new += 1
-    if new and memo_path is not None:
-        memo.store(memo_path, _MEMO_MAGIC, dict(list(remembered.items())[-_MEMO_LIMIT:]))
+    if new:
+        READINGS.store(history.root, remembered)
     return [result for result in results if result is not None]
 
 
-_MEMO_MAGIC = "repro-metric-readings-1"
-_MEMO_LIMIT = 4096  # (commit, label, way of asking) entries kept; the oldest go first
+# (commit, label, way of asking) -> readings; the oldest entries go first.
+READINGS = Memo("metric-readings", 1, limit=4096)
 _NOT_CACHED = "not in the cache; run 'repro pull'"
 
 

@@ -9,7 +9,6 @@ run with the same key had the same inputs).
 from __future__ import annotations
 
 import json
-import marshal
 import os
 import posixpath
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from repro.errors import ReproError, UsageError
-from repro.memo import store as memo
+from repro.memo.parsed import PARSED, NotYaml
 from repro.metrics.formats import FORMATS
 from repro.runners.spec import NETWORK_MODES, Image, Resources
 from repro.stages import fields
@@ -140,7 +139,7 @@ def write(root: Path, stage: Stage) -> None:
     text = render(stage, old_text)
     write_atomic(target, text.encode("utf-8"))
     WRITTEN[target] = text.encode("utf-8")
-    _PARSED.load(text)  # yaml is loaded already: the next command finds the file parsed
+    PARSED.load(text)  # yaml is loaded already: the next command finds the file parsed
 
 
 # Stage files this process wrote, with their bytes: while a stage runs (in parallel with
@@ -420,80 +419,11 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-class _NotYaml(Exception):
-    """Text that is not YAML; the message says where, when the parser knows."""
-
-
-class _ParsedYaml:
-    """Stage files' loaded YAML keyed by their text, in memory and in a file between commands.
-
-    A quick command such as ``status`` reads a few unchanged stage files; importing PyYAML and
-    compiling its patterns would cost more than the rest of its work. The key is the whole
-    text, so an edited file is parsed afresh whatever its mtime says.
-    """
-
-    LIMIT = 1024  # entries kept on disk; the oldest go first
-    MAGIC = "repro-parsed-yaml-1"
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Any] = {}
-        self.file: Path | None = None
-        self.dirty = False  # entries not in the file yet
-
-    def attach(self, file: Path) -> None:
-        """Keep entries in ``file`` from now on, starting from those it holds."""
-        if file == self.file:
-            return
-        self.save()  # the previous project's new entries
-        self.file = file
-        stored = memo.load(file, self.MAGIC)
-        self.entries = stored if isinstance(stored, dict) else {}
-
-    def load(self, text: str) -> Any:
-        """The YAML data of ``text``; raises _NotYaml when it is not YAML."""
-        if text in self.entries:
-            return self.entries[text]
-        import yaml
-
-        try:
-            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise _NotYaml(f" at line {mark.line + 1}" if mark is not None else "") from None
-        try:
-            marshal.dumps(data)  # YAML timestamps and the like cannot be kept: parse each time
-        except ValueError:
-            return data
-        self.entries[text] = data
-        self.dirty = True
-        return data
-
-    def save(self) -> None:
-        """Write the entries out, once per command: history parses hundreds of stage files."""
-        if self.file is None or not self.dirty:
-            return
-        self.dirty = False
-        memo.store(self.file, self.MAGIC, dict(list(self.entries.items())[-self.LIMIT :]))
-
-
-_PARSED = _ParsedYaml()
-
-
-def keep_parsed_in(file: Path) -> None:
-    """Remember parsed stage files in ``file`` (a per-machine cache under .repro/tmp)."""
-    _PARSED.attach(file)
-
-
-def save_parsed() -> None:
-    """Write out the stage files parsed since the last save (the CLI calls it on the way out)."""
-    _PARSED.save()
-
-
 def parse(path: str, text: str) -> Stage:
     """Parse a stage file's text; any problem is one ReproError naming the file."""
     try:
-        data = _PARSED.load(text)
-    except _NotYaml as exc:
+        data = PARSED.load(text)
+    except NotYaml as exc:
         raise ReproError(
             f"stage file '{path}' is not valid YAML{exc}; fix it or restore it with git checkout"
         ) from None

@@ -17,8 +17,6 @@ from repro.paths import from_user
 from repro.stages import stage as stage_mod
 from repro.stages.stage import Metric
 
-READINGS_MEMO = "metric-readings"  # in .repro/tmp: what was read of each commit
-
 
 def _paths(project: Any, raw: list[str]) -> list[str]:
     return [from_user(project.root, Path.cwd(), p, "metric") for p in raw]
@@ -66,7 +64,6 @@ def cmd_show(args: argparse.Namespace, ui: UI) -> int:
         args.type,
         args.xpath,
         current,
-        project.tmp_dir / READINGS_MEMO,
     )
     found = {
         revision.label: values
@@ -163,7 +160,6 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
         args.type,
         args.xpath,
         current,
-        project.tmp_dir / READINGS_MEMO,
     )
     rows_json: dict[str, dict[str, dict[str, Any]]] = {}
     rows = [["path", "metric", old_rev.label, new_rev.label, "change"]]
