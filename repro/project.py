@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported where first used: metrics and config need none of 
     from repro.memo.state import StateDB
     from repro.objects.store import Cache
     from repro.workspace.hashing import Hasher, Notify
+    from repro.workspace.ledger import Ledger
 
 REPRO_DIR = ".repro"
 GITIGNORE = """\
@@ -174,22 +175,38 @@ class Project:
     @cached_property
     def untracked(self) -> None:
         """Refuse, once, a repository that planted per-machine files. Every command that
-        writes, deletes or runs in the work tree opens the state db first; gc asks itself."""
+        writes, deletes or runs in the work tree opens the hash memo or the links ledger
+        first; gc asks itself."""
         check_untracked(self.root)
 
     @cached_property
     def state(self) -> StateDB:
-        from repro.memo.state import StateDB
+        """The hash memo."""
+        from repro.memo import state
+        from repro.workspace import ledger
 
         self.untracked  # noqa: B018 - checked before anything is written or deleted
         (self.repro_dir / "tmp").mkdir(exist_ok=True)
-        return StateDB(self.repro_dir / "state.db")
+        return state.StateDB(self.root / state.FILE, older=self.root / ledger.FILE)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """Which outputs repro materialised, as which objects."""
+        from repro.workspace import ledger
+
+        self.untracked  # noqa: B018 - checked before anything is written or deleted
+        return ledger.Ledger(self.root / ledger.FILE)
 
     @cached_property
     def hasher(self) -> Hasher:
         from repro.workspace.hashing import Hasher
 
-        return Hasher(self.state, notify=self.notify, progress=self.progress)
+        return Hasher(
+            self.state,
+            notify=self.notify,
+            progress=self.progress,
+            materialised=lambda label: label in self.ledger.linked(),
+        )
 
     @property
     def tmp_dir(self) -> Path:
@@ -238,10 +255,6 @@ class Project:
             if any(overlaps(path, out) for out in stage.out_paths()):
                 return stage
         return None
-
-    def close(self) -> None:
-        if "state" in self.__dict__:
-            self.state.close()
 
 
 def _paths_of(stage: Stage) -> list[tuple[str, str, bool]]:

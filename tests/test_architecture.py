@@ -16,7 +16,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "repro"
 # Lowest first. A unit (a module, or a package with everything below it unless a module of it
 # is named on its own) may import its own modules and any unit of a lower layer, never one of its
 # own layer or above. The base (layer 0) is one unit: its modules may import each other.
-BASE = ["repro.errors", "repro.fsutil", "repro.workers", "repro.walk", "repro.paths"]
+BASE = [
+    "repro.errors",
+    "repro.fsutil",
+    "repro.workers",
+    "repro.walk",
+    "repro.paths",
+    "repro.database",
+]
 LAYERS: list[list[str]] = [
     ["repro", *BASE],
     ["repro.lock", "repro.config", "repro.objects", "repro.metrics.formats"],

@@ -52,9 +52,10 @@ def _main(argv: list[str]) -> int:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:
         memo_store.finish()
-        # A module never imported has nothing to close.
-        if (state := sys.modules.get("repro.memo.state")) is not None:
-            state.close_all()
+        from repro import database
+
+        # Not at some later GC, which may come during another command of this process.
+        database.close_all()
         # Tells the reaper that this command is over: it sweeps what is left, and exits.
         if (reaper := sys.modules.get("repro.runners.docker.reaper")) is not None:
             reaper.close()

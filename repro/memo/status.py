@@ -7,7 +7,7 @@ of every stage file, and for every dependency and output its (inode, mtime, size
 folder the raw find listing of its files. The next plain ``repro status`` loads only this
 module: if the stage files are byte for byte the same and every walk is identical, nothing
 can have changed, and it says so. A few files with new mtimes but the same bytes (a ``touch``)
-still count as unchanged, as in the state db. Anything else, or any doubt, and the full
+still count as unchanged, as in the hash memo. Anything else, or any doubt, and the full
 status runs. Only what was settled (see walk.RACY_NS) is remembered.
 
 A stage pinned to an image ID is answered from here only while its image name still points
@@ -188,14 +188,14 @@ def _check(root: str, path: str, signature: Signature) -> Signature | None:
 
 def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) -> Signature | None:
     """The folder's new signature when the files whose records differ kept their bytes (as
-    the state db knows them) and are settled; None when they kept them but are too recent to
+    the hash memo knows them) and are settled; None when they kept them but are too recent to
     remember. Raises _Changed otherwise."""
     touched = touched_files(old, new)
     if touched is None:
         raise _Changed
-    from repro.memo.state import StateDB  # only now: sqlite3 is not needed when nothing moved
+    from repro.memo.state import FILE, StateDB  # only now: sqlite3 is not needed otherwise
 
-    state = StateDB(os.path.join(root, ".repro", "state.db"))
+    state = StateDB(os.path.join(root, FILE))
     try:
         hashed = []
         for rel, was, key in touched:

@@ -53,11 +53,11 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
             elif not found and before != out.md5:
                 result.changed.append(out.path)
     if prune:
-        for path, oid in sorted(project.state.linked().items()):
+        for path, oid in sorted(project.ledger.linked().items()):
             if any(overlaps(path, w) for w in wanted):
                 continue
             if not os.path.lexists(project.root / path):
-                project.state.drop_link(path)
+                project.ledger.drop(path)
                 continue
             try:
                 now = outputs.current_md5(project, path)

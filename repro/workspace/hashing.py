@@ -1,8 +1,8 @@
 """The content ids of workspace paths: md5 of a file's bytes; for a folder, the md5 of its manifest
 + ".dir" (objects/manifest.py).
 
-An unchanged file is never read twice: the state db maps (inode, mtime_ns, size) to its md5, and
-an unchanged directory is recognised from a single walk by its fingerprint.
+An unchanged file is never read twice: the hash memo (memo/state.py) maps (inode, mtime_ns,
+size) to its md5, and an unchanged directory is recognised from a single walk by its fingerprint.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ Notify = Callable[[str], None]
 
 
 class Hasher:
-    """Hashes files and directories through the state db, on every core."""
+    """Hashes files and directories through the hash memo, on every core."""
 
     def __init__(
         self,
@@ -130,13 +130,17 @@ class Hasher:
         jobs: int | None = None,
         notify: Notify | None = None,
         progress: bool = True,
+        materialised: Callable[[str], bool] = lambda _label: False,
     ) -> None:
         self.state = state
         self.jobs = jobs or workers.cores()
         self.notify = notify or (lambda _msg: None)
         self.progress = progress
+        # Whether repro put the folder it calls ``label`` in the work tree itself (its objects
+        # are then in the cache, and its first hash is behind us).
+        self.materialised = materialised
         self.files_hashed = 0  # how many files were actually read; tests watch it
-        # Hashes read by this command, racily recent ones too (the state db skips those):
+        # Hashes read by this command, racily recent ones too (the hash memo skips those):
         # a later pass of the same command must not read the file again.
         self._read: dict[FileKey, str] = {}
         # What status_memo may remember: by path, the find listing of a folder, or the key of
@@ -174,7 +178,7 @@ class Hasher:
         (or inode) but not their bytes; None when that is not so, or not cheap to tell.
 
         A ``touch``, a ``git checkout`` or an editor that saves unchanged bytes would otherwise
-        cost a state lookup for every file of the tree and a new manifest.
+        cost a memo lookup for every file of the tree and a new manifest.
         """
         previous = self.state.get_listing(label)
         if tree.listing is None or previous is None:
@@ -213,7 +217,7 @@ class Hasher:
         return md5
 
     def hash_dir(self, path: str, label: str, scanned: tuple[int, Scan] | None = None) -> DirInfo:
-        """Hash the directory at ``path``; ``label`` names it in messages and in the state db.
+        """Hash the directory at ``path``; ``label`` names it in messages and in the hash memo.
 
         ``scanned`` is (time before the walk, the walk) when the caller walked already.
         """
@@ -251,7 +255,7 @@ class Hasher:
         large = len(missing) >= LARGE_DIR_FILES
         # Once repro has committed or checked out the folder, its objects are in the cache: a
         # new hash (files copied in by a checkout, too recent to remember) is not the "once".
-        if large and label not in self.state.linked():
+        if large and not self.materialised(label):
             self.notify(f"Computing md5 for a large directory {label}. This is only done once.")
         paths = [files[i].path for i in missing]
 

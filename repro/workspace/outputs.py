@@ -38,7 +38,7 @@ def catch_in_place_edits(project: Project, path: str, now: str) -> None:
     """
     if project.link_type != "hardlink":
         return  # copies and reflinks share no inode with the cache
-    was = project.state.linked().get(path)
+    was = project.ledger.linked().get(path)
     if was is None or was == now:
         return
     cache = project.cache
@@ -70,7 +70,7 @@ def catch_edits_before_push(project: Project) -> None:
     nothing changed), so an object an in-place edit damaged is quarantined, not pushed."""
     if project.link_type != "hardlink":
         return
-    linked = project.state.linked()
+    linked = project.ledger.linked()
     for stage in project.stages():
         for out in stage.outs:
             if out.cache and out.path in linked:
@@ -104,7 +104,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     hasher = project.hasher
     if stat_mod.S_ISDIR(st.st_mode):
         if out.cache and _already_committed(project, out.path):
-            return out._replace(md5=project.state.linked()[out.path])
+            return out._replace(md5=project.ledger.linked()[out.path])
         info = hasher.hash_dir(str(full), out.path)
         if has_git_part("\0".join(rel for rel, _md5 in info.entries)):
             bad = next(rel for rel, _md5 in info.entries if has_git_part(rel))
@@ -115,7 +115,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
         catch_in_place_edits(project, out.path, info.oid)
         if out.cache:
             cache.commit_dir(full, info, hasher.link_counts)
-            project.state.put_link(out.path, info.oid)
+            project.ledger.put(out.path, info.oid)
         elif keep_copy:
             for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
                 cache.save_copy(Path(entry.path), md5)
@@ -125,7 +125,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
     catch_in_place_edits(project, out.path, md5)
     if out.cache:
         cache.commit_file(full, md5, st.st_ino, st.st_nlink)
-        project.state.put_link(out.path, md5)
+        project.ledger.put(out.path, md5)
     elif keep_copy:
         cache.save_copy(full, md5)
     return out._replace(md5=md5)
@@ -133,7 +133,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
 
 def _already_committed(project: Project, path: str) -> bool:
     """True when repro linked this folder from the cache and nothing in it changed since."""
-    linked = project.state.linked().get(path)
+    linked = project.ledger.linked().get(path)
     if linked is None:
         return False
     oid = project.hasher.dir_oid(str(project.root / path), path)
@@ -183,7 +183,7 @@ def _checkout(project: Project, path: str, oid: str, force: bool, cached: bool) 
             hasher.state.put_files([((st.st_ino, st.st_mtime_ns, st.st_size), oid)], time.time_ns())
             conflicts = []
     if not conflicts and cached:
-        project.state.put_link(path, oid)
+        project.ledger.put(path, oid)
     return conflicts
 
 
@@ -207,4 +207,4 @@ def remove(project: Project, path: str) -> None:
         shutil.rmtree(full)  # never follows a symlink inside (its fd-based walk)
     elif st is not None:
         os.unlink(full)
-    project.state.drop_link(path)
+    project.ledger.drop(path)

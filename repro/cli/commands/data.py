@@ -198,7 +198,7 @@ def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
                 if args.outs:
                     outputs.remove(project, out.path)
                 else:
-                    project.state.drop_link(out.path)
+                    project.ledger.drop(out.path)
             inside(project.root, stage.path, "stage file").unlink()
             ui.info(f"Removed stage '{stage.path}'" + (" and its outputs" if args.outs else ""))
     return 0

@@ -1,0 +1,106 @@
+"""The sqlite files of .repro (the hash memo, the links ledger), opened and written one way.
+
+A rollback journal, not WAL: reading creates no files (WAL would add -wal and -shm beside the
+db on every open), and a kill -9 mid-transaction still rolls back cleanly on the next open.
+Writers are brief, so readers rarely wait. A write that the disk refuses (a read-only
+project, a db locked for too long) is skipped: what these files hold is written again by the
+next command that learns it.
+
+Nothing is imported beyond os at first: the quick status opens the hash memo only when a
+folder it watches was touched.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+TYPE_CHECKING = False  # typing itself costs the quick status an import
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    Statement = tuple[str, Sequence[tuple[object, ...]]]  # sql, and the rows it runs over
+
+# Strong references: a db must be closed by close_all, not whenever the collector gets to it
+# (closing touches the files beside it in .repro/).
+_OPEN: set[Database] = set()
+
+
+def close_all() -> None:
+    """Close every db of this process now (the CLI does at exit), not at some later GC, which
+    might come during another command of the same process."""
+    for database in list(_OPEN):
+        database.close()
+
+
+class Database:
+    """One sqlite file with its schema; safe to share between threads of one process."""
+
+    def __init__(self, path: str | os.PathLike[str], schema: str, version: int) -> None:
+        import sqlite3
+
+        self.path = path
+        self.read_only = False  # --dry: write nothing
+        self.lock = threading.RLock()  # held around a read and what depends on it, too
+        self.conn = sqlite3.connect(os.fspath(path), timeout=30, check_same_thread=False)
+        _OPEN.add(self)
+        self.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+        self.created = False  # whether this open made the schema
+        try:
+            # fetchall, never fetchone: an unfinished statement keeps sqlite from closing.
+            if self.conn.execute("PRAGMA user_version").fetchall()[0][0] != version:
+                self.conn.executescript(schema + f"PRAGMA user_version = {version};")
+                self.created = True
+        except sqlite3.OperationalError:
+            pass  # read-only project or another process creating it at once
+
+    def read(self, sql: str, values: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return self.conn.execute(sql, values).fetchall()
+
+    def write(self, *statements: Statement) -> None:
+        """Run every (sql, rows) statement over its rows, in one transaction."""
+        if self.read_only:
+            return
+        import sqlite3
+
+        try:
+            with self.lock, self.conn:
+                for sql, rows in statements:
+                    self.conn.executemany(sql, rows)
+        except sqlite3.OperationalError:
+            pass
+
+    def adopt(self, older: str | os.PathLike[str], tables: Sequence[str]) -> None:
+        """Move the rows of ``tables`` (same schema) from the db at ``older``, which a previous
+        version of repro kept them in, into this one, and drop them there."""
+        if not os.path.exists(older):
+            return
+        import sqlite3
+
+        try:
+            with self.lock:
+                self.conn.execute("ATTACH DATABASE ? AS older", (os.fspath(older),))
+                try:
+                    there = self.conn.execute(
+                        "SELECT name FROM older.sqlite_master WHERE type = 'table'"
+                    ).fetchall()
+                    moved = [table for table in tables if (table,) in there]
+                    with self.conn:  # one transaction over both files
+                        for table in moved:
+                            self.conn.execute(
+                                f"INSERT OR IGNORE INTO {table} SELECT * FROM older.{table}"
+                            )
+                            self.conn.execute(f"DROP TABLE older.{table}")
+                        if moved:  # whoever opens it next (an older repro too) makes its schema
+                            self.conn.execute("PRAGMA older.user_version = 0")
+                finally:
+                    self.conn.execute("DETACH DATABASE older")
+        except sqlite3.OperationalError:
+            pass  # kept there: this db starts empty
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+        _OPEN.discard(self)
