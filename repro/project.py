@@ -19,7 +19,7 @@ from repro.stages.stage import Stage
 if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
     from repro.memo.state import StateDB
     from repro.objects.store import Cache
-    from repro.workspace.hashing import Hasher, Notify
+    from repro.workspace.hashing import Hasher, Notify, Observer
     from repro.workspace.ledger import Ledger
 
 REPRO_DIR = ".repro"
@@ -131,6 +131,7 @@ class Project:
         self.notify = notify
         self.warn = warn
         self.progress = progress
+        self.observer: Observer | None = None  # told what the hasher looked at (status memo)
         _check_repro_dir(self.repro_dir)
         PARSED.attach(root)
 
@@ -206,6 +207,7 @@ class Project:
             notify=self.notify,
             progress=self.progress,
             materialised=lambda label: label in self.ledger.linked(),
+            observer=self.observer,
         )
 
     @property

@@ -19,11 +19,11 @@ import os
 from repro.database import Database
 from repro.memo.store import FOLDER
 from repro.walk import FileKey as FileKey
-from repro.walk import settled
+from repro.walk import settled, touched_files
 
 TYPE_CHECKING = False  # typing would cost the quick status an import
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from repro.database import Statement
 
@@ -113,6 +113,24 @@ class StateDB:
                 for ino, mtime, size, md5 in rows:
                     self._files[ino] = (mtime, size, md5)
             self.db.write(("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows))
+
+    def touched_only(
+        self, folder: str, old: bytes, new: bytes, md5_of: Callable[[str, FileKey], str]
+    ) -> list[tuple[FileKey, str]] | None:
+        """(key now, md5) of each file whose record differs between two find listings of
+        ``folder``, when every such file kept the bytes this memo knows it by before (a
+        ``touch``, a ``git checkout``, an editor that saved the same bytes); None when any did
+        not, or the listings differ otherwise. ``md5_of(path, key now)`` hashes a file."""
+        touched = touched_files(old, new)
+        if touched is None:
+            return None
+        found = []
+        for rel, was, key in touched:
+            md5 = self.get_file(was)
+            if md5 is None or md5_of(os.path.join(folder, os.fsdecode(rel)), key) != md5:
+                return None
+            found.append((key, md5))
+        return found
 
     # -- dirs --------------------------------------------------------------------------------
     def get_dir(self, path: str, fingerprint: str) -> str | None:

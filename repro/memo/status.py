@@ -3,17 +3,21 @@
 ``repro status`` with nothing changed is the command users run most, and most of its time went
 to loading Python modules (argparse, pathlib, sqlite3, PyYAML...), not to the walk itself. So a
 clean status leaves behind, in ``.repro/tmp/status-clean``, exactly what it looked at: the bytes
-of every stage file, and for every dependency and output its (inode, mtime, size), or for a
-folder the raw find listing of its files. The next plain ``repro status`` loads only this
-module: if the stage files are byte for byte the same and every walk is identical, nothing
-can have changed, and it says so. A few files with new mtimes but the same bytes (a ``touch``)
-still count as unchanged, as in the hash memo. Anything else, or any doubt, and the full
-status runs. Only what was settled (see walk.RACY_NS) is remembered.
+of every stage file, and for every path its stages' dependencies and outputs read, its (inode,
+mtime, size), or for a folder the raw find listing of its files. The next plain ``repro status``
+loads only this module: if the stage files are byte for byte the same and every walk is
+identical, nothing can have changed, and it says so. A few files with new mtimes but the same
+bytes (a ``touch``) still count as unchanged, as in the hash memo. Anything else, or any doubt,
+and the full status runs. Only what was settled (see walk.RACY_NS) is remembered.
+
+The memo knows nothing of stages: the full status tells it what it observed (:class:`Seen`,
+:class:`Observed`). A stage that depends on something else than workspace paths is observed
+as unwatchable, and then nothing is remembered: the memo would answer "up to date" wrongly.
 
 A stage pinned to an image ID is answered from here only while its image name still points
-at the ID the full status saw: the engine is asked once per image (runners/engine.py, one HTTP
-request over its socket, without docker-py), so a retagged image is noticed at once. Without
-an engine on a unix socket, the full status runs.
+at the ID the full status saw: the engine is asked once per image (runners/docker/engine.py,
+one HTTP request over its socket, without docker-py), so a retagged image is noticed at once.
+Without an engine on a unix socket, the full status runs.
 """
 
 from __future__ import annotations
@@ -25,20 +29,14 @@ import time
 
 from repro.errors import ReproError
 from repro.memo.store import NOT_ANSWERED, Memo
-from repro.walk import (
-    find_listing,
-    project_root,
-    same_stage_files,
-    settled,
-    touched_files,
-)
+from repro.walk import find_listing, project_root, same_stage_files, settled
 
 TYPE_CHECKING = False  # typing itself costs this module's callers a few milliseconds
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
+    from pathlib import Path
 
-    from repro.project import Project
-    from repro.stages.stage import Stage
+    from repro.walk import FileKey
 
 MEMO = Memo("status-clean", 2)
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -88,47 +86,74 @@ def answer(argv: Sequence[str]) -> int:
     return 0
 
 
+# -- the full status's side --------------------------------------------------------------------
+
+
+class Seen:
+    """What the hasher observed, by full path: a settled file's key, or the find listing of a
+    settled folder (workspace/hashing.py reports each to its observer)."""
+
+    def __init__(self) -> None:
+        self.signatures: dict[str, Signature] = {}
+
+    def file(self, path: str, key: FileKey) -> None:
+        self.signatures[path] = ("f", *key)
+
+    def folder(self, path: str, listing: bytes) -> None:
+        self.signatures[path] = ("d", listing)
+
+
+class Observed:
+    """One stage as the full status judged it (a plain class: typing's NamedTuple would cost
+    the quick side an import)."""
+
+    def __init__(
+        self,
+        file: str,
+        data: bytes,
+        outs: list[str],
+        watched: list[str] | None,
+        image: str | None,
+    ) -> None:
+        self.file = file  # the stage file, relative to the root
+        self.data = data  # its bytes, which parse to the stage judged
+        self.outs = outs  # its outputs (the walk for stage files does not enter them)
+        self.watched = watched  # the workspace paths deciding it; None: something else does
+        self.image = image  # the name of the image it is pinned to by ID, if it is
+
+
 def save(
-    project: Project, stages: Iterable[Stage], images: dict[str, str | None] | None = None
+    root: Path,
+    stages: Sequence[Observed | None],
+    seen: Seen,
+    images: dict[str, str | None] | None,
 ) -> None:
-    """Remember a status that found ``stages`` (every stage of the project) up to date.
+    """Remember a status that found every stage of the project up to date.
 
-    Only what this very status looked at is written: the walks and stats the hasher made, the
-    engine's answers for image names (``images``; None when it was not asked), and stage files
-    that still parse to the stages it judged. Anything racily recent, or a pinned image whose
-    name the engine was not asked about, and nothing is remembered.
+    ``stages`` are all of them (None for one whose file changed since it was judged),
+    ``seen`` what the hasher observed, ``images`` the engine's answers for image names (None
+    when it was not asked). Anything not observed, racily recent, or not watchable, and
+    nothing is remembered.
     """
-    from repro.stages import stage as stage_mod
-
-    hasher = project.hasher
     stage_bytes: dict[str, bytes] = {}
     outs: dict[str, list[str]] = {}
     signatures: dict[str, Signature] = {}
-    seen: dict[str, str | None] = {}
+    answers: dict[str, str | None] = {}
     for stage in stages:
-        if stage.image is not None and stage.image.id:
-            if images is None or stage.image.name not in images:
-                return
-            seen[stage.image.name] = images[stage.image.name]
-        try:
-            data = (project.root / stage.path).read_bytes()
-            if stage_mod.parse(stage.path, data.decode("utf-8")) != stage:
-                return  # edited since it was judged
-        except (OSError, UnicodeDecodeError, ReproError):
+        if stage is None or stage.watched is None:
             return
-        stage_bytes[stage.path] = data
-        outs[stage.path] = stage.out_paths()
-        for path in [d.path for d in stage.deps] + stage.out_paths():
-            full = str(project.root / path)
-            listing = hasher.settled_walks.get(full)
-            key = hasher.settled_files.get(full)
-            if listing is not None:
-                signatures[path] = ("d", listing)
-            elif key is not None:
-                signatures[path] = ("f", *key)
-            else:
+        if stage.image is not None:
+            if images is None or stage.image not in images:
                 return
-    MEMO.store(project.root, (stage_bytes, outs, signatures, seen))
+            answers[stage.image] = images[stage.image]
+        stage_bytes[stage.file] = stage.data
+        outs[stage.file] = stage.outs
+        for path in stage.watched:
+            signature = seen.signatures.get(str(root / path))
+            if signature is None:
+                return
+            signatures[path] = signature
+    MEMO.store(root, (stage_bytes, outs, signatures, answers))
 
 
 # -- the quick side ----------------------------------------------------------------------------
@@ -190,32 +215,27 @@ def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) 
     """The folder's new signature when the files whose records differ kept their bytes (as
     the hash memo knows them) and are settled; None when they kept them but are too recent to
     remember. Raises _Changed otherwise."""
-    touched = touched_files(old, new)
-    if touched is None:
-        raise _Changed
     from repro.memo.state import FILE, StateDB  # only now: sqlite3 is not needed otherwise
 
     state = StateDB(os.path.join(root, FILE))
     try:
-        hashed = []
-        for rel, was, key in touched:
-            md5 = state.get_file(was)
-            if md5 is None or _file_md5(os.path.join(folder, os.fsdecode(rel))) != md5:
-                raise _Changed
-            hashed.append((key, md5))
-        if not all(settled(key[1], read_at) for key, _md5 in hashed):
+        touched = state.touched_only(folder, old, new, _file_md5)
+        if touched is None:
+            raise _Changed
+        if not all(settled(key[1], read_at) for key, _md5 in touched):
             return None
         # The new walk is remembered only with the hashes behind it: the next touch of these
         # files is looked up by the keys it holds.
-        state.put_files(hashed, read_at)
+        state.put_files(touched, read_at)
     finally:
         state.close()
     return ("d", new)
 
 
-def _file_md5(path: str) -> str:
-    """md5 of a file's bytes, as hashing.file_md5 gives it, for the few touched files."""
-    try:  # CPython's own md5: OpenSSL's takes longer to load than a small file takes to hash
+def _file_md5(path: str, _key: FileKey) -> str:
+    """md5 of a touched file's bytes, as objects/digest.py gives it. CPython's own md5:
+    OpenSSL's (hashlib's) takes longer to load than a few small files take to hash."""
+    try:
         from _md5 import md5
     except ImportError:
         from hashlib import md5

@@ -14,14 +14,14 @@ import stat as stat_mod
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from repro import workers
 from repro.errors import ReproError
 from repro.memo.state import FileKey, StateDB, file_key
 from repro.objects.digest import bytes_md5, file_md5, file_md5_links
 from repro.objects.manifest import manifest_bytes
-from repro.walk import find_listing, mtime_ns, records, settled, touched_files
+from repro.walk import find_listing, mtime_ns, records, settled
 
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
 LARGE_DIR_FILES = 200
@@ -121,6 +121,15 @@ def walk_files(root: str) -> list[FileEntry]:
 Notify = Callable[[str], None]
 
 
+class Observer(Protocol):
+    """Told what the hasher looked at and found settled (see walk.RACY_NS), by full path: the
+    status memo (memo/status.py) remembers it."""
+
+    def file(self, path: str, key: FileKey) -> None: ...
+
+    def folder(self, path: str, listing: bytes) -> None: ...
+
+
 class Hasher:
     """Hashes files and directories through the hash memo, on every core."""
 
@@ -131,6 +140,7 @@ class Hasher:
         notify: Notify | None = None,
         progress: bool = True,
         materialised: Callable[[str], bool] = lambda _label: False,
+        observer: Observer | None = None,
     ) -> None:
         self.state = state
         self.jobs = jobs or workers.cores()
@@ -139,14 +149,11 @@ class Hasher:
         # Whether repro put the folder it calls ``label`` in the work tree itself (its objects
         # are then in the cache, and its first hash is behind us).
         self.materialised = materialised
+        self.observer = observer
         self.files_hashed = 0  # how many files were actually read; tests watch it
         # Hashes read by this command, racily recent ones too (the hash memo skips those):
         # a later pass of the same command must not read the file again.
         self._read: dict[FileKey, str] = {}
-        # What status_memo may remember: by path, the find listing of a folder, or the key of
-        # a file, that this command hashed (or found remembered) and that is settled.
-        self.settled_walks: dict[str, bytes] = {}
-        self.settled_files: dict[str, FileKey] = {}
         # Whether a file this command read had other hardlinks (1 or 2 for "more"), seen by
         # the fstat of its read: a commit then needs no lstat of its own.
         self.link_counts: dict[str, int] = {}
@@ -154,9 +161,9 @@ class Hasher:
     def hash_file(self, path: str, st: os.stat_result | None = None) -> str:
         key = file_key(st or os.stat(path))
         read_at = time.time_ns()
-        md5 = self._hash_entry(FileEntry(path, path, key), read_at)
-        if settled(key[1], read_at):
-            self.settled_files[path] = key
+        md5 = self._hash_entry(path, key, read_at)
+        if settled(key[1], read_at) and self.observer is not None:
+            self.observer.file(path, key)
         return md5
 
     def dir_oid(self, path: str, label: str) -> str:
@@ -165,8 +172,7 @@ class Hasher:
         tree = Scan(path)
         known = self.state.get_dir(label, tree.fingerprint)
         if known is not None:  # remembered only when settled
-            if tree.listing is not None:
-                self.settled_walks[path] = tree.listing
+            self._observe(tree)
             return known
         known = self._only_touched(tree, label, read_at)
         if known is not None:
@@ -184,36 +190,39 @@ class Hasher:
         if tree.listing is None or previous is None:
             return None
         oid, old_listing = previous
-        touched = touched_files(old_listing, tree.listing)
+        touched = self.state.touched_only(
+            tree.root,
+            old_listing,
+            tree.listing,
+            lambda path, key: self._hash_entry(path, key, read_at),
+        )
         if touched is None:
             return None
-        for rel, was, key in touched:
-            relpath = os.fsdecode(rel)
-            md5 = self.state.get_file(was)
-            entry = FileEntry(relpath, os.path.join(tree.root, relpath), key)
-            if md5 is None or self._hash_entry(entry, read_at) != md5:
-                return None
-        if all(settled(key[1], read_at) for _rel, _was, key in touched):
+        if all(settled(key[1], read_at) for key, _md5 in touched):
             self._put_dir(label, tree, oid)
         return oid
 
     def _put_dir(self, label: str, tree: Scan, oid: str) -> None:
         self.state.put_dir(label, tree.fingerprint, oid, tree.listing)
-        if tree.listing is not None:
-            self.settled_walks[tree.root] = tree.listing
+        self._observe(tree)
 
-    def _hash_entry(self, entry: FileEntry, read_at: int) -> str:
-        """The md5 of one file, looked at (stat, or a walk) at ``read_at``.
+    def _observe(self, tree: Scan) -> None:
+        """Tell the observer of a settled walk (a Python walk has no listing to tell)."""
+        if tree.listing is not None and self.observer is not None:
+            self.observer.folder(tree.root, tree.listing)
+
+    def _hash_entry(self, path: str, key: FileKey, read_at: int) -> str:
+        """The md5 of the file at ``path``, looked at (stat, or a walk) at ``read_at``.
 
         The hash is remembered only if a walk made then could be: a row without its listing
         would make the next comparison with that listing miss.
         """
-        known = self._read.get(entry.key) or self.state.get_file(entry.key)
+        known = self._read.get(key) or self.state.get_file(key)
         if known is not None:
             return known
-        md5 = self._read[entry.key] = file_md5(entry.path)
+        md5 = self._read[key] = file_md5(path)
         self.files_hashed += 1
-        self.state.put_files([(entry.key, md5)], read_at)
+        self.state.put_files([(key, md5)], read_at)
         return md5
 
     def hash_dir(self, path: str, label: str, scanned: tuple[int, Scan] | None = None) -> DirInfo:

@@ -95,13 +95,17 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     images: dict[str, str | None] = {}  # what the engine answered, for the memo
     if any(s.image is not None and s.image.id for s in chosen):
         resolver = _image_resolver(project, ui, images)
+    seen = status_memo.Seen()
+    project.observer = seen
     report: dict[str, list[str]] = {}
     for stage in chosen:
         changes = stage_changes(project, stage, resolver)
         if changes:
             report[stage.path] = [c.message for c in changes]
-    if not report and not args.targets:
-        status_memo.save(project, stages, images if resolver is not None else None)
+    if not report and not args.targets:  # every stage judged up to date: the memo may say so
+        project.untracked  # noqa: B018 - planted memos are refused before one is written
+        observed = [_observed(project, stage) for stage in stages]
+        status_memo.save(project.root, observed, seen, images if resolver is not None else None)
     if args.json:
         ui.out(json.dumps(report, indent=2, sort_keys=True))
     elif not report:
@@ -113,6 +117,32 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
             for reason in reasons:
                 ui.out(f"\t{reason}")
     return 1 if report else 0
+
+
+def watched_paths(stage: Stage) -> list[str] | None:
+    """The workspace paths whose bytes decide whether ``stage`` is up to date: what each of its
+    dependencies watches (stages/deps/base.py), and its outputs; all the status memo watches
+    of it. None when a dependency's value does not follow from files alone: the memo, blind
+    to it, would answer "up to date" wrongly."""
+    paths: list[str] = []
+    for dep in stage.deps:
+        watched = dep.watched()
+        if watched is None:
+            return None
+        paths.extend(watched)
+    return paths + stage.out_paths()
+
+
+def _observed(project: Project, stage: Stage) -> status_memo.Observed | None:
+    """``stage`` as the status memo keeps it; None when its file changed since it was judged."""
+    try:
+        data = (project.root / stage.path).read_bytes()
+        if stage_mod.parse(stage.path, data.decode("utf-8")) != stage:
+            return None
+    except (OSError, UnicodeDecodeError, ReproError):
+        return None
+    pinned = stage.image.name if stage.image is not None and stage.image.id else None
+    return status_memo.Observed(stage.path, data, stage.out_paths(), watched_paths(stage), pinned)
 
 
 def _image_resolver(
