@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import Project
 
-from repro.memo.metrics import MEMO, asked
+from repro.memo.metrics import MEMO, eligible
 
 # Whether git ran tells the memo's answer from the full command's.
 PROBE = (
@@ -149,13 +149,13 @@ def test_a_torn_memo_is_ignored(tagged: Project) -> None:
 
 
 def test_only_scope_flags_are_answered() -> None:
-    assert asked(["metrics", "show", "-T"]) == (True, False, False)
-    assert asked(["-q", "metrics", "show", "--all-branches", "--json"]) == (False, True, True)
-    assert asked(["metrics", "show"]) is None
-    assert asked(["metrics", "show", "-Ta"]) is None
-    assert asked(["metrics", "show", "-T", "--all-commits"]) is None
-    assert asked(["metrics", "diff", "-T"]) is None
-    assert asked(["metrics", "show", "-T", "m.json"]) is None
+    assert eligible(["metrics", "show", "-T"]) == (True, False, False)
+    assert eligible(["-q", "metrics", "show", "--all-branches", "--json"]) == (False, True, True)
+    assert eligible(["metrics", "show"]) is None
+    assert eligible(["metrics", "show", "-Ta"]) is None
+    assert eligible(["metrics", "show", "-T", "--all-commits"]) is None
+    assert eligible(["metrics", "diff", "-T"]) is None
+    assert eligible(["metrics", "show", "-T", "m.json"]) is None
 
 
 def test_commits_read_once_are_not_read_again(tagged: Project, tmp_path: Path) -> None:

@@ -36,12 +36,12 @@ def _main(argv: list[str]) -> int:
         return code
     from repro.cli.parser import COMMANDS, build_parser
 
-    # Global options take no values: the first other word names the command. Only its parser
-    # is built; help, and a word that names no command, need them all.
-    command = next((word for word in argv if not word.startswith("-")), "")
+    # Only the command's parser is built; help, and a word that names no command, need them all.
+    command = _command(argv)
     wanted = None if {"-h", "--help"} & set(argv) and not command else command
     parser = build_parser(wanted if wanted in COMMANDS or wanted == "" else None)
     args = parser.parse_args(argv)
+    args.argv = tuple(argv)  # as typed: a memo tells from it whether it may answer it next time
     if getattr(args, "quiet", False) and getattr(args, "verbose", False):  # one before the command
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     ui = UI(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
@@ -64,13 +64,23 @@ def _main(argv: list[str]) -> int:
 def _quick_answer(argv: list[str]) -> int:
     """A status that finds nothing changed, and metrics of tags or branches that did not move,
     are answered from memos before argparse and most of repro are even imported."""
-    if "status" in argv:
-        from repro.memo.status import answer
-    elif "metrics" in argv:
-        from repro.memo.metrics import answer
-    else:
-        return NOT_ANSWERED
-    return answer(argv)
+    command = _command(argv)
+    if command == "status":
+        from repro.memo import status
+
+        quiet = status.eligible(argv)
+        return NOT_ANSWERED if quiet is None else status.answer(quiet)
+    if command == "metrics":
+        from repro.memo import metrics
+
+        how = metrics.eligible(argv)
+        return NOT_ANSWERED if how is None else metrics.answer(how)
+    return NOT_ANSWERED
+
+
+def _command(argv: list[str]) -> str:
+    """The command ``argv`` names: global options take no values, so its first other word."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,8 +35,9 @@ GitState = tuple[tuple[str, bytes], ...]  # (file below .git, its bytes)
 Inputs = tuple[GitState, tuple[bytes, ...], dict[str, bytes], dict[str, list[str]]]
 
 
-def asked(argv: Sequence[str]) -> Asked | None:
-    """How ``metrics show`` was asked, when only -T/-a/--json (and -q) were given."""
+def eligible(argv: Sequence[str]) -> Asked | None:
+    """How ``metrics show`` was asked, when the memo may answer it: only -T/-a/--json (and
+    -q) were given; None otherwise."""
     if [word for word in argv if not word.startswith("-")] != ["metrics", "show"]:
         return None
     flags = [False, False, False]
@@ -48,11 +49,10 @@ def asked(argv: Sequence[str]) -> Asked | None:
     return (flags[0], flags[1], flags[2]) if flags[0] or flags[1] else None
 
 
-def answer(argv: Sequence[str]) -> int:
+def answer(how: Asked) -> int:
     """Print what the last run asked the same way printed, when none of its inputs changed;
     NOT_ANSWERED when the full command must run."""
-    how = asked(argv)
-    root = project_root(os.getcwd()) if how is not None else None
+    root = project_root(os.getcwd())
     if root is None:
         return NOT_ANSWERED
     remembered = MEMO.load(root)

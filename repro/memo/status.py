@@ -51,15 +51,21 @@ Remembered = tuple[
 ]
 
 
+def eligible(argv: Sequence[str]) -> bool | None:
+    """Whether ``argv`` asks for a status the memo may answer: None when not (any other
+    argument), else whether it was asked quietly."""
+    if argv.count("status") != 1 or not set(argv) - {"status"} <= QUIET:
+        return None
+    return bool(QUIET & set(argv))
+
+
 class _Changed(Exception):
     """Something differs from the memo: the full status decides."""
 
 
-def answer(argv: Sequence[str]) -> int:
-    """The exit code of ``repro status [-q]`` when the memo shows nothing changed; NOT_ANSWERED
-    when the full status must run (other arguments, no memo, anything changed or in doubt)."""
-    if argv.count("status") != 1 or not set(argv) - {"status"} <= QUIET:
-        return NOT_ANSWERED
+def answer(quiet: bool) -> int:
+    """The exit code of a status the memo shows nothing changed for; NOT_ANSWERED when the
+    full status must run (no memo, anything changed or in doubt)."""
     try:
         root = project_root(os.getcwd())
         if root is None:
@@ -80,7 +86,7 @@ def answer(argv: Sequence[str]) -> int:
             if new is not None:
                 signatures[path] = new
         MEMO.store(root, (stage_bytes, outs, signatures, images))
-    if not QUIET & set(argv):
+    if not quiet:
         sys.stdout.write(UP_TO_DATE + "\n")
         sys.stdout.flush()
     return 0

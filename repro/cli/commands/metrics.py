@@ -11,7 +11,7 @@ from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError
 from repro.history.revisions import WORKSPACE, History, Revision
-from repro.memo.metrics import Recorder
+from repro.memo import metrics as metrics_memo
 from repro.metrics.readings import Missing, Reading, read_metrics
 from repro.paths import from_user
 from repro.stages import stage as stage_mod
@@ -43,11 +43,7 @@ def table(rows: list[list[str]]) -> str:
 def cmd_show(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     history = History(project.root)
-    # What metrics_memo can answer next time: -T/-a alone, and no other way of asking.
-    scoped = (args.all_tags or args.all_branches) and not (
-        args.all_commits or args.paths or args.type or args.xpath
-    )
-    recorder = Recorder(project, (args.all_tags, args.all_branches, args.json) if scoped else None)
+    recorder = metrics_memo.Recorder(project, metrics_memo.eligible(args.argv))
     if args.all_branches or args.all_tags or args.all_commits:
         revisions = history.revisions(args.all_branches, args.all_tags, args.all_commits)
         if not revisions:
@@ -154,7 +150,7 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
     current = _current_settings(project)
     old, new = read_metrics(
         history,
-        Recorder(project, None).object_bytes,
+        metrics_memo.Recorder(project, None).object_bytes,
         [old_rev, new_rev],
         paths,
         args.type,
