@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from repro.cli.commands import open_project
@@ -31,7 +32,7 @@ def resolve_targets(project: Project, stages: list[Stage], targets: list[str]) -
     by_path = {s.path: s for s in stages}
     chosen: dict[str, Stage] = {}
     for target in targets:
-        rel = from_user(project.root, Path.cwd(), target, "target")
+        rel = _relative(project, target, "target")
         for name in (rel, rel + STAGE_SUFFIX):
             if name in by_path:
                 chosen[name] = by_path[name]
@@ -53,12 +54,23 @@ def _add_owners(stages: list[Stage], target: str, rel: str, chosen: dict[str, St
         chosen[owner.path] = owner
 
 
-def cmd_add(args: argparse.Namespace, ui: UI) -> int:
+@contextmanager
+def _locked(args: argparse.Namespace, ui: UI) -> Iterator[tuple[Project, list[Stage]]]:
+    """The project and its stages, under the project's lock (waited for with --wait)."""
     project = open_project(ui)
     with project.lock(args.wait):
-        stages = project.stages()
+        yield project, project.stages()
+
+
+def _relative(project: Project, raw: str, what: str) -> str:
+    """A path the user gave (relative to the current folder), relative to the root."""
+    return from_user(project.root, Path.cwd(), raw, what)
+
+
+def cmd_add(args: argparse.Namespace, ui: UI) -> int:
+    with _locked(args, ui) as (project, stages):
         for raw in args.paths:
-            rel = from_user(project.root, Path.cwd(), raw, "path")
+            rel = _relative(project, raw, "path")
             if rel.endswith(STAGE_SUFFIX):
                 raise ReproError(f"'{raw}' is a stage file; add the data it names instead")
             stage_path = rel + STAGE_SUFFIX
@@ -167,9 +179,7 @@ def _image_resolver(
 
 
 def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:
-    project = open_project(ui)
-    with project.lock(args.wait):
-        stages = project.stages()
+    with _locked(args, ui) as (project, stages):
         build(stages)
         chosen = resolve_targets(project, stages, args.targets)
         result = checkout(project, chosen, force=args.force, prune=not args.targets)
@@ -190,9 +200,7 @@ def cmd_checkout(args: argparse.Namespace, ui: UI) -> int:
 def cmd_commit(args: argparse.Namespace, ui: UI) -> int:
     from repro.pipeline.reproduce import commit
 
-    project = open_project(ui)
-    with project.lock(args.wait):
-        stages = project.stages()
+    with _locked(args, ui) as (project, stages):
         build(stages)
         for stage in resolve_targets(project, stages, args.targets):
             commit(project, stage)
@@ -203,7 +211,7 @@ def cmd_commit(args: argparse.Namespace, ui: UI) -> int:
 def cmd_unprotect(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     for raw in args.paths:
-        rel = from_user(project.root, Path.cwd(), raw, "path")
+        rel = _relative(project, raw, "path")
         full = inside(project.root, rel, "path")
         if not os.path.lexists(full):
             raise ReproError(f"'{raw}' does not exist")
@@ -213,11 +221,9 @@ def cmd_unprotect(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
-    project = open_project(ui)
-    with project.lock(args.wait):
-        stages = project.stages()
+    with _locked(args, ui) as (project, stages):
         for target in args.targets:
-            rel = from_user(project.root, Path.cwd(), target, "stage")
+            rel = _relative(project, target, "stage")
             matches = [s for s in stages if s.path == rel]
             if not matches:
                 raise ReproError(f"'{target}' is not a stage file")
