@@ -1,7 +1,7 @@
 """Walking the work tree: tracked folders with GNU find, and the project's stage files.
 
 Nothing beyond ``os`` is imported here: a status that finds nothing changed runs this module
-before argparse and the rest of repro are loaded (see status_memo.py).
+before argparse and the rest of repro are loaded (see memo/status.py).
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ A memo is only a cache, and every memo follows the same rules:
 - One that grows by entries keeps its newest ``limit`` of them.
 - What a command learnt in memory is written once, at the end (:func:`when_done`).
 
-The hash memo (memo/state.py) is the one exception to the marshal files: an sqlite db, since
-it is looked up file by file across tens of thousands of rows and updated a few at a time.
+The hash memo (memo/state.py) is the one exception: an sqlite db, since it is looked up file
+by file across tens of thousands of rows and updated a few at a time, and versioned by its
+format alone, since no repro version hashes a file differently and rebuilding it means
+reading every tracked byte again.
 
 Only os and marshal are imported: the quick status reads its memo before the rest of repro
 loads.
