@@ -3,16 +3,14 @@
 A rollback journal, not WAL: reading creates no files (WAL would add -wal and -shm beside the
 db on every open), and a kill -9 mid-transaction still rolls back cleanly on the next open.
 Writers are brief, so readers rarely wait. A write that the disk refuses (a read-only
-project, a db locked for too long) is skipped: what these files hold is written again by the
-next command that learns it.
-
-Nothing is imported beyond os at first: the quick status opens the hash memo only when a
-folder it watches was touched.
+project, a db locked for too long) is skipped: the hash memo learns it again, and a link the
+ledger misses only makes checkout keep that output where it would have removed it.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 
 TYPE_CHECKING = False  # typing itself costs the quick status an import
@@ -22,29 +20,15 @@ if TYPE_CHECKING:
 
     Statement = tuple[str, Sequence[tuple[object, ...]]]  # sql, and the rows it runs over
 
-# Strong references: a db must be closed by close_all, not whenever the collector gets to it
-# (closing touches the files beside it in .repro/).
-_OPEN: set[Database] = set()
-
-
-def close_all() -> None:
-    """Close every db of this process now (the CLI does at exit), not at some later GC, which
-    might come during another command of the same process."""
-    for database in list(_OPEN):
-        database.close()
-
 
 class Database:
     """One sqlite file with its schema; safe to share between threads of one process."""
 
     def __init__(self, path: str | os.PathLike[str], schema: str, version: int) -> None:
-        import sqlite3
-
         self.path = path
         self.read_only = False  # --dry: write nothing
         self.lock = threading.RLock()  # held around a read and what depends on it, too
         self.conn = sqlite3.connect(os.fspath(path), timeout=30, check_same_thread=False)
-        _OPEN.add(self)
         self.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
         self.created = False  # whether this open made the schema
         try:
@@ -63,8 +47,6 @@ class Database:
         """Run every (sql, rows) statement over its rows, in one transaction."""
         if self.read_only:
             return
-        import sqlite3
-
         try:
             with self.lock, self.conn:
                 for sql, rows in statements:
@@ -77,8 +59,6 @@ class Database:
         version of repro kept them in, into this one, and drop them there."""
         if not os.path.exists(older):
             return
-        import sqlite3
-
         try:
             with self.lock:
                 self.conn.execute("ATTACH DATABASE ? AS older", (os.fspath(older),))
@@ -103,4 +83,3 @@ class Database:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
-        _OPEN.discard(self)

@@ -12,6 +12,7 @@ from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
 from repro.memo.parsed import PARSED
+from repro.memo.store import when_done
 from repro.paths import check_stage_paths, is_within, overlaps, real_root
 from repro.stages import stage as stage_mod
 from repro.stages.stage import Stage
@@ -188,7 +189,9 @@ class Project:
 
         self.untracked  # noqa: B018 - checked before anything is written or deleted
         (self.repro_dir / "tmp").mkdir(exist_ok=True)
-        return state.StateDB(self.root / state.FILE, older=self.root / ledger.FILE)
+        memo = state.StateDB(self.root / state.FILE, older=self.root / ledger.FILE)
+        when_done(memo.close)
+        return memo
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -196,7 +199,9 @@ class Project:
         from repro.workspace import ledger
 
         self.untracked  # noqa: B018 - checked before anything is written or deleted
-        return ledger.Ledger(self.root / ledger.FILE)
+        links = ledger.Ledger(self.root / ledger.FILE)
+        when_done(links.close)
+        return links
 
     @cached_property
     def hasher(self) -> Hasher:

@@ -52,10 +52,6 @@ def _main(argv: list[str]) -> int:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:
         memo_store.finish()
-        from repro import database
-
-        # Not at some later GC, which may come during another command of this process.
-        database.close_all()
         # Tells the reaper that this command is over: it sweeps what is left, and exits.
         if (reaper := sys.modules.get("repro.runners.docker.reaper")) is not None:
             reaper.close()
