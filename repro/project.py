@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # imported where first used: metrics and config need none of 
     from repro.workspace.ledger import Ledger
 
 REPRO_DIR = ".repro"
+# In .repro: the links ledger (workspace/ledger.py), where the hash memo's rows were kept too
+# before they moved to .repro/tmp.
+LEDGER_FILE = "state.db"
 GITIGNORE = """\
 # Everything here but config is per machine.
 /config.local
@@ -185,11 +188,10 @@ class Project:
     def state(self) -> StateDB:
         """The hash memo."""
         from repro.memo import state
-        from repro.workspace import ledger
 
         self.untracked  # noqa: B018 - checked before anything is written or deleted
         (self.repro_dir / "tmp").mkdir(exist_ok=True)
-        memo = state.StateDB(self.root / state.FILE, older=self.root / ledger.FILE)
+        memo = state.StateDB(self.root / state.FILE, older=self.repro_dir / LEDGER_FILE)
         when_done(memo.close)
         return memo
 
@@ -199,7 +201,7 @@ class Project:
         from repro.workspace import ledger
 
         self.untracked  # noqa: B018 - checked before anything is written or deleted
-        links = ledger.Ledger(self.root / ledger.FILE)
+        links = ledger.Ledger(self.repro_dir / LEDGER_FILE)
         when_done(links.close)
         return links
 

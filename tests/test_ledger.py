@@ -10,6 +10,7 @@ from pathlib import Path
 from helpers import OLD_NS, Project, make_tree
 
 from repro.memo import state as memo_state
+from repro.project import LEDGER_FILE
 from repro.workspace import ledger
 
 
@@ -35,7 +36,7 @@ PRAGMA user_version = 2;
 
 
 def test_a_state_db_of_an_earlier_repro_keeps_its_links_and_its_hashes(tmp_path: Path) -> None:
-    older = tmp_path / ledger.FILE
+    older = tmp_path / ".repro" / LEDGER_FILE
     older.parent.mkdir(parents=True)
     with sqlite3.connect(older) as conn:
         conn.executescript(OLD_SCHEMA)

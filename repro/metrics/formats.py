@@ -23,7 +23,7 @@ Value = Any  # a number, string, list or mapping parsed from a metric file
 FORMATS = ("json", "yaml", "csv", "tsv", "raw")
 _BY_EXTENSION = {"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "tsv": "tsv"}
 _TABLES = ("csv", "tsv")
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_STEP = r"([^.\[\]]+)|\[(\d+)\]"  # compiled on first use: the stage loader imports this module
 
 
 def format_of(path: str) -> str:
@@ -71,7 +71,7 @@ def select(value: Value, xpath: str | None, metric_type: str, where: str) -> Val
     """The part of ``value`` that ``xpath`` names; the whole value without one."""
     if not xpath:
         return value
-    steps = [(m.group(1), m.group(2)) for m in _STEP.finditer(xpath)]
+    steps = [(m.group(1), m.group(2)) for m in re.finditer(_STEP, xpath)]
     if not steps:
         raise ReproError(f"xpath '{xpath}' is empty; use e.g. acc or train.loss")
     if metric_type in _TABLES:

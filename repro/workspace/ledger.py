@@ -14,8 +14,6 @@ import os
 
 from repro.database import Database
 
-FILE = os.path.join(".repro", "state.db")  # relative to the project's root
-
 # Version 2 had the hash memo's tables here too (memo/state.py moves them out).
 VERSION = 3
 _SCHEMA = "CREATE TABLE IF NOT EXISTS links (path TEXT PRIMARY KEY, oid TEXT NOT NULL);"
