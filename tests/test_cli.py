@@ -63,9 +63,7 @@ def test_version_and_unknown_commands(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_version_is_answered_without_argparse() -> None:
-    probe = (
-        "import sys; from repro.cli import main; main(['--version']); print(list(sys.modules))"
-    )
+    probe = "import sys; from repro.cli import main; main(['--version']); print(list(sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     version, modules = done.stdout.splitlines()
     assert version == f"repro {__version__}"

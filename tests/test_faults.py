@@ -1,4 +1,5 @@
-"""kill -9 at any instant, two writers at once: nothing committed is lost, the next command works."""
+"""kill -9 at any instant, two writers at once: nothing committed is lost, the next command
+works."""
 
 from __future__ import annotations
 

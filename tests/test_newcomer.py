@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -216,10 +217,8 @@ def test_pull_images_tags_the_recorded_name(
         assert docker_client.images.get(taken).id != image_id
     finally:
         for ref in (name, taken):
-            try:
+            with contextlib.suppress(Exception):
                 docker_client.images.remove(ref, force=True)
-            except Exception:  # noqa: BLE001
-                pass
 
 
 @pytest.fixture

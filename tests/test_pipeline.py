@@ -15,7 +15,10 @@ from helpers import TEST_IMAGE, Project, build_busybox_image, start_stage
 
 pytestmark = pytest.mark.docker
 
-LOAD = "mkdir -p data && cp config/load.json data/config && seq 1 $(cat config/load.json) > data/numbers"
+LOAD = (
+    "mkdir -p data && cp config/load.json data/config && seq 1 $(cat config/load.json) "
+    "> data/numbers"
+)
 TRAIN = "mkdir -p model && cat data/numbers config/train.json | md5sum > model/model.bin"
 EVALUATE = 'echo "{\\"acc\\": $(wc -l < data/numbers), \\"loss\\": 1}" > model/metrics.json'
 
@@ -171,7 +174,8 @@ def test_stage_is_isolated(docker_project: Project) -> None:
         "(touch .repro/evil) 2>/dev/null && echo repro-writable >> out/escapes; "
         "(echo x >> in.txt) 2>/dev/null && echo dep-writable >> out/escapes; "
         "(chmod 666 in.txt) 2>/dev/null && echo dep-chmod >> out/escapes; "
-        "(chmod 666 other.txt && echo x >> other.txt) 2>/dev/null && echo out-writable >> out/escapes; "
+        "(chmod 666 other.txt && echo x >> other.txt) 2>/dev/null "
+        "&& echo out-writable >> out/escapes; "
         "(rm -f other.txt) 2>/dev/null; test -e other.txt || echo out-removed >> out/escapes; "
         "id -u > out/uid; touch out/done"
     )
@@ -410,7 +414,10 @@ def test_pipeline_show_and_list(docker_project: Project) -> None:
 
 def test_resources_reach_the_engine(docker_project: Project) -> None:
     project = docker_project
-    limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+    limit = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+        "|| cat /sys/fs/cgroup/memory.max"
+    )
     project.ok(
         "run", "--memory", "64m", "--cpus", "0.5", "-o", "limit.txt", f"({limit}) > limit.txt"
     )
