@@ -1,8 +1,15 @@
-"""Atomic file writes: a temp name beside the target, then rename, so a kill leaves old or new."""
+"""Atomic file writes: a temp name beside the target, then rename, so a kill leaves old or new.
+
+Two kinds of temp name. Beside a file of the user's, ``.NAME.PID.RANDOM.tmp`` (``tmp_name``)
+tells a human whose it is. Among objects (in the cache, on a folder or SSH remote), every temp
+name starts with TEMP_PREFIX (``temp_name``), so that listings pass over what a killed process
+left (``is_temp``).
+"""
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 
 COPY_CHUNK = 1 << 30  # per kernel copy call: large, the kernel copies in its own steps
@@ -43,6 +50,30 @@ def _hidden(name: str) -> str:
         # to the same bytes: the name stays what the filesystem is given.
         name = os.fsdecode(raw[:room])
     return f".{name}{suffix}"
+
+
+# What a temp name among objects starts with: no object id does.
+TEMP_PREFIX = ".repro-tmp-"
+
+_temp_tag: tuple[int, str] = (0, "")  # (pid, random tag drawn by that process)
+_temp_numbers = itertools.count()
+
+
+def temp_name(name: str) -> str:
+    """A unique sibling name for writing ``name`` before the atomic rename.
+
+    Unique across hosts sharing a remote and across forked workers (a random tag drawn once
+    per process), and within a process (a counter): no uuid per object.
+    """
+    global _temp_tag
+    pid = os.getpid()
+    if _temp_tag[0] != pid:
+        _temp_tag = (pid, os.urandom(8).hex())
+    return f"{TEMP_PREFIX}{_temp_tag[1]}-{next(_temp_numbers)}-{name}"
+
+
+def is_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX)
 
 
 def staging_name(prefix: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import os
 import re
 import sys
@@ -24,7 +23,7 @@ from typing import NamedTuple, TypeVar
 
 from repro import workers
 from repro.errors import CorruptObjectError, RemoteError, ReproError
-from repro.fsutil import build_aside, remove_dead_stagings, staging_name
+from repro.fsutil import TEMP_PREFIX, build_aside, remove_dead_stagings, staging_name, temp_name
 from repro.objects.manifest import parse_manifest
 from repro.objects.store import held_objects
 
@@ -36,9 +35,7 @@ if TYPE_CHECKING:
 BATCH = 64
 OBJECTS_PREFIX = "files/md5/"
 MANIFEST_SUFFIX = ".dir"
-# Partial downloads live beside their final name (same filesystem, so os.replace is atomic).
-CACHE_TEMP_PREFIX = ".repro-tmp-"
-FOLDER_STAGING = ".repro-tmp-folder-"  # a cache folder being fetched (fsutil.staging_name)
+FOLDER_STAGING = TEMP_PREFIX + "folder-"  # a cache folder being fetched (fsutil.staging_name)
 _OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
 
 
@@ -328,9 +325,6 @@ def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
     return size
 
 
-_temp_numbers = itertools.count()
-
-
 def _download(
     remote: Remote,
     cache_dir: Path,
@@ -351,8 +345,8 @@ def _download(
         tmp = target
     else:
         os.makedirs(folder, exist_ok=True)
-        # Unique per process and call: forked workers share no counter, but never a pid.
-        tmp = f"{folder}/{CACHE_TEMP_PREFIX}{os.getpid()}-{next(_temp_numbers)}-{name}"
+        # Beside the target: the same filesystem, so os.replace is atomic.
+        tmp = f"{folder}/{temp_name(name)}"
     placed = False
     try:
         if remote.get(key, tmp) != object_id.removesuffix(MANIFEST_SUFFIX):

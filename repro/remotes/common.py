@@ -1,10 +1,8 @@
-"""Helpers the backends share: key checks, temp names, retries and the bulk existence
-strategy."""
+"""Helpers the backends share: key checks, refusals, retries and the bulk existence
+strategy. Temp names for uploads are fsutil's (``temp_name``, ``is_temp``)."""
 
 from __future__ import annotations
 
-import itertools
-import os
 import posixpath
 import stat
 from collections.abc import Callable, Iterable
@@ -22,8 +20,6 @@ FEW_KEYS = 64
 LIST_WORKERS = 8
 # files/md5/XX/: two hex digits of fan-out.
 FANOUT = 256
-# Interrupted uploads may leave these behind; listings never report them as keys.
-TEMP_PREFIX = ".repro-tmp-"
 
 
 def check_key(key: str) -> str:
@@ -41,27 +37,6 @@ def folder_prefix(prefix: str) -> str:
         check_key(stripped)
         return stripped + "/"
     return ""
-
-
-_temp_tag: tuple[int, str] = (0, "")  # (pid, random tag drawn by that process)
-_temp_numbers = itertools.count()
-
-
-def temp_name(name: str) -> str:
-    """A unique sibling name for uploading ``name`` before the atomic rename.
-
-    Unique across hosts sharing a remote and across forked workers (a random tag drawn once
-    per process), and within a process (a counter): no uuid per object.
-    """
-    global _temp_tag
-    pid = os.getpid()
-    if _temp_tag[0] != pid:
-        _temp_tag = (pid, os.urandom(8).hex())
-    return f"{TEMP_PREFIX}{_temp_tag[1]}-{next(_temp_numbers)}-{name}"
-
-
-def is_temp(name: str) -> bool:
-    return name.startswith(TEMP_PREFIX)
 
 
 _KINDS = (

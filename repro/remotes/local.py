@@ -21,18 +21,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from repro.errors import RemoteError
-from repro.fsutil import build_aside, copy_fd, copy_into, copy_new
+from repro.fsutil import build_aside, copy_fd, copy_into, copy_new, is_temp, temp_name
 from repro.objects.digest import copy_md5, file_md5
-from repro.remotes.common import (
-    bulk_exists,
-    check_key,
-    folder_prefix,
-    is_temp,
-    not_a_file,
-    not_a_folder,
-    retrying,
-    temp_name,
-)
+from repro.remotes import common
 
 CHUNK = 1 << 20
 # A folder of the layout, held without read access and never through a symlink.
@@ -202,12 +193,12 @@ class LocalRemote:
         except OSError as exc:
             if exc.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file stands there
                 mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
-                raise not_a_folder(path, mode, f"{self.url}/{wanted}") from None
+                raise common.not_a_folder(path, mode, f"{self.url}/{wanted}") from None
             exc.filename = path  # the call was given the last name only
             raise
 
     def _exists_one(self, key: str) -> bool:
-        folder, _, name = check_key(key).rpartition("/")
+        folder, _, name = common.check_key(key).rpartition("/")
         path = f"{self.url}/{key}"
 
         def is_file() -> bool:
@@ -218,12 +209,12 @@ class LocalRemote:
                 return False
 
         try:
-            return retrying(is_file, _transient, RETRY_DELAYS)
+            return common.retrying(is_file, _transient, RETRY_DELAYS)
         except OSError as exc:
             raise _remote_error("check", Path(path), exc) from exc
 
     def exists(self, keys: Iterable[str]) -> set[str]:
-        return bulk_exists(keys, self._exists_one, self.list)
+        return common.bulk_exists(keys, self._exists_one, self.list)
 
     def list(self, prefix: str) -> Iterator[str]:
         return (key for key, _ in self._list(prefix, sizes=False))
@@ -234,7 +225,7 @@ class LocalRemote:
     def _list(self, prefix: str, sizes: bool) -> Iterator[tuple[str, int]]:
         """Every regular file under ``prefix``: a symlink, FIFO, socket or device is no
         object. A folder of ``prefix`` itself that is something else is refused."""
-        start = folder_prefix(prefix)
+        start = common.folder_prefix(prefix)
         base = f"{self.url}/{start}"
         try:
             try:
@@ -265,7 +256,7 @@ class LocalRemote:
             finally:
                 os.close(listing)
 
-        for name, is_dir, size in retrying(scan, _transient, RETRY_DELAYS):
+        for name, is_dir, size in common.retrying(scan, _transient, RETRY_DELAYS):
             if not is_dir:
                 yield f"{key_prefix}{name}", size
                 continue
@@ -281,12 +272,12 @@ class LocalRemote:
                 os.close(sub)
 
     def put(self, source: Path, key: str) -> None:
-        folder, _, name = check_key(key).rpartition("/")
+        folder, _, name = common.check_key(key).rpartition("/")
         # Opened first, so that a problem with the local file is not blamed on the remote;
         # its bytes are then copied from the descriptor, inside the kernel.
         src = os.open(source, os.O_RDONLY)
         try:
-            retrying(lambda: self._put_once(src, folder, name), _transient, RETRY_DELAYS)
+            common.retrying(lambda: self._put_once(src, folder, name), _transient, RETRY_DELAYS)
         except OSError as exc:
             raise _remote_error("write", Path(f"{self.url}/{key}"), exc) from exc
         finally:
@@ -318,8 +309,8 @@ class LocalRemote:
         """
         if not items:
             return
-        folder = check_key(items[0][1]).rpartition("/")[0]
-        if any(check_key(key).rpartition("/")[0] != folder for _source, key in items):
+        folder = common.check_key(items[0][1]).rpartition("/")[0]
+        if any(common.check_key(key).rpartition("/")[0] != folder for _source, key in items):
             raise ValueError("put_group: keys of more than one folder")
         try:
             self._folder(folder)
@@ -333,7 +324,9 @@ class LocalRemote:
                 self.put(Path(source), key)
             return
         try:
-            placed = retrying(lambda: self._put_aside(items, folder), _transient, RETRY_DELAYS)
+            placed = common.retrying(
+                lambda: self._put_aside(items, folder), _transient, RETRY_DELAYS
+            )
         except FileNotFoundError:
             raise  # a source went missing: the caller puts the others one by one
         except OSError as exc:
@@ -357,7 +350,7 @@ class LocalRemote:
         return build_aside(f"{self.url}/{temp_name('folder')}", f"{_at(parent.fd)}/{name}", fill)
 
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
-        folder, _, name = check_key(key).rpartition("/")
+        folder, _, name = common.check_key(key).rpartition("/")
         path = f"{self.url}/{key}"
 
         def attempt() -> str:
@@ -368,7 +361,7 @@ class LocalRemote:
                 os.close(src)
 
         try:
-            return retrying(attempt, _transient, RETRY_DELAYS)
+            return common.retrying(attempt, _transient, RETRY_DELAYS)
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -389,17 +382,17 @@ class LocalRemote:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink, a socket
                 mode = os.stat(name, dir_fd=held.fd, follow_symlinks=False).st_mode
-                raise not_a_file(path, mode) from None
+                raise common.not_a_file(path, mode) from None
             exc.filename = path
             raise
         info = os.fstat(src)
         if not stat.S_ISREG(info.st_mode):
             os.close(src)
-            raise not_a_file(path, info.st_mode)
+            raise common.not_a_file(path, info.st_mode)
         return src, info.st_size
 
     def delete(self, key: str) -> None:
-        folder, _, name = check_key(key).rpartition("/")
+        folder, _, name = common.check_key(key).rpartition("/")
         path = f"{self.url}/{key}"
 
         def unlink() -> None:
@@ -412,7 +405,7 @@ class LocalRemote:
                 raise
 
         try:
-            retrying(unlink, _transient, RETRY_DELAYS)
+            common.retrying(unlink, _transient, RETRY_DELAYS)
         except OSError as exc:
             raise _remote_error("delete", Path(path), exc) from exc
 
@@ -447,7 +440,7 @@ def _open_vetted(folder_fd: int, name: str, path: str) -> int:
     try:
         mode = os.fstat(handle).st_mode
         if not stat.S_ISREG(mode):
-            raise not_a_file(path, mode)
+            raise common.not_a_file(path, mode)
         return os.open(_at(handle), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
     finally:
         os.close(handle)

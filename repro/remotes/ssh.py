@@ -32,16 +32,8 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 
 from repro.errors import RemoteError, ReproError
-from repro.remotes.common import (
-    bulk_exists,
-    check_key,
-    folder_prefix,
-    is_temp,
-    not_a_file,
-    not_a_folder,
-    retrying,
-    temp_name,
-)
+from repro.fsutil import is_temp, temp_name
+from repro.remotes import common
 
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
 MAX_CHANNELS = 8
@@ -387,7 +379,7 @@ class SshRemote:
         self._made_dirs_lock = threading.Lock()
 
     def _path(self, key: str) -> str:
-        return posixpath.join(self.target.root, check_key(key))
+        return posixpath.join(self.target.root, common.check_key(key))
 
     def _call(
         self,
@@ -404,7 +396,7 @@ class SshRemote:
                 return operation(sftp)
 
         with self._errors(action, path, missing_ok):
-            return retrying(attempt, lambda exc: isinstance(exc, _Dropped), RETRY_DELAYS)
+            return common.retrying(attempt, lambda exc: isinstance(exc, _Dropped), RETRY_DELAYS)
 
     @contextmanager
     def _errors(self, action: str, path: str, missing_ok: bool = False) -> Iterator[None]:
@@ -462,13 +454,13 @@ class SshRemote:
         return self._call("check", path, is_file)
 
     def exists(self, keys: Iterable[str]) -> set[str]:
-        return bulk_exists(keys, self._exists_one, self.list)
+        return common.bulk_exists(keys, self._exists_one, self.list)
 
     def list(self, prefix: str) -> Iterator[str]:
         return (key for key, _ in self.list_sizes(prefix))
 
     def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
-        start = folder_prefix(prefix)
+        start = common.folder_prefix(prefix)
         base = posixpath.join(self.target.root, start) if start else self.target.root
         # Collected first so that no channel stays borrowed while the caller iterates.
         found = self._call(
@@ -520,7 +512,7 @@ class SshRemote:
                 mode = stat.S_IFDIR
             if not stat.S_ISDIR(mode):
                 where = f"{current} on {self.target.display}"
-                raise not_a_folder(where, mode, f"{folder} on {self.target.display}")
+                raise common.not_a_folder(where, mode, f"{folder} on {self.target.display}")
             with self._made_dirs_lock:
                 self._made_dirs.add(current)
 
@@ -608,7 +600,7 @@ class SshRemote:
             # device. It also gives the size, in place of an fstat of the open file.
             info = sftp.lstat(path)
             if not stat.S_ISREG(info.st_mode or 0):
-                raise not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
+                raise common.not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
             size = info.st_size or 0
             with sftp.open(path, "rb") as remote_file:
                 # Prefetching pipelines reads (needed for speed on big files) but costs a
