@@ -13,7 +13,7 @@ import pytest
 from helpers import Project, make_tree
 
 from repro.objects.digest import file_md5
-from repro.objects.store import object_key
+from repro.objects.ids import object_key
 
 
 def _tree(root: Path) -> dict[str, str]:

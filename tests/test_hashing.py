@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import Project, make_tree, on_terminal
 
-from repro.errors import ReproError
+from repro.errors import CorruptObjectError, ReproError
 from repro.memo.state import StateDB
-from repro.objects.digest import file_md5
+from repro.objects.digest import bytes_md5, file_md5
+from repro.objects.ids import manifest_id
 from repro.objects.manifest import manifest_bytes, parse_manifest
 from repro.workspace.hashing import Hasher
 
@@ -158,13 +159,24 @@ MD5 = "0123456789abcdef" * 2
 def test_a_bad_manifest_entry_is_named(entries: list[tuple[str, str]]) -> None:
     data = json.dumps([{"md5": md5, "relpath": rel} for rel, md5 in entries]).encode()
     with pytest.raises(ReproError, match="has a bad entry"):
-        parse_manifest(data, "m.dir")
+        _parse(data)
 
 
 def test_odd_but_contained_relpaths_are_fine() -> None:
     entries = [("..a", MD5), ("a..", MD5), ("a/...", MD5), (".x/y", MD5), ("a/..\n", MD5)]
-    assert parse_manifest(manifest_bytes(entries), "m.dir") == entries
-    assert parse_manifest(b"[]", "m.dir") == []
+    assert _parse(manifest_bytes(entries)) == entries
+    assert _parse(b"[]") == []
+
+
+def test_a_manifest_that_does_not_hash_to_its_id_is_corrupt() -> None:
+    data = manifest_bytes([("a", MD5)])
+    with pytest.raises(CorruptObjectError, match="is corrupt"):
+        parse_manifest(data, manifest_id(bytes_md5(data + b" ")), "the cache")
+
+
+def _parse(data: bytes) -> list[tuple[str, str]]:
+    """parse_manifest of bytes under their own id: only the entries are judged."""
+    return parse_manifest(data, manifest_id(bytes_md5(data)), "m")
 
 
 @pytest.mark.parametrize("odd_name", ["plain", "-starts-with-dash", "(paren", "!bang", "sp ace"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 
 CHUNK = 1 << 20
@@ -76,10 +75,3 @@ def copy_md5(src: int, dst: int) -> str:
 
 def bytes_md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-_MD5 = re.compile(r"[0-9a-f]{32}\Z")
-
-
-def is_md5(text: str) -> bool:
-    return _MD5.match(text) is not None

@@ -1,6 +1,8 @@
 """A folder's manifest: the DVC 3 JSON list of {md5, relpath} whose md5 (+ ".dir") names the folder.
 
-One encoder and one parser; the parser validates every entry, since manifests come from remotes.
+One encoder and one parser. The parser is the only way in, wherever the bytes come from (the
+cache, a remote, a download being checked): they must hash to the manifest's id, and every
+entry must be one that can be checked out safely.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import json
 import operator
 from collections.abc import Sequence
 
-from repro.errors import ReproError
-from repro.objects.digest import is_md5
+from repro.errors import CorruptObjectError, ReproError
+from repro.objects.digest import bytes_md5
+from repro.objects.ids import content_md5, is_md5
 from repro.paths import has_git_part
 
 
@@ -21,13 +24,18 @@ def manifest_bytes(entries: Sequence[tuple[str, str]]) -> bytes:
     return json.dumps(payload, sort_keys=True).encode("utf-8")
 
 
-def parse_manifest(data: bytes, where: str) -> list[tuple[str, str]]:
-    """(relpath, md5) pairs of a manifest; a malformed one is a ReproError naming ``where``.
+def parse_manifest(data: bytes, object_id: str, where: str) -> list[tuple[str, str]]:
+    """(relpath, md5) pairs of the manifest ``object_id`` found in ``where``.
 
-    Manifests come from remotes, so each relpath must be canonical (what posixpath.normpath
+    CorruptObjectError when the bytes do not hash to the id. Their hash proves only that
+    someone wrote them so, so each relpath must also be canonical (what posixpath.normpath
     leaves alone: relative, no empty, "." or ".." part), listed once, and not the folder of
     another: anything else could write outside the folder or make checkout depend on order.
+    A malformed manifest is a ReproError that names it.
     """
+    if bytes_md5(data) != content_md5(object_id):
+        raise CorruptObjectError(object_id, where)
+    name = f"directory manifest {object_id} in {where}"
     try:
         payload = json.loads(data.decode("utf-8"))
         rels = list(map(_RELPATH, payload))
@@ -36,14 +44,13 @@ def parse_manifest(data: bytes, where: str) -> list[tuple[str, str]]:
         hex_digits = "".join(md5s)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise ReproError(
-            f"directory manifest {where} is malformed ({exc}); "
-            "run 'repro fsck' (-r REMOTE for a remote's copy)"
+            f"{name} is malformed ({exc}); run 'repro fsck' (-r REMOTE for a remote's copy)"
         ) from exc
     # Checked all at once (a manifest can list 100,000 files, and checkout parses it), then
     # one by one to name the culprit only when something is wrong.
     if rels and (_bad_md5s(hex_digits, md5s) or _bad_relpaths(joined, rels)):
         raise ReproError(
-            f"directory manifest {where} has a bad entry {_culprit(rels, md5s)}; "
+            f"{name} has a bad entry {_culprit(rels, md5s)}; "
             "run 'repro fsck' (-r REMOTE for a remote's copy)"
         )
     return list(zip(rels, md5s, strict=True))

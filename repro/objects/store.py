@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from repro import workers
-from repro.errors import ReproError
+from repro.errors import CorruptObjectError, ReproError
 from repro.fsutil import (
     NO_KERNEL_COPY,
     build_aside,
@@ -30,7 +30,8 @@ from repro.fsutil import (
     write_atomic,
 )
 from repro.fsutil import tmp_name as _tmp_name
-from repro.objects.digest import bytes_md5, file_md5
+from repro.objects.digest import file_md5
+from repro.objects.ids import object_key
 from repro.objects.manifest import parse_manifest
 from repro.workspace.hashing import DirInfo, Hasher, Scan
 
@@ -38,11 +39,6 @@ Item = TypeVar("Item", tuple[str, str], tuple[str, str, bool])  # (target, md5, 
 READ_ONLY = 0o444
 # From this many object ids on, the cache's fan-out folders are listed rather than each stat'ed.
 LIST_ABOVE = 256
-
-
-def object_key(oid: str) -> str:
-    """Relative path of an object in a cache or remote: files/md5/ab/cdef…[.dir]."""
-    return f"files/md5/{oid[:2]}/{oid[2:]}"
 
 
 WRITABLE = None  # a workspace copy: the mode the user's umask gives a new file
@@ -125,7 +121,7 @@ class Cache:
             raise ReproError(
                 f"directory manifest {oid} is not in the cache; run 'repro pull'"
             ) from None
-        return parse_manifest(data, str(path))
+        return parse_manifest(data, oid, str(self.root))
 
     def all_objects(self) -> Iterable[str]:
         base = self.root / "files" / "md5"
@@ -498,16 +494,17 @@ class Cache:
         for oid in oids:
             path = self.object_path(oid)
             if oid.endswith(".dir"):
-                data = path.read_bytes()
-                if bytes_md5(data) + ".dir" != oid:
+                try:
+                    entries = parse_manifest(path.read_bytes(), oid, str(self.root))
+                except CorruptObjectError:
                     problems.append(f"corrupt manifest {oid}")
                     continue
-                try:
-                    for rel, md5 in parse_manifest(data, str(path)):
-                        if md5 not in present:
-                            problems.append(f"manifest {oid} names missing object {md5} ({rel})")
                 except ReproError as exc:
                     problems.append(str(exc))
+                    continue
+                for rel, md5 in entries:
+                    if md5 not in present:
+                        problems.append(f"manifest {oid} names missing object {md5} ({rel})")
             elif file_md5(str(path)) != oid:
                 problems.append(f"corrupt object {oid}")
         return problems

@@ -1,17 +1,14 @@
 """Move objects between the local cache and a remote: push, fetch, status, verify, gc.
 
-Object ids are md5 hex digests of an object's bytes, with ``.dir`` appended for directory
-manifests. The cache and every remote share DVC 3's layout, ``files/md5/<id[:2]>/<id[2:]>``.
-A transfer moves only what the other side lacks, checks every downloaded byte against its
-name, and never lets a partial or corrupt object take an object's name.
+Both sides name and lay out objects as ids.py says. A transfer moves only what the other side
+lacks, checks every downloaded byte against its name, and never lets a partial or corrupt
+object take an object's name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -24,6 +21,18 @@ from typing import NamedTuple, TypeVar
 from repro import workers
 from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.fsutil import TEMP_PREFIX, build_aside, remove_dead_stagings, staging_name, temp_name
+from repro.objects.ids import (
+    PREFIX,
+    ObjectId,
+    content_md5,
+    fanout,
+    is_manifest,
+    is_object_id,
+    name_in_fanout,
+    object_id_of_key,
+    object_key,
+    object_path,
+)
 from repro.objects.manifest import parse_manifest
 from repro.objects.store import held_objects
 
@@ -33,10 +42,7 @@ if TYPE_CHECKING:
 
 # Objects per task handed to the thread pool.
 BATCH = 64
-OBJECTS_PREFIX = "files/md5/"
-MANIFEST_SUFFIX = ".dir"
 FOLDER_STAGING = TEMP_PREFIX + "folder-"  # a cache folder being fetched (fsutil.staging_name)
-_OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
 
 
 def default_jobs() -> int:
@@ -44,39 +50,9 @@ def default_jobs() -> int:
     return min(32, 4 * (os.cpu_count() or 1))
 
 
-def is_manifest(object_id: str) -> bool:
-    return object_id.endswith(MANIFEST_SUFFIX)
-
-
-def object_key(object_id: str) -> str:
-    """The remote key of an object, ``files/md5/ab/cdef…``."""
-    return f"{OBJECTS_PREFIX}{object_id[:2]}/{object_id[2:]}"
-
-
-def object_id_of_key(key: str) -> str | None:
-    """The object id a remote key names, or None for a key that is no object."""
-    if not key.startswith(OBJECTS_PREFIX):
-        return None
-    fanout, _, rest = key[len(OBJECTS_PREFIX) :].partition("/")
-    object_id = fanout + rest
-    return object_id if len(fanout) == 2 and _OBJECT_ID.fullmatch(object_id) else None
-
-
-def cache_path(cache_dir: Path, object_id: str) -> Path:
-    """Where the local cache keeps an object."""
-    return cache_dir / object_key(object_id)
-
-
-def manifest_entries(data: bytes, object_id: str, where: str) -> list[str]:
-    """Check a manifest's bytes against its id; return the object ids of its entries.
-
-    Its bytes matching its name proves only that someone wrote them so: the entries go
-    through the same checks as a manifest of the local cache (no ``..`` or absolute relpath,
-    md5 ids) before any of them is used.
-    """
-    if hashlib.md5(data).hexdigest() != object_id.removesuffix(MANIFEST_SUFFIX):
-        raise CorruptObjectError(object_id, where)
-    return [md5 for _relpath, md5 in parse_manifest(data, f"{object_id} in {where}")]
+def _entries(data: bytes, object_id: ObjectId, where: str) -> list[ObjectId]:
+    """The object ids a manifest lists, once its bytes passed parse_manifest's checks."""
+    return [md5 for _relpath, md5 in parse_manifest(data, object_id, where)]
 
 
 class Failure(NamedTuple):
@@ -214,7 +190,7 @@ def _run_by_folder(
     bar.add(len(object_ids))
     folders: dict[str, list[str]] = {}
     for object_id in object_ids:
-        folders.setdefault(object_key(object_id).rpartition("/")[0], []).append(object_id)
+        folders.setdefault(fanout(object_id), []).append(object_id)
     groups = list(folders.values())
 
     def run_batch(batch: Sequence[list[str]]) -> list[Result]:
@@ -284,7 +260,7 @@ def _check_ids(object_ids: Iterable[str]) -> list[str]:
     """Deduplicate, keeping order; refuse ids that are no md5 (they would escape the layout)."""
     unique = list(dict.fromkeys(object_ids))
     for object_id in unique:
-        if not _OBJECT_ID.fullmatch(object_id):
+        if not is_object_id(object_id):
             raise ReproError(f"'{object_id}' is not an object id (an md5, maybe with .dir)")
     return unique
 
@@ -301,11 +277,11 @@ def _read_manifest(
     """A manifest's entries from the cache, else from the remote (not stored); None if absent."""
     if cache_dir is not None:
         try:
-            data = cache_path(cache_dir, object_id).read_bytes()
+            data = object_path(cache_dir, object_id).read_bytes()
         except FileNotFoundError:
             pass
         else:
-            return manifest_entries(data, object_id, str(cache_dir))
+            return _entries(data, object_id, str(cache_dir))
     if remote is None:
         return None
     with tempfile.TemporaryDirectory(prefix="repro-manifest-") as tmp:
@@ -314,7 +290,7 @@ def _read_manifest(
             remote.get(object_key(object_id), dest)
         except FileNotFoundError:
             return None
-        return manifest_entries(dest.read_bytes(), object_id, remote.url)
+        return _entries(dest.read_bytes(), object_id, remote.url)
 
 
 def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
@@ -349,11 +325,11 @@ def _download(
         tmp = f"{folder}/{temp_name(name)}"
     placed = False
     try:
-        if remote.get(key, tmp) != object_id.removesuffix(MANIFEST_SUFFIX):
+        if remote.get(key, tmp) != content_md5(object_id):
             raise CorruptObjectError(object_id, remote.url)
         if is_manifest(object_id):
             with open(tmp, "rb") as handle:
-                manifest_entries(handle.read(), object_id, remote.url)
+                _entries(handle.read(), object_id, remote.url)
         os.chmod(tmp, 0o444)
         size = os.stat(tmp).st_size
         if not aside:
@@ -451,7 +427,7 @@ def push(
 
 def _pending_path(cache_dir: Path, object_id: str) -> Path:
     """Where a fetched manifest waits (a dot-name, which no listing counts) for its files."""
-    final = cache_path(cache_dir, object_id)
+    final = object_path(cache_dir, object_id)
     return final.with_name(f".repro-pending-{final.name}")
 
 
@@ -463,7 +439,7 @@ def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[
         pending = _pending_path(cache_dir, object_id)
         complete = object_id in entries and held.issuperset(entries[object_id])
         if complete and pending.exists():
-            os.replace(pending, cache_path(cache_dir, object_id))
+            os.replace(pending, object_path(cache_dir, object_id))
         else:
             pending.unlink(missing_ok=True)
 
@@ -472,14 +448,16 @@ def _download_group(remote: Remote, cache_dir: Path, group: list[str]) -> list[R
     """Download the objects of one cache folder (``files/md5/ab``), each verified. A folder
     the cache lacks is built aside, under a temp name in the cache's root, and renamed into
     place once; a kill leaves it there, never a half-written object under its name."""
-    folder = f"{cache_dir}/{object_key(group[0]).rpartition('/')[0]}"
+    folder = f"{cache_dir}/{PREFIX}{fanout(group[0])}"
     if not os.path.isdir(folder):
         os.makedirs(folder.rpartition("/")[0], exist_ok=True)
         results: list[Result] = []
 
         def fill(staging: str) -> None:
             def aside(oid: str) -> int:
-                return _download(remote, cache_dir, oid, f"{staging}/{oid[2:]}", aside=True)
+                return _download(
+                    remote, cache_dir, oid, f"{staging}/{name_in_fanout(oid)}", aside=True
+                )
 
             results.extend(_one(aside, oid) for oid in group)
 
@@ -504,7 +482,7 @@ def fetch(
     wanted = _check_ids(object_ids)
     remove_dead_stagings(str(cache_dir), FOLDER_STAGING)
     manifests = [oid for oid in wanted if is_manifest(oid)]
-    absent = [oid for oid in manifests if not cache_path(cache_dir, oid).exists()]
+    absent = [oid for oid in manifests if not object_path(cache_dir, oid).exists()]
     bar = _Progress("fetch", progress)
     entries: dict[str, list[str]] = {}
     try:
@@ -521,13 +499,11 @@ def fetch(
         for object_id in manifests:
             if object_id in unusable:
                 continue
-            source = cache_path(cache_dir, object_id)
+            source = object_path(cache_dir, object_id)
             if not source.exists():
                 source = _pending_path(cache_dir, object_id)
             try:
-                entries[object_id] = manifest_entries(
-                    source.read_bytes(), object_id, str(cache_dir)
-                )
+                entries[object_id] = _entries(source.read_bytes(), object_id, str(cache_dir))
             except ReproError as exc:
                 failed.append(Failure(object_id, exc))
         listed = [oid for found in entries.values() for oid in found]
@@ -576,7 +552,7 @@ def status(remote: Remote, cache_dir: Path, object_ids: Iterable[str]) -> dict[s
 def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:
     """Download and hash every object on the remote, and check that each manifest's entries
     are there too. Return one line per problem (empty when the remote is sound)."""
-    listing = dict(remote.list_sizes(OBJECTS_PREFIX))
+    listing = dict(remote.list_sizes(PREFIX))
     problems: list[str] = []
     keys: dict[str, str] = {}
     for key in sorted(listing):
@@ -590,10 +566,10 @@ def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True
     def check(object_id: str, scratch: Path) -> int:
         dest = scratch / uuid.uuid4().hex
         try:
-            if remote.get(keys[object_id], dest) != object_id.removesuffix(MANIFEST_SUFFIX):
+            if remote.get(keys[object_id], dest) != content_md5(object_id):
                 raise CorruptObjectError(object_id, remote.url)
             if is_manifest(object_id):
-                manifests[object_id] = manifest_entries(dest.read_bytes(), object_id, remote.url)
+                manifests[object_id] = _entries(dest.read_bytes(), object_id, remote.url)
         finally:
             dest.unlink(missing_ok=True)
         return listing[keys[object_id]]
@@ -626,7 +602,7 @@ def gc_remote(
     cache_dir: Path | None = None,
     jobs: int | None = None,
 ) -> tuple[int, int]:
-    """Delete every object under ``files/md5/`` not kept (kept manifests keep their entries).
+    """Delete every object on the remote not kept (kept manifests keep their entries).
 
     Manifests are read from ``cache_dir`` when there, else from the remote. Return the number
     of objects and bytes deleted.
@@ -636,7 +612,7 @@ def gc_remote(
         # A kept manifest that cannot be read raises here, before anything is deleted.
         keep.update(_read_manifest(remote, cache_dir, object_id) or [])
     doomed: dict[str, int] = {}
-    for key, size in remote.list_sizes(OBJECTS_PREFIX):
+    for key, size in remote.list_sizes(PREFIX):
         listed_id = object_id_of_key(key)
         # Keys that are no object are not ours to delete.
         if listed_id is not None and listed_id not in keep:

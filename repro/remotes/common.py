@@ -11,6 +11,7 @@ from time import sleep
 from typing import TypeVar
 
 from repro.errors import RemoteError
+from repro.objects.ids import FANOUT_DIGITS
 
 T = TypeVar("T")
 
@@ -18,8 +19,8 @@ T = TypeVar("T")
 FEW_KEYS = 64
 # Listing runs a few folders at once: remotes are thread-safe and each listing is a round trip.
 LIST_WORKERS = 8
-# files/md5/XX/: two hex digits of fan-out.
-FANOUT = 256
+# Folders of a fan-out (files/md5/XX/): one per value of an id's leading hex digits.
+FANOUT = 16**FANOUT_DIGITS
 
 
 def check_key(key: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from helpers import Result, run_as  # noqa: F401 - run_as is used through this module
 
-from repro.objects.transfer import cache_path
+from repro.objects.ids import object_path
 from repro.remotes import open_remote
 from repro.remotes.base import Remote
 
@@ -23,7 +23,7 @@ from repro.remotes.base import Remote
 def add_file(cache_dir: Path, content: bytes) -> str:
     """Store ``content`` in the cache as a read-only object; return its id."""
     object_id = hashlib.md5(content).hexdigest()
-    path = cache_path(cache_dir, object_id)
+    path = object_path(cache_dir, object_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         path.write_bytes(content)
@@ -39,7 +39,7 @@ def add_directory(cache_dir: Path, files: Mapping[str, bytes]) -> str:
     )
     manifest = json.dumps(entries, sort_keys=True).encode()
     object_id = hashlib.md5(manifest).hexdigest() + ".dir"
-    path = cache_path(cache_dir, object_id)
+    path = object_path(cache_dir, object_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(manifest)
     return object_id

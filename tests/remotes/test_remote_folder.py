@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from remote_helpers import add_file, many_files
 
-from repro.objects.transfer import FOLDER_STAGING, cache_path, fetch, object_key, push
+from repro.objects.ids import object_key, object_path
+from repro.objects.transfer import FOLDER_STAGING, fetch, push
 from repro.remotes import local
 from repro.remotes.local import LocalRemote
 
@@ -117,7 +118,7 @@ def test_an_interrupted_group_leaves_no_folder(
 def test_push_names_the_one_object_gone_from_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     ids = many_files(cache, 300) + [add_file(cache, b"gone")]
-    cache_path(cache, ids[-1]).unlink()
+    object_path(cache, ids[-1]).unlink()
     summary = push(LocalRemote(tmp_path / "remote"), cache, ids, progress=False)
     assert summary.missing == (ids[-1],)
     assert summary.transferred == 300
@@ -141,11 +142,11 @@ def test_fetch_builds_each_new_cache_folder_aside(
     summary = fetch(remote, cache, ids, progress=False)
     assert (rename.calls, replace.calls) == (len(folders), 0)  # one per folder, none per object
     assert [f.object_id for f in summary.failed] == [corrupt]
-    assert not cache_path(cache, corrupt).exists()
+    assert not object_path(cache, corrupt).exists()
     for object_id in ids:
         if object_id != corrupt:
-            path = cache_path(cache, object_id)
-            assert path.read_bytes() == cache_path(source_cache, object_id).read_bytes()
+            path = object_path(cache, object_id)
+            assert path.read_bytes() == object_path(source_cache, object_id).read_bytes()
             assert path.stat().st_mode & 0o777 == 0o444
     assert [p.name for p in cache.iterdir()] == ["files"]  # no staging folder left
 
@@ -166,7 +167,7 @@ def test_fetch_into_a_folder_made_meanwhile(
     summary = fetch(remote, cache, ids, progress=False)
     assert summary.transferred == len(ids) and not summary.failed
     for object_id in ids:
-        assert cache_path(cache, object_id).is_file()
+        assert object_path(cache, object_id).is_file()
     assert [p.name for p in cache.iterdir()] == ["files"]
 
 

@@ -30,7 +30,8 @@ from remote_helpers import remove_public_dir as remove_public
 from test_remote_permissions import nobody_sshd  # noqa: F401 - a fixture
 
 from repro.errors import CorruptObjectError, RemoteError
-from repro.objects.transfer import cache_path, fetch, object_key, push, verify_remote
+from repro.objects.ids import object_key, object_path
+from repro.objects.transfer import fetch, push, verify_remote
 from repro.remotes.local import VET_AFTER, LocalRemote
 
 KINDS = ["fifo", "socket", "symlink", "character device"]
@@ -190,7 +191,7 @@ def test_a_symlinked_folder_is_not_written_through(
     plant(remote_root(backend) / level, "symlink", victim)
 
     with pytest.raises(RemoteError) as caught:
-        backend.remote.put(cache_path(tmp_path / "cache", object_id), object_key(object_id))
+        backend.remote.put(object_path(tmp_path / "cache", object_id), object_key(object_id))
 
     assert f"{remote_root(backend) / level} " in str(caught.value)
     assert "is a symlink, not a folder" in str(caught.value)
@@ -401,8 +402,8 @@ def test_a_manifest_stored_as_a_file_object_stays_a_file(backend: Backend, tmp_p
     summary = fetch(backend.remote, other, [object_id], progress=False)
 
     assert summary.transferred == 1 and not summary.failed
-    assert cache_path(other, object_id).read_bytes() == manifest
-    assert not cache_path(other, listed).exists()
+    assert object_path(other, object_id).read_bytes() == manifest
+    assert not object_path(other, listed).exists()
 
 
 def test_a_verified_dir_object_that_is_no_manifest_is_refused(

@@ -17,15 +17,8 @@ from remote_helpers import (
 )
 
 from repro.errors import CorruptObjectError, ReproError
-from repro.objects.transfer import (
-    cache_path,
-    fetch,
-    gc_remote,
-    object_key,
-    push,
-    status,
-    verify_remote,
-)
+from repro.objects.ids import object_key, object_path
+from repro.objects.transfer import fetch, gc_remote, push, status, verify_remote
 
 
 @pytest.fixture
@@ -44,7 +37,7 @@ def directory(cache: Path, count: int, tag: str = "") -> str:
 
 
 def directory_entries(cache: Path, manifest: str) -> list[str]:
-    return [entry["md5"] for entry in json.loads(cache_path(cache, manifest).read_bytes())]
+    return [entry["md5"] for entry in json.loads(object_path(cache, manifest).read_bytes())]
 
 
 def test_second_push_moves_nothing_and_asks_in_bulk(
@@ -81,7 +74,7 @@ def test_push_reports_what_the_cache_lacks_and_holds_back_the_manifest(
 ) -> None:
     manifest = directory(cache, 5)
     lost_entry = directory_entries(cache, manifest)[2]
-    cache_path(cache, lost_entry).unlink()
+    object_path(cache, lost_entry).unlink()
     never_cached = "0" * 32
 
     summary = push(backend.remote, cache, [manifest, never_cached], progress=False)
@@ -118,9 +111,9 @@ def test_fetch_rejects_corrupt_and_truncated_objects(
 ) -> None:
     good, flipped, truncated = (add_file(cache, b"%d" % i * 1000) for i in range(3))
     push(backend.remote, cache, [good, flipped, truncated], progress=False)
-    data = cache_path(cache, flipped).read_bytes()
+    data = object_path(cache, flipped).read_bytes()
     backend.write_raw(object_key(flipped), data[:-1] + b"X")  # same size, wrong bytes
-    backend.write_raw(object_key(truncated), cache_path(cache, truncated).read_bytes()[:100])
+    backend.write_raw(object_key(truncated), object_path(cache, truncated).read_bytes()[:100])
 
     summary = fetch(backend.remote, other_cache, [good, flipped, truncated], progress=False)
 
@@ -130,7 +123,7 @@ def test_fetch_rejects_corrupt_and_truncated_objects(
         assert isinstance(failure.error, CorruptObjectError)
         assert failure.object_id in str(failure.error) and backend.remote.url in str(failure.error)
     # Nothing corrupt entered the cache, and no temp file was left behind.
-    assert cached_files(other_cache) == [cache_path(other_cache, good)]
+    assert cached_files(other_cache) == [object_path(other_cache, good)]
 
 
 def test_fetch_refuses_a_corrupt_manifest_and_skips_its_files(
@@ -166,7 +159,7 @@ def test_fetch_reports_objects_the_remote_lacks(
 def test_status_classifies_each_object(backend: Backend, cache: Path, other_cache: Path) -> None:
     both, remote_only, local_only = (add_file(cache, name) for name in (b"b", b"r", b"l"))
     push(backend.remote, cache, [both, remote_only], progress=False)
-    cache_path(cache, remote_only).unlink()
+    object_path(cache, remote_only).unlink()
     manifest = directory(other_cache, 2)  # in no cache we use, nor on the remote
     nowhere = "3" * 32
 
@@ -222,7 +215,7 @@ def test_gc_remote_keeps_kept_directories_and_deletes_the_rest(
     old = [*many_files(cache, 6, "old"), directory(cache, 3, "old")]
     push(backend.remote, cache, [kept_manifest, kept_file, *old], progress=False)
     old_bytes = sum(
-        cache_path(cache, oid).stat().st_size
+        object_path(cache, oid).stat().st_size
         for oid in [*old[:-1], old[-1], *directory_entries(cache, old[-1])]
     )
 
