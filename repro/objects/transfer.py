@@ -212,19 +212,6 @@ def _run_by_folder(
     return outcome
 
 
-def _upload_group(
-    remote: Remote, put_group: PutGroup, cache_dir: Path, group: list[str]
-) -> list[Result]:
-    """Upload the objects of one folder with a folder remote's ``put_group``."""
-    sources = [(f"{cache_dir}/{object_key(oid)}", object_key(oid)) for oid in group]
-    try:
-        sizes = [os.stat(source).st_size for source, _key in sources]
-        put_group(sources)
-    except FileNotFoundError:  # an object gone from the cache: find which, one by one
-        return [_one(lambda oid: _upload(remote, cache_dir, oid), oid) for oid in group]
-    return list(zip(group, sizes, strict=True))
-
-
 def _one(action: Callable[[str], int], item: str) -> Result:
     """``action(item)``, or the error that marks it missing or failed (a RemoteError, which
     would fail every other item too, stops the whole transfer)."""
@@ -272,8 +259,8 @@ def _remote_has(remote: Remote, object_ids: Iterable[str]) -> set[str]:
 
 
 def _read_manifest(
-    remote: Remote | None, cache_dir: Path | None, object_id: str
-) -> list[str] | None:
+    remote: Remote | None, cache_dir: Path | None, object_id: ObjectId
+) -> list[ObjectId] | None:
     """A manifest's entries from the cache, else from the remote (not stored); None if absent."""
     if cache_dir is not None:
         try:
@@ -293,260 +280,257 @@ def _read_manifest(
         return _entries(dest.read_bytes(), object_id, remote.url)
 
 
-def _upload(remote: Remote, cache_dir: Path, object_id: str) -> int:
-    key = object_key(object_id)
-    source = f"{cache_dir}/{key}"  # a string: a Path per object costs more than a small copy
-    size = os.stat(source).st_size
-    remote.put(Path(source), key)
-    return size
+def _get_checked(remote: Remote, object_id: ObjectId, dest: str | Path) -> list[ObjectId]:
+    """Download an object into ``dest``; CorruptObjectError unless its bytes hash to its id,
+    and a manifest's entries must pass parse_manifest. The entries of a manifest, else []."""
+    if remote.get(object_key(object_id), dest) != content_md5(object_id):
+        raise CorruptObjectError(object_id, remote.url)
+    if not is_manifest(object_id):
+        return []
+    with open(dest, "rb") as handle:
+        return _entries(handle.read(), object_id, remote.url)
 
 
-def _download(
-    remote: Remote,
-    cache_dir: Path,
-    object_id: str,
-    final: str | None = None,
-    aside: bool = False,
-) -> int:
-    """Download one object into the cache (or ``final``), only if its bytes hash to its name.
+class Transfer:
+    """Objects between the local cache at ``cache_dir`` and ``remote``, ``jobs`` at a time (by
+    default what suits the remote), with a progress bar when ``progress`` and stderr is a
+    terminal."""
 
-    Through a temp name beside the target, unless ``aside``: then ``final`` lies in a folder
-    of this process's own that is not in the cache yet, and is written directly.
-    """
-    key = object_key(object_id)
-    # Plain strings: Path objects cost more than the copy of a small object.
-    target = final if final is not None else f"{cache_dir}/{key}"
-    folder, _, name = target.rpartition("/")
-    if aside:
-        tmp = target
-    else:
-        os.makedirs(folder, exist_ok=True)
-        # Beside the target: the same filesystem, so os.replace is atomic.
-        tmp = f"{folder}/{temp_name(name)}"
-    placed = False
-    try:
-        if remote.get(key, tmp) != content_md5(object_id):
-            raise CorruptObjectError(object_id, remote.url)
-        if is_manifest(object_id):
-            with open(tmp, "rb") as handle:
-                _entries(handle.read(), object_id, remote.url)
-        os.chmod(tmp, 0o444)
-        size = os.stat(tmp).st_size
-        if not aside:
-            os.replace(tmp, target)
-        placed = True
-        return size
-    finally:
-        if not placed:
-            # The download or the check failed: it never becomes a cache entry.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    def __init__(
+        self, remote: Remote, cache_dir: Path, jobs: int | None = None, progress: bool = True
+    ) -> None:
+        self.remote = remote
+        self.cache_dir = cache_dir
+        self.jobs = jobs
+        self.progress = progress
 
-
-def push(
-    remote: Remote,
-    cache_dir: Path,
-    object_ids: Iterable[str],
-    jobs: int | None = None,
-    progress: bool = True,
-) -> TransferSummary:
-    """Upload the objects (manifests expanded) that the remote lacks; manifests go last."""
-    wanted = _check_ids(object_ids)
-    failed: list[Failure] = []
-    manifests: dict[str, list[str]] = {}
-    for object_id in filter(is_manifest, wanted):
-        try:
-            entries = _read_manifest(None, cache_dir, object_id)
-        except ReproError as exc:
-            failed.append(Failure(object_id, exc))
-            continue
-        if entries is not None:
-            manifests[object_id] = entries
-    files = list(
-        dict.fromkeys(
-            [oid for oid in wanted if not is_manifest(oid)]
-            + [oid for entries in manifests.values() for oid in entries]
-        )
-    )
-    unreadable = {f.object_id for f in failed}
-    asked = files + [oid for oid in wanted if is_manifest(oid) and oid not in unreadable]
-    on_remote = _remote_has(remote, asked)
-    # Manifests absent locally are fine if the remote has them; else they are missing.
-    missing = [
-        oid for oid in asked if is_manifest(oid) and oid not in manifests and oid not in on_remote
-    ]
-    to_upload = [oid for oid in files if oid not in on_remote]
-
-    bar = _Progress("push", progress)
-    put_group: PutGroup | None = getattr(remote, "put_group", None)
-    try:
-        if put_group is not None and remote.forkable:
-            first = _run_by_folder(
-                lambda group: _upload_group(remote, put_group, cache_dir, group),
-                to_upload,
-                jobs,
-                bar,
-                forkable=True,
-            )
-        else:
-            first = _run(
-                lambda oid: _upload(remote, cache_dir, oid), to_upload, jobs, bar, remote.forkable
-            )
-        stored = on_remote | first.done.keys()
-        ready: list[str] = []
-        for object_id, entries in manifests.items():
-            if object_id in on_remote:
-                continue
-            lacking = [oid for oid in entries if oid not in stored]
-            if lacking:
-                # Uploading it would announce a directory that cannot be pulled whole.
-                failed.append(
-                    Failure(
-                        object_id,
-                        ReproError(
-                            f"directory manifest {object_id} not pushed: {len(lacking)} of its "
-                            f"files are missing or failed (e.g. {lacking[0]})"
-                        ),
-                    )
-                )
-            else:
-                ready.append(object_id)
-        second = _run(
-            lambda oid: _upload(remote, cache_dir, oid), ready, jobs, bar, remote.forkable
-        )
-    finally:
-        bar.close()
-    return TransferSummary(
-        transferred=len(first.done) + len(second.done),
-        transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
-        already_present=len(on_remote),
-        missing=tuple(missing + first.missing + second.missing),
-        failed=tuple(failed + first.failed + second.failed),
-    )
-
-
-def _pending_path(cache_dir: Path, object_id: str) -> Path:
-    """Where a fetched manifest waits (a dot-name, which no listing counts) for its files."""
-    final = object_path(cache_dir, object_id)
-    return final.with_name(f".repro-pending-{final.name}")
-
-
-def _settle_pending(cache_dir: Path, absent: list[str], entries: dict[str, list[str]]) -> None:
-    """Give each fetched manifest its name if all its files arrived; drop it otherwise."""
-    listed = (oid for object_id in absent for oid in entries.get(object_id, ()))
-    held = held_objects(cache_dir, listed)
-    for object_id in absent:
-        pending = _pending_path(cache_dir, object_id)
-        complete = object_id in entries and held.issuperset(entries[object_id])
-        if complete and pending.exists():
-            os.replace(pending, object_path(cache_dir, object_id))
-        else:
-            pending.unlink(missing_ok=True)
-
-
-def _download_group(remote: Remote, cache_dir: Path, group: list[str]) -> list[Result]:
-    """Download the objects of one cache folder (``files/md5/ab``), each verified. A folder
-    the cache lacks is built aside, under a temp name in the cache's root, and renamed into
-    place once; a kill leaves it there, never a half-written object under its name."""
-    folder = f"{cache_dir}/{PREFIX}{fanout(group[0])}"
-    if not os.path.isdir(folder):
-        os.makedirs(folder.rpartition("/")[0], exist_ok=True)
-        results: list[Result] = []
-
-        def fill(staging: str) -> None:
-            def aside(oid: str) -> int:
-                return _download(
-                    remote, cache_dir, oid, f"{staging}/{name_in_fanout(oid)}", aside=True
-                )
-
-            results.extend(_one(aside, oid) for oid in group)
-
-        if build_aside(f"{cache_dir}/{staging_name(FOLDER_STAGING)}", folder, fill):
-            return results
-    # The folder exists (perhaps made meanwhile by another fetch): each object on its own.
-    return [_one(lambda oid: _download(remote, cache_dir, oid), oid) for oid in group]
-
-
-def fetch(
-    remote: Remote,
-    cache_dir: Path,
-    object_ids: Iterable[str],
-    jobs: int | None = None,
-    progress: bool = True,
-) -> TransferSummary:
-    """Download the objects (manifests expanded) the cache lacks, each verified before use.
-
-    A manifest takes its final name only once all of its files are in the cache, as after a
-    commit: a kill mid-fetch never leaves a cached manifest that promises missing files.
-    """
-    wanted = _check_ids(object_ids)
-    remove_dead_stagings(str(cache_dir), FOLDER_STAGING)
-    manifests = [oid for oid in wanted if is_manifest(oid)]
-    absent = [oid for oid in manifests if not object_path(cache_dir, oid).exists()]
-    bar = _Progress("fetch", progress)
-    entries: dict[str, list[str]] = {}
-    try:
-        # Manifests first: only they tell which files a directory needs.
-        first = _run(
-            lambda oid: _download(remote, cache_dir, oid, str(_pending_path(cache_dir, oid))),
-            absent,
-            jobs,
-            bar,
-            remote.forkable,
-        )
-        failed = list(first.failed)
-        unusable = set(first.missing) | {f.object_id for f in failed}
-        for object_id in manifests:
-            if object_id in unusable:
-                continue
-            source = object_path(cache_dir, object_id)
-            if not source.exists():
-                source = _pending_path(cache_dir, object_id)
+    def push(self, object_ids: Iterable[ObjectId]) -> TransferSummary:
+        """Upload the objects (manifests expanded) that the remote lacks; manifests go last."""
+        remote, jobs = self.remote, self.jobs
+        wanted = _check_ids(object_ids)
+        failed: list[Failure] = []
+        manifests: dict[str, list[str]] = {}
+        for object_id in filter(is_manifest, wanted):
             try:
-                entries[object_id] = _entries(source.read_bytes(), object_id, str(cache_dir))
+                entries = _read_manifest(None, self.cache_dir, object_id)
             except ReproError as exc:
                 failed.append(Failure(object_id, exc))
-        listed = [oid for found in entries.values() for oid in found]
-        files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
-        held = held_objects(cache_dir, files)
-        todo = [oid for oid in files if oid not in held]
-        second = _run_by_folder(
-            lambda group: _download_group(remote, cache_dir, group),
-            todo,
-            jobs,
-            bar,
-            remote.forkable,
+                continue
+            if entries is not None:
+                manifests[object_id] = entries
+        files = list(
+            dict.fromkeys(
+                [oid for oid in wanted if not is_manifest(oid)]
+                + [oid for entries in manifests.values() for oid in entries]
+            )
         )
-    finally:
-        bar.close()
-        # Even after an error: a manifest whose files all arrived takes its name, and no
-        # pending one is left behind.
-        _settle_pending(cache_dir, absent, entries)
-    return TransferSummary(
-        transferred=len(first.done) + len(second.done),
-        transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
-        already_present=(len(manifests) - len(absent)) + (len(files) - len(todo)),
-        missing=tuple(first.missing + second.missing),
-        failed=tuple(failed + second.failed),
-    )
+        unreadable = {f.object_id for f in failed}
+        asked = files + [oid for oid in wanted if is_manifest(oid) and oid not in unreadable]
+        on_remote = _remote_has(remote, asked)
+        # Manifests absent locally are fine if the remote has them; else they are missing.
+        missing = [
+            oid
+            for oid in asked
+            if is_manifest(oid) and oid not in manifests and oid not in on_remote
+        ]
+        to_upload = [oid for oid in files if oid not in on_remote]
 
+        bar = _Progress("push", self.progress)
+        put_group: PutGroup | None = getattr(remote, "put_group", None)
+        try:
+            if put_group is not None and remote.forkable:
+                first = _run_by_folder(
+                    lambda group: self._upload_group(put_group, group),
+                    to_upload,
+                    jobs,
+                    bar,
+                    forkable=True,
+                )
+            else:
+                first = _run(self._upload, to_upload, jobs, bar, remote.forkable)
+            stored = on_remote | first.done.keys()
+            ready: list[str] = []
+            for object_id, entries in manifests.items():
+                if object_id in on_remote:
+                    continue
+                lacking = [oid for oid in entries if oid not in stored]
+                if lacking:
+                    # Uploading it would announce a directory that cannot be pulled whole.
+                    failed.append(
+                        Failure(
+                            object_id,
+                            ReproError(
+                                f"directory manifest {object_id} not pushed: {len(lacking)} of "
+                                f"its files are missing or failed (e.g. {lacking[0]})"
+                            ),
+                        )
+                    )
+                else:
+                    ready.append(object_id)
+            second = _run(self._upload, ready, jobs, bar, remote.forkable)
+        finally:
+            bar.close()
+        return TransferSummary(
+            transferred=len(first.done) + len(second.done),
+            transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
+            already_present=len(on_remote),
+            missing=tuple(missing + first.missing + second.missing),
+            failed=tuple(failed + first.failed + second.failed),
+        )
 
-def status(remote: Remote, cache_dir: Path, object_ids: Iterable[str]) -> dict[str, str]:
-    """Classify each object, manifests expanded: "ok" (both sides), "new" (local only),
-    "deleted" (remote only) or "missing" (neither)."""
-    expanded = _check_ids(object_ids)
-    for object_id in [oid for oid in expanded if is_manifest(oid)]:
-        expanded += _read_manifest(remote, cache_dir, object_id) or []
-    expanded = list(dict.fromkeys(expanded))
-    on_remote = _remote_has(remote, expanded)
-    states = {
-        (True, True): "ok",
-        (True, False): "new",
-        (False, True): "deleted",
-        (False, False): "missing",
-    }
-    held = held_objects(cache_dir, expanded)
-    return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
+    def _upload(self, object_id: ObjectId) -> int:
+        key = object_key(object_id)
+        source = f"{self.cache_dir}/{key}"  # a string: a Path per object costs more than a copy
+        size = os.stat(source).st_size
+        self.remote.put(Path(source), key)
+        return size
+
+    def _upload_group(self, put_group: PutGroup, group: list[ObjectId]) -> list[Result]:
+        """Upload the objects of one folder with a folder remote's ``put_group``."""
+        sources = [(f"{self.cache_dir}/{object_key(oid)}", object_key(oid)) for oid in group]
+        try:
+            sizes = [os.stat(source).st_size for source, _key in sources]
+            put_group(sources)
+        except FileNotFoundError:  # an object gone from the cache: find which, one by one
+            return [_one(self._upload, oid) for oid in group]
+        return list(zip(group, sizes, strict=True))
+
+    def fetch(self, object_ids: Iterable[ObjectId]) -> TransferSummary:
+        """Download the objects (manifests expanded) the cache lacks, each verified before use.
+
+        A manifest takes its final name only once all of its files are in the cache, as after
+        a commit: a kill mid-fetch never leaves a cached manifest that promises missing files.
+        """
+        remote, cache_dir, jobs = self.remote, self.cache_dir, self.jobs
+        wanted = _check_ids(object_ids)
+        remove_dead_stagings(str(cache_dir), FOLDER_STAGING)
+        manifests = [oid for oid in wanted if is_manifest(oid)]
+        absent = [oid for oid in manifests if not object_path(cache_dir, oid).exists()]
+        bar = _Progress("fetch", self.progress)
+        entries: dict[str, list[str]] = {}
+        try:
+            # Manifests first: only they tell which files a directory needs.
+            first = _run(
+                lambda oid: self._download(oid, str(self._pending_path(oid))),
+                absent,
+                jobs,
+                bar,
+                remote.forkable,
+            )
+            failed = list(first.failed)
+            unusable = set(first.missing) | {f.object_id for f in failed}
+            for object_id in manifests:
+                if object_id in unusable:
+                    continue
+                source = object_path(cache_dir, object_id)
+                if not source.exists():
+                    source = self._pending_path(object_id)
+                try:
+                    entries[object_id] = _entries(source.read_bytes(), object_id, str(cache_dir))
+                except ReproError as exc:
+                    failed.append(Failure(object_id, exc))
+            listed = [oid for found in entries.values() for oid in found]
+            files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
+            held = held_objects(cache_dir, files)
+            todo = [oid for oid in files if oid not in held]
+            second = _run_by_folder(self._download_group, todo, jobs, bar, remote.forkable)
+        finally:
+            bar.close()
+            # Even after an error: a manifest whose files all arrived takes its name, and no
+            # pending one is left behind.
+            self._settle_pending(absent, entries)
+        return TransferSummary(
+            transferred=len(first.done) + len(second.done),
+            transferred_bytes=sum(first.done.values()) + sum(second.done.values()),
+            already_present=(len(manifests) - len(absent)) + (len(files) - len(todo)),
+            missing=tuple(first.missing + second.missing),
+            failed=tuple(failed + second.failed),
+        )
+
+    def _download(self, object_id: ObjectId, final: str | None = None, aside: bool = False) -> int:
+        """Download one object into the cache (or ``final``), only if its bytes hash to its name.
+
+        Through a temp name beside the target, unless ``aside``: then ``final`` lies in a folder
+        of this process's own that is not in the cache yet, and is written directly.
+        """
+        # Plain strings: Path objects cost more than the copy of a small object.
+        target = final if final is not None else f"{self.cache_dir}/{object_key(object_id)}"
+        folder, _, name = target.rpartition("/")
+        if aside:
+            tmp = target
+        else:
+            os.makedirs(folder, exist_ok=True)
+            # Beside the target: the same filesystem, so os.replace is atomic.
+            tmp = f"{folder}/{temp_name(name)}"
+        placed = False
+        try:
+            _get_checked(self.remote, object_id, tmp)
+            os.chmod(tmp, 0o444)
+            size = os.stat(tmp).st_size
+            if not aside:
+                os.replace(tmp, target)
+            placed = True
+            return size
+        finally:
+            if not placed:
+                # The download or the check failed: it never becomes a cache entry.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _download_group(self, group: list[ObjectId]) -> list[Result]:
+        """Download the objects of one cache folder (``files/md5/ab``), each verified. A folder
+        the cache lacks is built aside, under a temp name in the cache's root, and renamed into
+        place once; a kill leaves it there, never a half-written object under its name."""
+        cache_dir = self.cache_dir
+        folder = f"{cache_dir}/{PREFIX}{fanout(group[0])}"
+        if not os.path.isdir(folder):
+            os.makedirs(folder.rpartition("/")[0], exist_ok=True)
+            results: list[Result] = []
+
+            def fill(staging: str) -> None:
+                def aside(oid: ObjectId) -> int:
+                    return self._download(oid, f"{staging}/{name_in_fanout(oid)}", aside=True)
+
+                results.extend(_one(aside, oid) for oid in group)
+
+            if build_aside(f"{cache_dir}/{staging_name(FOLDER_STAGING)}", folder, fill):
+                return results
+        # The folder exists (perhaps made meanwhile by another fetch): each object on its own.
+        return [_one(self._download, oid) for oid in group]
+
+    def _pending_path(self, object_id: ObjectId) -> Path:
+        """Where a fetched manifest waits (a dot-name, which no listing counts) for its files."""
+        final = object_path(self.cache_dir, object_id)
+        return final.with_name(f".repro-pending-{final.name}")
+
+    def _settle_pending(self, absent: list[ObjectId], entries: dict[str, list[str]]) -> None:
+        """Give each fetched manifest its name if all its files arrived; drop it otherwise."""
+        listed = (oid for object_id in absent for oid in entries.get(object_id, ()))
+        held = held_objects(self.cache_dir, listed)
+        for object_id in absent:
+            pending = self._pending_path(object_id)
+            complete = object_id in entries and held.issuperset(entries[object_id])
+            if complete and pending.exists():
+                os.replace(pending, object_path(self.cache_dir, object_id))
+            else:
+                pending.unlink(missing_ok=True)
+
+    def status(self, object_ids: Iterable[ObjectId]) -> dict[ObjectId, str]:
+        """Classify each object, manifests expanded: "ok" (both sides), "new" (local only),
+        "deleted" (remote only) or "missing" (neither)."""
+        expanded = _check_ids(object_ids)
+        for object_id in [oid for oid in expanded if is_manifest(oid)]:
+            expanded += _read_manifest(self.remote, self.cache_dir, object_id) or []
+        expanded = list(dict.fromkeys(expanded))
+        on_remote = _remote_has(self.remote, expanded)
+        states = {
+            (True, True): "ok",
+            (True, False): "new",
+            (False, True): "deleted",
+            (False, False): "missing",
+        }
+        held = held_objects(self.cache_dir, expanded)
+        return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
 
 
 def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:
@@ -563,13 +547,11 @@ def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True
             keys[object_id] = key
     manifests: dict[str, list[str]] = {}
 
-    def check(object_id: str, scratch: Path) -> int:
+    def check(object_id: ObjectId, scratch: Path) -> int:
         dest = scratch / uuid.uuid4().hex
         try:
-            if remote.get(keys[object_id], dest) != content_md5(object_id):
-                raise CorruptObjectError(object_id, remote.url)
-            if is_manifest(object_id):
-                manifests[object_id] = _entries(dest.read_bytes(), object_id, remote.url)
+            if entries := _get_checked(remote, object_id, dest):
+                manifests[object_id] = entries
         finally:
             dest.unlink(missing_ok=True)
         return listing[keys[object_id]]
@@ -598,7 +580,7 @@ def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True
 
 def gc_remote(
     remote: Remote,
-    keep_object_ids: Iterable[str],
+    keep_object_ids: Iterable[ObjectId],
     cache_dir: Path | None = None,
     jobs: int | None = None,
 ) -> tuple[int, int]:

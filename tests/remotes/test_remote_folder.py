@@ -12,7 +12,7 @@ import pytest
 from remote_helpers import add_file, many_files
 
 from repro.objects.ids import object_key, object_path
-from repro.objects.transfer import FOLDER_STAGING, fetch, push
+from repro.objects.transfer import FOLDER_STAGING, Transfer
 from repro.remotes import local
 from repro.remotes.local import LocalRemote
 
@@ -119,7 +119,7 @@ def test_push_names_the_one_object_gone_from_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     ids = many_files(cache, 300) + [add_file(cache, b"gone")]
     object_path(cache, ids[-1]).unlink()
-    summary = push(LocalRemote(tmp_path / "remote"), cache, ids, progress=False)
+    summary = Transfer(LocalRemote(tmp_path / "remote"), cache, progress=False).push(ids)
     assert summary.missing == (ids[-1],)
     assert summary.transferred == 300
     for object_id in ids[:-1]:
@@ -132,14 +132,14 @@ def test_fetch_builds_each_new_cache_folder_aside(
     source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
     ids = many_files(source_cache, 300)
     remote = LocalRemote(tmp_path / "remote")
-    push(remote, source_cache, ids, progress=False)
+    Transfer(remote, source_cache, progress=False).push(ids)
     corrupt = ids[7]
     (tmp_path / "remote" / object_key(corrupt)).write_bytes(b"rotten")
     folders = {object_key(oid).rpartition("/")[0] for oid in ids}
     rename, replace = _Counting(os.rename), _Counting(os.replace)
     monkeypatch.setattr(os, "rename", rename)
     monkeypatch.setattr(os, "replace", replace)
-    summary = fetch(remote, cache, ids, progress=False)
+    summary = Transfer(remote, cache, progress=False).fetch(ids)
     assert (rename.calls, replace.calls) == (len(folders), 0)  # one per folder, none per object
     assert [f.object_id for f in summary.failed] == [corrupt]
     assert not object_path(cache, corrupt).exists()
@@ -157,14 +157,14 @@ def test_fetch_into_a_folder_made_meanwhile(
     source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
     ids = [add_file(source_cache, f"object {i}".encode()) for i in range(40)]
     remote = LocalRemote(tmp_path / "remote")
-    push(remote, source_cache, ids, progress=False)
+    Transfer(remote, source_cache, progress=False).push(ids)
 
     def other_fetch_first(_staging: str, folder: str) -> None:
         os.makedirs(folder, exist_ok=True)
         Path(folder, "someone-else").write_bytes(b"x")  # every folder now exists, not empty
 
     monkeypatch.setattr(os, "rename", _Counting(os.rename, other_fetch_first))
-    summary = fetch(remote, cache, ids, progress=False)
+    summary = Transfer(remote, cache, progress=False).fetch(ids)
     assert summary.transferred == len(ids) and not summary.failed
     for object_id in ids:
         assert object_path(cache, object_id).is_file()
@@ -175,7 +175,7 @@ def test_fetch_removes_what_a_killed_fetch_of_this_host_left(tmp_path: Path) -> 
     source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
     ids = many_files(source_cache, 3)
     remote = LocalRemote(tmp_path / "remote")
-    push(remote, source_cache, ids, progress=False)
+    Transfer(remote, source_cache, progress=False).push(ids)
     host = os.uname().nodename
     dead = cache / f"{FOLDER_STAGING}{host}-999999999-aaaa"
     alive = cache / f"{FOLDER_STAGING}{host}-{os.getpid()}-bbbb"
@@ -183,6 +183,6 @@ def test_fetch_removes_what_a_killed_fetch_of_this_host_left(tmp_path: Path) -> 
     for folder in (dead, alive, elsewhere):
         folder.mkdir(parents=True)
         (folder / "half").write_bytes(b"ha")
-    fetch(remote, cache, ids, progress=False)
+    Transfer(remote, cache, progress=False).fetch(ids)
     assert not dead.exists()
     assert alive.is_dir() and elsewhere.is_dir()

@@ -31,7 +31,7 @@ from test_remote_permissions import nobody_sshd  # noqa: F401 - a fixture
 
 from repro.errors import CorruptObjectError, RemoteError
 from repro.objects.ids import object_key, object_path
-from repro.objects.transfer import fetch, push, verify_remote
+from repro.objects.transfer import Transfer, verify_remote
 from repro.remotes.local import VET_AFTER, LocalRemote
 
 KINDS = ["fifo", "socket", "symlink", "character device"]
@@ -163,7 +163,7 @@ def test_non_regular_entries_are_no_objects(backend: Backend, tmp_path: Path, ma
         pytest.skip("S3 has no such entries")
     root = remote_root(backend)
     real = add_file(tmp_path / "cache", b"a real object")
-    push(backend.remote, tmp_path / "cache", [real], progress=False)
+    Transfer(backend.remote, tmp_path / "cache", progress=False).push([real])
     planted = [object_key(f"{i:x}" * 32) for i in range(1, 5)]
     (tmp_path / "outside").write_bytes(b"x")
     for key, kind in zip(planted, KINDS, strict=True):
@@ -378,10 +378,10 @@ def test_an_object_of_another_size_is_verified_and_refused(
 ) -> None:
     cache, other = tmp_path / "cache", tmp_path / "other"
     object_id = add_file(cache, b"the original object, 42 bytes long ......")
-    push(backend.remote, cache, [object_id], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([object_id])
     backend.write_raw(object_key(object_id), planted)
 
-    summary = fetch(backend.remote, other, [object_id], progress=False)
+    summary = Transfer(backend.remote, other, progress=False).fetch([object_id])
 
     assert [f.object_id for f in summary.failed] == [object_id]
     assert isinstance(summary.failed[0].error, CorruptObjectError)
@@ -397,9 +397,9 @@ def test_a_manifest_stored_as_a_file_object_stays_a_file(backend: Backend, tmp_p
     listed = add_file(cache, b"listed")
     manifest = json.dumps([{"md5": listed, "relpath": "x"}]).encode()
     object_id = add_file(cache, manifest)
-    push(backend.remote, cache, [object_id, listed], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([object_id, listed])
 
-    summary = fetch(backend.remote, other, [object_id], progress=False)
+    summary = Transfer(backend.remote, other, progress=False).fetch([object_id])
 
     assert summary.transferred == 1 and not summary.failed
     assert object_path(other, object_id).read_bytes() == manifest
@@ -414,7 +414,7 @@ def test_a_verified_dir_object_that_is_no_manifest_is_refused(
     object_id = md5(content) + ".dir"
     backend.write_raw(object_key(object_id), content)
 
-    summary = fetch(backend.remote, other, [object_id], progress=False)
+    summary = Transfer(backend.remote, other, progress=False).fetch([object_id])
 
     assert [f.object_id for f in summary.failed] == [object_id]
     assert "\n" not in str(summary.failed[0].error)
@@ -447,7 +447,7 @@ def test_pull_refuses_a_hostile_manifest_and_writes_nothing_outside(
         {"md5": add_file(hostile, content), "relpath": relpath}
         for relpath, content in HOSTILE_ENTRIES[case]
     ]
-    push(LocalRemote(remote), hostile, [entry["md5"] for entry in entries], progress=False)
+    Transfer(LocalRemote(remote), hostile, progress=False).push([entry["md5"] for entry in entries])
     data = json.dumps(entries).encode()
     manifest_id = md5(data) + ".dir"
     (remote / object_key(manifest_id)).parent.mkdir(parents=True, exist_ok=True)

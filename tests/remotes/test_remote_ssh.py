@@ -10,7 +10,7 @@ from conftest import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trus
 from remote_helpers import many_files
 
 from repro.errors import RemoteError, ReproError
-from repro.objects.transfer import fetch, push
+from repro.objects.transfer import Transfer
 from repro.remotes import open_remote
 from repro.remotes.ssh import MAX_CHANNELS, resolve_target
 
@@ -128,8 +128,8 @@ def test_more_threads_than_channels_share_one_connection(
     files = many_files(cache, 120)
     remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
     try:
-        pushed = push(remote, cache, files, jobs=MAX_CHANNELS * 3, progress=False)
-        fetched = fetch(remote, other, files, jobs=MAX_CHANNELS * 3, progress=False)
+        pushed = Transfer(remote, cache, jobs=MAX_CHANNELS * 3, progress=False).push(files)
+        fetched = Transfer(remote, other, jobs=MAX_CHANNELS * 3, progress=False).fetch(files)
     finally:
         remote.close()
     assert (pushed.transferred, fetched.transferred) == (120, 120)
@@ -145,8 +145,8 @@ def test_a_server_allowing_fewer_sessions_than_threads_still_works(
         files = many_files(cache, 40)
         remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
         try:
-            pushed = push(remote, cache, files, jobs=8, progress=False)
-            fetched = fetch(remote, other, files, jobs=8, progress=False)
+            pushed = Transfer(remote, cache, jobs=8, progress=False).push(files)
+            fetched = Transfer(remote, other, jobs=8, progress=False).fetch(files)
             # The server refused the third session; the pool learned to live with two.
             assert remote._pool._limit == 2  # type: ignore[attr-defined]
         finally:

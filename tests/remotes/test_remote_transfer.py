@@ -18,7 +18,7 @@ from remote_helpers import (
 
 from repro.errors import CorruptObjectError, ReproError
 from repro.objects.ids import object_key, object_path
-from repro.objects.transfer import fetch, gc_remote, push, status, verify_remote
+from repro.objects.transfer import Transfer, gc_remote, verify_remote
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def test_second_push_moves_nothing_and_asks_in_bulk(
 ) -> None:
     files = many_files(cache, 100)
     manifest = directory(cache, 30)
-    first = push(backend.remote, cache, [*files, manifest], jobs=8, progress=False)
+    first = Transfer(backend.remote, cache, jobs=8, progress=False).push([*files, manifest])
     assert (first.transferred, first.already_present, first.ok) == (131, 0, True)
 
     counting = CountingRemote(backend.remote)
     per_key: list[str] = []
     monkeypatch.setattr(backend.remote, "_exists_one", per_key.append)
-    second = push(counting, cache, [*files, manifest], jobs=8, progress=False)
+    second = Transfer(counting, cache, jobs=8, progress=False).push([*files, manifest])
 
     assert (second.transferred, second.transferred_bytes, second.already_present) == (0, 0, 131)
     assert counting.calls == {"exists": 1}
@@ -62,7 +62,7 @@ def test_second_push_moves_nothing_and_asks_in_bulk(
 def test_push_uploads_each_manifest_after_its_files(backend: Backend, cache: Path) -> None:
     manifest = directory(cache, 20)
     counting = CountingRemote(backend.remote)
-    summary = push(counting, cache, [manifest], jobs=8, progress=False)
+    summary = Transfer(counting, cache, jobs=8, progress=False).push([manifest])
 
     assert summary.transferred == 21
     assert counting.put_order[-1] == object_key(manifest)
@@ -77,7 +77,7 @@ def test_push_reports_what_the_cache_lacks_and_holds_back_the_manifest(
     object_path(cache, lost_entry).unlink()
     never_cached = "0" * 32
 
-    summary = push(backend.remote, cache, [manifest, never_cached], progress=False)
+    summary = Transfer(backend.remote, cache, progress=False).push([manifest, never_cached])
 
     assert sorted(summary.missing) == sorted([lost_entry, never_cached])
     assert [f.object_id for f in summary.failed] == [manifest]
@@ -92,9 +92,11 @@ def test_fetch_brings_every_object_verified_and_read_only(
 ) -> None:
     files = many_files(cache, 10)
     manifest = directory(cache, 10)
-    push(backend.remote, cache, [*files, manifest], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([*files, manifest])
 
-    summary = fetch(backend.remote, other_cache, [*files, manifest], jobs=8, progress=False)
+    summary = Transfer(backend.remote, other_cache, jobs=8, progress=False).fetch(
+        [*files, manifest]
+    )
 
     assert (summary.transferred, summary.ok) == (21, True)
     theirs = [p.relative_to(other_cache) for p in cached_files(other_cache)]
@@ -102,7 +104,7 @@ def test_fetch_brings_every_object_verified_and_read_only(
     for path in cached_files(other_cache):
         assert path.read_bytes() == (cache / path.relative_to(other_cache)).read_bytes()
         assert stat.S_IMODE(path.stat().st_mode) == 0o444
-    again = fetch(backend.remote, other_cache, [*files, manifest], progress=False)
+    again = Transfer(backend.remote, other_cache, progress=False).fetch([*files, manifest])
     assert (again.transferred, again.already_present) == (0, 21)
 
 
@@ -110,12 +112,14 @@ def test_fetch_rejects_corrupt_and_truncated_objects(
     backend: Backend, cache: Path, other_cache: Path
 ) -> None:
     good, flipped, truncated = (add_file(cache, b"%d" % i * 1000) for i in range(3))
-    push(backend.remote, cache, [good, flipped, truncated], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([good, flipped, truncated])
     data = object_path(cache, flipped).read_bytes()
     backend.write_raw(object_key(flipped), data[:-1] + b"X")  # same size, wrong bytes
     backend.write_raw(object_key(truncated), object_path(cache, truncated).read_bytes()[:100])
 
-    summary = fetch(backend.remote, other_cache, [good, flipped, truncated], progress=False)
+    summary = Transfer(backend.remote, other_cache, progress=False).fetch(
+        [good, flipped, truncated]
+    )
 
     assert summary.transferred == 1
     assert sorted(f.object_id for f in summary.failed) == sorted([flipped, truncated])
@@ -130,10 +134,10 @@ def test_fetch_refuses_a_corrupt_manifest_and_skips_its_files(
     backend: Backend, cache: Path, other_cache: Path
 ) -> None:
     manifest = directory(cache, 3)
-    push(backend.remote, cache, [manifest], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([manifest])
     backend.write_raw(object_key(manifest), b'[{"md5": "00000000000000000000000000000000"}]')
 
-    summary = fetch(backend.remote, other_cache, [manifest], progress=False)
+    summary = Transfer(backend.remote, other_cache, progress=False).fetch([manifest])
 
     assert [f.object_id for f in summary.failed] == [manifest]
     assert summary.transferred == 0
@@ -144,11 +148,11 @@ def test_fetch_reports_objects_the_remote_lacks(
     backend: Backend, cache: Path, other_cache: Path
 ) -> None:
     pushed = add_file(cache, b"pushed")
-    push(backend.remote, cache, [pushed], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([pushed])
     absent_file, absent_manifest = "1" * 32, "2" * 32 + ".dir"
 
-    summary = fetch(
-        backend.remote, other_cache, [pushed, absent_file, absent_manifest], progress=False
+    summary = Transfer(backend.remote, other_cache, progress=False).fetch(
+        [pushed, absent_file, absent_manifest]
     )
 
     assert summary.transferred == 1
@@ -158,12 +162,14 @@ def test_fetch_reports_objects_the_remote_lacks(
 
 def test_status_classifies_each_object(backend: Backend, cache: Path, other_cache: Path) -> None:
     both, remote_only, local_only = (add_file(cache, name) for name in (b"b", b"r", b"l"))
-    push(backend.remote, cache, [both, remote_only], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([both, remote_only])
     object_path(cache, remote_only).unlink()
     manifest = directory(other_cache, 2)  # in no cache we use, nor on the remote
     nowhere = "3" * 32
 
-    states = status(backend.remote, cache, [both, remote_only, local_only, nowhere, manifest])
+    states = Transfer(backend.remote, cache).status(
+        [both, remote_only, local_only, nowhere, manifest]
+    )
 
     assert states == {
         both: "ok",
@@ -178,9 +184,9 @@ def test_status_reads_a_manifest_only_the_remote_has(
     backend: Backend, cache: Path, other_cache: Path
 ) -> None:
     manifest = directory(other_cache, 2)
-    push(backend.remote, other_cache, [manifest], progress=False)
+    Transfer(backend.remote, other_cache, progress=False).push([manifest])
 
-    states = status(backend.remote, cache, [manifest])
+    states = Transfer(backend.remote, cache).status([manifest])
 
     assert sorted(states.values()) == ["deleted"] * 3
     assert cached_files(cache) == []  # status does not fill the cache
@@ -191,7 +197,7 @@ def test_verify_remote_finds_corruption_and_incomplete_directories(
 ) -> None:
     files = many_files(cache, 5)
     manifest = directory(cache, 4)
-    push(backend.remote, cache, [*files, manifest], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([*files, manifest])
     assert verify_remote(backend.remote, progress=False) == []
 
     backend.write_raw(object_key(files[0]), b"rotten")
@@ -213,7 +219,7 @@ def test_gc_remote_keeps_kept_directories_and_deletes_the_rest(
     kept_manifest = directory(cache, 4, "kept")
     kept_file = add_file(cache, b"kept file")
     old = [*many_files(cache, 6, "old"), directory(cache, 3, "old")]
-    push(backend.remote, cache, [kept_manifest, kept_file, *old], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([kept_manifest, kept_file, *old])
     old_bytes = sum(
         object_path(cache, oid).stat().st_size
         for oid in [*old[:-1], old[-1], *directory_entries(cache, old[-1])]
@@ -223,9 +229,11 @@ def test_gc_remote_keeps_kept_directories_and_deletes_the_rest(
     count, nbytes = gc_remote(backend.remote, [kept_manifest, kept_file])
 
     assert (count, nbytes) == (6 + 1 + 3, old_bytes)
-    summary = fetch(backend.remote, other_cache, [kept_manifest, kept_file], progress=False)
+    summary = Transfer(backend.remote, other_cache, progress=False).fetch(
+        [kept_manifest, kept_file]
+    )
     assert (summary.transferred, summary.ok) == (6, True)
-    assert status(backend.remote, cache, old) == dict.fromkeys(
+    assert Transfer(backend.remote, cache).status(old) == dict.fromkeys(
         [*old, *directory_entries(cache, old[-1])], "new"
     )
 
@@ -234,7 +242,7 @@ def test_gc_remote_stops_before_deleting_when_a_kept_manifest_is_corrupt(
     backend: Backend, cache: Path
 ) -> None:
     manifest = directory(cache, 2)
-    push(backend.remote, cache, [manifest, add_file(cache, b"other")], progress=False)
+    Transfer(backend.remote, cache, progress=False).push([manifest, add_file(cache, b"other")])
     backend.write_raw(object_key(manifest), b"garbage")
 
     with pytest.raises(CorruptObjectError):
@@ -244,4 +252,4 @@ def test_gc_remote_stops_before_deleting_when_a_kept_manifest_is_corrupt(
 
 def test_object_ids_that_are_no_md5_are_refused(backend: Backend, cache: Path) -> None:
     with pytest.raises(ReproError, match="not an object id"):
-        push(backend.remote, cache, ["../../etc/passwd"], progress=False)
+        Transfer(backend.remote, cache, progress=False).push(["../../etc/passwd"])

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.cli.commands import open_project
 from repro.cli.commands.data import resolve_targets
@@ -21,6 +21,9 @@ from repro.remotes.base import Remote
 from repro.runners import choose_runner
 from repro.workspace import outputs
 from repro.workspace.checkout import checkout
+
+if TYPE_CHECKING:
+    from repro.objects.transfer import Transfer
 
 
 def _revisions(project: Project, args: argparse.Namespace) -> list[Revision]:
@@ -63,18 +66,17 @@ def _report(summary: Any, verb: str, ui: UI) -> None:
 
 
 def cmd_push(args: argparse.Namespace, ui: UI) -> int:
-    from repro.objects import transfer
+    from repro.objects.transfer import Transfer
 
     project = open_project(ui)
     remote = open_named_remote(project, args.remote)
     outputs.catch_edits_before_push(project)
     wanted = _needs(project, args)
     try:
-        summary = transfer.push(
-            remote, project.cache_dir, sorted(wanted.objects), args.jobs, ui.progress
-        )
+        transfer = Transfer(remote, project.cache_dir, args.jobs, ui.progress)
+        summary = transfer.push(sorted(wanted.objects))
         if args.run_cache:
-            _push_runs(project, remote, args, ui)
+            _push_runs(project, transfer, ui)
         if args.images:
             from repro.runners.images import push_images
 
@@ -98,14 +100,13 @@ def cmd_fetch(args: argparse.Namespace, ui: UI) -> int:
 
 
 def _fetch(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -> None:
-    from repro.objects import transfer
+    from repro.objects.transfer import Transfer
 
     wanted = _needs(project, args)
-    summary = transfer.fetch(
-        remote, project.cache_dir, sorted(wanted.objects), args.jobs, ui.progress
-    )
+    transfer = Transfer(remote, project.cache_dir, args.jobs, ui.progress)
+    summary = transfer.fetch(sorted(wanted.objects))
     if args.run_cache:
-        _fetch_runs(project, remote, args, ui)
+        _fetch_runs(project, transfer, ui)
     if args.images:
         from repro.runners.images import pull_images
 
@@ -159,37 +160,35 @@ def _run_keys(project: Project) -> list[str]:
     return [f"runs/{key[:2]}/{key[2:]}" for key in all_entries(project.cache_dir)]
 
 
-def _push_runs(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -> None:
-    from repro.objects import transfer
+def _push_runs(project: Project, transfer: Transfer, ui: UI) -> None:
     from repro.pipeline import runcache
 
     keys = _run_keys(project)
-    present = remote.exists(keys)
+    present = transfer.remote.exists(keys)
     objects: set[str] = set()
     for key in keys:
         recorded = runcache.lookup(project.cache_dir, key[5:7] + key[8:])
         objects.update((recorded or {}).values())
-    transfer.push(remote, project.cache_dir, sorted(objects), args.jobs, ui.progress)
+    transfer.push(sorted(objects))
     for key in keys:
         if key not in present:
-            remote.put(project.cache_dir / key, key)
+            transfer.remote.put(project.cache_dir / key, key)
     ui.info(f"Pushed {len(set(keys) - present)} run-cache entries.")
 
 
-def _fetch_runs(project: Project, remote: Remote, args: argparse.Namespace, ui: UI) -> None:
-    from repro.objects import transfer
+def _fetch_runs(project: Project, transfer: Transfer, ui: UI) -> None:
     from repro.pipeline import runcache
 
     count = 0
     objects: set[str] = set()
-    for key in remote.list("runs/"):
+    for key in transfer.remote.list("runs/"):
         dest = project.cache_dir / key
         parts = key.split("/")
         if len(parts) != 3 or len(parts[1]) != 2 or dest.exists():
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
-        remote.get(key, tmp)
+        transfer.remote.get(key, tmp)
         try:
             json.loads(tmp.read_text(encoding="utf-8"))
         except ValueError:
@@ -199,17 +198,17 @@ def _fetch_runs(project: Project, remote: Remote, args: argparse.Namespace, ui: 
         os.replace(tmp, dest)
         objects.update((runcache.lookup(project.cache_dir, parts[1] + parts[2]) or {}).values())
         count += 1
-    transfer.fetch(remote, project.cache_dir, sorted(objects), args.jobs, ui.progress)
+    transfer.fetch(sorted(objects))
     ui.info(f"Fetched {count} run-cache entries.")
 
 
 def cloud_status(project: Project, args: argparse.Namespace, ui: UI) -> int:
-    from repro.objects import transfer
+    from repro.objects.transfer import Transfer
 
     remote = open_named_remote(project, args.remote)
     args.all_branches = args.all_tags = args.all_commits = False
     try:
-        states = transfer.status(remote, project.cache_dir, sorted(_needs(project, args).objects))
+        states = Transfer(remote, project.cache_dir).status(sorted(_needs(project, args).objects))
     finally:
         remote.close()
     counts: dict[str, int] = {}
