@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from repro.fsutil import write_atomic
+from repro.objects.runs import entry_path
 from repro.stages.stage import Out, Stage
 
 
@@ -24,34 +24,17 @@ def key(stage: Stage, image_id: str, dep_values: dict[str, Any]) -> str:
     return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _entry_path(cache_dir: Path, run_key: str) -> Path:
-    return cache_dir / "runs" / run_key[:2] / run_key[2:]
-
-
 def lookup(cache_dir: Path, run_key: str) -> dict[str, str] | None:
     """out path → md5 recorded for this key, or None when the run was never seen."""
     try:
-        data = json.loads(_entry_path(cache_dir, run_key).read_text(encoding="utf-8"))
+        data = json.loads(entry_path(cache_dir, run_key).read_text(encoding="utf-8"))
         return {str(item["path"]): str(item["md5"]) for item in data["outs"]}
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
 
 
 def save(cache_dir: Path, run_key: str, outs: tuple[Out, ...]) -> None:
-    target = _entry_path(cache_dir, run_key)
+    target = entry_path(cache_dir, run_key)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"outs": [{"path": o.path, "md5": o.md5, "cache": o.cache} for o in outs]}
     write_atomic(target, json.dumps(payload, sort_keys=True).encode("utf-8"))
-
-
-def all_entries(cache_dir: Path) -> list[str]:
-    base = cache_dir / "runs"
-    if not base.is_dir():
-        return []
-    return sorted(
-        fan + name
-        for fan in os.listdir(base)
-        if len(fan) == 2
-        for name in os.listdir(base / fan)
-        if not name.startswith(".")
-    )

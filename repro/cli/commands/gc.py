@@ -11,6 +11,7 @@ from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
 from repro.history.revisions import WORKSPACE, History, Revision
 from repro.history.usage import needs
+from repro.objects import runs
 from repro.pipeline import runcache
 from repro.project import Project
 
@@ -66,7 +67,7 @@ def cmd_gc(args: argparse.Namespace, ui: UI) -> int:
 
 def _drop_dead_runs(project: Project) -> None:
     """Run-cache entries whose outputs are gone can never be restored: drop them."""
-    for key in runcache.all_entries(project.cache_dir):
-        recorded = runcache.lookup(project.cache_dir, key) or {}
+    for run_key in runs.run_keys(project.cache_dir):
+        recorded = runcache.lookup(project.cache_dir, run_key) or {}
         if any(not project.cache.exists(md5) for md5 in recorded.values()):
-            (project.cache_dir / "runs" / key[:2] / key[2:]).unlink(missing_ok=True)
+            runs.entry_path(project.cache_dir, run_key).unlink(missing_ok=True)

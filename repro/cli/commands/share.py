@@ -154,37 +154,37 @@ def cmd_pull(args: argparse.Namespace, ui: UI) -> int:
     return 0
 
 
-def _run_keys(project: Project) -> list[str]:
-    from repro.pipeline.runcache import all_entries
-
-    return [f"runs/{key[:2]}/{key[2:]}" for key in all_entries(project.cache_dir)]
-
-
 def _push_runs(project: Project, transfer: Transfer, ui: UI) -> None:
+    """Push every run-cache entry the remote lacks, after the objects it records."""
+    from repro.objects import runs
     from repro.pipeline import runcache
 
-    keys = _run_keys(project)
+    run_keys = runs.run_keys(project.cache_dir)
+    keys = {runs.entry_key(run_key): run_key for run_key in run_keys}
     present = transfer.remote.exists(keys)
     objects: set[str] = set()
-    for key in keys:
-        recorded = runcache.lookup(project.cache_dir, key[5:7] + key[8:])
-        objects.update((recorded or {}).values())
+    for run_key in run_keys:
+        objects.update((runcache.lookup(project.cache_dir, run_key) or {}).values())
     transfer.push(sorted(objects))
-    for key in keys:
+    for key, run_key in keys.items():
         if key not in present:
-            transfer.remote.put(project.cache_dir / key, key)
-    ui.info(f"Pushed {len(set(keys) - present)} run-cache entries.")
+            transfer.remote.put(runs.entry_path(project.cache_dir, run_key), key)
+    ui.info(f"Pushed {len(keys.keys() - present)} run-cache entries.")
 
 
 def _fetch_runs(project: Project, transfer: Transfer, ui: UI) -> None:
+    """Fetch every run-cache entry the cache lacks, then the objects they record."""
+    from repro.objects import runs
     from repro.pipeline import runcache
 
     count = 0
     objects: set[str] = set()
-    for key in transfer.remote.list("runs/"):
-        dest = project.cache_dir / key
-        parts = key.split("/")
-        if len(parts) != 3 or len(parts[1]) != 2 or dest.exists():
+    for key in transfer.remote.list(runs.PREFIX):
+        run_key = runs.run_key_of(key)
+        if run_key is None:
+            continue
+        dest = runs.entry_path(project.cache_dir, run_key)
+        if dest.exists():
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
@@ -196,7 +196,7 @@ def _fetch_runs(project: Project, transfer: Transfer, ui: UI) -> None:
             ui.warn(f"run-cache entry {key} on the remote is malformed; skipped")
             continue
         os.replace(tmp, dest)
-        objects.update((runcache.lookup(project.cache_dir, parts[1] + parts[2]) or {}).values())
+        objects.update((runcache.lookup(project.cache_dir, run_key) or {}).values())
         count += 1
     transfer.fetch(sorted(objects))
     ui.info(f"Fetched {count} run-cache entries.")
