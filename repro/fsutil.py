@@ -202,6 +202,25 @@ def copy_new(source: str, dest: str, copy: Callable[[int, int], object] = copy_f
         os.close(src)
 
 
+def copy_atomic(
+    source: str | os.PathLike[str],
+    dest: Path,
+    mode: int | None,
+    copy: Callable[[int, int], object] = copy_fd,
+) -> None:
+    """Copy the file ``source`` over ``dest`` through a temp name beside it: ``dest`` holds
+    its old bytes or all the new ones. The copy gets ``mode``, or with None the umask's."""
+    tmp = tmp_name(dest)
+    try:
+        copy_new(os.fspath(source), str(tmp), copy)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def build_aside(staging: str, dest: str, fill: Callable[[str], None]) -> bool:
     """Make the folder ``staging``, ``fill`` it, and rename it to ``dest``: ``dest`` appears
     whole or not at all, with no rename per file. False, with nothing left behind, where

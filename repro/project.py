@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported where first used: metrics and config need none of 
     from repro.objects.store import Cache
     from repro.workspace.hashing import Hasher, Notify, Observer
     from repro.workspace.ledger import Ledger
+    from repro.workspace.materialise import Materialiser
 
 REPRO_DIR = ".repro"
 # In .repro: the links ledger (workspace/ledger.py), where the hash memo's rows were kept too
@@ -175,7 +176,13 @@ class Project:
     def cache(self) -> Cache:
         from repro.objects.store import Cache
 
-        return Cache(self.cache_dir, self.root, self.link_type)
+        return Cache(self.cache_dir)
+
+    @cached_property
+    def materialiser(self) -> Materialiser:
+        from repro.workspace.materialise import Materialiser
+
+        return Materialiser(self.cache, self.root, self.link_type)
 
     @cached_property
     def untracked(self) -> None:

@@ -167,16 +167,16 @@ def test_copy_mode_and_cross_filesystem_cache(project: Project, tmp_path: Path) 
 
 
 def test_link_support_is_probed_once(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro.objects.store import Cache
+    from repro.workspace.materialise import Materialiser
 
     probes: list[int] = []
-    real = Cache._probe_link
+    real = Materialiser._probe_link
 
-    def counting(self: Cache) -> bool:
+    def counting(self: Materialiser) -> bool:
         probes.append(1)
         return real(self)
 
-    monkeypatch.setattr(Cache, "_probe_link", counting)
+    monkeypatch.setattr(Materialiser, "_probe_link", counting)
     project.ok("config", "cache.type", "hardlink")
     make_tree(project.root / "data", 200, folders=4)
     project.ok("add", "data")

@@ -1,14 +1,21 @@
-"""Make the workspace match the stage files of the current commit (SPEC §3.3)."""
+"""Make the workspace match the stage files of the current commit.
+
+Every cached output of the chosen stages gets the object its stage file records; one whose
+objects are not all in the cache is reported missing and left as it is. With prune, outputs
+repro linked that no stage names any more are deleted. What may be overwritten or deleted is
+conflicts.py's rule: a refusal stops the checkout with the paths it would have lost.
+"""
 
 from __future__ import annotations
 
 import os
 
-from repro.errors import CheckoutError, ReproError
+from repro.errors import ReproError
 from repro.objects.store import ObjectsMissing
 from repro.paths import overlaps
 from repro.stages.stage import Stage
 from repro.workspace import outputs
+from repro.workspace.conflicts import may_prune, refusal
 
 TYPE_CHECKING = False  # no import of typing at run time
 if TYPE_CHECKING:
@@ -37,7 +44,7 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
                 continue
             there = os.path.lexists(project.root / out.path)
             # Only what is there is checked up front (a folder must not be left half-updated);
-            # a new folder learns of missing objects as it is made (Cache.checkout_dir).
+            # a new folder learns of missing objects as it is made (Materialiser.checkout_dir).
             if cache.missing(out.md5) if there else not cache.exists(out.md5):
                 result.missing.append(out.path)
                 continue
@@ -63,16 +70,11 @@ def checkout(project: Project, stages: list[Stage], force: bool, prune: bool) ->
                 now = outputs.current_md5(project, path)
             except ReproError:
                 now = None
-            if now == oid or force:
+            if may_prune(now, oid, force):
                 outputs.remove(project, path)
                 result.removed.append(path)
             else:
                 result.kept.append(path)
     if conflicts:
-        shown = ", ".join(conflicts[:5]) + (" …" if len(conflicts) > 5 else "")
-        raise CheckoutError(
-            f"checkout would overwrite changes that are not in the cache: {shown}; "
-            "commit them with 'repro add'/'repro commit', move them away, or use --force",
-            conflicts,
-        )
+        raise refusal(conflicts)
     return result

@@ -1,4 +1,8 @@
-"""Operations on one output: hash it, commit it to the cache, materialise it from the cache."""
+"""Operations on one output: hash it, commit it to the cache, materialise it from the cache.
+
+Here the workspace's records are kept up to date as outputs come and go: the links ledger
+(which object repro put at which path) and the hasher's state for what checkout wrote.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ import time
 from pathlib import Path
 
 from repro.errors import ReproError
-from repro.objects.store import Conflict, ObjectsMissing
+from repro.objects.ids import is_manifest
+from repro.objects.store import ObjectsMissing
 from repro.paths import has_git_part, inside
 from repro.stages.stage import Out
-from repro.workspace.hashing import read_path_md5
+from repro.workspace.conflicts import Conflict, may_replace
+from repro.workspace.hashing import Scan, read_path_md5
 
 TYPE_CHECKING = False  # no import of typing at run time
 if TYPE_CHECKING:
@@ -44,8 +50,8 @@ def catch_in_place_edits(project: Project, path: str, now: str) -> None:
     cache = project.cache
     full = project.root / path
     suspects: list[tuple[str, int]] = []  # (object id it was linked as, inode now)
-    if was.endswith(".dir"):
-        if not now.endswith(".dir") or not cache.exists(was):
+    if is_manifest(was):
+        if not is_manifest(now) or not cache.exists(was):
             return
         old = dict(cache.read_manifest(was))
         info = project.hasher.hash_dir(str(full), path)
@@ -53,10 +59,10 @@ def catch_in_place_edits(project: Project, path: str, now: str) -> None:
             before = old.get(rel)
             if before is not None and before != md5:
                 suspects.append((before, entry.key[0]))
-    elif not now.endswith(".dir"):
+    elif not is_manifest(now):
         suspects.append((was, os.lstat(full).st_ino))
     for oid, inode in suspects:
-        where = cache.quarantine_if_linked(oid, inode)
+        where = project.materialiser.quarantine_if_linked(oid, inode)
         if where is not None and project.warn is not None:
             project.warn(
                 f"'{path}' was edited in place while hardlinked to cache object {oid}, which "
@@ -100,7 +106,7 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
             f"output '{out.path}' is a fifo, socket or device; outputs must be regular files "
             "or folders"
         )
-    cache = project.cache
+    materialiser = project.materialiser
     hasher = project.hasher
     if stat_mod.S_ISDIR(st.st_mode):
         if out.cache and _already_committed(project, out.path):
@@ -114,20 +120,20 @@ def commit(project: Project, out: Out, keep_copy: bool = False) -> Out:
             )
         catch_in_place_edits(project, out.path, info.oid)
         if out.cache:
-            cache.commit_dir(full, info, hasher.link_counts)
+            materialiser.commit_dir(full, info, hasher.link_counts)
             project.ledger.put(out.path, info.oid)
         elif keep_copy:
             for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
-                cache.save_copy(Path(entry.path), md5)
-            cache.save_bytes(info.oid, info.manifest)
+                materialiser.save_copy(Path(entry.path), md5)
+            project.cache.save_bytes(info.oid, info.manifest)
         return out._replace(md5=info.oid)
     md5 = hasher.hash_file(str(full), st)
     catch_in_place_edits(project, out.path, md5)
     if out.cache:
-        cache.commit_file(full, md5, st.st_ino, st.st_nlink)
+        materialiser.commit_file(full, md5, st.st_ino, st.st_nlink)
         project.ledger.put(out.path, md5)
     elif keep_copy:
-        cache.save_copy(full, md5)
+        materialiser.save_copy(full, md5)
     return out._replace(md5=md5)
 
 
@@ -162,9 +168,15 @@ def in_the_way(path: str, exc: OSError) -> ReproError:
 def _checkout(project: Project, path: str, oid: str, force: bool, cached: bool) -> list[Conflict]:
     full = inside(project.root, path, "output", exact=True)
     cache = project.cache
+    materialiser = project.materialiser
     hasher = project.hasher
-    if oid.endswith(".dir"):
-        conflicts = cache.checkout_dir(oid, full, hasher, path, force)
+    if is_manifest(oid):
+        conflicts = materialiser.checkout_dir(oid, full, hasher, path, force)
+        if not conflicts and materialiser.can_link():
+            # The tree now holds exactly the manifest's objects (hardlinks, whose bytes cannot
+            # change without the cache noticing in fsck): remember it, not a row per file.
+            tree = Scan(str(full))
+            hasher.state.put_dir(path, tree.fingerprint, oid, tree.listing)
     else:
         existing = None
         if os.path.lexists(full):
@@ -173,12 +185,10 @@ def _checkout(project: Project, path: str, oid: str, force: bool, cached: bool) 
             raise ObjectsMissing(full, [oid])
         if existing == oid and (not cached or _linked(project, oid, full)):
             conflicts = []
-        elif (
-            existing is not None and not force and not cache.is_safe_to_replace(full, hasher, path)
-        ):
+        elif existing is not None and not may_replace(cache, full, hasher, path, force):
             conflicts = [Conflict(path)]
         else:
-            cache.checkout_file(oid, full, writable=not cached)
+            materialiser.checkout_file(oid, full, writable=not cached)
             st = os.stat(full)
             hasher.state.put_files([((st.st_ino, st.st_mtime_ns, st.st_size), oid)], time.time_ns())
             conflicts = []
@@ -188,7 +198,7 @@ def _checkout(project: Project, path: str, oid: str, force: bool, cached: bool) 
 
 
 def _linked(project: Project, oid: str, full: Path) -> bool:
-    if not project.cache.can_link():
+    if not project.materialiser.can_link():
         return True  # copies are the best we can do; content already matches
     try:
         return os.stat(project.cache.object_path(oid)).st_ino == os.stat(full).st_ino

@@ -13,7 +13,6 @@ from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError
 from repro.memo import status as status_memo
-from repro.objects.store import unprotect
 from repro.paths import from_user, inside, overlaps
 from repro.pipeline.graph import build
 from repro.pipeline.status import stage_changes
@@ -22,6 +21,7 @@ from repro.stages import stage as stage_mod
 from repro.stages.stage import STAGE_SUFFIX, Out, Stage
 from repro.workspace import gitignore, outputs
 from repro.workspace.checkout import checkout
+from repro.workspace.materialise import unprotect
 
 
 def resolve_targets(project: Project, stages: list[Stage], targets: list[str]) -> list[Stage]:

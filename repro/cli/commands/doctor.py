@@ -69,7 +69,7 @@ def _check_cache(project: Project, ui: UI) -> list[str]:
         ui.out(f"Cache: unusable: {where}: {exc.strerror or exc}; fix or unset cache.dir")
         return ["the cache"]
     ui.out(f"Cache: {cache_dir}")
-    link = "hardlink" if project.cache.can_link() else "copy"
+    link = "hardlink" if project.materialiser.can_link() else "copy"
     if project.link_type == "reflink":
         link = "reflink where the filesystem can, else copy"
     chosen = project.config.get("cache.type") or f"{project.link_type} (the default for this user)"

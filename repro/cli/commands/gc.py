@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from repro.cli.commands import open_project
@@ -16,15 +15,12 @@ from repro.pipeline import runcache
 from repro.project import Project
 
 
-def _keep(project: Project, args: argparse.Namespace) -> set[str]:
+def _keep(project: Project, args: argparse.Namespace) -> frozenset[str]:
+    """The objects the chosen revisions need (a folder's files are kept with it)."""
     history = History(project.root)
     revisions = [Revision(WORKSPACE, None)]
     revisions += history.revisions(args.all_branches, args.all_tags, args.all_commits)
-    kept = set(needs(history, revisions).objects)
-    for oid in [o for o in kept if o.endswith(".dir")]:
-        if project.cache.exists(oid):
-            kept.update(md5 for _rel, md5 in project.cache.read_manifest(oid))
-    return kept
+    return needs(history, revisions).objects
 
 
 def cmd_gc(args: argparse.Namespace, ui: UI) -> int:
@@ -37,21 +33,19 @@ def cmd_gc(args: argparse.Namespace, ui: UI) -> int:
     project.untracked  # noqa: B018 - planted memos must not decide what is deleted
     with project.lock(args.wait):
         kept = _keep(project, args)
-        doomed = [oid for oid in project.cache.all_objects() if oid not in kept]
-        size = sum(os.lstat(project.cache.object_path(oid)).st_size for oid in doomed)
-        ui.info(f"Keeping {len(kept)} objects; {len(doomed)} unused ({size / 1e6:.1f} MB).")
-        if doomed and not args.force:
+        garbage = project.cache.garbage(kept)
+        count, size = len(garbage.objects), garbage.size
+        ui.info(f"Keeping {garbage.kept} objects; {count} unused ({size / 1e6:.1f} MB).")
+        if count and not args.force:
             if not sys.stdin.isatty():
                 raise ReproError("gc deletes objects for good; run again with -f to confirm")
             answer = input("Delete them? [y/N] ").strip().lower()
             if answer not in ("y", "yes"):
                 ui.info("Nothing deleted.")
                 return 0
-        # Manifests go first: a kill mid-way must not leave one whose files are gone.
-        for oid in sorted(doomed, key=lambda o: not o.endswith(".dir")):
-            project.cache.object_path(oid).unlink(missing_ok=True)
+        project.cache.delete(garbage.objects)
         _drop_dead_runs(project)
-        ui.info(f"Freed {size / 1e6:.1f} MB ({len(doomed)} objects).")
+        ui.info(f"Freed {size / 1e6:.1f} MB ({count} objects).")
         if args.cloud:
             from repro.objects import transfer
             from repro.remote_select import open_named_remote
