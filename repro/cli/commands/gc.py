@@ -8,8 +8,8 @@ import sys
 from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
+from repro.history.needs import needs
 from repro.history.revisions import WORKSPACE, History, Revision
-from repro.history.usage import needs
 from repro.objects import runs
 from repro.pipeline import runcache
 from repro.project import Project

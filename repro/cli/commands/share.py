@@ -12,8 +12,8 @@ from repro.cli.commands import open_project
 from repro.cli.commands.data import resolve_targets
 from repro.cli.ui import UI
 from repro.errors import ReproError
+from repro.history.needs import Needs, needs
 from repro.history.revisions import WORKSPACE, History, Revision
-from repro.history.usage import Needs, needs
 from repro.pipeline.graph import build
 from repro.project import Project
 from repro.remote_select import open_named_remote
