@@ -12,10 +12,10 @@ from repro.config import Config
 from repro.errors import ReproError
 from repro.lock import ProjectLock
 from repro.memo.parsed import PARSED
-from repro.memo.store import when_done
 from repro.paths import check_stage_paths, is_within, overlaps, real_root
 from repro.stages import stage as stage_mod
 from repro.stages.stage import Stage
+from repro.teardown import when_done
 
 if TYPE_CHECKING:  # imported where first used: metrics and config need none of them
     from repro.memo.state import StateDB

@@ -23,6 +23,7 @@ BASE = [
     "repro.walk",
     "repro.paths",
     "repro.database",
+    "repro.teardown",
 ]
 LAYERS: list[list[str]] = [
     ["repro", *BASE],

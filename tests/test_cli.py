@@ -68,3 +68,17 @@ def test_version_is_answered_without_argparse() -> None:
     version, modules = done.stdout.splitlines()
     assert version == f"repro {__version__}"
     assert "argparse" not in modules and "repro.cli.parser" not in modules
+
+
+def test_the_network_choices_are_the_runners() -> None:
+    from repro.runners.spec import NETWORK_MODES
+
+    run = parser.build_parser("run")
+    network = next(
+        action
+        for sub in run._actions
+        if isinstance(sub, argparse._SubParsersAction)
+        for action in sub.choices["run"]._actions
+        if "--network" in action.option_strings
+    )
+    assert tuple(network.choices or ()) == NETWORK_MODES

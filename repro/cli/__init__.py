@@ -6,9 +6,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from repro import __version__
+from repro import __version__, teardown
 from repro.errors import EXIT_USAGE
-from repro.memo import store as memo_store
 from repro.memo.store import NOT_ANSWERED
 
 
@@ -51,10 +50,7 @@ def _main(argv: list[str]) -> int:
     try:
         return run_guarded(lambda: args.func(args, ui), ui)
     finally:
-        memo_store.finish()
-        # Tells the reaper that this command is over: it sweeps what is left, and exits.
-        if (reaper := sys.modules.get("repro.runners.docker.reaper")) is not None:
-            reaper.close()
+        teardown.finish()  # memos written, databases closed, the reaper told
 
 
 def _quick_answer(argv: list[str]) -> int:

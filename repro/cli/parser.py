@@ -213,6 +213,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="metric file kept in the cache",
     )
     cmd.add_argument("--image", help="image to run in (default: core.image)")
+    # runners/spec.py NETWORK_MODES (not imported: every command builds this line; tests compare)
     cmd.add_argument("--network", choices=["none", "bridge", "host"], default="none")
     cmd.add_argument("-w", "--wdir", help="working directory of the command")
     cmd.add_argument("--no-exec", action="store_true", help="write the stage file only")

@@ -11,7 +11,8 @@ import marshal
 import os
 from typing import Any
 
-from repro.memo.store import Memo, when_done
+from repro.memo.store import Memo
+from repro.teardown import when_done
 
 MEMO = Memo("parsed-stages", 1, limit=1024)
 

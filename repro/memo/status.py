@@ -222,10 +222,11 @@ def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) 
     the hash memo knows them) and are settled; None when they kept them but are too recent to
     remember. Raises _Changed otherwise."""
     from repro.memo.state import FILE, StateDB  # only now: sqlite3 is not needed otherwise
+    from repro.objects.digest import quick_file_md5
 
     state = StateDB(os.path.join(root, FILE))
     try:
-        touched = state.touched_only(folder, old, new, _file_md5)
+        touched = state.touched_only(folder, old, new, lambda path, _key: quick_file_md5(path))
         if touched is None:
             raise _Changed
         if not all(settled(key[1], read_at) for key, _md5 in touched):
@@ -236,17 +237,3 @@ def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) 
     finally:
         state.close()
     return ("d", new)
-
-
-def _file_md5(path: str, _key: FileKey) -> str:
-    """md5 of a touched file's bytes, as objects/digest.py gives it. CPython's own md5:
-    OpenSSL's (hashlib's) takes longer to load than a few small files take to hash."""
-    try:
-        from _md5 import md5
-    except ImportError:
-        from hashlib import md5
-    digest = md5()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return str(digest.hexdigest())

@@ -7,7 +7,7 @@ A memo is only a cache, and every memo follows the same rules:
 - One that cannot be written is skipped: a read-only project still works, only slower.
 - It is written whole (temp + rename), so commands running at once see an old or a new one.
 - One that grows by entries keeps its newest ``limit`` of them.
-- What a command learnt in memory is written once, at its end (:func:`when_done`).
+- What a command learnt in memory is written once, at its end (teardown.when_done).
 
 The hash memo (memo/state.py) is the one exception: an sqlite db, since it is looked up file
 by file across tens of thousands of rows and updated a few at a time, and versioned by its
@@ -32,7 +32,6 @@ FOLDER = os.path.join(".repro", "tmp")
 
 TYPE_CHECKING = False  # typing itself costs the quick status an import
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 
@@ -66,22 +65,3 @@ class Memo:
             fsutil.write_atomic(os.path.join(root, self.file), data)
         except OSError:
             pass
-
-
-# What a command leaves for its end: a memo that many steps add to (history parses hundreds
-# of stage files) is written once, not at every step; a db is closed then, not at some later
-# GC, which may come during another command of the same process.
-_PENDING: dict[Callable[[], None], None] = {}
-
-
-def when_done(work: Callable[[], None]) -> None:
-    """Have ``work`` done when the command ends (once, however often it is asked)."""
-    _PENDING[work] = None
-
-
-def finish() -> None:
-    """Do what the command left for its end (the CLI calls it on the way out)."""
-    while _PENDING:
-        work = next(iter(_PENDING))
-        del _PENDING[work]
-        work()

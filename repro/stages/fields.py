@@ -14,6 +14,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.fsutil import NAME_MAX
+from repro.objects.ids import is_object_id
 from repro.walk import RESERVED_DIRS
 
 
@@ -36,8 +37,7 @@ def md5(value: Any, what: str) -> str | None:
     if value is None:
         return None
     found = text(value, what)
-    core = found[:-4] if found.endswith(".dir") else found
-    if len(core) != 32 or any(c not in "0123456789abcdef" for c in core):
+    if not is_object_id(found):
         raise Malformed(f"{what} is not an md5 hash")
     return found
 

@@ -20,6 +20,7 @@ from repro import workers
 from repro.errors import ReproError
 from repro.memo.state import FileKey, StateDB, file_key
 from repro.objects.digest import bytes_md5, file_md5, file_md5_links
+from repro.objects.ids import manifest_id
 from repro.objects.manifest import manifest_bytes
 from repro.walk import find_listing, mtime_ns, records, settled
 
@@ -248,7 +249,7 @@ class Hasher:
             self._hash_many(files, missing, md5s, label, read_at)
         entries = tuple((f.relpath, str(m)) for f, m in zip(files, md5s, strict=True))
         manifest = manifest_bytes(entries)
-        oid = bytes_md5(manifest) + ".dir"
+        oid = manifest_id(bytes_md5(manifest))
         if all(settled(f.key[1], read_at) for f in files):
             self._put_dir(label, tree, oid)
         return DirInfo(oid, manifest, entries, tuple(files))

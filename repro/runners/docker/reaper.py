@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 
+from repro.teardown import when_done
+
 SESSION_LABEL = "repro.session"
 
 # A container whose create call was in flight when repro died may appear after the first
@@ -119,6 +121,7 @@ def session() -> str:
     with _lock:
         if _reaper is None:
             _reaper = Reaper()
+            when_done(close)
         return _reaper.session
 
 
