@@ -155,3 +155,22 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
 def test_layers_name_real_modules(units: list[str]) -> None:
     for unit in units:
         assert _exists(unit), unit
+
+
+def test_commands_do_not_import_each_other() -> None:
+    """Each command module is a leaf: what two of them share lives below the CLI (or in
+    cli/commands/__init__.py), and a flag that switches module is the parser's (status -c)."""
+    commands = PACKAGE / "cli" / "commands"
+    found = []
+    for path in sorted(commands.glob("*.py")):
+        module = module_name(path)
+        tree = ast.parse(path.read_text(), str(path))
+        for line, target in imported(tree, module, path.name == "__init__.py"):
+            other = target.removeprefix("repro.cli.commands.").partition(".")[0]
+            if (
+                target.startswith("repro.cli.commands.")
+                and other != module.rpartition(".")[2]
+                and (commands / f"{other}.py").exists()
+            ):
+                found.append(f"{path.name}:{line} imports {target}")
+    assert found == []

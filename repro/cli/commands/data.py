@@ -16,42 +16,13 @@ from repro.memo import status as status_memo
 from repro.paths import from_user, inside, overlaps
 from repro.pipeline.graph import build
 from repro.pipeline.status import stage_changes
+from repro.pipeline.targets import resolve_targets
 from repro.project import Project
 from repro.stages import stage as stage_mod
 from repro.stages.stage import STAGE_SUFFIX, Out, Stage
 from repro.workspace import gitignore, outputs
 from repro.workspace.checkout import checkout
 from repro.workspace.materialise import unprotect
-
-
-def resolve_targets(project: Project, stages: list[Stage], targets: list[str]) -> list[Stage]:
-    """Stages named by stage file (its ``.repro`` may be left off) or by an output path,
-    relative to the current folder."""
-    if not targets:
-        return stages
-    by_path = {s.path: s for s in stages}
-    chosen: dict[str, Stage] = {}
-    for target in targets:
-        rel = _relative(project, target, "target")
-        for name in (rel, rel + STAGE_SUFFIX):
-            if name in by_path:
-                chosen[name] = by_path[name]
-                break
-        else:
-            _add_owners(stages, target, rel, chosen)
-    return list(chosen.values())
-
-
-def _add_owners(stages: list[Stage], target: str, rel: str, chosen: dict[str, Stage]) -> None:
-    """Add the stages whose outputs ``rel`` names (or lies in, or holds) to ``chosen``."""
-    owners = [s for s in stages if any(overlaps(rel, o) for o in s.out_paths())]
-    if not owners:
-        raise ReproError(
-            f"'{target}' is neither a stage file nor an output of one; "
-            "'repro pipeline list' shows the stages"
-        )
-    for owner in owners:
-        chosen[owner.path] = owner
 
 
 @contextmanager
@@ -96,10 +67,6 @@ def cmd_add(args: argparse.Namespace, ui: UI) -> int:
 
 def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
-    if args.cloud:
-        from repro.cli.commands.share import cloud_status
-
-        return cloud_status(project, args, ui)
     stages = project.stages()
     graph = build(stages)
     chosen = resolve_targets(project, stages, args.targets)
@@ -242,10 +209,6 @@ def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
 
 def cmd_fsck(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
-    if args.remote:
-        from repro.cli.commands.share import fsck_remote
-
-        return fsck_remote(project, args, ui)
     problems = project.cache.verify()
     for problem in problems:
         ui.out(problem)

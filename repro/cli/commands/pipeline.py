@@ -6,9 +6,9 @@ import argparse
 import json
 
 from repro.cli.commands import open_project
-from repro.cli.commands.data import resolve_targets
 from repro.cli.ui import UI
 from repro.pipeline.graph import Graph, build
+from repro.pipeline.targets import resolve_targets
 
 
 def _selected(args: argparse.Namespace, ui: UI) -> tuple[Graph, list[str]]:

@@ -8,13 +8,13 @@ import posixpath
 from pathlib import Path
 
 from repro.cli.commands import open_project
-from repro.cli.commands.data import resolve_targets
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
 from repro.metrics.formats import format_of
 from repro.paths import from_user
 from repro.pipeline.graph import build
 from repro.pipeline.reproduce import Options, Reproduction
+from repro.pipeline.targets import resolve_targets
 from repro.project import Project
 from repro.runners import choose_runner
 from repro.runners.spec import Image

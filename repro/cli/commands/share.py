@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.cli.commands import open_project
-from repro.cli.commands.data import resolve_targets
 from repro.cli.ui import UI
 from repro.errors import ReproError
 from repro.history.needs import Needs, needs
 from repro.history.revisions import WORKSPACE, History, Revision
 from repro.pipeline.graph import build
+from repro.pipeline.targets import resolve_targets
 from repro.project import Project
 from repro.remote_select import open_named_remote
 from repro.remotes.base import Remote
@@ -202,9 +202,11 @@ def _fetch_runs(project: Project, transfer: Transfer, ui: UI) -> None:
     ui.info(f"Fetched {count} run-cache entries.")
 
 
-def cloud_status(project: Project, args: argparse.Namespace, ui: UI) -> int:
+def cloud_status(args: argparse.Namespace, ui: UI) -> int:
+    """``repro status -c``: what the cache and the remote each lack."""
     from repro.objects.transfer import Transfer
 
+    project = open_project(ui)
     remote = open_named_remote(project, args.remote)
     args.all_branches = args.all_tags = args.all_commits = False
     try:
@@ -230,9 +232,11 @@ def cloud_status(project: Project, args: argparse.Namespace, ui: UI) -> int:
     return 1 if out_of_sync else 0
 
 
-def fsck_remote(project: Project, args: argparse.Namespace, ui: UI) -> int:
+def fsck_remote(args: argparse.Namespace, ui: UI) -> int:
+    """``repro fsck -r REMOTE``: re-hash every object of the remote."""
     from repro.objects import transfer
 
+    project = open_project(ui)
     remote = open_named_remote(project, args.remote)
     try:
         problems = transfer.verify_remote(remote, progress=ui.progress)
