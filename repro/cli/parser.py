@@ -65,14 +65,19 @@ def _lazy(module: str, function: str) -> Handler:
     return handler
 
 
-def _unless(flag: str, module: str, function: str, otherwise: Handler) -> Handler:
-    """``module.function`` when the option ``flag`` is given, else ``otherwise``: the one
-    verb whose remote variant lives with the other remote commands (status -c, fsck -r), so
-    that command modules never import each other."""
-    remote = _lazy(module, function)
+# Verbs whose remote variant lives with the other remote commands (commands/share.py): the
+# option that selects it, and its function there. So command modules never import each other.
+REMOTE_VARIANTS = {"status": ("cloud", "cloud_status"), "fsck": ("remote", "fsck_remote")}
+
+
+def _or_remote(name: str, local: Handler) -> Handler:
+    if name not in REMOTE_VARIANTS:
+        return local
+    flag, function = REMOTE_VARIANTS[name]
+    remote = _lazy("share", function)
 
     def handler(args: argparse.Namespace, ui: UI) -> int:
-        return (remote if getattr(args, flag) else otherwise)(args, ui)
+        return (remote if getattr(args, flag) else local)(args, ui)
 
     return handler
 
@@ -133,7 +138,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         cmd = group(name, help_text)
         cmd.description = help_text
-        cmd.set_defaults(func=handler)
+        cmd.set_defaults(func=_or_remote(name, handler))
         return cmd
 
     def subcommands(name: str, help_text: str) -> Callable[[str, str, str], _Parser]:
@@ -164,11 +169,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
-    cmd = add(
-        "status",
-        _unless("cloud", "share", "cloud_status", _lazy("data", "cmd_status")),
-        "show what changed and why",
-    )
+    cmd = add("status", _lazy("data", "cmd_status"), "show what changed and why")
     cmd.add_argument("targets", nargs="*", metavar="TARGET")
     cmd.add_argument("-c", "--cloud", action="store_true", help="compare the cache with a remote")
     cmd.add_argument("-r", "--remote", help="remote for --cloud")
@@ -196,11 +197,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--outs", action="store_true", help="also delete the outputs")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
-    cmd = add(
-        "fsck",
-        _unless("remote", "share", "fsck_remote", _lazy("data", "cmd_fsck")),
-        "re-hash every cache (or remote) object",
-    )
+    cmd = add("fsck", _lazy("data", "cmd_fsck"), "re-hash every cache (or remote) object")
     cmd.add_argument("-r", "--remote", help="check this remote instead of the cache")
 
     cmd = add("run", _lazy("run", "cmd_run"), "write a stage file and run it now")
