@@ -13,7 +13,7 @@ import re
 import subprocess
 
 import pytest
-from e2e_helpers import ROOT, explain, run_script
+from e2e.e2e_helpers import ROOT, explain, run_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, explain, run_script
+from e2e.e2e_helpers import ROOT, explain, run_script
 
 import repro
 

@@ -1,26 +1,19 @@
 """Three real remote backends for one shared suite: a folder, a private sshd on loopback, and
 moto's S3 server on loopback. The servers start once per session; each test gets fresh storage.
+
+Only fixtures live here; the helpers behind them are in remote_helpers.py and remote_servers.py,
+which the tests import as ``remotes.remote_helpers`` and ``remotes.remote_servers``.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
-import socket
-import subprocess
-import threading
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from remote_helpers import Backend
-
-SSHD = Path("/usr/sbin/sshd")
-SSH_ALIAS = "repro-test-sshd"
+from remotes.remote_helpers import Backend, folder_access, public_dir, remove_public_dir, s3_access
+from remotes.remote_servers import SSH_ALIAS, SshServer, make_bucket, running_sshd, trust_sshd
 
 
 @pytest.fixture(autouse=True)
@@ -43,104 +36,24 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def keygen(path: Path) -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "repro-test", "-f", str(path)],
-        check=True,
-    )
-    return path
-
-
-@dataclass(frozen=True)
-class SshServer:
-    port: int
-    user: str
-    user_key: Path
-    host_public_key: str  # "ssh-ed25519 AAAA…"
-    pid: int = 0  # the listening sshd; each connection is a child of it
-    log: list[str] = field(default_factory=list, compare=False)
-
-    def known_hosts_line(self) -> str:
-        return f"[127.0.0.1]:{self.port} {self.host_public_key}\n"
-
-
-def start_server(command: list[str], ready: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start a server that logs on stderr; return once it logs ``ready``, with its log so far.
-
-    The log keeps growing from a thread: a server that logs every request would otherwise
-    block on a full pipe.
-    """
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    log: list[str] = []
-    for line in process.stderr:
-        log.append(line)
-        if ready in line:
-            break
-    else:
-        process.wait()
-        pytest.fail(f"{command[0]} did not start:\n{''.join(log)}")
-    threading.Thread(target=lambda: log.extend(process.stderr or []), daemon=True).start()
-    return process, log
-
-
-@contextmanager
-def running_sshd(
-    folder: Path, extra_config: str = "", user: str | None = None, port: int | None = None
-) -> Iterator[SshServer]:
-    """A real OpenSSH server on 127.0.0.1 that accepts only a throwaway key, for ``user``
-    (the current one by default). Keys already in ``folder`` are reused, so a server can be
-    started again on the same ``port`` as the same host."""
-    if not SSHD.exists():
-        pytest.skip("no /usr/sbin/sshd: run scripts/ensure-test-services.sh")
-    if os.geteuid() == 0:
-        # sshd refuses to start without its privilege separation directory.
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    host_key = folder / "host_key"
-    user_key = folder / "user_key"
-    if not host_key.exists():
-        keygen(host_key)
-        keygen(user_key)
-        # sshd reads it as the user who logs in.
-        shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
-    port = port or free_port()
-    config = folder / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {folder}/sshd.pid\n"
-        f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
-        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\n"
-        f"LogLevel INFO\n{extra_config}"
-    )
-    # sshd says when it listens; wait for that line rather than polling the port.
-    process, log = start_server([str(SSHD), "-D", "-e", "-f", str(config)], "Server listening")
-    try:
-        yield SshServer(
-            port=port,
-            user=user or getpass.getuser(),
-            user_key=user_key,
-            host_public_key=" ".join((folder / "host_key.pub").read_text().split()[:2]),
-            pid=process.pid,
-            log=log,
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """One sshd for the whole session; each test gets its own folder on it."""
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture
+def nobody_sshd(home: Path) -> Iterator[tuple[SshServer, Path]]:
+    """An sshd that logs in as nobody; its folder is public, as sshd reads the
+    authorized keys as that user."""
+    public = public_dir("repro-sshd-")
+    try:
+        with running_sshd(public / "sshd", user="nobody") as server:
+            trust_sshd(home, server)
+            yield server, public
+    finally:
+        remove_public_dir(public)
 
 
 @pytest.fixture(scope="session")
@@ -155,52 +68,6 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
-
-
-def trust_sshd(home: Path, server: SshServer) -> None:
-    """Record the server's host key and an ~/.ssh/config alias for it, as a user would."""
-    (home / ".ssh" / "known_hosts").write_text(server.known_hosts_line())
-    (home / ".ssh" / "config").write_text(
-        f"Host {SSH_ALIAS}\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.user}\n"
-        f"  IdentityFile {server.user_key}\n"
-    )
-
-
-def make_bucket(endpoint: str) -> str:
-    import boto3
-
-    bucket = f"repro-test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-    return bucket
-
-
-def folder_access(root: Path) -> tuple[Callable[[str, bytes], None], Callable[[], list[str]]]:
-    def write_raw(key: str, data: bytes) -> None:
-        path = root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    def stored_names() -> list[str]:
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-    return write_raw, stored_names
-
-
-def s3_access(
-    endpoint: str, bucket: str, prefix: str
-) -> tuple[Callable[[str, bytes], None], Callable[[], list[str]]]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
-
-    def write_raw(key: str, data: bytes) -> None:
-        client.put_object(Bucket=bucket, Key=prefix + key, Body=data)
-
-    def stored_names() -> list[str]:
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-    return write_raw, stored_names
 
 
 @pytest.fixture(params=["local", "ssh", "s3"])

@@ -1,5 +1,5 @@
 """Small helpers for the remote tests: a local cache filled with objects, a call-counting
-remote, the CLI run as an ordinary user."""
+remote, a backend with raw access to its storage, folders an ordinary user can reach."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from helpers import Result, run_as  # noqa: F401 - run_as is used through this module
 
 from repro.objects.ids import object_path
 from repro.remotes import open_remote
@@ -110,6 +108,35 @@ class Backend:
 
     def __post_init__(self) -> None:
         self.remote = open_remote(self.url, self.options)
+
+
+def folder_access(root: Path) -> tuple[Callable[[str, bytes], None], Callable[[], list[str]]]:
+    def write_raw(key: str, data: bytes) -> None:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def stored_names() -> list[str]:
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    return write_raw, stored_names
+
+
+def s3_access(
+    endpoint: str, bucket: str, prefix: str
+) -> tuple[Callable[[str, bytes], None], Callable[[], list[str]]]:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+
+    def write_raw(key: str, data: bytes) -> None:
+        client.put_object(Bucket=bucket, Key=prefix + key, Body=data)
+
+    def stored_names() -> list[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    return write_raw, stored_names
 
 
 # An ordinary user who owns nothing here (the tests run as root, whom no mode stops).

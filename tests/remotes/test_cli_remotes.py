@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers import TEST_IMAGE, Project, cli, git, make_tree, on_terminal
-from remote_helpers import Backend
+from remotes.remote_helpers import Backend
+from remotes.remote_servers import make_bucket
 
 TAGS = ("0.1", "0.2", "0.3")
 
@@ -155,7 +156,6 @@ def test_images_travel_and_pinned_runs_the_same_id(
 def test_remote_that_disappears_mid_push(project: Project, home: Path) -> None:
     """The S3 server goes away during a push: one clear line, exit 1, the cache intact, and a
     push to a store that is back completes."""
-    from conftest import make_bucket
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -11,7 +11,7 @@ from pathlib import Path, PosixPath
 from typing import Any
 
 import pytest
-from remote_helpers import Backend
+from remotes.remote_helpers import Backend
 
 from repro.errors import RemoteError
 from repro.remotes import local

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_helpers import add_file, many_files
+from remotes.remote_helpers import add_file, many_files
 
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import FOLDER_STAGING, Transfer

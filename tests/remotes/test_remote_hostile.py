@@ -23,11 +23,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import SSH_ALIAS, SshServer, trust_sshd
 from helpers import Project, Result, cli, make_tree, run_as
-from remote_helpers import NOBODY, Backend, add_file, chown_tree, public_dir
-from remote_helpers import remove_public_dir as remove_public
-from test_remote_permissions import nobody_sshd  # noqa: F401 - a fixture
+from remotes.remote_helpers import NOBODY, Backend, add_file, chown_tree, public_dir
+from remotes.remote_helpers import remove_public_dir as remove_public
+from remotes.remote_servers import SSH_ALIAS, SshServer, trust_sshd
 
 from repro.errors import CorruptObjectError, RemoteError
 from repro.objects.ids import object_key, object_path
@@ -342,7 +341,7 @@ def test_ssh_pull_refuses_a_planted_object_in_one_line(
 
 def test_ssh_pull_as_nobody_refuses_a_fifo(
     project: Project,
-    nobody_sshd: tuple[SshServer, Path],  # noqa: F811
+    nobody_sshd: tuple[SshServer, Path],
 ) -> None:
     _, public = nobody_sshd
     remote = public / "remote"

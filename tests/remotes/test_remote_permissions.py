@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SSH_ALIAS, SshServer, free_port, running_sshd, start_server, trust_sshd
-from helpers import Project, Result, make_tree
-from remote_helpers import NOBODY, chown_tree, public_dir, remove_public_dir, run_as
+from helpers import Project, Result, make_tree, run_as
+from remotes.remote_helpers import NOBODY, chown_tree, public_dir, remove_public_dir
+from remotes.remote_servers import SSH_ALIAS, SshServer, free_port, start_server
 
 import repro.remotes.common
 
@@ -150,19 +150,6 @@ def test_pull_of_objects_the_user_may_not_read(public_project: Project, store: P
 
 
 # -- ssh ---------------------------------------------------------------------------------------
-@pytest.fixture
-def nobody_sshd(home: Path) -> Iterator[tuple[SshServer, Path]]:
-    """An sshd that logs in as nobody; its folder is public, as sshd reads the
-    authorized keys as that user."""
-    public = public_dir("repro-sshd-")
-    try:
-        with running_sshd(public / "sshd", user="nobody") as server:
-            trust_sshd(home, server)
-            yield server, public
-    finally:
-        remove_public_dir(public)
-
-
 def test_ssh_push_to_a_folder_the_login_user_may_not_write(
     project: Project, nobody_sshd: tuple[SshServer, Path]
 ) -> None:

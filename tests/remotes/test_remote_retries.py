@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SSH_ALIAS, SshServer, running_sshd, trust_sshd
 from helpers import Project, cli, make_tree
+from remotes.remote_servers import SSH_ALIAS, SshServer, running_sshd, trust_sshd
 
 import repro.remotes.common
 from repro.errors import RemoteError

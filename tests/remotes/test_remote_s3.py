@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import free_port, make_bucket
+from remotes.remote_servers import free_port, make_bucket
 
 from repro.errors import RemoteError
 from repro.remotes import open_remote

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trust_sshd
-from remote_helpers import many_files
+from remotes.remote_helpers import many_files
+from remotes.remote_servers import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trust_sshd
 
 from repro.errors import RemoteError, ReproError
 from repro.objects.transfer import Transfer

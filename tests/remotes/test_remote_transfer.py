@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from remote_helpers import (
+from remotes.remote_helpers import (
     Backend,
     CountingRemote,
     add_directory,
