@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import GIT_ENV, TEST_IMAGE, Project, _docker_client, build_busybox_image, git
 
+if TYPE_CHECKING:
+    import docker
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keep each phase's report on the test item (tests that count their own outcomes)."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
@@ -63,14 +69,14 @@ def public_project(capsys: pytest.CaptureFixture[str]) -> Iterator[Project]:
 
 # -- Docker ------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def docker_client():  # type: ignore[no-untyped-def]
+def docker_client() -> docker.DockerClient:
     client = _docker_client()
     build_busybox_image(client)
     return client
 
 
 @pytest.fixture
-def docker_project(project: Project, docker_client) -> Iterator[Project]:  # type: ignore[no-untyped-def]
+def docker_project(project: Project, docker_client: docker.DockerClient) -> Iterator[Project]:
     yield project
     leftovers = docker_client.containers.list(
         all=True, filters={"label": f"repro.project={project.root}"}

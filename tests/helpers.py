@@ -9,10 +9,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from repro.cli import main
+
+if TYPE_CHECKING:
+    import docker
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Repro Test",
@@ -84,7 +88,7 @@ class Project:
             self.git("tag", "-a", tag, "-m", message)
 
 
-def cli(cwd: Path, *args: str, timeout: float = 120, **kwargs: object) -> Result:
+def cli(cwd: Path, *args: str, timeout: float = 120) -> Result:
     """Run repro as a separate process, as a user would."""
     proc = subprocess.run(
         [sys.executable, "-m", "repro", *args],
@@ -92,7 +96,6 @@ def cli(cwd: Path, *args: str, timeout: float = 120, **kwargs: object) -> Result
         capture_output=True,
         text=True,
         timeout=timeout,
-        **kwargs,  # type: ignore[arg-type]
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -152,7 +155,7 @@ def make_tree(root: Path, files: int, folders: int = 1, size: int = 64, seed: in
         os.utime(path, ns=(OLD_NS, OLD_NS))  # data made before the command, as in real life
 
 
-def _docker_client():  # type: ignore[no-untyped-def]
+def _docker_client() -> docker.DockerClient:
     import docker
 
     try:
@@ -165,7 +168,7 @@ def _docker_client():  # type: ignore[no-untyped-def]
         pytest.skip(f"no Docker engine: {exc} (scripts/test.sh starts one)")
 
 
-def build_busybox_image(client, tag: str = TEST_IMAGE) -> str:  # type: ignore[no-untyped-def]
+def build_busybox_image(client: docker.DockerClient, tag: str = TEST_IMAGE) -> str:
     """The stage image of the tests (and of the benchmarks), imported as ``tag``: its ID."""
     done = subprocess.run(
         [sys.executable, str(BUSYBOX_IMAGE), tag], capture_output=True, text=True, timeout=120
@@ -221,9 +224,9 @@ def run_as(uid: int, cwd: Path, home: Path, *args: str, deadline: int | None = N
         return Result(os.waitstatus_to_exitcode(status), out.read(), err.read())
 
 
-def start_stage(  # type: ignore[no-untyped-def]
+def start_stage(
     project: Project,
-    docker_client,
+    docker_client: docker.DockerClient,
     cmd: str = "sleep 60; touch out",
     python_args: Sequence[str] = ("-m", "repro"),
 ) -> subprocess.Popen[str]:

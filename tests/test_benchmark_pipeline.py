@@ -11,8 +11,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import docker
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BOUND = 3.0
 
 
-def test_pipeline_status_is_within_3x_of_its_floor(tmp_path: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_pipeline_status_is_within_3x_of_its_floor(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
     out = tmp_path / "pipeline.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--no-dvc",

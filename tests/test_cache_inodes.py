@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helpers import Project, run_as
+
+if TYPE_CHECKING:
+    import docker
 
 
 def _object(project: Project, content: bytes) -> Path:
@@ -19,7 +23,7 @@ def _object(project: Project, content: bytes) -> Path:
 
 def test_a_stage_hardlink_never_becomes_the_cache_object(
     project: Project,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     """A stage writes o.txt and keeps a hardlink of it; a later stage rewrites that link."""
     project.ok("config", "cache.type", "hardlink")

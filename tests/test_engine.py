@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import Project, build_busybox_image
@@ -19,12 +20,15 @@ from helpers import Project, build_busybox_image
 from repro.errors import ReproError
 from repro.runners.docker import engine
 
+if TYPE_CHECKING:
+    import docker
+
 DRIFT = "repro-newcomer-drift:latest"
 SOCKET = "/var/run/docker.sock"
 
 
 @pytest.fixture
-def drift_image(docker_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def drift_image(docker_client: docker.DockerClient) -> Iterator[str]:
     """A tag of this test's own, free to be moved to another image."""
     image_id = build_busybox_image(docker_client, DRIFT)
     yield image_id
@@ -33,7 +37,7 @@ def drift_image(docker_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
             docker_client.images.remove(tag, force=True)
 
 
-def _retag(docker_client, tag: str) -> str:  # type: ignore[no-untyped-def]
+def _retag(docker_client: docker.DockerClient, tag: str) -> str:
     """Point ``tag`` at a new image (the old one plus an ENV): a user's rebuild."""
     container = docker_client.containers.create(tag, ["true"])
     try:
@@ -107,7 +111,9 @@ def _imported(stderr: str, module: str) -> bool:
 # -- the socket question --------------------------------------------------------------------
 
 
-def test_image_id_is_what_docker_py_says(docker_client, drift_image: str) -> None:  # type: ignore[no-untyped-def]
+def test_image_id_is_what_docker_py_says(
+    docker_client: docker.DockerClient, drift_image: str
+) -> None:
     assert engine.image_id(DRIFT) == drift_image == docker_client.images.get(DRIFT).id
     assert engine.image_id("repro-newcomer-absent:none") is None
     new_id = _retag(docker_client, DRIFT)
@@ -122,7 +128,7 @@ def test_no_engine_at_a_unix_socket_says_how_to_start_one(
         engine.image_id("anything:latest")
 
 
-def test_permission_denied_says_join_the_docker_group(docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_permission_denied_says_join_the_docker_group(docker_client: docker.DockerClient) -> None:
     """As nobody, for real: the socket answers root and its group only."""
     mode = os.stat(SOCKET).st_mode
     assert not mode & 0o006, "the engine's socket is open to everyone: nothing to test"
@@ -171,8 +177,8 @@ def test_permission_denied_says_join_the_docker_group(docker_client) -> None:  #
 
 def test_pipeline_status_asks_the_socket_not_docker_py(
     docker_project: Project,
-    docker_client,
-    drift_image: str,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
+    drift_image: str,
 ) -> None:
     project = docker_project
     _pipeline(project, DRIFT)
@@ -192,8 +198,8 @@ def test_pipeline_status_asks_the_socket_not_docker_py(
 
 def test_a_retagged_image_is_noticed_right_after_a_clean_status(
     docker_project: Project,
-    docker_client,
-    drift_image: str,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
+    drift_image: str,
 ) -> None:
     project = docker_project
     _pipeline(project, DRIFT)

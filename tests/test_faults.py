@@ -10,9 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import Project, cli, make_tree
+
+if TYPE_CHECKING:
+    import docker
 
 
 def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
@@ -188,7 +192,9 @@ def test_kill_9_during_pull_and_gc(project: Project, tmp_path: Path, seed: int) 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("seed", range(4))
-def test_kill_9_during_repro(docker_project: Project, docker_client, seed: int) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_during_repro(
+    docker_project: Project, docker_client: docker.DockerClient, seed: int
+) -> None:
     project = docker_project
     rng = random.Random(seed)
     make_tree(project.root / "src", 500, folders=5, size=1024, seed=seed)

@@ -12,9 +12,13 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import TEST_IMAGE
+
+if TYPE_CHECKING:
+    import docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +32,7 @@ SCRIPT = (
 
 
 @pytest.fixture(scope="module")
-def env_image(docker_client) -> str:  # type: ignore[no-untyped-def]
+def env_image(docker_client: docker.DockerClient) -> str:
     """The walkthrough environment (python, git, the zipapp as `repro`), built from this tree."""
     result = subprocess.run(
         [ROOT / "scripts" / "build-images.sh"],
@@ -79,7 +83,7 @@ def test_project_on_a_bind_mount_at_another_path(env_image: str, host_dir: Path)
     assert "Data and pipelines are up to date." in result.stdout
 
 
-def test_project_on_a_named_volume(env_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_project_on_a_named_volume(env_image: str, docker_client: docker.DockerClient) -> None:
     volume = docker_client.volumes.create()
     try:
         # hand the fresh volume to the environment's user first

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ def _branch_renamed(project: Project) -> None:
     "change",
     [_new_tag, _tag_deleted, _tag_moved, _refs_packed, _stage_file_modified, _branch_renamed],
 )
-def test_any_move_runs_the_full_command(tagged: Project, change) -> None:  # type: ignore[no-untyped-def]
+def test_any_move_runs_the_full_command(tagged: Project, change: Callable[[Project], None]) -> None:
     before, _ = _show(tagged, "-a", "-T")
     assert _show(tagged, "-a", "-T") == (before, True)
     change(tagged)

@@ -7,11 +7,15 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import TEST_IMAGE, Project, build_busybox_image, cli, git, make_tree
 
 from repro.remote_select import NO_REMOTE
+
+if TYPE_CHECKING:
+    import docker
 
 LONG_CMD = "sh -c 'echo " + "a rather long line of words " * 5 + "> out.txt'"
 
@@ -194,8 +198,8 @@ def test_large_folder_is_announced_only_when_first_hashed(project: Project) -> N
 
 @pytest.mark.docker
 def test_pull_images_tags_the_recorded_name(
-    project: Project, backend_free_store: Path, docker_client
-) -> None:  # type: ignore[no-untyped-def]
+    project: Project, backend_free_store: Path, docker_client: docker.DockerClient
+) -> None:
     name = f"repro-test-newcomer-{uuid.uuid4().hex[:8]}:v1"
     image_id = build_busybox_image(docker_client, name)
     taken = f"repro-test-newcomer-{uuid.uuid4().hex[:8]}:taken"

@@ -7,17 +7,21 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from helpers import TEST_IMAGE, Project
+from helpers import TEST_IMAGE, Project, Result
 
 from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
 from repro.stages.deps.file import FileDep
 from repro.stages.stage import Out, Stage
 
+if TYPE_CHECKING:
+    import docker
 
-def _one_line_error(result, *words: str) -> None:  # type: ignore[no-untyped-def]
+
+def _one_line_error(result: Result, *words: str) -> None:
     assert result.code == 1, (result.code, result.err, result.out)
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.err
@@ -63,7 +67,9 @@ def test_output_through_a_link_into_repro_is_never_written(project: Project) -> 
     assert not (project.root / ".repro" / "config.local").exists()
 
 
-def test_git_objects_are_not_deleted_through_a_link(project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_git_objects_are_not_deleted_through_a_link(
+    project: Project, docker_client: docker.DockerClient
+) -> None:
     (project.root / "gl").symlink_to(".git")
     stage_mod.write(
         project.root,
@@ -75,7 +81,9 @@ def test_git_objects_are_not_deleted_through_a_link(project: Project, docker_cli
     assert _snapshot(project.root / ".git" / "objects") == objects
 
 
-def test_the_engine_socket_is_never_reached_through_a_link(project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_engine_socket_is_never_reached_through_a_link(
+    project: Project, docker_client: docker.DockerClient
+) -> None:
     (project.root / "sockdir").symlink_to("/var/run")
     stage_mod.write(
         project.root,
@@ -94,7 +102,7 @@ def test_the_engine_socket_is_never_reached_through_a_link(project: Project, doc
 
 def test_a_stage_that_plants_a_link_and_a_stage_file_gets_nothing(
     project: Project,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     """The stage writes a symlink to /var/run and a hidden stage file that names the engine's
     socket as an output of its own: the run fails, the stage file is moved out of the work
@@ -118,7 +126,7 @@ def test_a_stage_that_plants_a_link_and_a_stage_file_gets_nothing(
 
 def test_a_link_made_by_an_upstream_stage_is_refused_at_use(
     project: Project,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     """Loading found no link (it did not exist yet); the first stage makes it; the second
     stage's output would delete .git/config through it."""
@@ -150,7 +158,7 @@ def test_a_link_made_by_an_upstream_stage_is_refused_at_use(
 def test_run_and_remove_never_delete_outside_through_a_link(
     project: Project,
     tmp_path: Path,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -167,7 +175,7 @@ def test_run_and_remove_never_delete_outside_through_a_link(
 def test_working_directory_outside_the_project_is_refused(
     project: Project,
     tmp_path: Path,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     (project.root / "up").symlink_to(tmp_path)
     stage_mod.write(
@@ -184,7 +192,7 @@ def test_working_directory_outside_the_project_is_refused(
     assert not (tmp_path / "here").exists()
 
 
-def test_links_inside_the_project(project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_links_inside_the_project(project: Project, docker_client: docker.DockerClient) -> None:
     """A dependency may go through a link inside the project; what repro writes (an output, a
     stage file) is named by its real path, else it could overlap another stage's output
     while the texts of the two paths do not."""
@@ -222,7 +230,7 @@ def test_a_fifo_output_is_refused_without_hanging(project: Project) -> None:
 
 def test_a_stage_file_written_by_a_stage_is_moved_out_not_run(
     project: Project,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     """A stage with no network writes a stage file that would run with the host's network."""
     plant = (
@@ -243,8 +251,8 @@ def test_a_stage_file_written_by_a_stage_is_moved_out_not_run(
 @pytest.mark.parametrize("where", ["own", "hidden", "gitignore"])
 def test_a_fifo_planted_by_a_stage_never_hangs_repro(
     project: Project,
-    docker_client,
-    where: str,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
+    where: str,
 ) -> None:
     command = {
         "own": "echo > o; mkfifo s.repro",

@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import TEST_IMAGE, Project, build_busybox_image, start_stage
+
+if TYPE_CHECKING:
+    import docker
 
 pytestmark = pytest.mark.docker
 
@@ -23,7 +27,7 @@ TRAIN = "mkdir -p model && cat data/numbers config/train.json | md5sum > model/m
 EVALUATE = 'echo "{\\"acc\\": $(wc -l < data/numbers), \\"loss\\": 1}" > model/metrics.json'
 
 
-def created_containers(client, project: Project, since: float) -> int:  # type: ignore[no-untyped-def]
+def created_containers(client: docker.DockerClient, project: Project, since: float) -> int:
     events = client.events(
         since=int(since),
         until=int(time.time()) + 1,
@@ -64,7 +68,9 @@ def seed_pipeline(project: Project) -> None:
     project.commit("pipeline", tag="0.1")
 
 
-def test_seed_pipeline_reproduces_only_what_changed(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_seed_pipeline_reproduces_only_what_changed(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     project = docker_project
     seed_pipeline(project)
     stage = (project.root / "train.repro").read_text()
@@ -127,7 +133,9 @@ def test_early_cutoff_when_outputs_are_identical(docker_project: Project) -> Non
     assert "Stage 'evaluate.repro' didn't change." in result.out
 
 
-def test_run_cache_restores_without_a_container(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_run_cache_restores_without_a_container(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     project = docker_project
     seed_pipeline(project)
     model_32 = (project.root / "model/model.bin").read_text()
@@ -226,7 +234,9 @@ def test_missing_image_is_explained(docker_project: Project) -> None:
     assert "no-such-image:1" in result.err and "repro pull --images" in result.err
 
 
-def test_ctrl_c_stops_and_removes_the_container(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_ctrl_c_stops_and_removes_the_container(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     project = docker_project
     proc = start_stage(project, docker_client)
     label = {"label": f"repro.project={project.root}"}
@@ -284,7 +294,9 @@ def test_keep_going_runs_independent_branches(docker_project: Project) -> None:
     assert not (project.root / "after.out").exists()
 
 
-def test_dry_runs_and_writes_nothing(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_dry_runs_and_writes_nothing(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     project = docker_project
     seed_pipeline(project)
     project.write("config/load.json", "12\n")
@@ -306,8 +318,8 @@ def test_dry_runs_and_writes_nothing(docker_project: Project, docker_client) -> 
 
 
 def test_image_drift_repins_and_pinned_keeps_the_old_id(
-    docker_project: Project, docker_client
-) -> None:  # type: ignore[no-untyped-def]
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     project = docker_project
     tag = "repro-test-drift:latest"
     old_id = build_busybox_image(docker_client, tag)
@@ -329,7 +341,9 @@ def test_image_drift_repins_and_pinned_keeps_the_old_id(
     assert project.repro("status").code == 0
 
 
-def test_stage_runs_as_the_invoking_user(public_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_stage_runs_as_the_invoking_user(
+    public_project: Project, docker_client: docker.DockerClient
+) -> None:
     """Drop to an ordinary uid (with access to the engine socket) and run a stage."""
     project = public_project
     uid = gid = 4242

@@ -6,7 +6,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import TEST_IMAGE, Project
@@ -14,6 +16,9 @@ from helpers import TEST_IMAGE, Project
 from repro.errors import ReproError
 from repro.runners.docker.runner import DockerRunner, mount_target
 from repro.runners.spec import Resources, RunSpec
+
+if TYPE_CHECKING:
+    import docker
 
 
 # -- what may be mounted -----------------------------------------------------------------------
@@ -88,7 +93,7 @@ def test_mounts_check_every_read_only_path(tmp_path: Path) -> None:
 @pytest.mark.docker
 def test_a_committed_link_to_the_engine_socket_is_never_mounted(
     docker_project: Project,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     project = docker_project
     os.symlink("/var/run", project.root / "sockdir")
@@ -133,7 +138,7 @@ class _Stage:
         assert not self._thread.is_alive()
 
 
-def _wait(condition, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(condition: Callable[[], object], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, what
@@ -145,7 +150,9 @@ def _size(path: Path) -> int:
 
 
 @pytest.mark.docker
-def test_quiet_freezes_running_stages(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_quiet_freezes_running_stages(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     root = docker_project.root
     runner = DockerRunner()
     ticks = root / "f"
@@ -166,7 +173,9 @@ def test_quiet_freezes_running_stages(docker_project: Project, docker_client) ->
 
 
 @pytest.mark.docker
-def test_no_stage_starts_inside_quiet(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_no_stage_starts_inside_quiet(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     root = docker_project.root
     runner = DockerRunner()
     runner.reap(root)
@@ -182,7 +191,9 @@ def test_no_stage_starts_inside_quiet(docker_project: Project, docker_client) ->
 
 
 @pytest.mark.docker
-def test_stop_all_removes_paused_containers(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_stop_all_removes_paused_containers(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     root = docker_project.root
     runner = DockerRunner()
     stage = _Stage(runner, _spec(root, "sleep 60"))
@@ -210,7 +221,7 @@ def test_quiet_with_nothing_running_asks_the_engine_nothing() -> None:
 @pytest.mark.docker
 def test_gpus_on_a_host_without_gpus_is_a_one_line_error(
     docker_project: Project,
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
 ) -> None:
     if "nvidia" in docker_client.info().get("Runtimes", {}):
         pytest.skip("this engine has GPU support")

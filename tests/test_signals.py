@@ -8,10 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import Project, start_stage
+
+if TYPE_CHECKING:
+    import docker
 
 pytestmark = pytest.mark.docker
 
@@ -24,9 +29,12 @@ FORKED_REAPER = (
 )
 
 
-def _start_stage(  # type: ignore[no-untyped-def]
-    project: Project, docker_client, cmd: str = "sleep 60; touch out", forked: bool = False
-):
+def _start_stage(
+    project: Project,
+    docker_client: docker.DockerClient,
+    cmd: str = "sleep 60; touch out",
+    forked: bool = False,
+) -> subprocess.Popen[str]:
     args = ["-c", FORKED_REAPER] if forked else ["-m", "repro"]
     return start_stage(project, docker_client, cmd, args)
 
@@ -70,7 +78,7 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _wait_until(condition, seconds: float, what: str) -> float:  # type: ignore[no-untyped-def]
+def _wait_until(condition: Callable[[], object], seconds: float, what: str) -> float:
     """Poll ``condition`` until true; how long it took. Fails after ``seconds``."""
     started = time.monotonic()
     while not condition():
@@ -82,9 +90,9 @@ def _wait_until(condition, seconds: float, what: str) -> float:  # type: ignore[
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_stop_and_remove_the_container(
     docker_project: Project,
-    docker_client,
+    docker_client: docker.DockerClient,
     signum: int,
-    code: int,  # type: ignore[no-untyped-def]
+    code: int,
 ) -> None:
     project = docker_project
     proc = _start_stage(project, docker_client)
@@ -105,7 +113,9 @@ def test_sigterm_and_sighup_stop_and_remove_the_container(
 
 
 @pytest.mark.parametrize("forked", [False, True], ids=["exec", "fork"])
-def test_kill_9_leaves_no_container(docker_project: Project, docker_client, forked: bool) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_leaves_no_container(
+    docker_project: Project, docker_client: docker.DockerClient, forked: bool
+) -> None:
     project = docker_project
     proc = _start_stage(project, docker_client, forked=forked)
     reaper = _reaper_of(proc.pid)
@@ -122,7 +132,9 @@ def test_kill_9_leaves_no_container(docker_project: Project, docker_client, fork
     assert not (project.root / "out.repro").exists()
 
 
-def test_a_finished_run_leaves_no_reaper(docker_project: Project, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_finished_run_leaves_no_reaper(
+    docker_project: Project, docker_client: docker.DockerClient
+) -> None:
     project = docker_project
     proc = _start_stage(project, docker_client, "while [ ! -e go ]; do sleep 0.05; done; touch out")
     reaper = _reaper_of(proc.pid)

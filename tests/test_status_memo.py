@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,9 @@ def _stage_file_edited(root: Path) -> None:
         (_stage_file_edited, "Stage 'data.repro' changed."),
     ],
 )
-def test_every_change_reaches_the_full_status(tracked: Project, change, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_change_reaches_the_full_status(
+    tracked: Project, change: Callable[[Path], None], message: str
+) -> None:
     change(tracked.root)
     code, quick, shown = _status(tracked.root)
     assert (code, quick) == (1, False)

@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import TEST_IMAGE, Project, cli, git, make_tree, on_terminal
 from remotes.remote_helpers import Backend
 from remotes.remote_servers import make_bucket
+
+if TYPE_CHECKING:
+    import docker
 
 TAGS = ("0.1", "0.2", "0.3")
 
@@ -121,8 +125,8 @@ def test_kill_9_during_push_leaves_no_partial_object(project: Project, backend: 
 
 @pytest.mark.docker
 def test_images_travel_and_pinned_runs_the_same_id(
-    project: Project, backend: Backend, docker_client
-) -> None:  # type: ignore[no-untyped-def]
+    project: Project, backend: Backend, docker_client: docker.DockerClient
+) -> None:
     if backend.name != "local":
         pytest.skip("one backend is enough for the image path; the object path is shared")
     tag = "repro-test-travel:latest"
