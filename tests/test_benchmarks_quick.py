@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ BOUNDS = {
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "quick.json"
     proc = subprocess.run(
@@ -64,17 +65,19 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[t
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(out.read_text())  # type: ignore[no-any-return]
+    loaded: dict[str, Any] = json.loads(out.read_text())
+    return loaded
 
 
-def _case(results: dict, set_name: str, op: str) -> dict:  # type: ignore[type-arg]
+def _case(results: dict[str, Any], set_name: str, op: str) -> dict[str, Any]:
     for case in results["cases"]:
         if case["set"] == set_name and case["op"] == op:
-            return case  # type: ignore[no-any-return]
+            found: dict[str, Any] = case
+            return found
     raise AssertionError(f"no {op} on {set_name} in the results")
 
 
-def test_startup_is_close_to_the_bare_interpreter(results: dict) -> None:  # type: ignore[type-arg]
+def test_startup_is_close_to_the_bare_interpreter(results: dict[str, Any]) -> None:
     case = _case(results, "-", "version")
     repro, interpreter = case["repro"]["median_s"], case["floor"]["median_s"]
     assert repro <= 4 * interpreter, (
@@ -85,7 +88,7 @@ def test_startup_is_close_to_the_bare_interpreter(results: dict) -> None:  # typ
 
 @pytest.mark.parametrize("set_name", ["many", "big", "mnist"])
 @pytest.mark.parametrize("op", sorted(BOUNDS))
-def test_within_bounds_of_the_floor(results: dict, set_name: str, op: str) -> None:  # type: ignore[type-arg]
+def test_within_bounds_of_the_floor(results: dict[str, Any], set_name: str, op: str) -> None:
     start = _case(results, "-", "version")["floor"]["median_s"]
     case = _case(results, set_name, op)
     repro, floor = case["repro"]["median_s"], case["floor"]["median_s"]
@@ -97,7 +100,7 @@ def test_within_bounds_of_the_floor(results: dict, set_name: str, op: str) -> No
     )
 
 
-def test_big_file_hashing_is_close_to_md5sum(results: dict) -> None:  # type: ignore[type-arg]
+def test_big_file_hashing_is_close_to_md5sum(results: dict[str, Any]) -> None:
     start = _case(results, "-", "version")["floor"]["median_s"]
     case = _case(results, "big", "add")
     repro, md5sum = case["repro"]["median_s"], case["extra"]["md5sum_s"]
@@ -106,7 +109,7 @@ def test_big_file_hashing_is_close_to_md5sum(results: dict) -> None:  # type: ig
     )
 
 
-def test_results_name_the_machine_and_versions(results: dict) -> None:  # type: ignore[type-arg]
+def test_results_name_the_machine_and_versions(results: dict[str, Any]) -> None:
     assert results["machine"]["nproc"] >= 1
     assert results["versions"]["repro"]
     assert results["versions"]["dvc"] is None

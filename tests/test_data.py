@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Project, make_tree
@@ -128,10 +129,10 @@ def test_protected_output_cannot_be_edited_until_unprotected(public_project: Pro
     assert target.read_text() == "original"
     project.ok("unprotect", "data/a.txt")
     os.chown(target, 65534, 65534)
-    edit = subprocess.run(
+    edited = subprocess.run(
         ["sh", "-c", f"echo edited >> {target}"], user=65534, group=65534, capture_output=True
     )
-    assert edit.returncode == 0
+    assert edited.returncode == 0
     assert project.ok("fsck").code == 0  # the cache object kept the original bytes
     obj = next(
         p
@@ -368,11 +369,11 @@ def test_a_new_folder_whose_checkout_fails_midway_is_removed(
     real_link = os.link
     made = [0]
 
-    def link(source: str, dest: str, *args: object, **kwargs: object) -> None:
+    def link(source: str, dest: str, *args: Any, **kwargs: Any) -> None:
         made[0] += 1
         if made[0] == 300:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dest)
-        real_link(source, dest, *args, **kwargs)  # type: ignore[arg-type]
+        real_link(source, dest, *args, **kwargs)
 
     monkeypatch.setattr(os, "link", link)
     result = project.repro("checkout")

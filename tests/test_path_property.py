@@ -10,9 +10,11 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from helpers import GIT_ENV, TEST_IMAGE
@@ -50,8 +52,19 @@ NAMES = ["gl", "lnk", "inner", "x", "sockdir", ".hidden"]
 LEAVES = ["config", "objects", "docker.sock", "keep", "f.txt", "new", "HEAD", "passwd"]
 
 
+class Tree(TypedDict):
+    """What a hostile clone holds: links by name, hardlinks to a file outside, paths named by
+    stage files; then the commands run on it, and the cache's link type."""
+
+    links: dict[str, str]
+    hardlinks: list[str]
+    paths: list[str]
+    commands: list[str]
+    link_type: str
+
+
 @st.composite
-def trees(draw: st.DrawFn) -> dict[str, object]:
+def trees(draw: st.DrawFn) -> Tree:
     links = draw(st.dictionaries(st.sampled_from(NAMES), st.sampled_from(LINK_TARGETS), max_size=4))
     hardlinks = draw(st.lists(st.sampled_from(["inner/f.txt", "x", "new"]), max_size=2))
     paths = draw(
@@ -132,7 +145,7 @@ def _snapshot(*folders: Path) -> dict[str, tuple[int, int, bytes | str]]:
 
 
 @pytest.fixture(scope="module")
-def template() -> Path:
+def template() -> Iterator[Path]:
     """An initialised project to copy for each example (git init and repro init are slow)."""
     base = Path(tempfile.mkdtemp(prefix="repro-prop-"))
     root = base / "proj"
@@ -170,9 +183,7 @@ def _repro(root: Path, *args: str) -> int:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=trees())
-def test_no_command_touches_anything_outside_the_project(
-    template: Path, tree: dict[str, object]
-) -> None:
+def test_no_command_touches_anything_outside_the_project(template: Path, tree: Tree) -> None:
     work = Path(tempfile.mkdtemp(prefix="repro-prop-"))
     try:
         _check_one(template, work, tree)
@@ -180,7 +191,7 @@ def test_no_command_touches_anything_outside_the_project(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _check_one(template: Path, work: Path, tree: dict[str, object]) -> None:
+def _check_one(template: Path, work: Path, tree: Tree) -> None:
     FIGURES["examples"] += 1
     root = work / "proj"
     shutil.copytree(template / "proj", root, symlinks=True)
@@ -194,13 +205,13 @@ def _check_one(template: Path, work: Path, tree: dict[str, object]) -> None:
     (root / ".repro" / "config").write_text(
         (root / ".repro" / "config").read_text() + f"[cache]\n\ttype = {tree['link_type']}\n"
     )
-    for name, target in dict(tree["links"]).items():  # type: ignore[call-overload]
+    for name, target in dict(tree["links"]).items():
         target = str(target).replace("OUTSIDE", str(outside))
         link = root / name
         if os.path.lexists(link):
             shutil.rmtree(link) if link.is_dir() and not link.is_symlink() else link.unlink()
         link.symlink_to(target)
-    for rel in tree["hardlinks"]:  # type: ignore[attr-defined]
+    for rel in tree["hardlinks"]:
         source = outside / "keep"
         dest = root / str(rel)
         if os.path.lexists(dest) or not os.path.isdir(os.path.dirname(dest)):
@@ -216,7 +227,7 @@ def _check_one(template: Path, work: Path, tree: dict[str, object]) -> None:
     obj.parent.mkdir(parents=True, exist_ok=True)
     obj.write_bytes(content)
     obj.chmod(0o444)
-    paths = list(tree["paths"])  # type: ignore[call-overload]
+    paths = list(tree["paths"])
     for index, rel in enumerate(paths):
         try:
             stage = Stage(path=f"s{index}.repro", outs=(Out(str(rel), md5),)).with_md5()
@@ -228,7 +239,7 @@ def _check_one(template: Path, work: Path, tree: dict[str, object]) -> None:
     run_before = set(os.listdir("/var/run"))
     config_before = (root / ".repro" / "config").read_bytes()
     outside_mode = os.stat(outside / "keep").st_mode
-    for command in tree["commands"]:  # type: ignore[attr-defined]
+    for command in tree["commands"]:
         for rel in paths:
             rel = str(rel)
             if command == "add":

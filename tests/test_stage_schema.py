@@ -7,10 +7,11 @@ import pytest
 
 from repro.errors import ReproError
 from repro.pipeline import runcache
+from repro.runners.spec import Image, Resources
 from repro.stages import stage as stage_mod
 from repro.stages.deps.file import FileDep
 from repro.stages.deps.kinds import KINDS
-from repro.stages.stage import FIELDS, Image, Metric, Out, Resources, Stage
+from repro.stages.stage import FIELDS, Metric, Out, Stage
 
 # Computed by the code before the schema became a table (commit e599eb3).
 PINNED = ("17ed427bb0cd33fd8647ed4ce01b081f", "0ed5a1faa1372839a615457552379b4c")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from typing import Any
 
 import pytest
 from e2e.e2e_helpers import ROOT, explain, run_script
@@ -33,7 +34,7 @@ def clone(walkthrough: subprocess.CompletedProcess[str]) -> subprocess.Completed
     return run_script(ROOT / "start_environment.sh", "clone", timeout=TIMEOUT)
 
 
-def last_json_object(text: str) -> dict[str, object]:
+def last_json_object(text: str) -> dict[str, Any]:
     """The last top-level JSON object printed in text (it starts with '{' on its own line)."""
     starts = [match.start() for match in re.finditer(r"^\{", text, flags=re.MULTILINE)]
     assert starts, f"no JSON object in the output:\n{text[-2000:]}"
@@ -84,6 +85,6 @@ def test_clone_pulls_every_tag_and_accuracy_grows(clone: subprocess.CompletedPro
     assert "0.0: no data/" in out
 
     metrics = last_json_object(out)
-    acc = {tag: accuracy(metrics[tag]["model/metrics.json"]) for tag in ("0.1", "0.2", "0.3")}  # type: ignore[index]
+    acc = {tag: accuracy(metrics[tag]["model/metrics.json"]) for tag in ("0.1", "0.2", "0.3")}
     assert 0.5 < acc["0.1"] < acc["0.2"] < acc["0.3"], acc
     assert acc["0.3"] >= 0.93, acc

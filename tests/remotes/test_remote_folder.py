@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from remotes.remote_helpers import add_file, many_files
 
+from repro.fsutil import copy_fd
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import FOLDER_STAGING, Transfer
 from repro.remotes import local
@@ -100,8 +101,8 @@ def test_an_interrupted_group_leaves_no_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
-    copied = []
-    real = local.copy_fd
+    copied: list[int] = []
+    real = copy_fd
 
     def copy_three_then_die(src: int, dst: int) -> None:
         if len(copied) == 3:

@@ -25,6 +25,7 @@ from remotes.remote_servers import SSH_ALIAS, SshServer, running_sshd, trust_ssh
 
 import repro.remotes.common
 from repro.errors import RemoteError
+from repro.fsutil import copy_fd
 from repro.remotes import local
 from repro.remotes.local import RETRY_DELAYS, LocalRemote
 
@@ -188,7 +189,7 @@ def test_folder_remote_retries_a_stale_nfs_handle(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(local.copy_fd, errno.ESTALE, errno.EAGAIN)
+    copy = Flaky(copy_fd, errno.ESTALE, errno.EAGAIN)
     monkeypatch.setattr(local, "copy_fd", copy)
 
     remote.put(tmp_path / "src", KEY)
@@ -206,7 +207,7 @@ def test_folder_remote_gives_up_after_bounded_attempts(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(local.copy_fd, *[errno.ESTALE] * 10)
+    copy = Flaky(copy_fd, *[errno.ESTALE] * 10)
     monkeypatch.setattr(local, "copy_fd", copy)
 
     with pytest.raises(RemoteError, match="still failed after 4 attempts"):
@@ -222,7 +223,7 @@ def test_folder_remote_fails_fast_on_lasting_errors(
 ) -> None:
     remote = LocalRemote(tmp_path / "remote")
     (tmp_path / "src").write_bytes(b"payload")
-    copy = Flaky(local.copy_fd, code)
+    copy = Flaky(copy_fd, code)
     monkeypatch.setattr(local, "copy_fd", copy)
 
     with pytest.raises(RemoteError) as caught:
