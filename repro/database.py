@@ -28,8 +28,11 @@ class Database:
         self.path = path
         self.read_only = False  # --dry: write nothing
         self.lock = threading.RLock()  # held around a read and what depends on it, too
-        self.conn = sqlite3.connect(os.fspath(path), timeout=30, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+        try:
+            self.conn = sqlite3.connect(os.fspath(path), timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+        except sqlite3.OperationalError:  # it cannot be made (a read-only project): in memory
+            self.conn = sqlite3.connect(":memory:", check_same_thread=False)
         self.created = False  # whether this open made the schema
         try:
             # fetchall, never fetchone: an unfinished statement keeps sqlite from closing.
@@ -56,7 +59,8 @@ class Database:
 
     def adopt(self, older: str | os.PathLike[str], tables: Sequence[str]) -> None:
         """Move the rows of ``tables`` (same schema) from the db at ``older``, which a previous
-        version of repro kept them in, into this one, and drop them there."""
+        version of repro kept them in, into this one. The tables stay there, empty: an older
+        repro opening that db, even read-only, still finds them."""
         if not os.path.exists(older):
             return
         try:
@@ -72,9 +76,7 @@ class Database:
                             self.conn.execute(
                                 f"INSERT OR IGNORE INTO {table} SELECT * FROM older.{table}"
                             )
-                            self.conn.execute(f"DROP TABLE older.{table}")
-                        if moved:  # whoever opens it next (an older repro too) makes its schema
-                            self.conn.execute("PRAGMA older.user_version = 0")
+                            self.conn.execute(f"DELETE FROM older.{table}")
                 finally:
                     self.conn.execute("DETACH DATABASE older")
         except sqlite3.OperationalError:

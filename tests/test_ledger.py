@@ -3,11 +3,12 @@ the ledger, and a project made by an earlier repro (both in .repro/state.db) kee
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
 
-from helpers import OLD_NS, Project, make_tree
+from helpers import OLD_NS, Project, make_tree, run_as
 
 from repro.memo import state as memo_state
 from repro.project import LEDGER_FILE
@@ -54,11 +55,62 @@ def test_a_state_db_of_an_earlier_repro_keeps_its_links_and_its_hashes(tmp_path:
     hashes.close()
     links.close()
 
-    with sqlite3.connect(older) as conn:
-        tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-    conn.close()
-    assert tables == {"links"}  # the memo's rows moved out; the ledger's stay
+    assert _rows(older) == {"files": 0, "dirs": 0, "listings": 0, "links": 1}
     (tmp_path / memo_state.FILE).unlink()  # deleting the memo...
     assert ledger.Ledger(older).linked() == {"data": "b" * 32 + ".dir"}  # ...loses no link
+
+
+def _rows(db: Path) -> dict[str, int]:
+    """Rows per table: the memo's moved out, the tables kept (an earlier repro, even on a
+    read-only copy of the project, still finds the schema it expects)."""
+    with sqlite3.connect(db) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        counts = {
+            name: conn.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in names
+        }
+    conn.close()
+    return counts
+
+
+def _as_an_earlier_repro_left_it(project: Project) -> None:
+    """The hash memo's rows back in state.db, where repro kept them before the ledger split."""
+    hashes = project.root / memo_state.FILE
+    with sqlite3.connect(project.root / ".repro" / LEDGER_FILE) as conn:
+        conn.execute("ATTACH DATABASE ? AS memo", (str(hashes),))
+        for table in ("files", "dirs", "listings"):
+            conn.execute(f"CREATE TABLE {table} AS SELECT * FROM memo.{table}")
+        conn.execute("DETACH DATABASE memo")
+    conn.close()
+    hashes.unlink()
+
+
+def test_an_upgrade_adopts_the_hashes_even_when_a_quick_status_comes_first(
+    project: Project,
+) -> None:
+    """The quick status never makes the hash memo: the full one does, and adopts the rows an
+    earlier repro left in state.db, so nothing is hashed again."""
+    make_tree(project.root / "data", 20)
+    project.ok("add", "data")
+    project.ok("status")
+    _as_an_earlier_repro_left_it(project)
+    adopted = _rows(project.root / ".repro" / LEDGER_FILE)["files"]
+    assert adopted == 20
+    os.utime(project.root / "data" / "d000" / "f00000")  # a touch: the quick status looks in
+    project.ok("status")
+    assert _rows(project.root / memo_state.FILE)["files"] == adopted
+    assert _rows(project.root / ".repro" / LEDGER_FILE)["files"] == 0
+
+
+def test_a_read_only_project_without_a_hash_memo_still_answers(public_project: Project) -> None:
+    """A user who cannot write the project (nobody, in root's project) gets a status that
+    remembers nothing, not an internal error."""
+    project = public_project
+    make_tree(project.root / "data", 5)
+    project.ok("add", "data")
+    (project.root / memo_state.FILE).unlink()  # as an upgrade from an earlier repro finds it
+    for path in (project.root, *project.root.rglob("*")):
+        path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+    result = run_as(65534, project.root, project.root / "nohome", "status")
+    assert result.code == 0, result.err
+    assert "up to date" in result.out
+    assert not (project.root / memo_state.FILE).exists()

@@ -224,6 +224,8 @@ def _only_touched(root: str, folder: str, old: bytes, new: bytes, read_at: int) 
     from repro.memo.state import FILE, StateDB  # only now: sqlite3 is not needed otherwise
     from repro.objects.digest import quick_file_md5
 
+    if not os.path.isfile(os.path.join(root, FILE)):
+        raise _Changed  # made (and an older repro's rows adopted) by the full status only
     state = StateDB(os.path.join(root, FILE))
     try:
         touched = state.touched_only(folder, old, new, lambda path, _key: quick_file_md5(path))

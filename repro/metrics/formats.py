@@ -12,7 +12,6 @@ format (plots) starts here too.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
@@ -27,8 +26,10 @@ _STEP = r"([^.\[\]]+)|\[(\d+)\]"  # compiled on first use: the stage loader impo
 
 
 def format_of(path: str) -> str:
-    """The format a file's extension says; raw when it says none."""
-    return _BY_EXTENSION.get(os.path.splitext(path)[1].lower().lstrip("."), "raw")
+    """The format the file name's last dot says (``.json`` alone counts); raw when none."""
+    name = path.rpartition("/")[2]
+    suffix = name.rpartition(".")[2] if "." in name else ""
+    return _BY_EXTENSION.get(suffix.lower(), "raw")
 
 
 def _number(text: str) -> Value:
