@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from repro.host import cores
+
 TYPE_CHECKING = False  # typing itself costs the quick status a few milliseconds
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,7 +59,7 @@ def find_listing(root: str) -> bytes | None:
 
 def _halves(root: str) -> tuple[list[str], list[str]] | None:
     """The top-level names of ``root`` in two halves, when a split walk is worth it and safe."""
-    if len(os.sched_getaffinity(0)) < 2:
+    if cores() < 2:
         return None
     try:
         with os.scandir(root) as entries:

@@ -34,14 +34,6 @@ MIN_ITEMS = 500
 _HEADER = struct.Struct("!Q")
 
 
-def cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def run_parts(
     work: Work[T, R],
     parts: Sequence[Sequence[T]],

@@ -24,6 +24,7 @@ BASE = [
     "repro.paths",
     "repro.database",
     "repro.teardown",
+    "repro.host",
 ]
 LAYERS: list[list[str]] = [
     ["repro", *BASE],

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from repro import workers
+from repro import host, workers
 from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.fsutil import TEMP_PREFIX, build_aside, remove_dead_stagings, staging_name, temp_name
 from repro.objects.ids import (
@@ -163,7 +163,7 @@ def _run(
         return [_one(action, item) for item in batch]
 
     if forkable:
-        parts = workers.split(items, jobs or workers.cores())
+        parts = workers.split(items, jobs or host.cores())
         workers.run_parts(run_batch, parts, outcome.record)
         return outcome
     _run_threads(run_batch, items, jobs or default_jobs(), outcome.record)
@@ -199,7 +199,7 @@ def _run_by_folder(
     if not forkable:
         _run_threads(run_batch, groups, jobs or default_jobs(), outcome.record)
         return outcome
-    count = max(1, min(jobs or workers.cores(), len(object_ids) // workers.MIN_ITEMS or 1))
+    count = max(1, min(jobs or host.cores(), len(object_ids) // workers.MIN_ITEMS or 1))
     parts: list[list[list[str]]] = [[] for _ in range(count)]
     share, placed = len(object_ids) / count, 0
     for group in groups:

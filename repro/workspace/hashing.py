@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from repro import workers
+from repro import host, workers
 from repro.errors import ReproError
 from repro.memo.state import FileKey, StateDB, file_key
 from repro.objects.digest import bytes_md5, file_md5, file_md5_links
@@ -144,7 +144,7 @@ class Hasher:
         observer: Observer | None = None,
     ) -> None:
         self.state = state
-        self.jobs = jobs or workers.cores()
+        self.jobs = jobs or host.cores()
         self.notify = notify or (lambda _msg: None)
         self.progress = progress
         # Whether repro put the folder it calls ``label`` in the work tree itself (its objects

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from repro import workers
+from repro import host, workers
 from repro.errors import ReproError
 from repro.fsutil import (
     NO_KERNEL_COPY,
@@ -172,7 +172,7 @@ class Materialiser:
         self.can_link()  # probe here, once, before the workers ask
         # Each worker owns a range of first hex digits: equal contents land in one worker, so
         # no two workers race to create the same object, nor lock the same fan-out folder.
-        count = len(workers.split(info.entries, workers.cores()))
+        count = len(workers.split(info.entries, host.cores()))
         parts: list[list[tuple[str, int, str]]] = [[] for _ in range(count)]
         for entry, (_rel, md5) in zip(info.files, info.entries, strict=True):
             parts[int(md5[0], 16) * count // 16].append((entry.path, entry.key[0], md5))
@@ -274,7 +274,7 @@ class Materialiser:
                 made_dirs.add(parent)
             todo.append((prefix + rel, md5, have is None))
         try:
-            parts = workers.run_parts(self._link_batch, workers.split(todo, workers.cores()))
+            parts = workers.run_parts(self._link_batch, workers.split(todo, host.cores()))
             if missing := [md5 for part in parts for md5 in part]:
                 raise ObjectsMissing(dest, missing)
         except BaseException:  # Ctrl-C included: a folder this call made goes again
@@ -304,7 +304,7 @@ class Materialiser:
                     os.makedirs(prefix + parent, exist_ok=True)
                     made_dirs.add(parent)
                 todo.append((prefix + rel, md5))
-            parts = workers.run_parts(self._copy_batch, workers.split(todo, workers.cores()))
+            parts = workers.run_parts(self._copy_batch, workers.split(todo, host.cores()))
             if missing := [md5 for part in parts for md5 in part]:
                 raise ObjectsMissing(dest, missing)  # build_aside removes the staging folder
 
