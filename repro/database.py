@@ -28,11 +28,17 @@ class Database:
         self.path = path
         self.read_only = False  # --dry: write nothing
         self.lock = threading.RLock()  # held around a read and what depends on it, too
+        self.on_disk = True  # False: it could not be opened (a read-only project), so in memory
+        conn = None
         try:
-            self.conn = sqlite3.connect(os.fspath(path), timeout=30, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
-        except sqlite3.OperationalError:  # it cannot be made (a read-only project): in memory
-            self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+            conn = sqlite3.connect(os.fspath(path), timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+        except sqlite3.OperationalError:
+            if conn is not None:
+                conn.close()
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
+            self.on_disk = False
+        self.conn = conn
         self.created = False  # whether this open made the schema
         try:
             # fetchall, never fetchone: an unfinished statement keeps sqlite from closing.

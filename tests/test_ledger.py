@@ -114,3 +114,18 @@ def test_a_read_only_project_without_a_hash_memo_still_answers(public_project: P
     assert result.code == 0, result.err
     assert "up to date" in result.out
     assert not (project.root / memo_state.FILE).exists()
+
+
+def test_a_hash_memo_kept_in_memory_adopts_nothing(tmp_path: Path) -> None:
+    """Rows an earlier repro left are moved only into a memo on disk: one that could not be
+    opened lives in memory, and adopting into it would lose them with the command."""
+    older = tmp_path / LEDGER_FILE
+    with sqlite3.connect(older) as conn:
+        conn.executescript(OLD_SCHEMA)
+        conn.execute("INSERT INTO files VALUES (7, ?, 3, ?)", (OLD_NS, "a" * 32))
+    conn.close()
+    unopenable = tmp_path / "missing-folder" / "hashes.db"
+    hashes = memo_state.StateDB(unopenable, older=older)
+    assert not hashes.db.on_disk
+    hashes.close()
+    assert _rows(older)["files"] == 1

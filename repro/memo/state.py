@@ -56,7 +56,7 @@ class StateDB:
         """The memo in the db at ``path``; made anew, it takes over the rows of the db at
         ``older``, where an earlier repro kept them (so an upgrade hashes nothing again)."""
         self.db = Database(path, _SCHEMA, VERSION)
-        if self.db.created and older is not None:
+        if self.db.created and self.db.on_disk and older is not None:  # never into memory
             self.db.adopt(older, ("files", "dirs", "listings"))
         self._files: dict[int, tuple[int, int, str]] | None = None
 
