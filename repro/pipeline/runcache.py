@@ -7,12 +7,12 @@ atomically, so a changed stage whose inputs were seen before is restored, not re
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from repro.fsutil import write_atomic
+from repro.objects.digest import bytes_md5
 from repro.objects.runs import entry_path
 from repro.stages.stage import Out, Stage
 
@@ -21,7 +21,7 @@ def key(stage: Stage, image_id: str, dep_values: dict[str, Any]) -> str:
     """The run-cache key of ``stage`` run in ``image_id`` over dependencies with these values
     (what it covers: Stage.run_key_payload)."""
     payload = stage.run_key_payload(image_id, dep_values)
-    return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return bytes_md5(json.dumps(payload, sort_keys=True).encode())
 
 
 def lookup(cache_dir: Path, run_key: str) -> dict[str, str] | None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from repro.errors import ReproError, UsageError
 from repro.memo.parsed import PARSED, NotYaml
 from repro.metrics.formats import FORMATS
+from repro.objects.digest import bytes_md5
 from repro.runners.spec import NETWORK_MODES, Image, Resources
 from repro.stages import fields
 from repro.stages.deps.base import Dependency
@@ -83,9 +84,7 @@ class Stage(NamedTuple):
             for kind, deps in self.deps_by_kind()
             if deps or kind.FIELD == "deps"  # a new kind leaves older stages' md5s alone
         )
-        import hashlib  # loads OpenSSL: only commands that write or check stages need it
-
-        return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return bytes_md5(json.dumps(payload, sort_keys=True).encode())
 
     def run_key_payload(self, image_id: str, dep_values: dict[str, Any]) -> dict[str, Any]:
         """What a run-cache key covers (FIELDS' ``runs``): a run of the same command in the
