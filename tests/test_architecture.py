@@ -28,7 +28,7 @@ BASE = [
 ]
 LAYERS: list[list[str]] = [
     ["repro", *BASE],
-    ["repro.lock", "repro.config", "repro.objects", "repro.metrics.formats"],
+    ["repro.lock", "repro.config", "repro.paramfiles", "repro.objects", "repro.metrics.formats"],
     ["repro.remotes"],
     ["repro.objects.transfer", "repro.runners"],
     ["repro.memo"],
