@@ -38,6 +38,7 @@ LAYERS: list[list[str]] = [
     ["repro.remote_select"],
     ["repro.pipeline", "repro.history"],
     ["repro.metrics"],
+    ["repro.experiments"],
     ["repro.cli"],
     ["repro.__main__"],
 ]

@@ -105,6 +105,7 @@ COMMANDS = frozenset(
     ("init", "config", "add", "status", "checkout", "commit", "unprotect", "remove", "fsck")
     + ("run", "repro", "pipeline", "metrics", "remote", "push", "fetch", "pull", "gc")
     + ("install", "doctor")
+    + ("exp",)
 )
 
 
@@ -329,6 +330,52 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("-r", "--remote", help="remote for --cloud")
     cmd.add_argument("-f", "--force", action="store_true", help="do not ask")
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+
+    exp = subcommands("exp", "experiments: runs with changed params, kept under refs/exps")
+    cmd = exp("run", "cmd_run", "run the pipeline with changed params as an experiment")
+    cmd.add_argument("targets", nargs="*", metavar="TARGET")
+    cmd.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY=VALUE",
+        help="change a parameter (params.yaml by default)",
+    )
+    cmd.add_argument("-n", "--name", help="the experiment's name (default: two random words)")
+    cmd.add_argument("--queue", action="store_true", help="queue it instead of running it")
+    cmd.add_argument("--run-all", action="store_true", help="run every queued experiment")
+    cmd.add_argument("-j", "--jobs", type=int, default=1, help="queued experiments at once")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+    cmd = exp("show", "cmd_show", "baselines and experiments with their params and metrics")
+    form = cmd.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable output")
+    form.add_argument("--csv", action="store_true", help="comma-separated values")
+    cmd.add_argument("-a", "--all-branches", action="store_true", help="every branch")
+    cmd.add_argument("-T", "--all-tags", action="store_true", help="every tag")
+    cmd = exp("diff", "cmd_diff", "compare params and metrics of two experiments")
+    cmd.add_argument("a_rev", metavar="A", help="an experiment or revision")
+    cmd.add_argument("b_rev", metavar="B", help="an experiment or revision")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd = exp("apply", "cmd_apply", "put an experiment's files and outputs in the workspace")
+    cmd.add_argument("name", metavar="NAME")
+    cmd.add_argument("-f", "--force", action="store_true", help="overwrite uncommitted changes")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+    cmd = exp("branch", "cmd_branch", "make a git branch of an experiment")
+    cmd.add_argument("name", metavar="NAME")
+    cmd.add_argument("branch", metavar="BRANCH")
+    cmd = exp("remove", "cmd_remove", "delete experiments")
+    cmd.add_argument("names", nargs="*", metavar="NAME")
+    which = cmd.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every experiment and queued one")
+    which.add_argument("--queue", action="store_true", help="every queued experiment")
+    for verb, help_text in (
+        ("push", "send experiments' refs to a git remote, their data to the data remote"),
+        ("pull", "fetch experiments' refs from a git remote, their data from the data remote"),
+    ):
+        cmd = exp(verb, f"cmd_{verb}", help_text)
+        cmd.add_argument("git_remote", metavar="GIT_REMOTE")
+        cmd.add_argument("names", nargs="+", metavar="NAME")
 
     cmd = add(
         "install",

@@ -1,0 +1,162 @@
+"""Running an experiment: a detached git worktree of its commit under ``.repro/tmp/exps``,
+whose cache is the project's (so outputs and the run-cache are shared and nothing is copied),
+reproduced by a separate repro process, committed, and recorded under ``refs/exps``.
+
+Each copy has its own ``.repro/lock``, hash memo and links ledger, so copies run side by side
+without lock fights; the one thing they share, the cache, is written atomically (temp name,
+then rename), and two runs making the same object both end with the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from repro.config import Config
+from repro.errors import ReproError
+from repro.experiments.prepare import targets_of
+from repro.experiments.refs import QUEUE, Experiment, git, ref_of
+
+if TYPE_CHECKING:
+    from repro.project import Project
+
+Log = Callable[[bytes], None]
+
+# The child is a fresh interpreter given this one's search path (so it works from a zipapp,
+# and from a checkout on PYTHONPATH), without the copy's folder: a project's own repro/ folder
+# must not be imported.
+_BOOT = (
+    "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from repro.cli import main; "
+    "raise SystemExit(main(sys.argv[2:]))"
+)
+
+# git worktree add/prune edit .git/worktrees; one at a time within this process.
+_worktrees = threading.Lock()
+
+
+class Outcome(NamedTuple):
+    name: str
+    sha: str | None  # the experiment's commit; None when it failed
+    error: str | None
+
+
+def run(
+    project: Project, commit: str, baseline: str, name: str, targets: Sequence[str], log: Log
+) -> str:
+    """Run the prepared ``commit`` as experiment ``name``; its commit, recorded under its ref.
+    A failure raises with the child's error; the copy is removed either way."""
+    copy = project.tmp_dir / "exps" / f"{name}-{secrets.token_hex(4)}"
+    copy.parent.mkdir(exist_ok=True)
+    with _worktrees:
+        git(project.root, "worktree", "add", "--detach", "-q", str(copy), commit)
+    try:
+        # HEAD at the baseline, the prepared files in the index and work tree: the commit
+        # made after the run has the baseline as its parent.
+        git(copy, "reset", "-q", "--soft", baseline)
+        _share_cache(project, copy)
+        # The baseline's outputs, from the cache; what it lacks the run makes or restores.
+        _child(copy, ["-q", "checkout"], None)
+        code, error = _child(copy, ["repro", *targets], log)
+        if code != 0:
+            raise ReproError(f"experiment '{name}' failed: {error or f'exit code {code}'}")
+        git(copy, "add", "-A")
+        git(copy, "commit", "-q", "--no-verify", "--allow-empty", "-m", f"repro exp: {name}")
+        sha = git(copy, "rev-parse", "HEAD").strip()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+        with _worktrees:
+            git(project.root, "worktree", "prune", check=False)
+    # The empty old value makes git refuse a name another run took meanwhile.
+    git(project.root, "update-ref", ref_of(baseline, name), sha, "")
+    return sha
+
+
+def _share_cache(project: Project, copy: Path) -> None:
+    """The copy's config.local is the project's (remotes' secrets, per-machine settings) with
+    cache.dir pointing at the project's cache."""
+    local = project.repro_dir / "config.local"
+    if local.is_file():
+        shutil.copyfile(local, copy / ".repro" / "config.local")
+    Config(copy / ".repro").set("cache.dir", str(project.cache_dir.resolve()), local=True)
+
+
+def _search_path() -> list[str]:
+    import repro
+
+    here = os.path.abspath(os.getcwd())
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(repro.__file__)))
+    rest = [os.path.abspath(entry) for entry in sys.path if entry]
+    return list(dict.fromkeys([package_parent, *(p for p in rest if p != here)]))
+
+
+def _child(copy: Path, argv: list[str], log: Log | None) -> tuple[int, str]:
+    """Run repro in ``copy``; its output goes to ``log`` line by line as it comes (nowhere
+    without one). Its exit code and its first error line."""
+    command = [sys.executable, "-I", "-c", _BOOT, json.dumps(_search_path()), *argv]
+    process = subprocess.Popen(
+        command,
+        cwd=copy,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    errors: list[str] = []
+
+    def drain_errors() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith(b"error: "):
+                errors.append(line[len(b"error: ") :].decode(errors="replace").strip())
+            elif log is not None:
+                log(line)
+
+    reader = threading.Thread(target=drain_errors, daemon=True)
+    reader.start()
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if log is not None:
+                log(line)
+        reader.join()
+        return process.wait(), errors[0] if errors else ""
+    except BaseException:
+        # Ctrl-C reaches the child too (same process group); SIGTERM to repro alone does not.
+        process.terminate()
+        process.wait()
+        raise
+
+
+def run_queued(
+    project: Project, queued: Sequence[Experiment], jobs: int, log: Log
+) -> list[Outcome]:
+    """Run queued experiments, ``jobs`` at a time, each in its own copy; one failing does not
+    stop the others. A run leaves the queue; a failed one stays queued."""
+
+    def one(experiment: Experiment) -> Outcome:
+        prefix = f"[{experiment.name}] ".encode()
+        targets = targets_of(project.root, experiment.sha)
+        try:
+            sha = run(
+                project,
+                experiment.sha,
+                experiment.baseline,
+                experiment.name,
+                targets,
+                lambda line: log(prefix + line),
+            )
+        except ReproError as exc:
+            return Outcome(experiment.name, None, str(exc))
+        git(project.root, "update-ref", "-d", QUEUE + experiment.name, experiment.sha)
+        return Outcome(experiment.name, sha, None)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, queued))
