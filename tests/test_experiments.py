@@ -31,6 +31,13 @@ def pipeline(project: Project) -> None:
     project.commit("pipeline")
 
 
+@pytest.fixture
+def pipelined(docker_project: Project) -> Project:
+    """The project with the pipeline run and committed."""
+    pipeline(docker_project)
+    return docker_project
+
+
 def containers_since(client: docker.DockerClient, project: Project, since: float) -> int:
     """Containers created for the project or any of its experiments' copies."""
     events = client.events(
@@ -64,11 +71,8 @@ def exp_ref(project: Project, name: str) -> str:
     return f"refs/exps/{head[:2]}/{head[2:]}/{name}"
 
 
-def test_exp_run_records_a_commit_and_the_workspace_gets_its_results(
-    docker_project: Project,
-) -> None:
-    project = docker_project
-    pipeline(project)
+def test_exp_run_records_a_commit_and_the_workspace_gets_its_results(pipelined: Project) -> None:
+    project = pipelined
     before = snapshot(project)
 
     result = project.ok("exp", "run", "-S", "train.lr=0.2", "-n", "fast")
@@ -94,10 +98,9 @@ def test_exp_run_records_a_commit_and_the_workspace_gets_its_results(
 
 
 def test_queue_and_run_all_in_parallel_leave_the_workspace_alone(
-    docker_project: Project, docker_client: docker.DockerClient
+    pipelined: Project, docker_client: docker.DockerClient
 ) -> None:
-    project = docker_project
-    pipeline(project)
+    project = pipelined
     before = snapshot(project)
     rates = {"p2": 0.2, "p3": 0.3, "p4": 0.4, "p5": 0.5}
     for name, rate in rates.items():
@@ -153,10 +156,9 @@ def test_queue_and_run_all_in_parallel_leave_the_workspace_alone(
 
 
 def test_an_experiment_run_before_restores_from_the_run_cache(
-    docker_project: Project, docker_client: docker.DockerClient
+    pipelined: Project, docker_client: docker.DockerClient
 ) -> None:
-    project = docker_project
-    pipeline(project)
+    project = pipelined
     project.ok("exp", "run", "--queue", "-S", "train.lr=0.7", "-n", "first")
     project.ok("exp", "run", "--run-all")
     project.ok("exp", "remove", "first")
@@ -166,11 +168,8 @@ def test_an_experiment_run_before_restores_from_the_run_cache(
     assert json.loads((project.root / "metrics.json").read_text()) == {"score": 0.7}
 
 
-def test_a_failing_stage_fails_the_experiment_and_leaves_no_trace(
-    docker_project: Project,
-) -> None:
-    project = docker_project
-    pipeline(project)
+def test_a_failing_stage_fails_the_experiment_and_leaves_no_trace(pipelined: Project) -> None:
+    project = pipelined
     before = snapshot(project)
     result = project.repro("exp", "run", "-S", "train.lr=9", "-n", "broken")
     assert result.code == 1
@@ -188,9 +187,8 @@ def test_a_failing_stage_fails_the_experiment_and_leaves_no_trace(
     assert {(r["name"], r["queued"]) for r in records[1:]} == {("bad", True), ("good", False)}
 
 
-def test_remove(docker_project: Project) -> None:
-    project = docker_project
-    pipeline(project)
+def test_remove(pipelined: Project) -> None:
+    project = pipelined
     for name in ("a", "b", "c"):
         project.ok("exp", "run", "--queue", "-S", f"train.epochs={len(name)}", "-n", name)
     # Two copies at once commit the same output (data/lr does not depend on epochs) into the
@@ -237,9 +235,8 @@ def test_push_and_pull_through_a_git_remote_and_a_data_remote(
     assert missing.code == 1 and "no experiment named 'nosuch'" in missing.err
 
 
-def test_apply_refuses_to_overwrite_local_changes(docker_project: Project) -> None:
-    project = docker_project
-    pipeline(project)
+def test_apply_refuses_to_overwrite_local_changes(pipelined: Project) -> None:
+    project = pipelined
     project.ok("exp", "run", "--queue", "-S", "train.lr=0.2", "-n", "other")
     project.ok("exp", "run", "--run-all")
     project.write("params.yaml", PARAMS.replace("epochs: 2", "epochs: 3"))
