@@ -73,13 +73,17 @@ def exp_ref(project: Project, name: str) -> str:
 
 def test_exp_run_records_a_commit_and_the_workspace_gets_its_results(pipelined: Project) -> None:
     project = pipelined
+    # An uncommitted change to a tracked file goes into the experiment, as in DVC.
+    project.write("params.yaml", PARAMS.replace("epochs: 2", "epochs: 3"))
     before = snapshot(project)
 
     result = project.ok("exp", "run", "-S", "train.lr=0.2", "-n", "fast")
     assert "Reproducing 'prepare.repro'" in result.out  # the stages' output streams through
     sha = project.git("rev-parse", exp_ref(project, "fast")).strip()
     assert project.git("rev-parse", f"{sha}^").strip() == before["head"].strip()
-    assert "lr: 0.2" in project.git("show", f"{sha}:params.yaml")
+    assert project.git("show", f"{sha}:params.yaml") == PARAMS.replace("0.1", "0.2").replace(
+        "epochs: 2", "epochs: 3"
+    )
     assert json.loads(project.git("show", f"{sha}:metrics.json")) == {"score": 0.2}
 
     # Branch, HEAD and index stay; the workspace holds the experiment's files and outputs.
@@ -272,3 +276,19 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert len(result.err.strip().splitlines()) == 1
     assert project.git("for-each-ref", "refs/exps") == ""
     assert project.git("status", "--porcelain") == ""
+
+
+def test_show_lists_each_baselines_experiments_under_it(pipelined: Project) -> None:
+    project = pipelined
+    project.ok("exp", "run", "--queue", "-S", "train.lr=0.2", "-n", "on-main")
+    project.git("checkout", "-q", "-b", "other")
+    project.write("params.yaml", PARAMS.replace("epochs: 2", "epochs: 4"))
+    project.commit("more epochs")
+    project.ok("exp", "run", "--queue", "-S", "train.lr=0.3", "-n", "on-other")
+    records = json.loads(project.ok("exp", "show", "--json").out)
+    assert [(r["name"], r["queued"]) for r in records] == [("other", False), ("on-other", True)]
+    assert records[1]["params"]["params.yaml"]["train"] == {"lr": 0.3, "epochs": 4}
+    assert records[1]["metrics"] == {}  # queued: not run yet
+    records = json.loads(project.ok("exp", "show", "-a", "--json").out)
+    assert [r["name"] for r in records] == ["other", "on-other", "main", "on-main"]
+    assert records[3]["baseline"] == records[2]["rev"]
