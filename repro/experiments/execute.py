@@ -33,11 +33,17 @@ Log = Callable[[bytes], None]
 
 # The child is a fresh interpreter given this one's search path (so it works from a zipapp,
 # and from a checkout on PYTHONPATH), without the copy's folder: a project's own repro/ folder
-# must not be imported.
-_BOOT = (
-    "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from repro.cli import main; "
-    "raise SystemExit(main(sys.argv[2:]))"
-)
+# must not be imported. It first checks out the baseline's outputs from the cache, quietly
+# (what the cache lacks, the run makes or restores), then runs the command it is given: one
+# interpreter start, not two.
+_BOOT = """\
+import contextlib, io, json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+from repro.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main(["checkout"])
+raise SystemExit(main(sys.argv[2:]))
+"""
 
 # git worktree add/prune edit .git/worktrees; one at a time within this process.
 _worktrees = threading.Lock()
@@ -63,8 +69,6 @@ def run(
         # made after the run has the baseline as its parent.
         git(copy, "reset", "-q", "--soft", baseline)
         _share_cache(project, copy)
-        # The baseline's outputs, from the cache; what it lacks the run makes or restores.
-        _child(copy, ["-q", "checkout"], None)
         code, error = _child(copy, ["repro", *targets], log)
         if code != 0:
             raise ReproError(f"experiment '{name}' failed: {error or f'exit code {code}'}")
@@ -98,9 +102,9 @@ def _search_path() -> list[str]:
     return list(dict.fromkeys([package_parent, *(p for p in rest if p != here)]))
 
 
-def _child(copy: Path, argv: list[str], log: Log | None) -> tuple[int, str]:
-    """Run repro in ``copy``; its output goes to ``log`` line by line as it comes (nowhere
-    without one). Its exit code and its first error line."""
+def _child(copy: Path, argv: list[str], log: Log) -> tuple[int, str]:
+    """Run repro in ``copy``; its output goes to ``log`` line by line as it comes. Its exit
+    code and its first error line."""
     command = [sys.executable, "-I", "-c", _BOOT, json.dumps(_search_path()), *argv]
     process = subprocess.Popen(
         command,
@@ -116,7 +120,7 @@ def _child(copy: Path, argv: list[str], log: Log | None) -> tuple[int, str]:
         for line in process.stderr:
             if line.startswith(b"error: "):
                 errors.append(line[len(b"error: ") :].decode(errors="replace").strip())
-            elif log is not None:
+            else:
                 log(line)
 
     reader = threading.Thread(target=drain_errors, daemon=True)
@@ -124,8 +128,7 @@ def _child(copy: Path, argv: list[str], log: Log | None) -> tuple[int, str]:
     try:
         assert process.stdout is not None
         for line in process.stdout:
-            if log is not None:
-                log(line)
+            log(line)
         reader.join()
         return process.wait(), errors[0] if errors else ""
     except BaseException:
