@@ -263,6 +263,7 @@ def test_apply_refuses_to_overwrite_local_changes(pipelined: Project) -> None:
         (["exp", "remove", "nosuch"], 1, "no experiment named 'nosuch'"),
         (["exp", "diff", "nosuch", "HEAD"], 1, "'nosuch' is not a revision"),
         (["exp", "run", "--run-all", "-S", "train.lr=1"], 2, "--run-all runs the queue"),
+        (["exp", "remove", "some", "--all"], 2, "not both"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(

@@ -21,10 +21,11 @@ def _paths(output: str) -> list[str]:
     return [path for path in output.split("\0") if path]
 
 
-def apply(project: Project, commit: str, force: bool) -> list[str]:
+def apply(project: Project, commit: str, since: str, force: bool) -> list[str]:
     """Make the work tree's tracked files those of ``commit`` and check out its outputs;
-    the paths written or deleted. Refuses, unless ``force``, to overwrite an uncommitted
-    change."""
+    the paths written or deleted. Refuses, unless ``force``, to overwrite a change made to
+    the work tree since commit ``since`` (HEAD; for a run, what the experiment started from)
+    or an output that is not in the cache."""
     root = project.root
     # Paths whose work-tree content is not the experiment's, and the experiment's files that
     # git does not track here (git diff against a commit leaves those out when untracked).
@@ -34,13 +35,13 @@ def apply(project: Project, commit: str, force: bool) -> list[str]:
     if added:
         differ |= {path for path in added if not os.path.lexists(root / path)} | untracked
     if not force:
-        changed = set(_paths(git(root, "diff", "--name-only", "--no-renames", "-z", "HEAD")))
+        changed = set(_paths(git(root, "diff", "--name-only", "--no-renames", "-z", since)))
         lost = sorted((changed | untracked) & differ)
         if lost:
             shown = ", ".join(lost[:5]) + (", …" if len(lost) > 5 else "")
             raise ReproError(
                 f"the workspace has changes the experiment would overwrite ({shown}); commit "
-                "or stash them, or use -f to overwrite them"
+                "or stash them, or overwrite them with 'repro exp apply -f'"
             )
     if differ:
         _write(project, commit, differ)

@@ -39,6 +39,7 @@ def parse_change(root: Path, cwd: Path, text: str) -> Change:
 class Prepared(NamedTuple):
     baseline: str  # HEAD when it was made
     commit: str  # what the experiment starts from
+    workspace: str  # a commit of the work tree's tracked files then, before the -S changes
 
 
 TARGETS_LINE = "targets: "
@@ -59,7 +60,7 @@ def prepare(root: Path, changes: Sequence[Change], targets: Sequence[str], tmp: 
     if targets:
         message += f"\n{TARGETS_LINE}{' '.join(targets)}\n"
     commit = git(root, "commit-tree", tree, "-p", baseline, stdin=message.encode()).strip()
-    return Prepared(baseline, commit)
+    return Prepared(baseline, commit, source)
 
 
 def _changed_tree(root: Path, source: str, changes: Sequence[Change], tmp: Path) -> str:

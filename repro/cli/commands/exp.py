@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from repro.experiments.apply import apply
 from repro.experiments.prepare import parse_change, prepare
 from repro.experiments.table import Record, records, shown
 from repro.history.revisions import History, Revision
+from repro.paths import from_user
 from repro.project import Project
 
 
-def _object_bytes(project: Project) -> Any:
+def _object_bytes(project: Project) -> Callable[[str], bytes | None]:
+    """A cached metric's bytes, or None when the cache lacks them."""
+
     def read(md5: str) -> bytes | None:
         try:
             return project.cache.object_path(md5).read_bytes()
@@ -40,6 +44,8 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
             raise UsageError("--run-all runs the queue as it is; give no -S, -n, TARGET or --queue")
         return _run_all(project, args.jobs, ui)
     changes = [parse_change(project.root, Path.cwd(), text) for text in args.set_param]
+    # The copy runs at its top: targets as the project names them, not as typed in a subfolder.
+    targets = [from_user(project.root, Path.cwd(), target, "target") for target in args.targets]
     experiments = refs.listed(project.root)
     baseline = refs.head(project.root)
     taken = refs.taken_names(experiments, baseline)
@@ -51,16 +57,22 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
                 "another name, or 'repro exp remove' the old one"
             )
     name = args.name or refs.new_name(taken)
-    prepared = prepare(project.root, changes, args.targets, project.tmp_dir)
+    prepared = prepare(project.root, changes, targets, project.tmp_dir)
     if args.queue:
         refs.git(project.root, "update-ref", refs.QUEUE + name, prepared.commit, "")
         ui.info(f"Queued experiment '{name}'; 'repro exp run --run-all' runs the queue.")
         return 0
-    sha = execute.run(project, prepared.commit, prepared.baseline, name, args.targets, ui.log)
-    # As DVC does: the workspace gets the result (it already held the changes the experiment
-    # started from, so only what the run made is new); the branch, HEAD and index do not move.
-    with project.lock(args.wait):
-        apply(project, sha, force=True)
+    sha = execute.run(project, prepared.commit, prepared.baseline, name, targets, ui.log)
+    # As DVC does: the workspace gets the result; the branch, HEAD and index do not move. It
+    # held the changes the experiment started from: only one made during the run could be lost.
+    try:
+        with project.lock(args.wait):
+            apply(project, sha, since=prepared.workspace, force=False)
+    except ReproError as exc:
+        raise ReproError(
+            f"experiment '{name}' ({sha[:7]}) is recorded, but the workspace did not get its "
+            f"results: {exc}"
+        ) from None
     ui.info(
         f"Ran experiment '{name}' ({sha[:7]}); the workspace holds its results. "
         f"'repro exp branch {name} BRANCH' keeps it on a branch."
@@ -201,7 +213,7 @@ def cmd_apply(args: argparse.Namespace, ui: UI) -> int:
     if experiment.queued:
         raise ReproError(f"'{args.name}' is queued and has no results yet; run it first")
     with project.lock(args.wait):
-        written = apply(project, experiment.sha, force=args.force)
+        written = apply(project, experiment.sha, since="HEAD", force=args.force)
     for path in written:
         ui.info(f"M\t{path}")
     ui.info(f"Applied experiment '{experiment.name}'; 'git diff' shows what it changed.")
@@ -227,6 +239,8 @@ def cmd_branch(args: argparse.Namespace, ui: UI) -> int:
 def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     everything = refs.listed(project.root)
+    if args.names and (args.all or args.queue):
+        raise UsageError("give experiment names, or --all, or --queue; not both")
     if args.all:
         chosen = everything
     elif args.queue:
