@@ -4,6 +4,7 @@ depends on params.yaml and writes a metric."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,6 +175,9 @@ def test_an_experiment_run_before_restores_from_the_run_cache(
 
 def test_a_failing_stage_fails_the_experiment_and_leaves_no_trace(pipelined: Project) -> None:
     project = pipelined
+    # A copy that a killed repro left behind (its process is gone) is cleared too.
+    dead = project.root / f".repro/tmp/exps/copy-{os.uname().nodename}-{2**22 + 1}-0bad"
+    dead.mkdir(parents=True)
     before = snapshot(project)
     result = project.repro("exp", "run", "-S", "train.lr=9", "-n", "broken")
     assert result.code == 1

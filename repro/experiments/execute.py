@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from repro.config import Config
 from repro.errors import ReproError
 from repro.experiments.prepare import targets_of
 from repro.experiments.refs import QUEUE, Experiment, git, ref_of
+from repro.fsutil import remove_dead_stagings, staging_name
 
 if TYPE_CHECKING:
     from repro.project import Project
@@ -45,6 +45,8 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
 raise SystemExit(main(sys.argv[2:]))
 """
 
+_COPY = "copy-"
+
 # git worktree add/prune edit .git/worktrees; one at a time within this process.
 _worktrees = threading.Lock()
 
@@ -60,8 +62,10 @@ def run(
 ) -> str:
     """Run the prepared ``commit`` as experiment ``name``; its commit, recorded under its ref.
     A failure raises with the child's error; the copy is removed either way."""
-    copy = project.tmp_dir / "exps" / f"{name}-{secrets.token_hex(4)}"
-    copy.parent.mkdir(exist_ok=True)
+    folder = project.tmp_dir / "exps"
+    folder.mkdir(exist_ok=True)
+    remove_dead_stagings(str(folder), _COPY)  # copies that a killed repro left behind
+    copy = folder / staging_name(_COPY)
     with _worktrees:
         git(project.root, "worktree", "add", "--detach", "-q", str(copy), commit)
     try:
