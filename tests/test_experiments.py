@@ -297,3 +297,38 @@ def test_show_lists_each_baselines_experiments_under_it(pipelined: Project) -> N
     records = json.loads(project.ok("exp", "show", "-a", "--json").out)
     assert [r["name"] for r in records] == ["other", "on-other", "main", "on-main"]
     assert records[3]["baseline"] == records[2]["rev"]
+
+
+def test_queue_records_changes_to_any_params_file_without_touching_the_workspace(
+    project: Project,
+) -> None:
+    project.write("params.yaml", PARAMS)
+    project.write("conf/model.json", '{"layers": {"size": 8}, "name": "m"}\n')
+    project.write("conf/opt.toml", "[adam]\nbeta = 0.9\n")
+    project.commit("params")
+    project.write("notes.txt", "uncommitted, untracked\n")
+    before = snapshot(project)
+    project.ok(
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "wide",
+        "-S",
+        "conf/model.json:layers.size=64",
+        "-S",
+        "conf/opt.toml:adam.beta=0.95",
+        "-S",
+        "train.epochs=[1, 2]",
+    )
+    assert snapshot(project) == before
+    commit = "refs/exps/queue/wide"
+    assert json.loads(project.git("show", f"{commit}:conf/model.json")) == {
+        "layers": {"size": 64},
+        "name": "m",
+    }
+    assert project.git("show", f"{commit}:conf/opt.toml") == "[adam]\nbeta = 0.95\n"
+    assert "epochs:\n  - 1\n  - 2\n" in project.git("show", f"{commit}:params.yaml")
+    assert project.git("rev-parse", f"{commit}^") == project.git("rev-parse", "HEAD")
+    duplicate = project.repro("exp", "run", "--queue", "-n", "wide")
+    assert duplicate.code == 1 and "already exists" in duplicate.err
