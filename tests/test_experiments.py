@@ -332,3 +332,12 @@ def test_queue_records_changes_to_any_params_file_without_touching_the_workspace
     assert project.git("rev-parse", f"{commit}^") == project.git("rev-parse", "HEAD")
     duplicate = project.repro("exp", "run", "--queue", "-n", "wide")
     assert duplicate.code == 1 and "already exists" in duplicate.err
+
+
+def test_a_project_whose_repro_folder_is_not_committed_is_refused(project: Project) -> None:
+    project.git("rm", "-q", "-r", "--cached", ".repro")
+    project.write(".gitignore", "/.repro/\n")
+    project.commit("forget .repro")
+    result = project.repro("exp", "run", "--queue")
+    assert result.code == 1 and "git add .repro" in result.err
+    assert project.git("for-each-ref", "refs/exps") == ""

@@ -72,6 +72,8 @@ def run(
         # HEAD at the baseline, the prepared files in the index and work tree: the commit
         # made after the run has the baseline as its parent.
         git(copy, "reset", "-q", "--soft", baseline)
+        if not (copy / ".repro").is_dir():  # repro there would find the project around it
+            raise ReproError(f"experiment '{name}' has no .repro/ folder; commit it and retry")
         _share_cache(project, copy)
         code, error = _child(copy, ["repro", *targets], log)
         if code != 0:

@@ -52,6 +52,12 @@ def prepare(root: Path, changes: Sequence[Change], targets: Sequence[str], tmp: 
     # A commit of the work tree's tracked files, made without touching them or the index;
     # nothing when there are no changes.
     source = git(root, "stash", "create").strip() or baseline
+    if not git(root, "ls-tree", source, "--", ".repro/"):
+        # Its copy would have no .repro/, and repro run there would find the project around it.
+        raise ReproError(
+            "the project's .repro/ is not in git, so an experiment cannot run from a commit; "
+            "run 'git add .repro && git commit' first"
+        )
     tree = git(root, "rev-parse", f"{source}^{{tree}}").strip()
     if changes:
         tree = _changed_tree(root, source, changes, tmp)
