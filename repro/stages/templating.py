@@ -72,7 +72,8 @@ def expand(data: Any, read_vars: ReadVars) -> dict[str, dict[str, Any]]:
         for generated, stage in _unroll(name, definition, scope, read_vars):
             if generated in expanded:
                 raise Malformed(
-                    f"stage '{generated}' is defined twice by '{name}'; make its values distinct"
+                    f"stage '{generated}' is defined twice; make the values that "
+                    f"'{name}' is expanded over distinct"
                 )
             if image is not None and "image" not in stage:
                 stage["image"] = image
@@ -295,9 +296,16 @@ class Scope:
         read = self.files[path]
         if keys is None and read is None:
             return True  # a whole file may be listed twice
-        if keys is None or read is None or set(keys) & set(read):
+        if read is None:
+            also = " (it is read by default)" if path == DEFAULT_FILE else ""
             raise Malformed(
-                f"{where}: '{item}' is already read from '{path}' (whole or in part); list it once"
+                f"{where}: '{item}' picks keys of '{path}', which is already read whole{also}; "
+                f"list '{path}' alone"
+            )
+        if keys is None or set(keys) & set(read):
+            raise Malformed(
+                f"{where}: '{item}' reads keys of '{path}' that are already read; "
+                "list each key once"
             )
         return False
 
@@ -305,7 +313,10 @@ class Scope:
         if keys is not None:
             missing = [key for key in keys if key not in data]
             if missing:
-                raise Malformed(f"vars file '{path}' has no key '{missing[0]}'; add it or drop it")
+                raise Malformed(
+                    f"vars file '{path}' has no key '{missing[0]}'; add it there or stop "
+                    "asking for it"
+                )
             data = {key: data[key] for key in keys}
         self.merge(data, path)
         self.files[path] = (self.files.get(path) or []) + keys if keys is not None else None
