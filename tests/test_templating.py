@@ -110,7 +110,9 @@ def test_a_vars_file_can_give_some_of_its_keys() -> None:
 
 
 def test_vars_items_merge_mappings_key_by_key() -> None:
-    text = "vars: [{train: {momentum: 0.9}}]\nstages:\n  s: {cmd: 'm ${train.momentum} ${train.lr}'}\n"
+    text = (
+        "vars: [{train: {momentum: 0.9}}]\nstages:\n  s: {cmd: 'm ${train.momentum} ${train.lr}'}\n"
+    )
     assert stages(text)["s"]["cmd"] == "m 0.9 0.1"
 
 
@@ -129,17 +131,18 @@ def test_foreach_over_a_list_a_mapping_and_a_list_of_mappings() -> None:
     found = stages(
         "vars:\n  - langs: [en, fr]\n    recs: [{n: one}, {n: two}]\nstages:\n"
         "  lang:\n    foreach: ${langs}\n    do: {cmd: 'echo ${item}', outs: ['${item}.txt']}\n"
-        "  zone:\n    foreach: {us: {tz: 1}, eu: {tz: 2}}\n    do: {cmd: 'echo ${key} ${item.tz}'}\n"
+        "  zone:\n    foreach: {us: {tz: 1}, eu: {tz: 2}}\n"
+        "    do: {cmd: 'echo ${key} ${item.tz}'}\n"
         "  rec:\n    foreach: ${recs}\n    do: {cmd: 'echo ${item.n}'}\n"
     )
-    assert found == {
-        "lang@en": {"cmd": "echo en", "outs": ["en.txt"]},
-        "lang@fr": {"cmd": "echo fr", "outs": ["fr.txt"]},
-        "zone@us": {"cmd": "echo us 1"},
-        "zone@eu": {"cmd": "echo eu 2"},
-        "rec@0": {"cmd": "echo one"},
-        "rec@1": {"cmd": "echo two"},
-    }
+    assert list(found) == ["lang@en", "lang@fr", "zone@us", "zone@eu", "rec@0", "rec@1"]
+    assert found["lang@fr"] == {"cmd": "echo fr", "outs": ["fr.txt"]}
+    assert [stage["cmd"] for stage in found.values()][2:] == [
+        "echo us 1",
+        "echo eu 2",
+        "echo one",
+        "echo two",
+    ]
 
 
 def test_matrix_names_each_point_by_its_values() -> None:
@@ -220,27 +223,23 @@ stages:
     do:
       cmd: echo ${key} ${item.tz}
 """
-    assert stages(text, files) == {
-        "s1": {
-            "cmd": "run 1e-05 4 20 1 true None '${literal}'",
-            "outs": [{"out/adam.bin": {"cache": True}}],
-            "params": ["train.lr"],
-        },
-        "s2": {"wdir": "sub", "cmd": "echo sub-value 7"},
-        "per@0": {"cmd": "echo one 1", "outs": ["one.txt"]},
-        "per@1": {"cmd": "echo two 2", "outs": ["two.txt"]},
-        "lang@en": {"cmd": "echo enx"},
-        "lang@fr": {"cmd": "echo frx"},
-        "m@1-0.5-en": {"cmd": "t 1 0.5 en"},
-        "m@1-0.5-fr": {"cmd": "t 1 0.5 fr"},
-        "m@2-0.5-en": {"cmd": "t 2 0.5 en"},
-        "m@2-0.5-fr": {"cmd": "t 2 0.5 fr"},
-        "inline@a": {"cmd": "echo a"},
-        "inline@1": {"cmd": "echo 1"},
-        "inline@true": {"cmd": "echo true"},
-        "inline@2.5": {"cmd": "echo 2.5"},
-        "bykey@us": {"cmd": "echo us 1"},
-        "bykey@eu": {"cmd": "echo eu 2"},
+    found = stages(text, files)
+    commands = "\n".join(f"{name}: {stage.pop('cmd')}" for name, stage in found.items())
+    assert commands == (
+        "s1: run 1e-05 4 20 1 true None '${literal}'\n"
+        "s2: echo sub-value 7\n"
+        "per@0: echo one 1\nper@1: echo two 2\n"
+        "lang@en: echo enx\nlang@fr: echo frx\n"
+        "m@1-0.5-en: t 1 0.5 en\nm@1-0.5-fr: t 1 0.5 fr\n"
+        "m@2-0.5-en: t 2 0.5 en\nm@2-0.5-fr: t 2 0.5 fr\n"
+        "inline@a: echo a\ninline@1: echo 1\ninline@true: echo true\ninline@2.5: echo 2.5\n"
+        "bykey@us: echo us 1\nbykey@eu: echo eu 2"
+    )
+    assert {name: stage for name, stage in found.items() if stage} == {
+        "s1": {"outs": [{"out/adam.bin": {"cache": True}}], "params": ["train.lr"]},
+        "s2": {"wdir": "sub"},
+        "per@0": {"outs": ["one.txt"]},
+        "per@1": {"outs": ["two.txt"]},
     }
 
 
@@ -347,3 +346,47 @@ def test_load_yaml_reads_anchors_and_an_empty_text() -> None:
     assert load_yaml("") is None
     data = load_yaml("base: &b {cmd: x}\nstages:\n  a: *b\n  b: {<<: *b, image: i}\n")
     assert data["stages"] == {"a": {"cmd": "x"}, "b": {"cmd": "x", "image": "i"}}
+
+
+def test_cmd_lists_and_list_valued_axes_resolve_as_dvc_does() -> None:
+    """Also DVC 3.67's result on the same text as a dvc.yaml."""
+    files = {
+        "params.yaml": {
+            "train": {"lr": 0.1, "epochs": 10},
+            "opts": {"depth": {"max": 4}, "tags": ["a", "b c"], "dry": False},
+            "list": ["x", "y"],
+        }
+    }
+    text = """
+stages:
+  each:
+    foreach: ${train}
+    do:
+      cmd:
+        - echo ${key}=${item}
+        - fit ${opts}
+  mx:
+    matrix:
+      v: ${list}
+      w: [[1, 2], [3]]
+    vars: [{extra: e}]
+    cmd: run ${item.v} ${item.w[0]} ${extra} ${key}
+  lit:
+    foreach:
+      - ${train.lr}
+      - ${train.epochs}
+    do:
+      cmd: echo ${item}
+"""
+    fit = "fit --depth.max 4 --tags a 'b c'"
+    commands = {name: stage.pop("cmd") for name, stage in stages(text, files).items()}
+    assert commands == {
+        "each@lr": ["echo lr=0.1", fit],
+        "each@epochs": ["echo epochs=10", fit],
+        "mx@x-w0": "run x 1 e x-w0",
+        "mx@x-w1": "run x 3 e x-w1",
+        "mx@y-w0": "run y 1 e y-w0",
+        "mx@y-w1": "run y 3 e y-w1",
+        "lit@0.1": "echo 0.1",
+        "lit@10": "echo 10",
+    }
