@@ -12,28 +12,29 @@ from repro.errors import ReproError
 from repro.stages.fields import Malformed
 from repro.stages.templating import expand, load_yaml
 
-PARAMS = {"train": {"lr": 0.1, "epochs": 10, "layers": [8, 16]}, "seed": 7}
+Files = dict[str, dict[str, Any]]
+PARAMS: dict[str, Any] = {"train": {"lr": 0.1, "epochs": 10, "layers": [8, 16]}, "seed": 7}
 
 
-def reader(files: dict[str, dict[str, Any]]) -> Any:
-    """A read_vars callback over in-memory files, recording which paths were asked for."""
-    asked: list[str] = []
+class Reader:
+    """A read_vars callback over files held in memory, recording which paths were asked for."""
 
-    def read_vars(path: str) -> dict[str, Any]:
-        asked.append(path)
-        if path not in files:
+    def __init__(self, files: Files) -> None:
+        self.files = files
+        self.asked: list[str] = []
+
+    def __call__(self, path: str) -> dict[str, Any]:
+        self.asked.append(path)
+        if path not in self.files:
             raise FileNotFoundError(path)
-        return files[path]
-
-    read_vars.asked = asked  # type: ignore[attr-defined]
-    return read_vars
+        return self.files[path]
 
 
-def stages(text: str, files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    return expand(load_yaml(text), reader({"params.yaml": PARAMS} if files is None else files))
+def stages(text: str, files: Files | None = None) -> dict[str, Any]:
+    return expand(load_yaml(text), Reader({"params.yaml": PARAMS} if files is None else files))
 
 
-def refused(text: str, files: dict[str, dict[str, Any]] | None = None) -> str:
+def refused(text: str, files: Files | None = None) -> str:
     with pytest.raises(Malformed) as caught:
         stages(text, files)
     message = str(caught.value)
@@ -92,7 +93,7 @@ def test_a_backslash_escapes_a_reference_and_keys_are_templates_too() -> None:
 
 
 def test_params_yaml_is_read_by_default_and_may_be_listed_again() -> None:
-    read_vars = reader({"params.yaml": PARAMS})
+    read_vars = Reader({"params.yaml": PARAMS})
     text = "vars: [params.yaml]\nstages:\n  s: {cmd: 'echo ${seed}'}\n"
     assert expand(load_yaml(text), read_vars)["s"]["cmd"] == "echo 7"
     assert read_vars.asked == ["params.yaml"]
@@ -117,7 +118,7 @@ def test_vars_items_merge_mappings_key_by_key() -> None:
 
 
 def test_a_stages_own_vars_are_its_alone_and_found_from_its_wdir() -> None:
-    files = {"params.yaml": PARAMS, "sub/local.yaml": {"here": "x"}}
+    files: Files = {"params.yaml": PARAMS, "sub/local.yaml": {"here": "x"}}
     text = (
         "stages:\n  a:\n    wdir: sub\n    vars: [local.yaml, {extra: 7}]\n"
         "    cmd: echo ${here} ${extra} ${seed}\n  b: {cmd: 'echo ${extra}'}\n"
@@ -169,7 +170,7 @@ def test_matrix_names_each_point_by_its_values() -> None:
 
 def test_resolves_as_dvc_does() -> None:
     """A dvc.yaml resolved by DVC 3.67's DataResolver gave exactly this (the image aside)."""
-    files = {
+    files: Files = {
         "params.yaml": {
             "train": {"lr": 1e-05, "opt": {"name": "adam"}, "flags": {"fast": True}},
             "nothing": None,
