@@ -91,7 +91,7 @@ def load_yaml(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _refuse_repeated_keys(node, set(), top=True)
+        _refuse_repeated_keys(node, set())
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -102,7 +102,9 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _refuse_repeated_keys(node: Any, seen: set[int], top: bool = False) -> None:
+def _refuse_repeated_keys(node: Any, seen: set[int], role: str = "top") -> None:
+    """Refuse a key given twice in one mapping; ``role`` says whether ``node`` is the whole
+    file, the ``stages`` mapping (whose keys are stage names) or anything else."""
     import yaml
 
     if id(node) in seen:  # an alias: already checked, and may refer to itself
@@ -110,7 +112,7 @@ def _refuse_repeated_keys(node: Any, seen: set[int], top: bool = False) -> None:
     seen.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_repeated_keys(item, seen)
+            _refuse_repeated_keys(item, seen, "other")
     if not isinstance(node, yaml.MappingNode):
         return
     keys: set[tuple[str, str]] = set()
@@ -119,26 +121,15 @@ def _refuse_repeated_keys(node: Any, seen: set[int], top: bool = False) -> None:
             key = (key_node.tag, key_node.value)
             if key in keys:
                 line = key_node.start_mark.line + 1
+                if role == "stages":
+                    raise Malformed(
+                        f"stage '{key_node.value}' is defined twice (line {line}); "
+                        "rename one of them"
+                    )
                 raise Malformed(f"key '{key_node.value}' given twice (line {line}); keep one")
             keys.add(key)
-        if top and isinstance(key_node, yaml.ScalarNode) and key_node.value == "stages":
-            _refuse_repeated_stages(value_node)
-        _refuse_repeated_keys(value_node, seen)
-
-
-def _refuse_repeated_stages(node: Any) -> None:
-    import yaml
-
-    if not isinstance(node, yaml.MappingNode):
-        return
-    names: set[str] = set()
-    for key_node, _ in node.value:
-        if key_node.value in names:
-            line = key_node.start_mark.line + 1
-            raise Malformed(
-                f"stage '{key_node.value}' is defined twice (line {line}); rename one of them"
-            )
-        names.add(key_node.value)
+        inner = "stages" if role == "top" and key_node.value == "stages" else "other"
+        _refuse_repeated_keys(value_node, seen, inner)
 
 
 def _check_name(name: Any) -> None:
