@@ -204,6 +204,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("-f", "--file", help="stage file to write (default: first output + .repro)")
     cmd.add_argument("-d", "--deps", action="append", default=[], metavar="DEP")
     cmd.add_argument(
+        "-p",
+        "--params",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY,...",
+        help="params the command reads (FILE: params.yaml; FILE: alone: all its keys)",
+    )
+    cmd.add_argument(
         "-o", "--outs", action="append", default=[], metavar="OUT", help="output kept in the cache"
     )
     cmd.add_argument(
