@@ -12,8 +12,8 @@ from repro.pipeline import runcache
 from repro.runners.spec import Image, Resources
 from repro.stages import stage as stage_mod
 from repro.stages.deps.file import FileDep
-from repro.stages.deps.params import ParamDep
 from repro.stages.deps.kinds import KINDS
+from repro.stages.deps.params import ParamDep
 from repro.stages.stage import FIELDS, Metric, Out, Stage
 
 # Computed by the code before the schema became a table (commit e599eb3).
@@ -101,7 +101,10 @@ def test_a_stage_with_params_keeps_its_definition_md5_and_run_cache_key() -> Non
 
 
 def test_a_stage_file_with_params_round_trips_and_keeps_a_recorded_null() -> None:
-    text = "cmd: x\nparams:\n- path: ../params.yaml\n  key: a\n  value: null\n- path: p.toml\n  key: b\n"
+    text = (
+        "cmd: x\nparams:\n- path: ../params.yaml\n  key: a\n  value: null\n"
+        "- path: p.toml\n  key: b\n"
+    )
     stage = stage_mod.parse("sub/s.repro", text)
     assert stage.deps == (ParamDep("params.yaml", "a", "null"), ParamDep("sub/p.toml", "b", None))
     assert stage_mod.parse("sub/s.repro", stage_mod.dump(stage)) == stage
