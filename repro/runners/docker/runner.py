@@ -1,10 +1,13 @@
 """Run stages in Docker containers through docker-py.
 
 Each stage runs ``/bin/sh -c CMD`` in its pinned image ID, as the invoking uid:gid, with no
-capabilities, no-new-privileges and no network unless asked. The project is bind-mounted at
-its own path; .git, .repro, the declared deps and every other stage's outputs are mounted again
-read-only on top, because the stage runs as the owner of those files and could chmod them.
-Only regular files and folders that really lie inside the project are ever mounted.
+capabilities, no-new-privileges and no network unless asked, in the canonical environment
+(runners/canonical.py): the project is bind-mounted at one fixed path, HOME is an empty tmpfs,
+the host name is fixed and /etc/passwd and /etc/group, written into the container before it
+starts, name the caller's uid and gid. .git, .repro, the declared deps and every other stage's
+outputs are mounted again read-only on top, because the stage runs as the owner of those files
+and could chmod them. Only regular files and folders that really lie inside the project are
+ever mounted.
 
 Every container carries this process's session label, so that the reaper (reaper.py) removes
 it should repro die without doing so itself. Images travel as ``docker save`` archives.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from repro.errors import ReproError
+from repro.runners import canonical
 from repro.runners.docker import engine
 from repro.runners.docker.client import import_docker
 from repro.runners.spec import Image, RunSpec
@@ -50,6 +54,7 @@ class DockerRunner:
         # and start. Reentrant so that the core may nest quiet() blocks.
         self._quiet_lock = threading.RLock()
         self._quiet_depth = 0
+        self._accounts: dict[str, tuple[str, str]] = {}  # image ID -> its passwd and group
 
     @property
     def client(self) -> Any:
@@ -227,15 +232,19 @@ class DockerRunner:
         from docker.types import Mount
 
         root = spec.project_root
-        mounts = [Mount(str(root), str(self.host_path(root)), type="bind", read_only=False)]
+        view = spec.scratch or root
+        mounts = [
+            Mount(str(canonical.PROJECT), str(self.host_path(view)), type="bind", read_only=False)
+        ]
         seen = {root}
         for path in (root / ".git", root / ".repro", *spec.read_only):
             target = mount_target(root, path)
             if target is None or target in seen:
                 continue
             seen.add(target)
+            inside = canonical.inside(root, target)
             mounts.append(
-                Mount(str(target), str(self.host_path(target)), type="bind", read_only=True)
+                Mount(str(inside), str(self.host_path(target)), type="bind", read_only=True)
             )
         return mounts
 
@@ -246,15 +255,18 @@ class DockerRunner:
 
         self.reap(spec.project_root)
 
+        uid, gid = os.getuid(), os.getgid()
         kwargs: dict[str, Any] = {
             "image": spec.image_id,
-            "command": ["/bin/sh", "-c", spec.cmd],
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "working_dir": str(spec.workdir),
+            "command": canonical.command(spec.cmd),
+            "user": f"{uid}:{gid}",
+            "working_dir": str(canonical.inside(spec.project_root, spec.workdir)),
             "network_mode": spec.network,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "environment": {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
+            "environment": canonical.variables(spec.source_date_epoch, spec.env),
+            "hostname": canonical.HOSTNAME,
+            "tmpfs": {str(canonical.HOME): f"uid={uid},gid={gid},mode=0700,exec"},
             "labels": {
                 "repro.stage": spec.name,
                 "repro.project": str(spec.project_root),
@@ -278,7 +290,7 @@ class DockerRunner:
         with self.quiet():
             kwargs["mounts"] = self._mounts(spec)
             container = self._create(spec, kwargs)
-            self._start(container)
+            self._start(container, self._account_archive(container, spec.image_id, uid, gid))
         try:
             for chunk in container.logs(stream=True, follow=True):
                 log(chunk)
@@ -310,10 +322,22 @@ class DockerRunner:
             raise ReproError("the run was stopped; no new stage starts")
         return container
 
-    def _start(self, container: Any) -> None:
+    def _account_archive(self, container: Any, image_id: str, uid: int, gid: int) -> bytes:
+        """A tar of the /etc/passwd and /etc/group the stage sees (canonical.account), from its
+        image's own, which are read once per image through the container not yet started."""
+        if image_id not in self._accounts:
+            self._accounts[image_id] = (
+                _read_file(container, "/etc/passwd"),
+                _read_file(container, "/etc/group"),
+            )
+        passwd, group = canonical.account(*self._accounts[image_id], uid, gid)
+        return _tar({"etc/passwd": passwd.encode(), "etc/group": group.encode()})
+
+    def _start(self, container: Any, accounts: bytes) -> None:
         docker = import_docker()
 
         try:
+            container.put_archive("/", accounts)
             container.start()
         except docker.errors.APIError as exc:
             self._remove(container)
@@ -408,6 +432,38 @@ class DockerRunner:
             running = list(self._running.values())
         for container in running:
             self._remove(container)
+
+
+def _read_file(container: Any, path: str) -> str:
+    """The text of a file of a container's image; empty when the image has none."""
+    import io
+    import tarfile
+
+    docker = import_docker()
+    try:
+        chunks, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return ""
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+        member = archive.next()
+        if member is None or not member.isfile():  # a link to elsewhere: the stage's own entries
+            return ""
+        handle = archive.extractfile(member)
+        return handle.read().decode("utf-8", "replace") if handle is not None else ""
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    """An archive of root-owned, world-readable files, as ``put_archive`` takes it."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _still_running(container: Any) -> bool:
