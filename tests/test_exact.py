@@ -30,6 +30,7 @@ FACTS = (
 )
 # busybox's date has no %N: the kernel's fresh uuid stands in for a stage that reads the clock.
 UNSTABLE = "cat /proc/sys/kernel/random/uuid"
+SCRATCH = ".repro/tmp/check"
 
 
 @pytest.fixture
@@ -42,11 +43,12 @@ def other_place() -> Iterator[Path]:
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
-    """Every file and link under ``root`` (scratch and the lock aside): bytes, mode, mtime."""
+    """Every file and link under ``root``, the hash memo included (the check's scratch and the
+    lock aside): bytes, mode, mtime."""
     found = {}
     for folder, dirs, files in os.walk(root):
         rel_folder = os.path.relpath(folder, root)
-        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_folder, d)) != ".repro/tmp"]
+        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_folder, d)) != SCRATCH]
         for name in [*files, *dirs]:
             path = os.path.join(folder, name)
             st = os.lstat(path)
@@ -149,7 +151,7 @@ def test_check_flags_an_unstable_stage_and_changes_nothing(docker_project: Proje
     assert "Stage 'm.json.repro' made its outputs exactly as recorded." in result.out
     assert "stamp.txt came out other than recorded" in result.err
     assert _snapshot(project.root) == before
-    assert os.listdir(project.root / ".repro/tmp/check") == []
+    assert os.listdir(project.root / SCRATCH) == []
 
 
 def test_check_stops_at_what_is_out_of_date(docker_project: Project) -> None:
@@ -200,7 +202,7 @@ def test_ctrl_c_during_a_check_leaves_the_project_as_it_was(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert _snapshot(project.root) == before
-    assert os.listdir(project.root / ".repro/tmp/check") == []
+    assert os.listdir(project.root / SCRATCH) == []
 
 
 def test_env_is_recorded_part_of_the_stage_and_nothing_else_leaks(
