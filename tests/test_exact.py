@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import Project, git
 from test_pipeline import _run_as
+from test_signals import _wait_until
 
 from repro.pipeline import runcache
 from repro.runners.spec import Image
@@ -185,19 +185,14 @@ def test_ctrl_c_during_a_check_leaves_the_project_as_it_was(
     project.ok("commit", "-f", "out.txt.repro")  # recorded as is: up to date, a slow command
     project.commit("slow")
     before = _snapshot(project.root)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "repro", "repro", "--pinned", "--check"],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    check = [sys.executable, "-m", "repro", "repro", "--pinned", "--check"]
+    proc = subprocess.Popen(check, cwd=project.root, stderr=subprocess.PIPE, text=True)
     label = {"label": f"repro.project={project.root}"}
-    deadline = time.monotonic() + 60
-    while not docker_client.containers.list(filters=label):  # type: ignore[attr-defined]
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the check's container never started"
-        time.sleep(0.05)
+    _wait_until(
+        lambda: docker_client.containers.list(filters=label),  # type: ignore[attr-defined]
+        60,
+        "the check's container never started",
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
