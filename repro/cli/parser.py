@@ -248,6 +248,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--cpus", help="CPU limit for the container, e.g. 2 or 0.5")
     cmd.add_argument("--memory", help="memory limit, e.g. 2g")
     cmd.add_argument("--gpus", help="GPUs: a count or 'all'")
+    cmd.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="a variable the stage sees, recorded in its file (alone: its value here)",
+    )
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
     cmd.add_argument("command", nargs=argparse.REMAINDER, action=_Command, metavar="CMD")
 
@@ -260,6 +268,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--no-run-cache", action="store_true", help="never restore from the run-cache")
     cmd.add_argument("-k", "--keep-going", action="store_true", help="go on after a failure")
     cmd.add_argument("-j", "--jobs", type=int, default=1, help="stages to run at once")
+    cmd.add_argument(
+        "--check",
+        action="store_true",
+        help="re-run the targets beside the project and name the outputs that differ",
+    )
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
     pipeline = subcommands("pipeline", "show the pipeline DAG")

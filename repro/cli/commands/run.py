@@ -88,6 +88,7 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         deps=deps,
         outs=tuple(outs),
         resources=resources,
+        env=stage_mod.env_from_cli(args.env, dict(os.environ)),
     )
     stage_mod.check(stage)  # the rules its file will be read back with, before anything is written
     return stage
@@ -164,7 +165,11 @@ def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     if args.jobs < 1:
         raise UsageError("-j needs a number of at least 1")
+    if args.check and args.dry:
+        raise UsageError("--check runs the stages; it cannot be --dry")
     lock = project.lock(args.wait)
+    if args.check:  # changes nothing the project keeps, not even the hash memo
+        project.state.read_only = True
     if args.dry:
         project.state.read_only = True
         return _repro(project, args, ui)
@@ -185,6 +190,7 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         run_cache=not args.no_run_cache,
         keep_going=args.keep_going,
         jobs=args.jobs,
+        check=args.check,
     )
     try:
         outcome = Reproduction(project, graph, runner, options, ui).run(targets)
@@ -200,6 +206,14 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         names = ", ".join(name for name, _ in outcome.failed)
         skipped = f"; skipped downstream: {', '.join(outcome.skipped)}" if outcome.skipped else ""
         raise ReproError(f"failed: {names}{skipped}")
+    if options.check:
+        if outcome.differing:
+            raise ReproError(
+                f"not reproducible: {', '.join(outcome.differing)} came out other than "
+                "recorded; see 'Reproducing a result exactly' in the README"
+            )
+        ui.info("Every output came out as recorded.")
+        return 0
     if not outcome.ran and not outcome.restored:
         ui.info("Pipeline is up to date. Nothing to reproduce.")
     elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do
