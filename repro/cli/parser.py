@@ -105,6 +105,7 @@ COMMANDS = frozenset(
     ("init", "config", "add", "status", "checkout", "commit", "unprotect", "remove", "fsck")
     + ("run", "repro", "pipeline", "metrics", "remote", "push", "fetch", "pull", "gc")
     + ("install", "doctor")
+    + ("params",)
     + ("exp",)
 )
 
@@ -205,6 +206,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("-f", "--file", help="stage file to write (default: first output + .repro)")
     cmd.add_argument("-d", "--deps", action="append", default=[], metavar="DEP")
     cmd.add_argument(
+        "-p",
+        "--params",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY,...",
+        help="params the command reads (FILE: params.yaml; FILE: alone: all its keys)",
+    )
+    cmd.add_argument(
         "-o", "--outs", action="append", default=[], metavar="OUT", help="output kept in the cache"
     )
     cmd.add_argument(
@@ -240,6 +249,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--cpus", help="CPU limit for the container, e.g. 2 or 0.5")
     cmd.add_argument("--memory", help="memory limit, e.g. 2g")
     cmd.add_argument("--gpus", help="GPUs: a count or 'all'")
+    cmd.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="a variable the stage sees, recorded in its file (alone: its value here)",
+    )
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
     cmd.add_argument("command", nargs=argparse.REMAINDER, action=_Command, metavar="CMD")
 
@@ -252,6 +269,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--no-run-cache", action="store_true", help="never restore from the run-cache")
     cmd.add_argument("-k", "--keep-going", action="store_true", help="go on after a failure")
     cmd.add_argument("-j", "--jobs", type=int, default=1, help="stages to run at once")
+    cmd.add_argument(
+        "--check",
+        action="store_true",
+        help="re-run the targets beside the project and name the outputs that differ",
+    )
     cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
     pipeline = subcommands("pipeline", "show the pipeline DAG")
@@ -284,6 +306,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--path", dest="paths", action="append", default=[], metavar="PATH")
     cmd.add_argument("--type", choices=FORMATS)
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    params = subcommands("params", "compare the params stages use")
+    cmd = params("diff", "cmd_diff", "compare params of two revisions")
+    cmd.add_argument("a_rev", nargs="?", metavar="A", help="old revision (default HEAD)")
+    cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
+    cmd.add_argument("--all", action="store_true", help="unchanged params too")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
     remote = subcommands("remote", "manage remotes")

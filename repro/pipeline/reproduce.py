@@ -12,9 +12,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -23,6 +24,7 @@ from repro.objects.store import ObjectsMissing
 from repro.paths import inside, overlaps
 from repro.pipeline import runcache
 from repro.pipeline.graph import Graph
+from repro.pipeline.source_date import source_date_epoch
 from repro.pipeline.status import Change, stage_changes
 from repro.project import Project
 from repro.runners.base import Runner
@@ -48,6 +50,7 @@ class Options(NamedTuple):
     run_cache: bool = True
     keep_going: bool = False
     jobs: int = 1
+    check: bool = False  # re-run the targets beside the project and compare (pipeline/check.py)
 
 
 class Outcome:
@@ -59,6 +62,7 @@ class Outcome:
         self.skipped: list[str] = []  # downstream of a failure
         self.planned: list[str] = []  # --dry
         self.rewritten: list[str] = []  # stage files whose bytes a run changed (for git add)
+        self.differing: list[str] = []  # --check: outputs that came out other than recorded
 
 
 class _Tail:
@@ -319,25 +323,8 @@ class Reproduction:
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
             read_only = _read_only_paths(project, stage, self.graph)
             stage_files = _stage_file_bytes(project)
-        events.info(f"Running command:\n\t{stage.cmd}")
-        tail = _Tail()
-
-        def log(chunk: bytes) -> None:
-            tail.feed(chunk)
-            events.log(chunk)
-
-        spec = RunSpec(
-            name=stage.path,
-            cmd=str(stage.cmd),
-            image_id=str(image.id),
-            project_root=project.root,
-            workdir=workdir,
-            network=stage.network,
-            read_only=read_only,
-            resources=stage.resources,
-        )
         try:
-            code = runner.run(spec, log)  # checks the mounts again, with the others paused
+            code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only))
         finally:
             with runner.quiet():
                 planted = _sweep_planted(project, stage, stage_files)
@@ -361,26 +348,74 @@ class Reproduction:
             runcache.save(project.cache_dir, runcache.key(stage, str(image.id), values), outs)
             return record(project, stage, image, values, outs), False
 
+    @cached_property
+    def source_date_epoch(self) -> int:
+        return source_date_epoch(self.project.root)
+
+    def spec(
+        self,
+        stage: Stage,
+        image: Image,
+        workdir: Path,
+        read_only: tuple[Path, ...],
+        scratch: Path | None = None,
+    ) -> RunSpec:
+        """What the runner is handed to run ``stage`` in ``image``."""
+        return RunSpec(
+            name=stage.path,
+            cmd=str(stage.cmd),
+            image_id=str(image.id),
+            project_root=self.project.root,
+            workdir=workdir,
+            network=stage.network,
+            read_only=read_only,
+            resources=stage.resources,
+            env=stage.env,
+            source_date_epoch=self.source_date_epoch,
+            scratch=scratch,
+        )
+
+    def launch(self, stage: Stage, spec: RunSpec) -> tuple[int, _Tail]:
+        """Run ``spec``, its log streamed to the events: the exit code and the log's tail."""
+        assert self.runner is not None
+        self.events.info(f"Running command:\n\t{stage.cmd}")
+        tail = _Tail()
+
+        def log(chunk: bytes) -> None:
+            tail.feed(chunk)
+            self.events.log(chunk)
+
+        return self.runner.run(spec, log), tail  # checks the mounts again, the others paused
+
     def run(self, targets: Iterable[str]) -> Outcome:
-        """Reproduce ``targets`` and (unless single) whatever upstream of them changed."""
+        """Reproduce ``targets`` and (unless single) whatever upstream of them changed; with
+        ``check``, re-run the targets alone and compare (pipeline/check.py)."""
         targets = list(targets)
         names = set(targets) if self.options.single else self.graph.ancestors(targets)
+        step: Callable[[str, bool], None] = self._step
+        if self.options.check:
+            from repro.pipeline import check
+
+            check.prepare(self, names, targets)
+            names, step = set(targets), lambda name, _target: check.check(self, name)
         if self.options.dry:
             self._plan(names, targets)
         elif self.options.jobs > 1:
-            self._run_parallel(names, set(targets))
+            self._run_parallel(names, set(targets), step)
         else:
-            self._run_serial(names, targets)
+            self._run_serial(names, targets, step)
         return self.outcome
 
-    def _run_serial(self, names: set[str], targets: list[str]) -> None:
+    def _run_serial(
+        self, names: set[str], targets: list[str], step: Callable[[str, bool], None]
+    ) -> None:
         blocked: set[str] = set()
         for name in self.graph.order(names):
             if name in blocked:
                 self.outcome.skipped.append(name)
                 continue
             try:
-                self._step(name, name in targets)
+                step(name, name in targets)
             except ReproError as exc:
                 if not self.options.keep_going:
                     raise
@@ -429,7 +464,9 @@ class Reproduction:
                 self.events.info(f"Stage '{name}' didn't change.")
                 self.outcome.unchanged.append(name)
 
-    def _run_parallel(self, names: set[str], targets: set[str]) -> None:
+    def _run_parallel(
+        self, names: set[str], targets: set[str], step: Callable[[str, bool], None]
+    ) -> None:
         sorter = self.graph.sorter(names)
         sorter.prepare()
         blocked: set[str] = set()
@@ -445,7 +482,7 @@ class Reproduction:
                             self.outcome.skipped.append(name)
                         sorter.done(name)
                         continue
-                    running[pool.submit(self._step, name, name in targets)] = name
+                    running[pool.submit(step, name, name in targets)] = name
                 if not running:
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from repro.runners.canonical import NO_COMMIT_EPOCH
+
 # "none" keeps a stage off every network; "bridge" gives it the engine's own private network
 # with outbound access; "host" shares the host's network stack.
 NETWORK_MODES = ("none", "bridge", "host")
@@ -50,3 +52,8 @@ class RunSpec(NamedTuple):
     network: str
     read_only: tuple[Path, ...]  # absolute paths the stage must not change
     resources: Resources
+    env: tuple[tuple[str, str], ...] = ()  # the variables the stage declares (``env:``)
+    source_date_epoch: int = NO_COMMIT_EPOCH
+    # A scratch copy of the project that the stage sees, and writes, instead of the project
+    # (``repro repro --check``); the read-only paths still come from the project itself.
+    scratch: Path | None = None

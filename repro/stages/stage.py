@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -58,6 +59,7 @@ class Stage(NamedTuple):
     deps: tuple[Dependency, ...] = ()
     outs: tuple[Out, ...] = ()
     resources: Resources = Resources()
+    env: tuple[tuple[str, str], ...] = ()  # variables the stage declares, sorted by name
     md5: str | None = None
 
     @property
@@ -78,7 +80,9 @@ class Stage(NamedTuple):
         """md5 of what defines the stage (FIELDS' ``defines``): cmd, wdir, image id, network,
         paths and flags. Metric options are left out on purpose: ``metrics modify`` must not
         force a re-run."""
-        payload = {f.key: f.defines(self) for f in FIELDS if f.defines is not None}
+        payload = {
+            f.key: f.defines(self) for f in FIELDS if f.defines is not None and f.joins(self)
+        }
         payload.update(
             (kind.FIELD, kind.defines(deps))
             for kind, deps in self.deps_by_kind()
@@ -89,7 +93,11 @@ class Stage(NamedTuple):
     def run_key_payload(self, image_id: str, dep_values: dict[str, Any]) -> dict[str, Any]:
         """What a run-cache key covers (FIELDS' ``runs``): a run of the same command in the
         same image, over dependencies with the same values, makes the same outputs."""
-        payload = {f.key: f.runs(self, image_id, dep_values) for f in FIELDS if f.runs is not None}
+        payload = {
+            f.key: f.runs(self, image_id, dep_values)
+            for f in FIELDS
+            if f.runs is not None and f.joins(self)
+        }
         payload["deps"] = sorted(dep_values.items())  # every kind's values, by name
         return payload
 
@@ -159,6 +167,13 @@ class Field(NamedTuple):
     defines: Callable[[Stage], Any] | None = None
     # Its part of the run-cache key, given the image ID and the dependencies' values.
     runs: Callable[[Stage, str, dict[str, Any]], Any] | None = None
+    # False: a key added to the schema later, which joins the definition md5 and the run-cache
+    # key only when the stage gives it a value, so that older stages keep their hashes.
+    always: bool = True
+
+    def joins(self, stage: Stage) -> bool:
+        """Whether this key is part of ``stage``'s definition md5 and run-cache key."""
+        return self.always or self.dump(stage) is not None
 
 
 def _load_cmd(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
@@ -209,6 +224,22 @@ def _load_resources(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
     return {
         "resources": _resources(raw.get("cpus"), raw.get("memory"), raw.get("gpus"), "resources.")
     }
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _load_env(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
+    if data.get("env") is None:
+        return {"env": ()}
+    declared = []
+    for name, value in fields.mapping(data["env"], "env").items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise Malformed(f"env name {name!r} must be letters, digits and _, not first a digit")
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or "\0" in str(value):
+            raise Malformed(f"env value of {name} must be a string")
+        declared.append((name, str(value)))
+    return {"env": tuple(sorted(declared))}
 
 
 def _dep_field(kind: Any) -> Field:
@@ -291,6 +322,14 @@ FIELDS: tuple[Field, ...] = (
         runs=lambda s, _image, _deps: s.network,
     ),
     Field(
+        "env",
+        _load_env,
+        lambda s: dict(s.env) or None,
+        defines=lambda s: dict(s.env),
+        runs=lambda s, _image, _deps: dict(s.env),
+        always=False,
+    ),
+    Field(
         "resources",
         _load_resources,
         lambda s: s.resources.to_dict() or None,
@@ -343,6 +382,25 @@ def check_path(path: str, what: str) -> None:
         fields.check_name(path, what)
     except Malformed as exc:
         raise ReproError(str(exc)) from None
+
+
+def env_from_cli(items: list[str], environ: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """--env NAME=VALUE, or --env NAME for the value NAME has now in ``environ``: the variables
+    a stage declares, as its file records them."""
+    declared: dict[str, str] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals:
+            if name not in environ:
+                raise ReproError(
+                    f"--env {name}: {name} is not set here; give its value: --env {name}=VALUE"
+                )
+            value = environ[name]
+        try:
+            declared.update(_load_env({"env": {name: value}}, "")["env"])
+        except Malformed as exc:
+            raise UsageError(f"--env {item}: {exc}") from None
+    return tuple(sorted(declared.items()))
 
 
 def resources_from_cli(cpus: str | None, memory: str | None, gpus: str | None) -> Resources:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 
+from repro import paramfiles
 from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
@@ -19,7 +21,10 @@ from repro.project import Project
 from repro.runners import choose_runner
 from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
+from repro.stages.deps.base import Dependency
 from repro.stages.deps.file import FileDep
+from repro.stages.deps.params import ParamDep
+from repro.stages.deps.params import read as read_params
 from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Stage
 from repro.workspace import gitignore
 
@@ -70,7 +75,10 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         if target != str(project.root):
             from_user(project.root, cwd, args.wdir, "working directory")  # refuses escapes
         wdir = os.path.relpath(target, project.root / posixpath.dirname(stage_path))
-    deps = tuple(FileDep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
+    deps: tuple[Dependency, ...] = tuple(
+        FileDep(rel(p, "dependency")) for p in dict.fromkeys(args.deps)
+    )
+    deps += _params(project, args.params, rel)
     stage = Stage(
         path=stage_path,
         cmd=command,
@@ -80,9 +88,47 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         deps=deps,
         outs=tuple(outs),
         resources=resources,
+        env=stage_mod.env_from_cli(args.env, dict(os.environ)),
     )
     stage_mod.check(stage)  # the rules its file will be read back with, before anything is written
     return stage
+
+
+def _params(
+    project: Project, specs: list[str], rel: Callable[[str, str], str]
+) -> tuple[ParamDep, ...]:
+    """The params of ``-p [FILE:]KEY,KEY`` (FILE: params.yaml; ``FILE:`` alone: every top-level
+    key of it), FILE relative to the current directory like -d's paths."""
+    found: dict[tuple[str, str], ParamDep] = {}
+    for spec in specs:
+        file, colon, keys = spec.rpartition(":")
+        path = rel(file if colon else paramfiles.DEFAULT_FILE, "params file")
+        if colon and not keys:  # FILE: alone, as in DVC
+            params = read_params(project, path)
+            if params is None:
+                raise ReproError(f"params file '{path}' does not exist; create it first")
+            if not params:
+                raise ReproError(f"params file '{path}' has no keys; add some, or name them")
+            names = [str(key) for key in params]
+        else:
+            names = keys.split(",")
+            if not all(names):
+                raise UsageError(f"-p {spec!r} names an empty key; give -p [FILE:]KEY[,KEY...]")
+        for key in names:
+            found.setdefault((path, key), ParamDep(path, key))
+    return tuple(found.values())
+
+
+def _check_params(project: Project, stage: Stage, no_exec: bool) -> None:
+    """Refuse params the stage could not run with (a missing key, a file that does not parse,
+    a path out of the project), before anything is written; a file an upstream stage makes
+    may be missing under --no-exec."""
+    for dep in stage.deps:
+        if isinstance(dep, ParamDep) and dep.current(project) is None and not no_exec:
+            raise ReproError(
+                f"params file '{dep.path}' does not exist; create it, or give --no-exec to "
+                "write the stage for a file another stage makes"
+            )
 
 
 def cmd_run(args: argparse.Namespace, ui: UI) -> int:
@@ -90,6 +136,7 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
     with project.lock(args.wait):
         stage = _new_stage(project, args)
         project.check_paths(stage)  # before anything is written: no symlink out of the project
+        _check_params(project, stage, args.no_exec)
         if (project.root / stage.path).exists() and not args.overwrite:
             raise ReproError(
                 f"stage file '{stage.path}' already exists; use --overwrite to replace it"
@@ -118,7 +165,11 @@ def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     if args.jobs < 1:
         raise UsageError("-j needs a number of at least 1")
+    if args.check and args.dry:
+        raise UsageError("--check runs the stages; it cannot be --dry")
     lock = project.lock(args.wait)
+    if args.check:  # changes nothing the project keeps, not even the hash memo
+        project.state.read_only = True
     if args.dry:
         project.state.read_only = True
         return _repro(project, args, ui)
@@ -139,6 +190,7 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         run_cache=not args.no_run_cache,
         keep_going=args.keep_going,
         jobs=args.jobs,
+        check=args.check,
     )
     try:
         outcome = Reproduction(project, graph, runner, options, ui).run(targets)
@@ -154,6 +206,14 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         names = ", ".join(name for name, _ in outcome.failed)
         skipped = f"; skipped downstream: {', '.join(outcome.skipped)}" if outcome.skipped else ""
         raise ReproError(f"failed: {names}{skipped}")
+    if options.check:
+        if outcome.differing:
+            raise ReproError(
+                f"not reproducible: {', '.join(outcome.differing)} came out other than "
+                "recorded; see 'Reproducing a result exactly' in the README"
+            )
+        ui.info("Every output came out as recorded.")
+        return 0
     if not outcome.ran and not outcome.restored:
         ui.info("Pipeline is up to date. Nothing to reproduce.")
     elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do

@@ -1,10 +1,13 @@
 """Run stages in Docker containers through docker-py.
 
 Each stage runs ``/bin/sh -c CMD`` in its pinned image ID, as the invoking uid:gid, with no
-capabilities, no-new-privileges and no network unless asked. The project is bind-mounted at
-its own path; .git, .repro, the declared deps and every other stage's outputs are mounted again
-read-only on top, because the stage runs as the owner of those files and could chmod them.
-Only regular files and folders that really lie inside the project are ever mounted.
+capabilities, no-new-privileges and no network unless asked, in the canonical environment
+(runners/canonical.py): the project is bind-mounted at one fixed path, HOME is an empty tmpfs,
+the host name is fixed, and /etc/passwd and /etc/group, mounted read-only from files made once
+per image and user under .repro/tmp/accounts, name the caller's uid and gid. .git, .repro, the
+declared deps and every other stage's outputs are mounted again read-only on top, because the
+stage runs as the owner of those files and could chmod them. Only regular files and folders
+that really lie inside the project are ever mounted.
 
 Every container carries this process's session label, so that the reaper (reaper.py) removes
 it should repro die without doing so itself. Images travel as ``docker save`` archives.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from repro.errors import ReproError
+from repro.runners import canonical
 from repro.runners.docker import engine
 from repro.runners.docker.client import import_docker
 from repro.runners.spec import Image, RunSpec
@@ -227,15 +231,19 @@ class DockerRunner:
         from docker.types import Mount
 
         root = spec.project_root
-        mounts = [Mount(str(root), str(self.host_path(root)), type="bind", read_only=False)]
+        view = spec.scratch or root
+        mounts = [
+            Mount(str(canonical.PROJECT), str(self.host_path(view)), type="bind", read_only=False)
+        ]
         seen = {root}
         for path in (root / ".git", root / ".repro", *spec.read_only):
             target = mount_target(root, path)
             if target is None or target in seen:
                 continue
             seen.add(target)
+            inside = canonical.inside(root, target)
             mounts.append(
-                Mount(str(target), str(self.host_path(target)), type="bind", read_only=True)
+                Mount(str(inside), str(self.host_path(target)), type="bind", read_only=True)
             )
         return mounts
 
@@ -246,15 +254,18 @@ class DockerRunner:
 
         self.reap(spec.project_root)
 
+        uid, gid = os.getuid(), os.getgid()
         kwargs: dict[str, Any] = {
             "image": spec.image_id,
-            "command": ["/bin/sh", "-c", spec.cmd],
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "working_dir": str(spec.workdir),
+            "command": canonical.command(spec.cmd),
+            "user": f"{uid}:{gid}",
+            "working_dir": str(canonical.inside(spec.project_root, spec.workdir)),
             "network_mode": spec.network,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "environment": {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
+            "environment": canonical.variables(spec.source_date_epoch, spec.env),
+            "hostname": canonical.HOSTNAME,
+            "tmpfs": {str(canonical.HOME): f"uid={uid},gid={gid},mode=0700,exec"},
             "labels": {
                 "repro.stage": spec.name,
                 "repro.project": str(spec.project_root),
@@ -273,10 +284,12 @@ class DockerRunner:
 
             count = -1 if res.gpus == "all" else int(res.gpus)
             kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        # Labelled for the reaper alone: it never starts, so it is no stage of the project.
+        accounts = self._accounts(spec, uid, gid, {reaper.SESSION_LABEL: reaper.session()})
         # With the other stages paused, none of them can swap a checked path for a symlink
         # before the engine mounts it.
         with self.quiet():
-            kwargs["mounts"] = self._mounts(spec)
+            kwargs["mounts"] = self._mounts(spec) + accounts
             container = self._create(spec, kwargs)
             self._start(container)
         try:
@@ -309,6 +322,36 @@ class DockerRunner:
             self._remove(container)
             raise ReproError("the run was stopped; no new stage starts")
         return container
+
+    def _accounts(self, spec: RunSpec, uid: int, gid: int, labels: dict[str, str]) -> list[Any]:
+        """Read-only mounts of the /etc/passwd and /etc/group the stage sees (canonical.account).
+
+        Made from the image's own, read through a container created and removed for it, once
+        per image and user: writing them into each stage's container instead costs the engine
+        80 ms a stage, a mount nothing.
+        """
+        from docker.types import Mount
+
+        from repro.fsutil import write_atomic
+
+        folder = spec.project_root / ".repro" / "tmp" / "accounts"
+        folder = folder / f"{spec.image_id.rpartition(':')[2][:32]}-{uid}-{gid}"
+        files = {"passwd": folder / "passwd", "group": folder / "group"}
+        if not all(path.is_file() for path in files.values()):
+            reader = self.client.containers.create(spec.image_id, ["true"], labels=labels)
+            try:
+                tables = canonical.account(
+                    _read_file(reader, "/etc/passwd"), _read_file(reader, "/etc/group"), uid, gid
+                )
+            finally:
+                reader.remove(force=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            for path, text in zip(files.values(), tables, strict=True):
+                write_atomic(path, text.encode(), mode=0o644)
+        return [
+            Mount(f"/etc/{name}", str(self.host_path(path)), type="bind", read_only=True)
+            for name, path in files.items()
+        ]
 
     def _start(self, container: Any) -> None:
         docker = import_docker()
@@ -408,6 +451,24 @@ class DockerRunner:
             running = list(self._running.values())
         for container in running:
             self._remove(container)
+
+
+def _read_file(container: Any, path: str) -> str:
+    """The text of a file of a container's image; empty when the image has none."""
+    import io
+    import tarfile
+
+    docker = import_docker()
+    try:
+        chunks, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return ""
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+        member = archive.next()
+        if member is None or not member.isfile():  # a link to elsewhere: the stage's own entries
+            return ""
+        handle = archive.extractfile(member)
+        return handle.read().decode("utf-8", "replace") if handle is not None else ""
 
 
 def _still_running(container: Any) -> bool:
