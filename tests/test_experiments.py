@@ -27,8 +27,10 @@ TRAIN = (
 
 def pipeline(project: Project) -> None:
     project.write("params.yaml", PARAMS)
-    project.ok("run", "-f", "prepare.repro", "-d", "params.yaml", "-o", "data", PREPARE)
-    project.ok("run", "-f", "train.repro", "-d", "data", "-M", "metrics.json", TRAIN)
+    project.ok("run", "-f", "prepare.repro", "-p", "train.lr", "-o", "data", PREPARE)
+    project.ok(
+        "run", "-f", "train.repro", "-d", "data", "-p", "train.epochs", "-M", "metrics.json", TRAIN
+    )
     project.commit("pipeline")
 
 
@@ -173,6 +175,22 @@ def test_an_experiment_run_before_restores_from_the_run_cache(
     assert json.loads((project.root / "metrics.json").read_text()) == {"score": 0.7}
 
 
+def test_an_experiment_runs_only_the_stages_whose_params_it_changed(
+    pipelined: Project, docker_client: docker.DockerClient
+) -> None:
+    project = pipelined
+    since = time.time()
+    result = project.ok("exp", "run", "-S", "train.epochs=5", "-n", "longer")
+    assert containers_since(docker_client, project, since) == 1
+    assert "Reproducing 'train.repro'" in result.out
+    assert "Reproducing 'prepare.repro'" not in result.out
+    project.write("conf.json", '{"seed": 1}\n')
+    project.ok("run", "--no-exec", "-f", "seed.repro", "-p", "conf.json:seed", "-O", "s", "true")
+    project.commit("a stage with params of another file")
+    record = json.loads(project.ok("exp", "show", "--json").out)[0]
+    assert record["params"]["conf.json"] == {"seed": 1}
+
+
 def test_a_failing_stage_fails_the_experiment_and_leaves_no_trace(pipelined: Project) -> None:
     project = pipelined
     # A copy that a killed repro left behind (its process is gone) is cleared too.
@@ -197,10 +215,10 @@ def test_a_failing_stage_fails_the_experiment_and_leaves_no_trace(pipelined: Pro
 
 def test_remove(pipelined: Project) -> None:
     project = pipelined
-    for name in ("a", "b", "c"):
-        project.ok("exp", "run", "--queue", "-S", f"train.epochs={len(name)}", "-n", name)
-    # Two copies at once commit the same output (data/lr does not depend on epochs) into the
-    # one cache: both succeed, and the object is whole.
+    # a and b write the same data/lr: two copies at once commit the same output into the one
+    # cache; both succeed, and the object is whole.
+    for name, rate in (("a", "0.15"), ("b", "0.150"), ("c", "0.25")):
+        project.ok("exp", "run", "--queue", "-S", f"train.lr={rate}", "-n", name)
     project.ok("exp", "run", "--run-all", "-j", "2")
     project.ok("fsck")
     project.ok("exp", "run", "--queue", "-n", "waiting")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from repro import paramfiles
 from repro.errors import ReproError
 from repro.experiments.refs import Experiment
+from repro.history.params import used_params
 from repro.history.revisions import Revision
 from repro.metrics.readings import Missing, flatten, read_metrics
 
@@ -48,7 +49,9 @@ def records(
     run: its parameters are shown, no metrics."""
     ran = [revision for revision, experiment in rows if not (experiment and experiment.queued)]
     readings = iter(read_metrics(history, object_bytes, ran, [], None, None))
-    files = [paramfiles.DEFAULT_FILE]
+    # params.yaml, and every file the stages of these revisions take params from.
+    used = used_params(history, [revision for revision, _ in rows])
+    files = sorted({paramfiles.DEFAULT_FILE, *(path for path, _key in used)})
     contents = iter(history.read_many([(rev, file) for rev, _ in rows for file in files]))
     found: list[Record] = []
     for revision, experiment in rows:
