@@ -232,6 +232,21 @@ def test_remove(pipelined: Project) -> None:
     assert project.git("for-each-ref", "refs/exps") == ""
 
 
+def test_gc_keeps_every_experiments_outputs_until_it_is_removed(pipelined: Project) -> None:
+    project = pipelined
+    project.ok("exp", "run", "--queue", "-S", "train.lr=0.35", "-n", "kept")
+    project.ok("exp", "run", "--run-all")
+    # Only the experiment's copy made data/lr = 0.35: nothing in the workspace or a branch.
+    project.ok("gc", "-w", "-f")
+    project.ok("exp", "apply", "kept")
+    assert (project.root / "data/lr").read_text() == "0.35\n"
+    project.git("checkout", "-q", "--", ".")
+    project.ok("checkout")
+    project.ok("exp", "remove", "kept")
+    freed = project.ok("gc", "-w", "-f").out
+    assert "Freed 0.0 MB (0 objects)" not in freed  # its objects went with it
+
+
 def test_push_and_pull_through_a_git_remote_and_a_data_remote(
     docker_project: Project, tmp_path: Path
 ) -> None:

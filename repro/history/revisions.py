@@ -105,6 +105,11 @@ class History:
             return list(found.values())
         return sorted(found.values(), key=lambda r: _natural(r.label))
 
+    def experiments(self) -> list[Revision]:
+        """Every experiment and queued experiment (commits under refs/exps): what gc keeps
+        whatever its scope, so that an experiment loses its data only by ``exp remove``."""
+        return [Revision(name, sha) for name, sha in self._refs(["refs/exps"])]
+
     def _refs(self, prefixes: list[str]) -> list[tuple[str, str]]:
         """(short name, commit) of every ref under ``prefixes``; refs of trees or blobs are left
         out: they have no stage files."""

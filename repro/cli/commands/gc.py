@@ -16,10 +16,12 @@ from repro.project import Project
 
 
 def _keep(project: Project, args: argparse.Namespace) -> frozenset[str]:
-    """The objects the chosen revisions need (a folder's files are kept with it)."""
+    """The objects the chosen revisions and every experiment need (a folder's files are kept
+    with it)."""
     history = History(project.root)
     revisions = [Revision(WORKSPACE, None)]
     revisions += history.revisions(args.all_branches, args.all_tags, args.all_commits)
+    revisions += history.experiments()
     return needs(history, revisions).objects
 
 
