@@ -112,12 +112,13 @@ def _inputs(project: Project) -> Inputs | None:
         return None
     stages: list[Stage] = project.stages()
     stage_bytes: dict[str, bytes] = {}
-    for stage in stages:
+    outs: dict[str, list[str]] = {}
+    for path in project.stage_files():  # a repro.yaml's stages share it, with its repro.lock
         try:
-            stage_bytes[stage.path] = (project.root / stage.path).read_bytes()
+            stage_bytes[path] = (project.root / path).read_bytes()
         except OSError:
             return None
-    outs = {stage.path: stage.out_paths() for stage in stages}
+        outs[path] = [o for stage in stages if stage.path == path for o in stage.out_paths()]
     return (git_state, _config(root), stage_bytes, outs)
 
 

@@ -86,16 +86,20 @@ def definitions(data: Any, read_vars: ReadVars) -> dict[str, dict[str, Any]]:
 # -- loading ---------------------------------------------------------------------------------
 def load(root: Path, path: str) -> list[Stage]:
     """The stages of the repro.yaml at ``path`` (relative to ``root``), with their lock."""
-    folder = root / posixpath.dirname(path)
+    text = _text(root, path)
+    lock_text = _text(root, lock_path(path), missing_ok=True)
+    return parse(path, text, lock_text, _vars_reader(root / posixpath.dirname(path)))
+
+
+def _vars_reader(folder: Path) -> ReadVars:
+    """Reads vars files of the work tree, relative to a repro.yaml's ``folder``."""
 
     def read_vars(name: str) -> dict[str, Any]:
         from repro.paramfiles import parse as parse_params
 
         return parse_params(_read(folder / name, name), name)
 
-    text = _text(root, path)
-    lock_text = _text(root, lock_path(path), missing_ok=True)
-    return parse(path, text, lock_text, read_vars)
+    return read_vars
 
 
 def parse(path: str, text: str, lock_text: str | None, read_vars: ReadVars) -> list[Stage]:
@@ -312,11 +316,7 @@ def _written(stage: Stage, path: str) -> str:
 def record(root: Path, stage: Stage) -> None:
     """Write what ``stage`` ran with into its lock, atomically; the entries of the other
     stages stay, in the order of the repro.yaml (an entry of a stage it lost is dropped)."""
-    from repro.fsutil import write_atomic
-    from repro.paths import inside
-
     assert stage.name is not None
-    target = inside(root, stage.record_path, "lock file", exact=True)
     with _LOCK_WRITES:
         try:
             entries = _lock_entries(stage.record_path, _text(root, stage.record_path, True))
@@ -329,9 +329,8 @@ def record(root: Path, stage: Stage) -> None:
             order = list(entries)
         kept = {name: entries[name] for name in order if name in entries}
         text = _dump({"schema": "1", "stages": kept})
-        write_atomic(target, text.encode("utf-8"))
-        WRITTEN[target] = text.encode("utf-8")
-    PARSED.load(text)
+        save_text(root, stage.record_path, text)
+    PARSED.load(text)  # yaml is loaded already: the next command finds the lock parsed
 
 
 def _dump(data: Any) -> str:
@@ -343,21 +342,13 @@ def _dump(data: Any) -> str:
 
 def forget(root: Path, stage: Stage) -> None:
     """Drop ``stage`` from its repro.yaml (text kept as written around it) and its lock."""
-    from repro.fsutil import write_atomic
-    from repro.paths import inside
-
     assert stage.name is not None
-    text = _text(root, stage.path)
-    new_text = _without(text, stage)
-    write_atomic(inside(root, stage.path, "pipeline file", exact=True), new_text.encode("utf-8"))
+    save_text(root, stage.path, _without(_text(root, stage.path), stage))
     lock = _text(root, stage.record_path, missing_ok=True)
-    if lock is None:
-        return
-    with _LOCK_WRITES:
+    if lock is not None:
         entries = _lock_entries(stage.record_path, lock)
         entries.pop(stage.name, None)
-        text = _dump({"schema": "1", "stages": entries})
-        write_atomic(root / stage.record_path, text.encode("utf-8"))
+        save_text(root, stage.record_path, _dump({"schema": "1", "stages": entries}))
 
 
 def _without(text: str, stage: Stage) -> str:
@@ -426,6 +417,36 @@ def _params_of(stage: Stage, listed: list[dict[str, Any]]) -> list[Any]:
         by_file.setdefault(path, []).append(item["key"])
     plain = by_file.pop(PARAMS_FILE, [])
     return [*plain, *({file: keys} for file, keys in by_file.items())]
+
+
+def appending(root: Path, stage: Stage, image: bool) -> tuple[Stage, str]:
+    """``stage`` (built from the command line, named) as the repro.yaml at its path will
+    define it once it is appended, with that file's new text; ``image``: as definition_of."""
+    assert stage.name is not None
+    text = _text(root, stage.path, missing_ok=True)
+    if text is not None and stage.address in {s.address for s in load(root, stage.path)}:
+        raise ReproError(
+            f"stage '{stage.address}' is already defined in '{stage.path}'; choose another "
+            f"name, or remove it first with 'repro remove {stage.address}'"
+        )
+    new_text = appended(text, stage.name, definition_of(stage, image))
+    lock_text = _text(root, stage.record_path, missing_ok=True)
+    for found in parse(stage.path, new_text, lock_text, _vars_reader(root / stage.stage_dir)):
+        if found.name == stage.name:
+            return found, new_text
+    raise ReproError(f"stage '{stage.name}' could not be added to '{stage.path}'")
+
+
+def save_text(root: Path, path: str, text: str) -> None:
+    """Write a repro.yaml's or repro.lock's new text atomically (a kill leaves the old or
+    the new), noted as repro's own (stage.WRITTEN)."""
+    from repro.fsutil import write_atomic
+    from repro.paths import inside
+
+    data = text.encode("utf-8")
+    target = inside(root, path, "stage file", exact=True)
+    write_atomic(target, data)
+    WRITTEN[target] = data
 
 
 def _indented(block: str, indent: str) -> str:
