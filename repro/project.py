@@ -239,14 +239,17 @@ class Project:
     def lock(self, wait: bool = False) -> ProjectLock:
         return ProjectLock(self.repro_dir / "lock", wait=wait)
 
-    def stage_files(self) -> list[str]:
-        """Every stage file in the work tree, without walking into outputs or .git/.repro."""
+    def stage_files(self, loaded: dict[str, list[Stage]] | None = None) -> list[str]:
+        """Every stage file in the work tree, without walking into outputs or .git/.repro;
+        the stages of each file that loads go to ``loaded``."""
+        found = {} if loaded is None else loaded
 
         def outs_of(path: str) -> list[str]:
             try:
-                return [o for s in stage_mod.load_file(self.root, path) for o in s.out_paths()]
+                found[path] = stage_mod.load_file(self.root, path)
             except ReproError:  # a broken stage file is reported when it is loaded for real
                 return []
+            return [out for stage in found[path] for out in stage.out_paths()]
 
         return walk.stage_files(str(self.root), outs_of)
 
@@ -254,7 +257,12 @@ class Project:
         """Every stage of the work tree (of its ``*.repro`` files and repro.yaml files), each
         refused when a path it names leads through a symlink out of the project or into
         .git/.repro (targeted commands load them all)."""
-        stages = [s for path in self.stage_files() for s in stage_mod.load_file(self.root, path)]
+        loaded: dict[str, list[Stage]] = {}  # each file read once, by the walk that finds it
+        stages = [
+            stage
+            for path in self.stage_files(loaded)
+            for stage in (loaded[path] if path in loaded else stage_mod.load_file(self.root, path))
+        ]
         for stage in stages:
             try:
                 self.check_paths(stage)

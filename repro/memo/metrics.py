@@ -110,15 +110,15 @@ def _inputs(project: Project) -> Inputs | None:
     git_state = _git_state(root)
     if git_state is None:
         return None
-    stages: list[Stage] = project.stages()
+    loaded: dict[str, list[Stage]] = {}
     stage_bytes: dict[str, bytes] = {}
     outs: dict[str, list[str]] = {}
-    for path in project.stage_files():  # a repro.yaml's stages share it, with its repro.lock
+    for path in project.stage_files(loaded):  # with repro.lock files: stages read those too
         try:
             stage_bytes[path] = (project.root / path).read_bytes()
         except OSError:
             return None
-        outs[path] = [o for stage in stages if stage.path == path for o in stage.out_paths()]
+        outs[path] = [out for stage in loaded.get(path, []) for out in stage.out_paths()]
     return (git_state, _config(root), stage_bytes, outs)
 
 

@@ -293,9 +293,10 @@ class Reproduction:
         if stage.image is None:  # a hand-written stage file: the project's default image
             default = project.config.get("core.image")
             if not default:
+                key = "image: NAME" if stage.name else "image: {name: NAME}"
                 raise ReproError(
                     f"stage '{stage.address}' names no image and core.image is not set; add "
-                    f"an image to '{stage.path}', or set a default with "
+                    f"'{key}' to '{stage.path}', or set a default with "
                     "'repro config core.image NAME'"
                 )
             # recorded in the stage file when it runs
