@@ -17,6 +17,9 @@ OP_TITLES = {
     "pull": "`pull` into a fresh clone",
     "metrics_tags": "`metrics show -T`",
     "container": "stage running `true` (`repro repro -f`)",
+    "sweep": "4-point sweep: `exp run --queue` ×4 + `--run-all -j 2`",
+    "exp_show": "`exp show --json`, 20 experiments",
+    "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
 }
 
 # What every run's notes say: how the numbers were taken.

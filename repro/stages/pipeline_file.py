@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,8 @@ from repro.stages import fields
 from repro.stages.deps.file import FileDep
 from repro.stages.fields import Malformed
 from repro.stages.stage import FIELD_KEYS, WRITTEN, Stage, from_dict
+from repro.stages.templating import ReadVars, expand, load_yaml
 from repro.walk import LOCK_FILE, PIPELINE_FILE
-
-# A vars file's mapping, by its path relative to the repro.yaml's folder (FileNotFoundError
-# when there is none): templating reads them.
-ReadVars = Callable[[str], dict[str, Any]]
 
 # The keys a definition writes its own way; every other key passes to the stage as it is.
 _OUT_LISTS = {"outs": True, "metrics": False, "plots": True}  # key: default of cache
@@ -46,41 +43,6 @@ def is_pipeline_file(path: str) -> bool:
 def lock_path(path: str) -> str:
     """The repro.lock beside the repro.yaml at ``path``."""
     return posixpath.join(posixpath.dirname(path), LOCK_FILE)
-
-
-# -- templating ------------------------------------------------------------------------------
-def load_yaml(text: str) -> Any:
-    """Safe YAML that refuses a key given twice (two stages of one name).
-    Stand-in for templating.load_yaml."""
-    import yaml
-
-    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class Loader(base):  # type: ignore[misc]
-        pass
-
-    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key in seen:
-                raise Malformed(f"'{key}' is given twice (line {key_node.start_mark.line + 1})")
-            seen.add(key)
-        return loader.construct_mapping(node, deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - a safe loader's subclass
-
-
-def definitions(data: Any, read_vars: ReadVars) -> dict[str, dict[str, Any]]:
-    """The stages of a parsed repro.yaml by name, in file order, templating applied.
-    Stand-in for templating.expand (no vars, ``${…}``, foreach or matrix yet)."""
-    data = {} if data is None else fields.mapping(data, "the file")
-    unknown = set(data) - {"stages", "vars", "image"}
-    if unknown:
-        raise Malformed(f"unknown key {sorted(map(str, unknown))[0]!r}")
-    stages = data.get("stages")
-    return dict(fields.mapping(stages, "stages")) if stages is not None else {}
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -107,9 +69,7 @@ def parse(path: str, text: str, lock_text: str | None, read_vars: ReadVars) -> l
     problem is one ReproError naming the file (and the stage)."""
     hint = "fix it or restore it with git checkout"
     try:
-        data = PARSED.load(text, strict=load_yaml)
-        found = definitions(data, read_vars)
-        default_image = fields.optional_text(data.get("image"), "image") if data else None
+        found = expand(PARSED.load(text, strict=load_yaml), read_vars)
     except NotYaml as exc:
         raise ReproError(f"'{path}' is not valid YAML{exc}; {hint}") from None
     except (Malformed, FileNotFoundError) as exc:
@@ -119,9 +79,7 @@ def parse(path: str, text: str, lock_text: str | None, read_vars: ReadVars) -> l
     for name, definition in found.items():
         try:
             stage_name = _name(name)
-            mapping = stage_mapping(
-                posixpath.dirname(path), definition, recorded.get(stage_name), default_image
-            )
+            mapping = stage_mapping(posixpath.dirname(path), definition, recorded.get(stage_name))
             stages.append(from_dict(path, mapping)._replace(name=stage_name))
         except Malformed as exc:
             raise ReproError(f"'{path}': stage '{name}' is malformed: {exc}; {hint}") from None
@@ -153,7 +111,7 @@ def _lock_entries(path: str, text: str | None) -> dict[str, dict[str, Any]]:
 
 
 def stage_mapping(
-    stage_dir: str, definition: Any, recorded: dict[str, Any] | None, default_image: str | None
+    stage_dir: str, definition: Any, recorded: dict[str, Any] | None
 ) -> dict[str, Any]:
     """A repro.yaml stage and its lock entry as the mapping a ``*.repro`` file in the same
     folder would hold (paths relative to that folder, recorded values beside them)."""
@@ -177,7 +135,7 @@ def stage_mapping(
 
     mapping = {k: v for k, v in definition.items() if k not in ("image", *_OUT_LISTS)}
     mapping["cmd"] = cmd
-    mapping["image"] = _image(definition.get("image") or default_image, lock.get("image"))
+    mapping["image"] = _image(definition.get("image"), lock.get("image"))
     deps_md5 = {key(at(d.get("path"), "dep path")): d.get("md5") for d in _items(lock, "deps")}
     if "deps" in definition:
         deps = [at(p, "dep") for p in fields.sequence(definition["deps"], "deps")]
@@ -375,7 +333,7 @@ def _without(text: str, stage: Stage) -> str:
         else:
             end = min(line_end(text, pairs[0][1]) + 1, len(text))
         candidate = text[:start] + text[end:]
-        if load_yaml(candidate) == {**data, "stages": stages or None}:
+        if stages and load_yaml(candidate) == {**data, "stages": stages}:  # else: stages: {}
             return candidate
     except Exception:  # noqa: BLE001 - a layout the edit does not handle: dumped again
         pass
