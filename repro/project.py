@@ -239,26 +239,35 @@ class Project:
     def lock(self, wait: bool = False) -> ProjectLock:
         return ProjectLock(self.repro_dir / "lock", wait=wait)
 
-    def stage_files(self) -> list[str]:
-        """Every stage file in the work tree, without walking into outputs or .git/.repro."""
+    def stage_files(self, loaded: dict[str, list[Stage]] | None = None) -> list[str]:
+        """Every stage file in the work tree, without walking into outputs or .git/.repro;
+        the stages of each file that loads go to ``loaded``."""
+        found = {} if loaded is None else loaded
 
         def outs_of(path: str) -> list[str]:
             try:
-                return stage_mod.load(self.root, path).out_paths()
+                found[path] = stage_mod.load_file(self.root, path)
             except ReproError:  # a broken stage file is reported when it is loaded for real
                 return []
+            return [out for stage in found[path] for out in stage.out_paths()]
 
         return walk.stage_files(str(self.root), outs_of)
 
     def stages(self) -> list[Stage]:
-        """Every stage of the work tree, each refused when a path it names leads through a
-        symlink out of the project or into .git/.repro (targeted commands load them all)."""
-        stages = [stage_mod.load(self.root, path) for path in self.stage_files()]
+        """Every stage of the work tree (of its ``*.repro`` files and repro.yaml files), each
+        refused when a path it names leads through a symlink out of the project or into
+        .git/.repro (targeted commands load them all)."""
+        loaded: dict[str, list[Stage]] = {}  # each file read once, by the walk that finds it
+        stages = [
+            stage
+            for path in self.stage_files(loaded)
+            for stage in (loaded[path] if path in loaded else stage_mod.load_file(self.root, path))
+        ]
         for stage in stages:
             try:
                 self.check_paths(stage)
             except ReproError as exc:
-                raise ReproError(f"stage file '{stage.path}' refused: {exc}") from None
+                raise ReproError(f"stage '{stage.address}' refused: {exc}") from None
         return stages
 
     def check_paths(self, stage: Stage) -> None:
@@ -278,6 +287,7 @@ def _paths_of(stage: Stage) -> list[tuple[str, str, bool]]:
     be named by its real path (what repro writes: a dependency may go through a link)."""
     return [
         (stage.path, "stage file", True),
+        (stage.record_path, "lock file", True),
         (stage.work_dir, "working directory", False),
         *((dep.path, "dependency", False) for dep in stage.deps),
         *((out.path, "output", True) for out in stage.outs),

@@ -204,6 +204,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     cmd = add("run", _lazy("run", "cmd_run"), "write a stage file and run it now")
     cmd.add_argument("-f", "--file", help="stage file to write (default: first output + .repro)")
+    cmd.add_argument("-n", "--name", help="add the stage to ./repro.yaml under this name")
     cmd.add_argument("-d", "--deps", action="append", default=[], metavar="DEP")
     cmd.add_argument(
         "-p",

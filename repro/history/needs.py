@@ -18,7 +18,8 @@ class Needs(NamedTuple):
 def needs(
     history: History, revisions: Iterable[Revision], only: Iterable[str] | None = None
 ) -> Needs:
-    """What the stages of ``revisions`` need; ``only`` restricts to those stage files."""
+    """What the stages of ``revisions`` need; ``only`` restricts to those stages (by address,
+    or by stage file: all the stages of a repro.yaml)."""
     wanted = set(only) if only is not None else None
     objects: set[str] = set()
     images: set[str] = set()
@@ -26,7 +27,7 @@ def needs(
     history.prefetch(revisions)  # every revision's stage files in a few git calls, not one each
     for revision in revisions:
         for stage in history.stages_at(revision):
-            if wanted is not None and stage.path not in wanted:
+            if wanted is not None and not {stage.address, stage.path} & wanted:
                 continue
             objects.update(_objects(stage))
             if stage.image is not None and stage.image.id:

@@ -27,6 +27,9 @@ WORKSPACE = "workspace"
 _LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
 
 Tree = dict[str, tuple[bool, str]]  # name -> (is a folder, object id)
+# A stage file below a tree: (path, blob, and for a repro.yaml the blob of its repro.lock and
+# the tree of its folder, where the vars files it reads are).
+StageFile = tuple[str, str, str | None, str | None]
 
 
 class Revision(NamedTuple):
@@ -75,8 +78,8 @@ class History:
         self._env: dict[str, str] | None = None
         self._root_trees: dict[str, str] = {}  # commit -> its root tree
         self._trees: dict[str, Tree] = {}  # holds every tree below each tree it holds
-        self._stage_files: dict[str, list[tuple[str, str]]] = {}  # tree -> (path, blob) below
-        self._stages: dict[tuple[str, str], Stage | None] = {}  # (path, blob) -> None if broken
+        self._stage_files: dict[str, list[StageFile]] = {}  # tree -> the stage files below
+        self._stages: dict[StageFile, list[Stage]] = {}  # none of a broken file
 
     def resolve(self, rev: str) -> Revision:
         """The commit a user's revision name stands for (``workspace`` for the work tree)."""
@@ -139,24 +142,46 @@ class History:
 
     def prefetch(self, revisions: Iterable[Revision]) -> None:
         """Read the trees and stage files of ``revisions`` in a few batched git calls."""
-        from repro.stages import stage as stage_mod
-
         shas = {r.sha for r in revisions if r.sha is not None}
         self._load_trees(shas)
         wanted = sorted(
             {key for sha in shas for key in self._stages_below(self._root_trees[sha])}
             - self._stages.keys()
         )
-        blobs = sorted({blob for _, blob in wanted})
+        blobs = sorted({blob for _, file, lock, _ in wanted for blob in (file, lock) if blob})
         contents = dict(zip(blobs, self._cat(blobs), strict=True))
-        for path, blob in wanted:
-            found = contents[blob]
-            if found is None:
-                raise self._missing(blob, path)
+        for key in wanted:
+            path, blob, lock, folder = key
+            texts = []
+            for oid in (blob, lock):
+                found = contents[oid] if oid else None
+                if oid and found is None:
+                    raise self._missing(oid, path)
+                texts.append(found[1] if found is not None else None)
             try:
-                self._stages[(path, blob)] = stage_mod.parse(path, found[1].decode("utf-8"))
+                self._stages[key] = self._parse(path, texts[0] or b"", texts[1], folder)
             except (ReproError, UnicodeDecodeError):
-                self._stages[(path, blob)] = None  # a broken stage file at an old revision
+                self._stages[key] = []  # a broken stage file at an old revision
+
+    def _parse(self, path: str, data: bytes, lock: bytes | None, folder: str | None) -> list[Stage]:
+        """The stages of a stage file's bytes (and of its repro.lock's, for a repro.yaml)."""
+        from repro.stages import stage as stage_mod
+        from repro.stages.pipeline_file import parse
+
+        if folder is None:
+            return [stage_mod.parse(path, data.decode("utf-8"))]
+
+        def read_vars(name: str) -> dict[str, Any]:
+            from repro.paramfiles import parse as parse_params
+
+            blob = self._blob_in(folder, name)
+            found = self._cat([blob])[0] if blob is not None else None
+            if found is None:
+                raise FileNotFoundError(name)
+            return parse_params(found[1], name)
+
+        lock_text = lock.decode("utf-8") if lock is not None else None
+        return parse(path, data.decode("utf-8"), lock_text, read_vars)
 
     def stages_at(self, revision: Revision) -> list[Stage]:
         """Every stage file of a revision; a malformed one at an old revision is skipped."""
@@ -165,8 +190,8 @@ class History:
 
             return Project(self.root).stages()
         self.prefetch([revision])
-        stages = (self._stages[key] for key in self._stages_below(self._root_trees[revision.sha]))
-        return [stage for stage in stages if stage is not None]
+        keys = self._stages_below(self._root_trees[revision.sha])
+        return [stage for key in keys for stage in self._stages[key]]
 
     def read(self, revision: Revision, path: str) -> bytes | None:
         """A file's bytes at a revision (the work tree for the workspace); None when absent."""
@@ -213,24 +238,34 @@ class History:
                 self._trees[tree] = _parse_tree(found[1], len(tree) // 2)
             fresh = pending
 
-    def _stages_below(self, tree: str) -> list[tuple[str, str]]:
-        """(path, blob) of every stage file below a loaded tree, in path order."""
-        from repro.stages.stage import STAGE_SUFFIX
+    def _stages_below(self, tree: str) -> list[StageFile]:
+        """Every stage file below a loaded tree, in path order."""
+        from repro.walk import LOCK_FILE, PIPELINE_FILE, STAGE_SUFFIX
 
         listed = self._stage_files.get(tree)
         if listed is None:
             listed = []
-            for name, (is_folder, oid) in sorted(self._trees[tree].items()):
+            entries = self._trees[tree]
+            for name, (is_folder, oid) in sorted(entries.items()):
                 if is_folder:
-                    listed += [(f"{name}/{path}", blob) for path, blob in self._stages_below(oid)]
+                    listed += [
+                        (f"{name}/{path}", blob, lock, folder)
+                        for path, blob, lock, folder in self._stages_below(oid)
+                    ]
                 elif name.endswith(STAGE_SUFFIX):
-                    listed.append((name, oid))
+                    listed.append((name, oid, None, None))
+                elif name == PIPELINE_FILE:
+                    is_lock_folder, lock = entries.get(LOCK_FILE, (True, ""))
+                    listed.append((name, oid, None if is_lock_folder else lock, tree))
             self._stage_files[tree] = listed
         return listed
 
     def _blob(self, sha: str, path: str) -> str | None:
         """The object id of the file at ``path`` in a loaded commit; None if there is none."""
-        tree = self._root_trees[sha]
+        return self._blob_in(self._root_trees[sha], path)
+
+    def _blob_in(self, tree: str, path: str) -> str | None:
+        """The object id of the file at ``path`` below a loaded tree; None if there is none."""
         *folders, name = path.split("/")
         for folder in folders:
             entry = self._trees[tree].get(folder)

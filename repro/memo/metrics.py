@@ -110,14 +110,15 @@ def _inputs(project: Project) -> Inputs | None:
     git_state = _git_state(root)
     if git_state is None:
         return None
-    stages: list[Stage] = project.stages()
+    loaded: dict[str, list[Stage]] = {}
     stage_bytes: dict[str, bytes] = {}
-    for stage in stages:
+    outs: dict[str, list[str]] = {}
+    for path in project.stage_files(loaded):  # with repro.lock files: stages read those too
         try:
-            stage_bytes[stage.path] = (project.root / stage.path).read_bytes()
+            stage_bytes[path] = (project.root / path).read_bytes()
         except OSError:
             return None
-    outs = {stage.path: stage.out_paths() for stage in stages}
+        outs[path] = [out for stage in loaded.get(path, []) for out in stage.out_paths()]
     return (git_state, _config(root), stage_bytes, outs)
 
 

@@ -75,7 +75,7 @@ def check(reproduction: Reproduction, name: str) -> None:
         spec = reproduction.spec(stage, image, workdir, read_only, scratch)
         code, tail = reproduction.launch(stage, spec)
         if code != 0:
-            raise StageFailed(stage.path, code, tail.text())
+            raise StageFailed(stage.address, code, tail.text())
         found = [_difference(reproduction, stage, out, scratch) for out in stage.outs]
     finally:
         _discard(scratch)

@@ -20,12 +20,14 @@ from repro.pipeline.targets import resolve_targets
 from repro.project import Project
 from repro.runners import choose_runner
 from repro.runners.spec import Image
+from repro.stages import pipeline_file
 from repro.stages import stage as stage_mod
 from repro.stages.deps.base import Dependency
 from repro.stages.deps.file import FileDep
 from repro.stages.deps.params import ParamDep
 from repro.stages.deps.params import read as read_params
 from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Stage
+from repro.walk import PIPELINE_FILE
 from repro.workspace import gitignore
 
 
@@ -50,13 +52,17 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         if out.path in seen:
             raise ReproError(f"output '{out.path}' is given twice")
         seen.add(out.path)
-    if args.file:
+    if args.name:
+        if args.file:
+            raise UsageError("-n adds a stage to ./repro.yaml and -f names a stage file: give one")
+        stage_path = rel(PIPELINE_FILE, "stage file")
+    elif args.file:
         stage_path = rel(args.file, "stage file")
     elif outs:
         stage_path = rel(posixpath.basename(outs[0].path) + STAGE_SUFFIX, "stage file")
     else:
         raise UsageError("a stage with no outputs needs a name: give -f FILE.repro")
-    if not stage_path.endswith(STAGE_SUFFIX):
+    if not args.name and not stage_path.endswith(STAGE_SUFFIX):
         raise ReproError(f"stage file '{stage_path}' must end with {STAGE_SUFFIX}")
     command = " ".join(args.command).strip()
     if not command:
@@ -89,6 +95,7 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         outs=tuple(outs),
         resources=resources,
         env=stage_mod.env_from_cli(args.env, dict(os.environ)),
+        name=args.name,
     )
     stage_mod.check(stage)  # the rules its file will be read back with, before anything is written
     return stage
@@ -137,18 +144,26 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
         stage = _new_stage(project, args)
         project.check_paths(stage)  # before anything is written: no symlink out of the project
         _check_params(project, stage, args.no_exec)
-        if (project.root / stage.path).exists() and not args.overwrite:
+        new_text = None
+        if stage.name is not None:  # its definition as repro.yaml will hold it, and read it
+            stage, new_text = pipeline_file.appending(project.root, stage, bool(args.image))
+        elif (project.root / stage.path).exists() and not args.overwrite:
             raise ReproError(
                 f"stage file '{stage.path}' already exists; use --overwrite to replace it"
             )
-        others = [s for s in project.stages() if s.path != stage.path]
+        others = [s for s in project.stages() if s.address != stage.address]
         graph = build([*others, stage])  # refuses overlapping outs and cycles up front
         for out in stage.outs:
             if out.cache:
                 gitignore.add(project.root, out.path)
+        if new_text is not None:
+            pipeline_file.save_text(project.root, stage.path, new_text)
         if args.no_exec:
-            stage_mod.write(project.root, stage)
-            ui.info(f"Wrote '{stage.path}' without running it; 'repro repro {stage.path}' runs it")
+            if new_text is None:
+                stage_mod.write(project.root, stage)
+            ui.info(
+                f"Wrote '{stage.path}' without running it; 'repro repro {stage.address}' runs it"
+            )
             return 0
         runner = choose_runner(project.config)
         options = Options(run_cache=not args.no_run_cache)
@@ -157,7 +172,8 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
         except KeyboardInterrupt:
             runner.stop_all()
             raise
-    ui.info(f"To track the changes with git, run:\n\tgit add {stage.path}")
+    files = " ".join(dict.fromkeys((stage.path, stage.record_path)))
+    ui.info(f"To track the changes with git, run:\n\tgit add {files}")
     return 0
 
 
@@ -180,7 +196,7 @@ def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
 def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     stages = project.stages()
     graph = build(stages)
-    targets = [s.path for s in resolve_targets(project, stages, args.targets)]
+    targets = [s.address for s in resolve_targets(project, stages, args.targets)]
     runner = choose_runner(project.config) if any(not s.is_data_source for s in stages) else None
     options = Options(
         force=args.force,
@@ -217,6 +233,6 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     if not outcome.ran and not outcome.restored:
         ui.info("Pipeline is up to date. Nothing to reproduce.")
     elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do
-        changed = sorted(outcome.rewritten)
+        changed = sorted(set(outcome.rewritten))
         ui.info(f"To track the changes with git, run:\n\tgit add {' '.join(changed)}")
     return 0

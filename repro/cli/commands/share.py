@@ -39,7 +39,7 @@ def _needs(project: Project, args: argparse.Namespace) -> Needs:
     only = None
     if getattr(args, "targets", None):
         stages = project.stages()
-        only = [s.path for s in resolve_targets(project, stages, args.targets)]
+        only = [s.address for s in resolve_targets(project, stages, args.targets)]
     return needs(history, _revisions(project, args), only)
 
 
