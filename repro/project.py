@@ -244,21 +244,22 @@ class Project:
 
         def outs_of(path: str) -> list[str]:
             try:
-                return stage_mod.load(self.root, path).out_paths()
+                return [o for s in stage_mod.load_file(self.root, path) for o in s.out_paths()]
             except ReproError:  # a broken stage file is reported when it is loaded for real
                 return []
 
         return walk.stage_files(str(self.root), outs_of)
 
     def stages(self) -> list[Stage]:
-        """Every stage of the work tree, each refused when a path it names leads through a
-        symlink out of the project or into .git/.repro (targeted commands load them all)."""
-        stages = [stage_mod.load(self.root, path) for path in self.stage_files()]
+        """Every stage of the work tree (of its ``*.repro`` files and repro.yaml files), each
+        refused when a path it names leads through a symlink out of the project or into
+        .git/.repro (targeted commands load them all)."""
+        stages = [s for path in self.stage_files() for s in stage_mod.load_file(self.root, path)]
         for stage in stages:
             try:
                 self.check_paths(stage)
             except ReproError as exc:
-                raise ReproError(f"stage file '{stage.path}' refused: {exc}") from None
+                raise ReproError(f"stage '{stage.address}' refused: {exc}") from None
         return stages
 
     def check_paths(self, stage: Stage) -> None:
@@ -278,6 +279,7 @@ def _paths_of(stage: Stage) -> list[tuple[str, str, bool]]:
     be named by its real path (what repro writes: a dependency may go through a link)."""
     return [
         (stage.path, "stage file", True),
+        (stage.record_path, "lock file", True),
         (stage.work_dir, "working directory", False),
         *((dep.path, "dependency", False) for dep in stage.deps),
         *((out.path, "output", True) for out in stage.outs),

@@ -31,6 +31,16 @@ RACY_NS = 100_000_000
 RESERVED_DIRS = (".git", ".repro")
 MAX_SPLIT_NAMES = 1000  # top-level names beyond which one find walks the folder alone
 STAGE_SUFFIX = ".repro"
+PIPELINE_FILE = "repro.yaml"  # named stages in one file, their recorded hashes in the lock beside
+LOCK_FILE = "repro.lock"
+
+
+def is_stage_file(name: str) -> bool:
+    """Whether a file of this name holds stages, or what they recorded (repro.lock)."""
+    return (name.endswith(STAGE_SUFFIX) and not name.startswith(".")) or name in (
+        PIPELINE_FILE,
+        LOCK_FILE,
+    )
 
 
 def settled(mtime_ns: int, read_at_ns: int) -> bool:
@@ -187,15 +197,16 @@ def mtime_ns(field: bytes) -> int:
 
 
 def stage_files(root: str, outs_of: Callable[[str], list[str]]) -> list[str]:
-    """Every stage file in the work tree at ``root``, sorted, without walking into .git,
-    .repro or the outputs that ``outs_of(stage_file)`` names."""
+    """Every stage file in the work tree at ``root`` (repro.yaml and repro.lock files too),
+    sorted, without walking into .git, .repro or the outputs that ``outs_of(stage_file)``
+    names."""
     found: list[str] = []
     pruned: set[str] = set()
     for folder, dirs, files in os.walk(root):
         rel_folder = os.path.relpath(folder, root)
         rel_folder = "" if rel_folder == "." else rel_folder.replace(os.sep, "/")
         for name in sorted(files):
-            if name.endswith(STAGE_SUFFIX) and not name.startswith("."):
+            if is_stage_file(name):
                 path = f"{rel_folder}/{name}" if rel_folder else name
                 found.append(path)
                 pruned.update(outs_of(path))

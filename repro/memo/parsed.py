@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import marshal
 import os
+from collections.abc import Callable
 from typing import Any
 
 from repro.memo.store import Memo
@@ -38,14 +39,20 @@ class ParsedYaml:
         stored = MEMO.load(self.root)
         self.entries = stored if isinstance(stored, dict) else {}
 
-    def load(self, text: str) -> Any:
-        """The YAML data of ``text``; raises NotYaml when it is not YAML."""
-        if text in self.entries:
-            return self.entries[text]
+    def load(self, text: str, strict: Callable[[str], Any] | None = None) -> Any:
+        """The YAML data of ``text``; raises NotYaml when it is not YAML. ``strict`` parses
+        instead, refusing what plain YAML allows (a repro.yaml's duplicate keys); what it
+        gives is kept apart, so a text the plain parser took is still checked by it."""
+        key: Any = text if strict is None else ("strict", text)
+        if key in self.entries:
+            return self.entries[key]
         import yaml
 
         try:
-            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            if strict is not None:
+                data = strict(text)
+            else:
+                data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise NotYaml(f" at line {mark.line + 1}" if mark is not None else "") from None
@@ -53,7 +60,7 @@ class ParsedYaml:
             marshal.dumps(data)  # YAML timestamps and the like cannot be kept: parse each time
         except ValueError:
             return data
-        self.entries[text] = data
+        self.entries[key] = data
         self.dirty = True
         when_done(self.save)
         return data

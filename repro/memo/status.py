@@ -153,7 +153,7 @@ def save(
                 return
             answers[stage.image] = images[stage.image]
         stage_bytes[stage.file] = stage.data
-        outs[stage.file] = stage.outs
+        outs.setdefault(stage.file, []).extend(stage.outs)  # a repro.yaml's stages share it
         for path in stage.watched:
             signature = seen.signatures.get(str(root / path))
             if signature is None:

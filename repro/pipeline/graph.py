@@ -12,8 +12,8 @@ from repro.stages.stage import Stage
 
 
 class Graph(NamedTuple):
-    stages: dict[str, Stage]  # by stage file
-    parents: dict[str, frozenset[str]]  # stage file -> the stages it depends on
+    stages: dict[str, Stage]  # by address (Stage.address)
+    parents: dict[str, frozenset[str]]  # address -> the stages it depends on
 
     def children(self, name: str) -> set[str]:
         return {child for child, ups in self.parents.items() if name in ups}
@@ -61,32 +61,32 @@ class Graph(NamedTuple):
 
 def build(stages: Iterable[Stage]) -> Graph:
     """Build the graph; refuse two stages producing overlapping outputs, and cycles."""
-    by_name = {stage.path: stage for stage in stages}
-    producers: list[tuple[str, str]] = []  # (out path, stage file)
+    by_name = {stage.address: stage for stage in stages}
+    producers: list[tuple[str, str]] = []  # (out path, stage address)
     for stage in by_name.values():
         for out in stage.outs:
             for other_path, other in producers:
                 if overlaps(out.path, other_path):
                     raise ReproError(
-                        f"output '{out.path}' of '{stage.path}' overlaps output '{other_path}' "
+                        f"output '{out.path}' of '{stage.address}' overlaps output '{other_path}' "
                         f"of '{other}'; an output belongs to one stage: remove one of them"
                     )
-            producers.append((out.path, stage.path))
+            producers.append((out.path, stage.address))
     parents: dict[str, frozenset[str]] = {}
     for stage in by_name.values():
         ups = {
             producer
             for dep in stage.deps
             for out_path, producer in producers
-            if overlaps(dep.path, out_path) and producer != stage.path
+            if overlaps(dep.path, out_path) and producer != stage.address
         }
         own = [d.path for d in stage.deps if any(overlaps(d.path, o) for o in stage.out_paths())]
         if own:
             raise ReproError(
-                f"'{stage.path}' depends on its own output '{own[0]}'; a stage cannot read "
+                f"'{stage.address}' depends on its own output '{own[0]}'; a stage cannot read "
                 "what it writes"
             )
-        parents[stage.path] = frozenset(ups)
+        parents[stage.address] = frozenset(ups)
     graph = Graph(by_name, parents)
     try:
         graph.order(by_name)

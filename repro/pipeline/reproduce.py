@@ -30,6 +30,7 @@ from repro.runners.spec import Image, RunSpec
 from repro.stages import stage as stage_mod
 from repro.stages.stage import Out, Stage
 from repro.workspace import gitignore, outputs
+from repro.workspace.materialise import unprotect
 
 LOG_TAIL_LINES = 20
 
@@ -91,9 +92,9 @@ def dep_values(project: Project, stage: Stage) -> dict[str, Any]:
             ]
             for owner in owners:
                 if (absent := _fetch_hint(project, owner)) is not None:
-                    raise ReproError(f"dependency '{dep.path}' of '{stage.path}' {absent[1]}")
+                    raise ReproError(f"dependency '{dep.path}' of '{stage.address}' {absent[1]}")
             raise ReproError(
-                f"dependency '{dep.path}' of '{stage.path}' does not exist; create it, or "
+                f"dependency '{dep.path}' of '{stage.address}' does not exist; create it, or "
                 "reproduce the stage that makes it"
             )
         found[dep.name] = value
@@ -108,12 +109,12 @@ def _fetch_hint(project: Project, stage: Stage) -> tuple[str, str] | None:
             continue
         if project.cache.missing(out.md5):
             return out.path, (
-                f"is tracked by '{stage.path}' but neither in the workspace nor in the cache; "
+                f"is tracked by '{stage.address}' but neither in the workspace nor in the cache; "
                 "run 'repro pull' to fetch it"
             )
         return out.path, (
-            f"is tracked by '{stage.path}' and in the cache but not in the workspace; "
-            f"run 'repro checkout {stage.path}' to restore it"
+            f"is tracked by '{stage.address}' and in the cache but not in the workspace; "
+            f"run 'repro checkout {stage.address}' to restore it"
         )
     return None
 
@@ -122,11 +123,11 @@ def _read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path
     own = set(stage.out_paths())
     paths = [d.path for d in stage.deps]
     for other in graph.stages.values():
-        if other.path == stage.path:
+        if other.address == stage.address:
             continue
         paths.extend(o.path for o in other.outs if o.cache)
-        paths.append(other.path)
-    paths.append(stage.path)
+        paths.extend((other.path, other.record_path))
+    paths.extend((stage.path, stage.record_path))
     result: list[Path] = []
     for rel in dict.fromkeys(paths):
         if rel in own:
@@ -293,8 +294,8 @@ class Reproduction:
             default = project.config.get("core.image")
             if not default:
                 raise ReproError(
-                    f"stage '{stage.path}' names no image and core.image is not set; add "
-                    "'image: {name: NAME}' to it, or set a default with "
+                    f"stage '{stage.address}' names no image and core.image is not set; add "
+                    f"an image to '{stage.path}', or set a default with "
                     "'repro config core.image NAME'"
                 )
             # recorded in the stage file when it runs
@@ -303,14 +304,17 @@ class Reproduction:
         image = _ensure_image(project, runner, stage.image, self.options.pinned, events)
         with runner.quiet():
             values = dep_values(project, stage)
-            if run_cache:
+            if run_cache and not any(o.persist for o in stage.outs):  # they carry state over
                 restored = restore_from_run_cache(project, stage, image, values)
                 if restored is not None:
                     events.info(
-                        f"Restored '{stage.path}' from the run-cache; no container started."
+                        f"Restored '{stage.address}' from the run-cache; no container started."
                     )
                     return restored, True
             for out in stage.outs:
+                if out.persist and os.path.lexists(project.root / out.path):
+                    unprotect(project.root / out.path)  # updated in place, never in the cache
+                    continue
                 outputs.remove(project, out.path)
                 try:
                     (project.root / out.path).parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +331,7 @@ class Reproduction:
             events.log(chunk)
 
         spec = RunSpec(
-            name=stage.path,
+            name=stage.address,
             cmd=str(stage.cmd),
             image_id=str(image.id),
             project_root=project.root,
@@ -343,18 +347,18 @@ class Reproduction:
                 planted = _sweep_planted(project, stage, stage_files)
         if planted:
             raise ReproError(
-                f"stage '{stage.path}' wrote the stage file '{planted[0]}' while it ran (moved to "
-                f"{project.repro_dir / PLANTED}); a stage must not write stage files, which would "
-                "run next with an image, network and command of their own: fix its command"
+                f"stage '{stage.address}' wrote the stage file '{planted[0]}' while it ran (moved "
+                f"to {project.repro_dir / PLANTED}); a stage must not write stage files, which "
+                "would run next with an image, network and command of their own: fix its command"
             )
         if code != 0:
-            raise StageFailed(stage.path, code, tail.text())
+            raise StageFailed(stage.address, code, tail.text())
         with runner.quiet():
             missing = [o.path for o in stage.outs if not os.path.lexists(project.root / o.path)]
             if missing:
                 raise ReproError(
-                    f"stage '{stage.path}' finished but did not create its output '{missing[0]}'; "
-                    "fix the command or the -o path"
+                    f"stage '{stage.address}' finished but did not create its output "
+                    f"'{missing[0]}'; fix the command or the -o path"
                 )
             outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
             # Remembered even under --no-run-cache: that flag only stops restoring.
@@ -390,8 +394,9 @@ class Reproduction:
 
     def _step(self, name: str, is_target: bool) -> None:
         project, runner = self.project, self.runner
-        before = _bytes(project.root / name)
-        stage = stage_mod.load(project.root, name)  # the file, as upstream runs left it
+        # the file, as upstream runs left it
+        stage = stage_mod.reload(project.root, self.graph.stages[name])
+        before = _bytes(project.root / stage.record_path)
         with _quiet(runner):
             changes = changes_of(project, stage, runner, self.options.pinned)
         forced = self.options.force and is_target
@@ -407,8 +412,8 @@ class Reproduction:
         # --force means run the command, not restore an earlier run of it
         _, restored = self.execute(stage, run_cache=self.options.run_cache and not forced)
         (self.outcome.restored if restored else self.outcome.ran).append(name)
-        if _bytes(project.root / name) != before:
-            self.outcome.rewritten.append(name)
+        if _bytes(project.root / stage.record_path) != before:
+            self.outcome.rewritten.append(stage.record_path)
 
     def _plan(self, names: set[str], targets: list[str]) -> None:
         will_run: set[str] = set()

@@ -23,7 +23,7 @@ def stage_changes(
     project: Project, stage: Stage, resolve_image: ImageResolver | None = None
 ) -> list[Change]:
     """Every reason ``stage`` is out of date; empty when it is up to date."""
-    name = stage.path
+    name = stage.address
     changes: list[Change] = []
     if stage.md5 is None or stage.md5 != stage.definition_md5():
         changes.append(Change("stage", f"Stage '{name}' changed."))

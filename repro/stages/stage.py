@@ -24,6 +24,7 @@ from repro.stages import fields
 from repro.stages.deps.base import Dependency
 from repro.stages.deps.kinds import KINDS
 from repro.stages.fields import Malformed
+from repro.walk import LOCK_FILE, PIPELINE_FILE
 from repro.walk import STAGE_SUFFIX as STAGE_SUFFIX
 
 
@@ -45,10 +46,12 @@ class Out(NamedTuple):
     md5: str | None = None
     cache: bool = True
     metric: Metric | None = None
+    persist: bool = False  # kept in place before a run (the command updates it), not removed
 
 
 class Stage(NamedTuple):
-    """A stage as its file describes it. ``path`` is the stage file, relative to the root."""
+    """A stage as its file describes it. ``path`` is the stage file, relative to the root;
+    ``name`` the stage's name in a repro.yaml (None for a ``*.repro`` file)."""
 
     path: str
     cmd: str | None = None
@@ -59,6 +62,20 @@ class Stage(NamedTuple):
     outs: tuple[Out, ...] = ()
     resources: Resources = Resources()
     md5: str | None = None
+    name: str | None = None
+
+    @property
+    def address(self) -> str:
+        """How the stage is named everywhere (graph, status, run-cache, logs): its stage file,
+        or for a repro.yaml stage its name, prefixed with the file below the root."""
+        if self.name is None:
+            return self.path
+        return self.name if self.path == PIPELINE_FILE else f"{self.path}:{self.name}"
+
+    @property
+    def record_path(self) -> str:
+        """The file a run rewrites: the stage file, or the repro.lock beside a repro.yaml."""
+        return self.path if self.name is None else posixpath.join(self.stage_dir, LOCK_FILE)
 
     @property
     def is_data_source(self) -> bool:
@@ -123,12 +140,18 @@ def dump(stage: Stage) -> str:
 
 def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new.
-    A hand-written file keeps its key order, and its comments where it can (stage_text)."""
+    A hand-written file keeps its key order, and its comments where it can (stage_text).
+    A repro.yaml stage is recorded in its repro.lock; the repro.yaml is never rewritten."""
     from repro.fsutil import read_regular, write_atomic
     from repro.paths import inside
     from repro.stages.text import render
 
     check(stage)  # whatever built it: a file repro cannot read back is never written
+    if stage.name is not None:  # a repro.yaml stage: what it ran with goes to the lock
+        from repro.stages.pipeline_file import record
+
+        record(root, stage)
+        return
     target = inside(root, stage.path, "stage file", exact=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:  # never through a symlink, never blocking on a fifo: only a file's own text is kept
@@ -242,7 +265,11 @@ def _load_outs(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
                 raise Malformed(f"metric type must be one of {', '.join(FORMATS)}")
             metric = Metric(mtype, fields.optional_text(raw_metric.get("xpath"), "metric xpath"))
         path = fields.to_root(stage_dir, fields.text(raw_out.get("path"), "out path"))
-        outs.append(Out(path, fields.md5(raw_out.get("md5"), "out md5"), cache, metric))
+        persist = raw_out.get("persist", False)
+        if not isinstance(persist, bool):
+            raise Malformed("out persist must be true or false")
+        md5 = fields.md5(raw_out.get("md5"), "out md5")
+        outs.append(Out(path, md5, cache, metric, persist))
     return {"outs": tuple(outs)}
 
 
@@ -253,12 +280,15 @@ def _dump_outs(stage: Stage) -> list[dict[str, Any]] | None:
         item["cache"] = out.cache
         if out.metric is not None:
             item["metric"] = out.metric.to_dict()
+        if out.persist:
+            item["persist"] = True
         outs.append(item)
     return outs or None
 
 
 def _out_flags(stage: Stage, *_: Any) -> list[list[Any]]:
-    return [[o.path, o.cache] for o in stage.outs]
+    # persist only when set: the md5s and run-cache keys of earlier stages stay the same
+    return [[o.path, o.cache, *([True] if o.persist else [])] for o in stage.outs]
 
 
 FIELDS: tuple[Field, ...] = (
@@ -448,3 +478,24 @@ def load(root: Path, path: str) -> Stage:
     except UnicodeDecodeError:
         raise ReproError(f"'{path}' is not a stage file") from None
     return parse(path, text)
+
+
+def load_file(root: Path, path: str) -> list[Stage]:
+    """The stages of a stage file: a ``*.repro`` file's one, each of a repro.yaml's, none of
+    a repro.lock (the stages of the repro.yaml beside it read it)."""
+    name = posixpath.basename(path)
+    if name == LOCK_FILE:
+        return []
+    if name == PIPELINE_FILE:
+        from repro.stages import pipeline_file
+
+        return pipeline_file.load(root, path)
+    return [load(root, path)]
+
+
+def reload(root: Path, stage: Stage) -> Stage:
+    """``stage`` as its file says now (a run upstream may have rewritten it)."""
+    for found in load_file(root, stage.path):
+        if found.address == stage.address:
+            return found
+    raise ReproError(f"stage '{stage.address}' is gone from '{stage.path}'; run again to see why")

@@ -72,11 +72,11 @@ def _edited(text: str, old: Stage, new: Stage) -> str | None:
             assert new.image is not None
             image = {"name": new.image.name, "id": new.image.id, "digest": new.image.digest}
             block = _block({"image": {k: v for k, v in image.items() if v}})
-            cmd = _value(root, "cmd")
-            where = _line_end(text, cmd) if cmd is not None else len(text.rstrip("\n"))
+            cmd = value_node(root, "cmd")
+            where = line_end(text, cmd) if cmd is not None else len(text.rstrip("\n"))
             edits.append((where, where, "\n" + block))
         elif new.image is not None:
-            image_node = _mapping(_value(root, "image"))
+            image_node = _mapping(value_node(root, "image"))
             edits += _set(text, image_node, "id", new.image.id)
             edits += _set(text, image_node, "digest", new.image.digest)
         recorded_values = [
@@ -87,7 +87,7 @@ def _edited(text: str, old: Stage, new: Stage) -> str | None:
             if any(not isinstance(value, (str, type(None))) for value in recorded):
                 raise _Unfit  # a value that is no scalar: dumped again instead
             if recorded:
-                sequence = _value(root, key)
+                sequence = value_node(root, key)
                 if not isinstance(sequence, yaml.SequenceNode) or sequence.flow_style:
                     raise _Unfit
                 for node, md5 in zip(sequence.value, recorded, strict=True):
@@ -106,14 +106,15 @@ def _mapping(node: Any) -> yaml.MappingNode:
     return node
 
 
-def _value(mapping: Any, key: str) -> Any:
-    for key_node, value_node in _mapping(mapping).value:
+def value_node(mapping: Any, key: str) -> Any:
+    """The node a block mapping holds under ``key``; None when it has none."""
+    for key_node, found in _mapping(mapping).value:
         if key_node.value == key:
-            return value_node
+            return found
     return None
 
 
-def _line_end(text: str, node: Any) -> int:
+def line_end(text: str, node: Any) -> int:
     """Where the last line of ``node`` ends (before its newline, after any comment)."""
     index = node.end_mark.index
     if node.end_mark.column == 0 and index > 0:  # a block scalar ends at the next line
@@ -126,7 +127,7 @@ def _set(
     text: str, mapping: yaml.MappingNode, key: str, value: str | None, top: bool = False
 ) -> list[_Edit]:
     """Edits that make ``key`` of ``mapping`` hold ``value``."""
-    node = _value(mapping, key)
+    node = value_node(mapping, key)
     if node is not None:
         if not isinstance(node, yaml.ScalarNode) or value is None:
             raise _Unfit
@@ -142,7 +143,7 @@ def _set(
     if not isinstance(last_value, yaml.ScalarNode):
         raise _Unfit
     indent = " " * last_key.start_mark.column
-    where = _line_end(text, last_value)
+    where = line_end(text, last_value)
     return [(where, where, f"\n{indent}{key}: {_scalar(value)}")]
 
 

@@ -16,8 +16,9 @@ from repro.memo import status as status_memo
 from repro.paths import from_user, inside, overlaps
 from repro.pipeline.graph import build
 from repro.pipeline.status import stage_changes
-from repro.pipeline.targets import resolve_targets
+from repro.pipeline.targets import resolve_targets, stages_named
 from repro.project import Project
+from repro.stages import pipeline_file
 from repro.stages import stage as stage_mod
 from repro.stages.stage import STAGE_SUFFIX, Out, Stage
 from repro.workspace import gitignore, outputs
@@ -80,10 +81,10 @@ def cmd_status(args: argparse.Namespace, ui: UI) -> int:
     for stage in chosen:
         changes = stage_changes(project, stage, resolver)
         if changes:
-            report[stage.path] = [c.message for c in changes]
+            report[stage.address] = [c.message for c in changes]
     if not report and not args.targets:  # every stage judged up to date: the memo may say so
         project.untracked  # noqa: B018 - planted memos are refused before one is written
-        observed = [_observed(project, stage) for stage in stages]
+        observed = [seen for stage in stages for seen in _observed(project, stage)]
         status_memo.save(project.root, observed, seen, images if resolver is not None else None)
     if args.json:
         ui.out(json.dumps(report, indent=2, sort_keys=True))
@@ -112,16 +113,24 @@ def watched_paths(stage: Stage) -> list[str] | None:
     return paths + stage.out_paths()
 
 
-def _observed(project: Project, stage: Stage) -> status_memo.Observed | None:
-    """``stage`` as the status memo keeps it; None when its file changed since it was judged."""
+def _observed(project: Project, stage: Stage) -> list[status_memo.Observed | None]:
+    """``stage`` as the status memo keeps it, with the lock of a repro.yaml stage (outputs,
+    watched paths: none); [None] when its files changed since it was judged."""
+    paths = list(dict.fromkeys((stage.path, stage.record_path)))
     try:
-        data = (project.root / stage.path).read_bytes()
-        if stage_mod.parse(stage.path, data.decode("utf-8")) != stage:
-            return None
-    except (OSError, UnicodeDecodeError, ReproError):
-        return None
+        files = {path: (project.root / path).read_bytes() for path in paths}
+        same = stage in stage_mod.load_file(project.root, stage.path)
+        if not same or files != {path: (project.root / path).read_bytes() for path in paths}:
+            return [None]
+    except (OSError, ReproError):
+        return [None]
     pinned = stage.image.name if stage.image is not None and stage.image.id else None
-    return status_memo.Observed(stage.path, data, stage.out_paths(), watched_paths(stage), pinned)
+    return [
+        status_memo.Observed(
+            stage.path, files.pop(stage.path), stage.out_paths(), watched_paths(stage), pinned
+        ),
+        *(status_memo.Observed(path, data, [], [], None) for path, data in files.items()),
+    ]
 
 
 def _image_resolver(
@@ -171,7 +180,7 @@ def cmd_commit(args: argparse.Namespace, ui: UI) -> int:
         build(stages)
         for stage in resolve_targets(project, stages, args.targets):
             commit(project, stage)
-            ui.info(f"Committed '{stage.path}'")
+            ui.info(f"Committed '{stage.address}'")
     return 0
 
 
@@ -190,21 +199,33 @@ def cmd_unprotect(args: argparse.Namespace, ui: UI) -> int:
 def cmd_remove(args: argparse.Namespace, ui: UI) -> int:
     with _locked(args, ui) as (project, stages):
         for target in args.targets:
-            rel = _relative(project, target, "stage")
-            matches = [s for s in stages if s.path == rel]
+            matches = stages_named(project, stages, target)
             if not matches:
-                raise ReproError(f"'{target}' is not a stage file")
-            stage = matches[0]
-            for out in stage.outs:
-                if out.cache:
-                    gitignore.remove(project.root, out.path)
-                if args.outs:
-                    outputs.remove(project, out.path)
-                else:
-                    project.ledger.drop(out.path)
-            inside(project.root, stage.path, "stage file").unlink()
-            ui.info(f"Removed stage '{stage.path}'" + (" and its outputs" if args.outs else ""))
+                raise ReproError(
+                    f"'{target}' is not a stage file nor a stage's name; "
+                    "'repro pipeline list' shows the stages"
+                )
+            for stage in matches:
+                _remove(project, stage, args.outs)
+                ui.info(
+                    f"Removed stage '{stage.address}'" + (" and its outputs" if args.outs else "")
+                )
     return 0
+
+
+def _remove(project: Project, stage: Stage, with_outs: bool) -> None:
+    """Drop a stage: its outputs' .gitignore lines, and them too ``with_outs``."""
+    for out in stage.outs:
+        if out.cache:
+            gitignore.remove(project.root, out.path)
+        if with_outs:
+            outputs.remove(project, out.path)
+        else:
+            project.ledger.drop(out.path)
+    if stage.name is None:
+        inside(project.root, stage.path, "stage file").unlink()
+    else:
+        pipeline_file.forget(project.root, stage)
 
 
 def cmd_fsck(args: argparse.Namespace, ui: UI) -> int:

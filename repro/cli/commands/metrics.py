@@ -108,6 +108,12 @@ def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
     with project.lock():
         for stage in project.stages():
             if path in stage.out_paths():
+                if stage.name is not None:
+                    raise ReproError(
+                        f"'{path}' is a metric of '{stage.address}', whose {stage.path} "
+                        "repro does not rewrite; 'repro metrics show --type/--xpath' reads it "
+                        "another way"
+                    )
                 outs = tuple(
                     o._replace(
                         metric=Metric(

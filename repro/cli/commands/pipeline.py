@@ -16,7 +16,7 @@ def _selected(args: argparse.Namespace, ui: UI) -> tuple[Graph, list[str]]:
     stages = project.stages()
     graph = build(stages)
     if getattr(args, "target", None):
-        targets = [s.path for s in resolve_targets(project, stages, [args.target])]
+        targets = [s.address for s in resolve_targets(project, stages, [args.target])]
         return graph, graph.order(graph.ancestors(targets))
     return graph, graph.order(graph.stages)
 

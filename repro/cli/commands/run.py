@@ -129,7 +129,7 @@ def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
 def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     stages = project.stages()
     graph = build(stages)
-    targets = [s.path for s in resolve_targets(project, stages, args.targets)]
+    targets = [s.address for s in resolve_targets(project, stages, args.targets)]
     runner = choose_runner(project.config) if any(not s.is_data_source for s in stages) else None
     options = Options(
         force=args.force,
@@ -157,6 +157,6 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     if not outcome.ran and not outcome.restored:
         ui.info("Pipeline is up to date. Nothing to reproduce.")
     elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do
-        changed = sorted(outcome.rewritten)
+        changed = sorted(set(outcome.rewritten))
         ui.info(f"To track the changes with git, run:\n\tgit add {' '.join(changed)}")
     return 0
