@@ -105,6 +105,7 @@ COMMANDS = frozenset(
     ("init", "config", "add", "status", "checkout", "commit", "unprotect", "remove", "fsck")
     + ("run", "repro", "pipeline", "metrics", "remote", "push", "fetch", "pull", "gc")
     + ("install", "doctor")
+    + ("params",)
 )
 
 
@@ -207,6 +208,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("-f", "--file", help="stage file to write (default: first output + .repro)")
     cmd.add_argument("-d", "--deps", action="append", default=[], metavar="DEP")
     cmd.add_argument(
+        "-p",
+        "--params",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY,...",
+        help="params the command reads (FILE: params.yaml; FILE: alone: all its keys)",
+    )
+    cmd.add_argument(
         "-o", "--outs", action="append", default=[], metavar="OUT", help="output kept in the cache"
     )
     cmd.add_argument(
@@ -286,6 +295,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--path", dest="paths", action="append", default=[], metavar="PATH")
     cmd.add_argument("--type", choices=FORMATS)
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    params = subcommands("params", "compare the params stages use")
+    cmd = params("diff", "cmd_diff", "compare params of two revisions")
+    cmd.add_argument("a_rev", nargs="?", metavar="A", help="old revision (default HEAD)")
+    cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
+    cmd.add_argument("--all", action="store_true", help="unchanged params too")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
     remote = subcommands("remote", "manage remotes")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from repro.project import Project
+from repro.stages.deps.base import Absent
 from repro.stages.stage import Stage
 from repro.workspace.outputs import current_md5
 
@@ -34,7 +35,12 @@ def stage_changes(
                 Change("image", f"Image of '{name}' changed: {stage.image.id[:19]}… -> {now[:19]}…")
             )
     for dep in stage.deps:
-        if (message := dep.change(name, dep.current(project))) is not None:
+        try:
+            message = dep.change(name, dep.current(project))
+        except Absent as exc:
+            message = f"{exc.reason}."
+        # Several keys of one missing params file: one line says it.
+        if message is not None and Change("dep", message) not in changes:
             changes.append(Change("dep", message))
     for out in stage.outs:
         md5 = current_md5(project, out.path)

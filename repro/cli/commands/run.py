@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 
+from repro import paramfiles
 from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
@@ -19,7 +21,10 @@ from repro.project import Project
 from repro.runners import choose_runner
 from repro.runners.spec import Image
 from repro.stages import stage as stage_mod
+from repro.stages.deps.base import Dependency
 from repro.stages.deps.file import FileDep
+from repro.stages.deps.params import ParamDep
+from repro.stages.deps.params import read as read_params
 from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Stage
 from repro.workspace import gitignore
 
@@ -70,7 +75,10 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
         if target != str(project.root):
             from_user(project.root, cwd, args.wdir, "working directory")  # refuses escapes
         wdir = os.path.relpath(target, project.root / posixpath.dirname(stage_path))
-    deps = tuple(FileDep(rel(p, "dependency")) for p in dict.fromkeys(args.deps))
+    deps: tuple[Dependency, ...] = tuple(
+        FileDep(rel(p, "dependency")) for p in dict.fromkeys(args.deps)
+    )
+    deps += _params(project, args.params, rel)
     stage = Stage(
         path=stage_path,
         cmd=command,
@@ -85,11 +93,49 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
     return stage
 
 
+def _params(
+    project: Project, specs: list[str], rel: Callable[[str, str], str]
+) -> tuple[ParamDep, ...]:
+    """The params of ``-p [FILE:]KEY,KEY`` (FILE: params.yaml; ``FILE:`` alone: every top-level
+    key of it), FILE relative to the current directory like -d's paths."""
+    found: dict[tuple[str, str], ParamDep] = {}
+    for spec in specs:
+        file, colon, keys = spec.rpartition(":")
+        path = rel(file if colon else paramfiles.DEFAULT_FILE, "params file")
+        if colon and not keys:  # FILE: alone, as in DVC
+            params = read_params(project, path)
+            if params is None:
+                raise ReproError(f"params file '{path}' does not exist; create it first")
+            if not params:
+                raise ReproError(f"params file '{path}' has no keys; add some, or name them")
+            names = [str(key) for key in params]
+        else:
+            names = keys.split(",")
+            if not all(names):
+                raise UsageError(f"-p {spec!r} names an empty key; give -p [FILE:]KEY[,KEY...]")
+        for key in names:
+            found.setdefault((path, key), ParamDep(path, key))
+    return tuple(found.values())
+
+
+def _check_params(project: Project, stage: Stage, no_exec: bool) -> None:
+    """Refuse params the stage could not run with (a missing key, a file that does not parse,
+    a path out of the project), before anything is written; a file an upstream stage makes
+    may be missing under --no-exec."""
+    for dep in stage.deps:
+        if isinstance(dep, ParamDep) and dep.current(project) is None and not no_exec:
+            raise ReproError(
+                f"params file '{dep.path}' does not exist; create it, or give --no-exec to "
+                "write the stage for a file another stage makes"
+            )
+
+
 def cmd_run(args: argparse.Namespace, ui: UI) -> int:
     project = open_project(ui)
     with project.lock(args.wait):
         stage = _new_stage(project, args)
         project.check_paths(stage)  # before anything is written: no symlink out of the project
+        _check_params(project, stage, args.no_exec)
         if (project.root / stage.path).exists() and not args.overwrite:
             raise ReproError(
                 f"stage file '{stage.path}' already exists; use --overwrite to replace it"

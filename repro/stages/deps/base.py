@@ -10,11 +10,19 @@ say so (``watched`` returns None), so that the memo never answers "up to date" f
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
+
+from repro.errors import ReproError
 
 
 class Probe(Protocol):
     """What a dependency may ask of the workspace."""
+
+    @property
+    def root(self) -> Path:
+        """The project root, for a kind that reads what a file says (after current_md5 of
+        it, which checks the path and lets the status memo see the file)."""
 
     def current_md5(self, path: str) -> str | None:
         """The content id of a workspace path now; None when it does not exist."""
@@ -35,7 +43,8 @@ class Dependency(Protocol):
         """What the stage file recorded after the last run; None before the first."""
 
     def current(self, probe: Probe) -> Any:
-        """Its value now; None when what it reads is missing."""
+        """Its value now; None when what it reads is missing (Absent when only a part of it
+        is). A value goes into the run-cache key: it must be JSON."""
 
     def change(self, stage: str, now: Any) -> str | None:
         """One line saying how it changed for ``stage`` (``now`` None: it is missing); None
@@ -47,6 +56,16 @@ class Dependency(Protocol):
     def watched(self) -> tuple[str, ...] | None:
         """The workspace paths whose bytes decide its value; None when something else does
         (then a quick status must not trust its memo)."""
+
+
+class Absent(ReproError):
+    """Raised by ``current`` when a part of what a dependency reads is missing while its file
+    is there (a key of a params file): status shows ``reason`` as a change; a run stops on the
+    whole message, which says what to do."""
+
+    def __init__(self, reason: str, advice: str) -> None:
+        super().__init__(f"{reason}; {advice}")
+        self.reason = reason
 
 
 class Kind(Protocol):

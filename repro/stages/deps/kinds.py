@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from repro.stages.deps.base import Kind
 from repro.stages.deps.file import Files
+from repro.stages.deps.params import Params
 
-KINDS: tuple[Kind, ...] = (Files(),)
+KINDS: tuple[Kind, ...] = (Files(), Params())
