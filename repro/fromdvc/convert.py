@@ -10,7 +10,6 @@ objects until the user removes ``.dvc/``. A cache outside the project is used in
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import subprocess
@@ -22,13 +21,16 @@ from typing import Any, NamedTuple
 from repro.config import Config
 from repro.errors import ReproError
 from repro.fromdvc import hashes, pipelines, settings
+from repro.fsutil import read_regular, write_atomic
 from repro.memo.state import FileKey
+from repro.paramfiles import parse as parse_params
 from repro.paths import is_within
 from repro.project import REPRO_DIR, Project
+from repro.stages import pipeline_file
 from repro.stages import stage as stage_mod
+from repro.walk import LOCK_FILE, PIPELINE_FILE
 
 PIPELINE, LOCK = "dvc.yaml", "dvc.lock"
-REPRO_PIPELINE, REPRO_LOCK = "repro.yaml", "repro.lock"
 _OBJECTS = "files"  # the folder of objects in DVC 3's cache and in repro's
 
 
@@ -98,8 +100,6 @@ def _candidates(root: Path) -> list[str]:
 
 
 def _read(root: Path, name: str) -> str:
-    from repro.fsutil import read_regular
-
     try:
         return read_regular(root / name).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -116,7 +116,9 @@ def _pipeline(root: Path, name: str, raw: Any, image: str, warnings: list[str]) 
     folder = posixpath.dirname(name)
     converted = pipelines.convert_pipeline(name, raw, image)
     warnings.extend(converted.warnings)
-    out = {posixpath.join(folder, REPRO_PIPELINE): _dump(converted.data)}
+    pipeline_name = posixpath.join(folder, PIPELINE_FILE)
+    pipeline_text = _dump(converted.data)
+    out = {pipeline_name: pipeline_text}
     lock_name = posixpath.join(folder, LOCK)
     if not (root / lock_name).exists():
         return out
@@ -124,21 +126,20 @@ def _pipeline(root: Path, name: str, raw: Any, image: str, warnings: list[str]) 
     if not isinstance(lock, dict) or not isinstance(lock.get("stages"), dict):
         raise ReproError(f"{lock_name} has no 'stages' mapping; fix it or remove it, and retry")
     pinned = _pinned(image)
-    definitions = converted.data["stages"]
-    entries = {}
-    for stage_name, raw_entry in lock["stages"].items():
-        where = f"{lock_name}: stage '{stage_name}'"
-        entry = pipelines.lock_entry(where, raw_entry, dict(pinned))
-        definition = definitions.get(stage_name)
-        md5 = _definition_md5(folder, definition, entry) if definition is not None else None
-        if md5 is None:
-            warnings.append(
-                f"{where}: no definition md5 (templated, or not in {name}); it runs once"
-            )
-        else:
-            entry["md5"] = md5
-        entries[str(stage_name)] = entry
-    out[posixpath.join(folder, REPRO_LOCK)] = _dump({"stages": entries})
+    entries = {
+        str(stage): pipelines.lock_entry(f"{lock_name}: stage '{stage}'", entry, dict(pinned))
+        for stage, entry in lock["stages"].items()
+    }
+    # Each stage's definition md5 as repro computes it: from the two files read back.
+    text, lock_text = pipeline_text.decode("utf-8"), _dump({"stages": entries}).decode("utf-8")
+
+    def read_vars(vars_file: str) -> dict[str, Any]:
+        return parse_params(read_regular(root / folder / vars_file), vars_file)
+
+    for stage in pipeline_file.parse(pipeline_name, text, lock_text, read_vars):
+        if stage.name in entries:
+            entries[stage.name]["md5"] = stage.definition_md5()
+    out[posixpath.join(folder, LOCK_FILE)] = _dump({"stages": entries})
     return out
 
 
@@ -158,47 +159,9 @@ def _pinned(image: str) -> dict[str, str]:
     return {k: v for k, v in (("name", image), ("id", found.id), ("digest", found.digest)) if v}
 
 
-def _definition_md5(folder: str, definition: dict[str, Any], entry: dict[str, Any]) -> str | None:
-    """The definition md5 repro computes for a repro.yaml stage with this lock entry.
-
-    STAND-IN until repro.yaml's loader (stages/pipeline_file.py) lands: at merge, call the
-    loader that turns a repro.yaml stage and its lock entry into a Stage instead. Templated
-    stages need its expansion; they get no md5 here.
-    """
-    if any(k in definition for k in pipelines.TEMPLATE_KEYS) or "${" in json.dumps(definition):
-        return None
-    wdir = str(definition.get("wdir", "."))
-
-    def here(path: str) -> str:
-        return posixpath.normpath(posixpath.join(wdir, path))
-
-    cmd = definition.get("cmd")
-    mapping: dict[str, Any] = {
-        "cmd": " && ".join(cmd) if isinstance(cmd, list) else cmd,
-        "wdir": wdir,
-        "image": entry["image"],
-        "deps": [{"path": here(str(d))} for d in definition.get("deps") or ()],
-        "outs": [
-            {"path": here(str(path)), "cache": options.get("cache", True)}
-            for key in ("outs", "metrics", "plots")
-            for item in definition.get(key) or ()
-            for path, options in (item.items() if isinstance(item, dict) else [(item, {})])
-        ],
-    }
-    if "params" in stage_mod.FIELD_KEYS:  # the params kind: remove this guard once it is in
-        mapping["params"] = [
-            {"path": here(file), "key": key}
-            for file, values in (entry.get("params") or {}).items()
-            for key in values
-        ]
-    return stage_mod.from_dict(posixpath.join(folder, REPRO_PIPELINE), mapping).definition_md5()
-
-
 def apply(root: Path, plan: Plan) -> list[str]:
     """Write what ``plan`` rendered into the project at ``root`` (whose .repro/ exists now);
     the paths to commit."""
-    from repro.fsutil import write_atomic
-
     repro_dir = root / REPRO_DIR
     config = Config(repro_dir)
     for setting in plan.settings:
