@@ -17,6 +17,7 @@ import yaml
 from helpers import Project, build_busybox_image, git
 
 import repro.workspace.hashing as hashing
+from repro.objects.digest import file_md5, file_md5_links
 
 if TYPE_CHECKING:
     import docker
@@ -136,8 +137,8 @@ def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return wrapper
 
-    monkeypatch.setattr(hashing, "file_md5", counting(hashing.file_md5))
-    monkeypatch.setattr(hashing, "file_md5_links", counting(hashing.file_md5_links))
+    monkeypatch.setattr(hashing, "file_md5", counting(file_md5))
+    monkeypatch.setattr(hashing, "file_md5_links", counting(file_md5_links))
     return read
 
 
@@ -190,3 +191,96 @@ def test_a_dvc3_project_converts_and_is_up_to_date_without_hashing(
     assert "lr: 0.2" in (proj.root / "model.txt").read_text()
     assert json.loads((proj.root / "scores.json").read_text()) == {"lines": 5}
     assert proj.repro("status").code == 0
+
+
+# -- bad input: one line, nothing written ------------------------------------------------------
+@pytest.fixture
+def dvc_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
+    """What DVC 3 leaves on disk, written by hand: enough for the refusals below."""
+    root = tmp_path / "proj"
+    (root / ".dvc").mkdir(parents=True)
+    git(root, "init", "-q")
+    (root / ".dvc" / "config").write_text("[core]\n    remote = storage\n")
+    (root / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
+    return Project(root, capsys)
+
+
+def refused(proj: Project, *args: str, code: int = 1) -> str:
+    before = sorted(p.name for p in proj.root.iterdir())
+    result = proj.repro("init", "--from-dvc", *args)
+    assert result.code == code, result
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert sorted(p.name for p in proj.root.iterdir()) == before  # nothing written
+    return result.err
+
+
+def test_not_a_dvc_project(dvc_layout: Project) -> None:
+    (dvc_layout.root / ".dvc" / "config").unlink()
+    (dvc_layout.root / ".dvc").rmdir()
+    assert "is not a DVC project" in refused(dvc_layout, "--image", IMAGE)
+
+
+def test_already_a_repro_project(dvc_layout: Project) -> None:
+    (dvc_layout.root / ".repro").mkdir()
+    assert "is a repro project already" in refused(dvc_layout, "--image", IMAGE)
+
+
+def test_no_image_and_no_terminal(dvc_layout: Project) -> None:
+    assert "pass --image NAME" in refused(dvc_layout, code=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("dvc.yaml", "stages:\n  a: [\n", "dvc.yaml does not parse"),
+        ("dvc.lock", "schema: '2.0'\nstages: {a: [\n", "dvc.lock does not parse"),
+        ("dvc.lock", "schema: '2.0'\n", "dvc.lock has no 'stages' mapping"),
+        ("dvc.yaml", "stages:\n  a:\n    cmd: x\n    frozen: true\n", "is frozen"),
+        ("dvc.yaml", "stages:\n  a:\n    cmd: x\n    checkpoint: 1\n", "unknown key 'checkpoint'"),
+        ("data.dvc", "outs:\n- path: data\n  md5: " + "ab" * 16 + "\n", "DVC 2 hash"),
+    ],
+)
+def test_a_file_that_does_not_convert(
+    dvc_layout: Project, image: str, name: str, text: str, message: str
+) -> None:
+    (dvc_layout.root / name).write_text(text)
+    assert message in refused(dvc_layout, "--image", image)
+
+
+def test_what_repro_has_no_word_for_is_dropped_with_a_warning(
+    dvc_layout: Project, image: str
+) -> None:
+    definition = {
+        "stages": {
+            "fetch": {
+                "cmd": "echo hi > hi.txt",
+                "outs": [{"hi.txt": {"remote": "other", "persist": True}}],
+                "metrics": ["m.json"],
+                "always_changed": True,
+                "meta": {"owner": "me"},
+            }
+        },
+        "plots": ["p.csv"],
+    }
+    (dvc_layout.root / "dvc.yaml").write_text(yaml.safe_dump(definition))
+    (dvc_layout.root / ".dvc" / "config").write_text(
+        "[core]\n    remote = gcs\n['remote \"gcs\"']\n    url = gs://bucket/x\n"
+        "['remote \"s3\"']\n    url = s3://b/p\n    endpointurl = http://s3.local\n"
+        "    secret_access_key = SECRET\n    sse = AES256\n"
+    )
+    err = dvc_layout.ok("init", "--from-dvc", "--image", image).err
+    for expected in (
+        "'always_changed' dropped",
+        "'meta' dropped",
+        "option 'remote' of 'hi.txt' dropped",
+        "top-level 'plots' dropped",
+        "remote 'gcs' (gs://bucket/x) skipped",
+        "option 'sse' dropped",
+        "a secret in DVC's tracked .dvc/config",
+    ):
+        assert expected in err
+    stage = yaml.safe_load((dvc_layout.root / "repro.yaml").read_text())["stages"]["fetch"]
+    assert stage["outs"] == [{"hi.txt": {"persist": True}}]
+    assert stage["metrics"] == [{"m.json": {"cache": True}}]  # DVC caches metrics by default
+    assert "SECRET" not in (dvc_layout.root / ".repro" / "config").read_text()
+    assert "SECRET" in (dvc_layout.root / ".repro" / "config.local").read_text()
