@@ -35,7 +35,7 @@ LAYERS: list[list[str]] = [
     ["repro.stages"],
     ["repro.workspace"],
     ["repro.project"],
-    ["repro.remote_select"],
+    ["repro.remote_select", "repro.fromdvc"],
     ["repro.pipeline", "repro.history"],
     ["repro.metrics"],
     ["repro.experiments"],

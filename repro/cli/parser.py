@@ -160,6 +160,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd = add("init", _lazy("init", "cmd_init"), "make .repro/ in the current git repository")
     cmd.add_argument("--image", help="default image of new stages (core.image)")
     cmd.add_argument("-f", "--force", action="store_true", help="re-initialise an existing project")
+    cmd.add_argument(
+        "--from-dvc", action="store_true", help="convert the DVC 3 project here, reusing its cache"
+    )
 
     cmd = add("config", _lazy("config", "cmd_config"), "get or set a config value")
     cmd.add_argument("--local", action="store_true", help="use .repro/config.local (not in git)")
