@@ -249,3 +249,26 @@ def test_env_joins_the_definition_and_run_key_only_when_given() -> None:
         "3a4578fe80843dbc2d7f3060ab84c58f",
     )
     assert with_env.definition_md5() != plain[0]
+
+
+def test_an_experiment_makes_the_bytes_a_workspace_run_makes(docker_project: Project) -> None:
+    """Experiments run in copies under .repro/tmp/exps, at another path than the project:
+    the canonical environment makes their outputs the same bytes, and --check of an applied
+    experiment finds nothing different."""
+    project = docker_project
+    project.write("params.yaml", "train:\n  lr: 0.1\n")
+    project.ok(
+        "run", "-p", "train.lr", "-o", "where.txt", f"{{ {FACTS}; cat params.yaml; }} > where.txt"
+    )
+    project.commit("pipeline")
+    project.ok("exp", "run", "--queue", "-S", "train.lr=0.2", "-n", "faster")
+    project.ok("exp", "run", "--run-all")
+    project.ok("exp", "apply", "faster")
+    from_experiment = (project.root / "where.txt").read_bytes()
+    assert b"/project\n" in from_experiment
+    project.ok("repro", "--check")
+
+    project.git("checkout", "-q", "--", ".")
+    project.write("params.yaml", "train:\n  lr: 0.2\n")
+    project.ok("repro", "-f", "--no-run-cache")
+    assert (project.root / "where.txt").read_bytes() == from_experiment

@@ -28,9 +28,9 @@ from repro.paths import inside
 from repro.pipeline import differences
 from repro.pipeline.reproduce import (
     Reproduction,
-    _ensure_image,
-    _read_only_paths,
     changes_of,
+    ensure_image,
+    read_only_paths,
 )
 from repro.stages.stage import Out, Stage
 from repro.workspace.hashing import walk_files
@@ -64,11 +64,11 @@ def check(reproduction: Reproduction, name: str) -> None:
         events.info(f"Stage '{name}' has no command run before: nothing to check.")
         return
     assert runner is not None
-    image = _ensure_image(project, runner, stage.image, True, events)  # the ID that made them
+    image = ensure_image(project, runner, stage.image, True, events)  # the ID that made them
     scratch = _scratch_root(reproduction) / staging_name(PREFIX)
     try:
         with runner.quiet():
-            read_only = _read_only_paths(project, stage, reproduction.graph)
+            read_only = read_only_paths(project, stage, reproduction.graph)
             _copy_project(project.root, scratch, stage, read_only)
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
         events.info(f"Checking '{name}'")

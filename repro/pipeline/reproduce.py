@@ -123,7 +123,7 @@ def _fetch_hint(project: Project, stage: Stage) -> tuple[str, str] | None:
     return None
 
 
-def _read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path, ...]:
+def read_only_paths(project: Project, stage: Stage, graph: Graph) -> tuple[Path, ...]:
     own = set(stage.out_paths())
     paths = [d.path for d in stage.deps]
     for other in graph.stages.values():
@@ -220,7 +220,7 @@ def _sweep_planted(project: Project, stage: Stage, before: dict[str, bytes | Non
     return planted
 
 
-def _ensure_image(
+def ensure_image(
     project: Project, runner: Runner, image: Image, pinned: bool, events: Events
 ) -> Image:
     """The image to run; a pinned ID missing here is loaded from the default remote if it
@@ -306,7 +306,7 @@ class Reproduction:
             # recorded in the stage file when it runs
             stage = stage._replace(image=Image(default))
         assert runner is not None and stage.image is not None
-        image = _ensure_image(project, runner, stage.image, self.options.pinned, events)
+        image = ensure_image(project, runner, stage.image, self.options.pinned, events)
         with runner.quiet():
             values = dep_values(project, stage)
             if run_cache and not any(o.persist for o in stage.outs):  # they carry state over
@@ -326,7 +326,7 @@ class Reproduction:
                 except (FileExistsError, NotADirectoryError) as exc:
                     raise outputs.in_the_way(out.path, exc) from None
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
-            read_only = _read_only_paths(project, stage, self.graph)
+            read_only = read_only_paths(project, stage, self.graph)
             stage_files = _stage_file_bytes(project)
         try:
             code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only))
