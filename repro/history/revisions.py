@@ -94,24 +94,23 @@ class History:
             f"'{rev}' is not a revision of this repository; name a tag, branch or commit"
         )
 
-    def revisions(self, branches: bool, tags: bool, commits: bool) -> list[Revision]:
-        """The revisions a scope flag names, in a stable, human order."""
+    def revisions(
+        self, branches: bool, tags: bool, commits: bool, experiments: bool = False
+    ) -> list[Revision]:
+        """The revisions a scope flag names, in a stable, human order; ``experiments`` adds
+        every experiment and queued one (commits under refs/exps), in the same git call."""
         found: dict[str, Revision] = {}
         if commits:
             for sha in self._git("rev-list", "--all").stdout.decode("ascii").split():
                 found[sha] = Revision(sha, sha)
-        prefixes = [p for p, on in (("refs/heads", branches), ("refs/tags", tags)) if on]
+        scopes = (("refs/heads", branches), ("refs/tags", tags), ("refs/exps", experiments))
+        prefixes = [prefix for prefix, on in scopes if on]
         if prefixes:
             for name, sha in self._refs(prefixes):
                 found[name] = Revision(name, sha)
         if commits:
             return list(found.values())
         return sorted(found.values(), key=lambda r: _natural(r.label))
-
-    def experiments(self) -> list[Revision]:
-        """Every experiment and queued experiment (commits under refs/exps): what gc keeps
-        whatever its scope, so that an experiment loses its data only by ``exp remove``."""
-        return [Revision(name, sha) for name, sha in self._refs(["refs/exps"])]
 
     def _refs(self, prefixes: list[str]) -> list[tuple[str, str]]:
         """(short name, commit) of every ref under ``prefixes``; refs of trees or blobs are left

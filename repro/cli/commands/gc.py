@@ -20,8 +20,10 @@ def _keep(project: Project, args: argparse.Namespace) -> frozenset[str]:
     with it)."""
     history = History(project.root)
     revisions = [Revision(WORKSPACE, None)]
-    revisions += history.revisions(args.all_branches, args.all_tags, args.all_commits)
-    revisions += history.experiments()
+    # Every experiment too: one loses its data only when ``exp remove`` drops it.
+    revisions += history.revisions(
+        args.all_branches, args.all_tags, args.all_commits, experiments=True
+    )
     return needs(history, revisions).objects
 
 
