@@ -73,7 +73,7 @@ def parse(path: str, text: str, lock_text: str | None, read_vars: ReadVars) -> l
     except NotYaml as exc:
         raise ReproError(f"'{path}' is not valid YAML{exc}; {hint}") from None
     except (Malformed, FileNotFoundError) as exc:
-        raise ReproError(f"'{path}' is malformed: {exc}; {hint}") from None
+        raise ReproError(f"'{path}' is malformed: {_hinted(str(exc), hint)}") from None
     recorded = _lock_entries(lock_path(path), lock_text)
     stages = []
     for name, definition in found.items():
@@ -82,8 +82,15 @@ def parse(path: str, text: str, lock_text: str | None, read_vars: ReadVars) -> l
             mapping = stage_mapping(posixpath.dirname(path), definition, recorded.get(stage_name))
             stages.append(from_dict(path, mapping)._replace(name=stage_name))
         except Malformed as exc:
-            raise ReproError(f"'{path}': stage '{name}' is malformed: {exc}; {hint}") from None
+            raise ReproError(
+                f"'{path}': stage '{name}' is malformed: {_hinted(str(exc), hint)}"
+            ) from None
     return stages
+
+
+def _hinted(message: str, hint: str) -> str:
+    """``message`` with ``hint`` unless it says what to do already (one hint per line)."""
+    return message if "; " in message else f"{message}; {hint}"
 
 
 def _name(name: Any) -> str:

@@ -97,7 +97,7 @@ def load_yaml(text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Malformed(f"not valid YAML ({where}{problem}); fix the file") from None
+        raise Malformed(f"not valid YAML ({where}{problem})") from None
     finally:
         loader.dispose()
 
