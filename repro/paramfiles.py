@@ -47,9 +47,51 @@ def parse(data: bytes, path: str) -> dict[str, Any]:
         raise ReproError(f"params file '{path}' is not valid {kind}{detail}; {hint}") from None
     if value is None:
         return {}
+    problem = oversized(value)
+    if problem is not None:
+        raise ReproError(f"params file '{path}' {problem}; {hint}")
     if not isinstance(value, dict):
         raise ReproError(f"params file '{path}' must hold a mapping of keys to values; {hint}")
     return value
+
+
+VALUES_LIMIT = 1_000_000  # values a YAML file may expand to through its aliases
+
+
+def oversized(value: Any) -> str | None:
+    """What is wrong with YAML whose aliases make it expand beyond VALUES_LIMIT values (a
+    "billion laughs" in a cloned repository would take every command's memory) or refer to
+    themselves; None when nothing is. Shared structure is counted without being walked again,
+    so this takes time in proportion to the text, not to what it expands to."""
+    sizes: dict[int, int] = {}
+
+    def size(item: Any) -> int:
+        if not isinstance(item, (dict, list)):
+            return 1
+        key = id(item)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise _Oversized("refers to itself through a YAML alias")
+            return sizes[key]
+        sizes[key] = -1  # being counted
+        children = item.values() if isinstance(item, dict) else item
+        total = 1 + sum(size(child) for child in children)
+        if total > VALUES_LIMIT:
+            raise _Oversized(f"expands to more than {VALUES_LIMIT:,} values through YAML aliases")
+        sizes[key] = total
+        return total
+
+    try:
+        size(value)
+    except _Oversized as exc:
+        return str(exc)
+    except RecursionError:
+        return "nests too deeply"
+    return None
+
+
+class _Oversized(Exception):
+    pass
 
 
 def _yaml_where(exc: Exception) -> str:

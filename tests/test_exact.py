@@ -139,6 +139,31 @@ def _new_zip(path: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(path, "w")
 
 
+def test_check_never_reads_through_what_the_stage_made_instead_of_its_output(
+    docker_project: Project,
+) -> None:
+    """A check's stage may leave a symlink to a host file, or a fifo, where its output was:
+    the check names what it found, and reads neither (no host bytes in the log, no hang)."""
+    project = docker_project
+    project.write("choice", "file\n")
+    project.ok(
+        "run",
+        "-o",
+        "out.txt",
+        'case "$(cat choice)" in link) ln -s /etc/hostname out.txt;; '
+        "fifo) mkfifo out.txt;; *) echo made > out.txt;; esac",
+    )
+    project.commit("a stage")
+    project.write("choice", "link\n")
+    result = project.repro("repro", "--pinned", "--check")
+    assert result.code == 1
+    assert "is a symlink now (to /etc/hostname)" in result.out
+    assert Path("/etc/hostname").read_text().strip() not in result.out + result.err
+    project.write("choice", "fifo\n")
+    result = project.repro("repro", "--pinned", "--check")
+    assert result.code == 1 and "fifo, socket or device" in result.out
+
+
 def test_check_flags_an_unstable_stage_and_changes_nothing(docker_project: Project) -> None:
     project = docker_project
     project.ok("run", "-o", "stamp.txt", f"{UNSTABLE} > stamp.txt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -245,6 +246,25 @@ def test_a_file_that_does_not_convert(
 ) -> None:
     (dvc_layout.root / name).write_text(text)
     assert message in refused(dvc_layout, "--image", image)
+
+
+def test_a_planted_cache_is_refused(dvc_layout: Project, image: str, tmp_path: Path) -> None:
+    """A cloned repository's DVC cache would become repro's: objects it tracks, or symlinks to
+    the user's files (a push would upload them), or a symlinked cache folder, are refused."""
+    root = dvc_layout.root
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the user's own\n")
+    objects = root / ".dvc" / "cache" / "files" / "md5" / "d4"
+    objects.mkdir(parents=True)
+    (objects / ("1d" * 15)).symlink_to(secret)
+    assert "not a file or folder" in refused(dvc_layout, "--image", image)
+
+    dvc_layout.git("add", "-f", ".dvc/cache")
+    assert "the repository tracks .dvc/cache/files/md5/d4/" in refused(dvc_layout, "--image", image)
+    dvc_layout.git("rm", "-q", "-r", "--cached", ".dvc/cache")
+    shutil.rmtree(root / ".dvc" / "cache")
+    (root / ".dvc" / "cache").symlink_to(tmp_path)
+    assert "is a symlink" in refused(dvc_layout, "--image", image)
 
 
 def test_what_repro_has_no_word_for_is_dropped_with_a_warning(

@@ -45,3 +45,12 @@ def test_command_line_values_are_yaml_scalars() -> None:
     assert paramfiles.parse_value("[1, 2]") == [1, 2]
     assert paramfiles.parse_value("adam") == "adam"
     assert paramfiles.parse_value("a: [") == "a: ["
+
+
+def test_a_params_file_whose_aliases_expand_without_end_is_one_line() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    with pytest.raises(ReproError) as caught:
+        paramfiles.parse("\n".join(lines).encode(), "params.yaml")
+    message = str(caught.value)
+    assert "expands to more than" in message and "\n" not in message

@@ -4,6 +4,7 @@ targets, and both kinds of stage in one graph."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -420,6 +421,10 @@ def test_foreach_stages_are_targets(project: Project) -> None:
             None,
             "stage 't' is defined twice (line 4)",
         ),
+        # A cloned repository must not read the user's files into its commands and lock.
+        ("vars: [/etc/hostname]\nstages: {}\n", None, "is absolute"),
+        ("vars: [../x.yaml]\nstages: {}\n", None, "is outside the project"),
+        ("vars: [out/x.yaml]\nstages: {}\n", None, "leads out of the project"),
         ("stages:\n  t:\n    deps: [a]\n", None, "stage 't' is malformed: cmd is missing"),
         ("stages:\n  t:\n    cmd: x\n    md5: " + "a" * 32 + "\n", None, "unknown key 'md5'"),
         ("stages:\n  a b:\n    cmd: x\n", None, "stage name 'a b' holds ' '"),
@@ -439,6 +444,7 @@ def test_a_bad_repro_yaml_or_lock_is_one_line_naming_it(
     project.write("repro.yaml", text)
     if lock is not None:
         project.write("repro.lock", lock)
+    os.symlink("/etc", project.root / "out")
     for command in (("status",), ("repro",), ("pipeline", "list")):
         result = project.repro(*command)
         assert result.code == 1, result

@@ -391,3 +391,22 @@ stages:
         "lit@0.1": "echo 0.1",
         "lit@10": "echo 10",
     }
+
+
+def test_a_matrix_beyond_the_stage_limit_is_one_line() -> None:
+    axes = {f"a{n}": list(range(30)) for n in range(3)}  # 27,000 points
+    with pytest.raises(Malformed) as caught:
+        expand({"stages": {"grid": {"matrix": axes, "cmd": "true"}}}, Reader({}))
+    assert "more than 10,000 stages" in str(caught.value)
+
+
+def test_yaml_aliases_that_expand_without_end_are_refused_quickly() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    bomb = "\n".join(lines) + "\nstages: {}\n"  # 10^9 values once expanded
+    with pytest.raises(Malformed) as caught:
+        load_yaml(bomb)
+    assert "expands to more than" in str(caught.value)
+    with pytest.raises(Malformed) as caught:
+        load_yaml("a: &a [*a]\nstages: {}\n")
+    assert "refers to itself" in str(caught.value)

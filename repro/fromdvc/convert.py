@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,7 +24,6 @@ from repro.errors import ReproError
 from repro.fromdvc import hashes, pipelines, settings
 from repro.fsutil import read_regular, write_atomic
 from repro.memo.state import FileKey
-from repro.paramfiles import parse as parse_params
 from repro.paths import is_within
 from repro.project import REPRO_DIR, Project
 from repro.stages import pipeline_file
@@ -73,6 +73,7 @@ def plan(root: Path, image_for: Callable[[], str]) -> Plan:
         if os.path.lexists(root / path):
             raise ReproError(f"{path} exists already; move it away and retry")
     found = settings.read(root)
+    _check_cache(root, found.cache_dir)
     warnings.extend(found.warnings)
     memo = hashes.memo_path(root, found.site_cache_dir)
     rows = hashes.trusted_rows(root, memo) if memo is not None else []
@@ -80,6 +81,48 @@ def plan(root: Path, image_for: Callable[[], str]) -> Plan:
     if image is not None:
         values = [*values, settings.Setting("core.image", image, False)]
     return Plan(files, values, found.cache_dir, rows, warnings)
+
+
+def _check_cache(root: Path, cache: Path) -> None:
+    """Refuse a DVC cache repro cannot take as its own. A cloned repository may plant one
+    (tracked objects, or symlinks to the user's files that a push would upload and a checkout
+    would link into the work tree), point .dvc/ or its cache.dir through a symlink, or name a
+    folder another user writes; repro's cache holds only files this user made."""
+    hint = "then run 'repro init --from-dvc' again"
+    for path in (root / settings.DVC_DIR, root / settings.DVC_DIR / "cache"):
+        if os.path.islink(path):
+            raise ReproError(
+                f"{path} is a symlink (to {os.readlink(path)}); a cloned repository may have "
+                f"planted it: remove it, set DVC's cache.dir to the real folder, {hint}"
+            )
+    if not os.path.isdir(cache):
+        return
+    if is_within(str(cache), os.path.realpath(root)):
+        rel = os.path.relpath(cache, os.path.realpath(root))
+        tracked = subprocess.run(
+            ["git", "ls-files", "-z", "--", rel], cwd=root, capture_output=True, check=True
+        ).stdout
+        if tracked:
+            first = os.fsdecode(tracked.split(b"\0")[0])
+            raise ReproError(
+                f"the repository tracks {first} in DVC's cache, which a cloned repository may "
+                f"have planted: run 'git rm -r --cached {rel}', delete {rel}, {hint}"
+            )
+    owner = os.stat(cache).st_uid
+    if owner != os.geteuid():
+        raise ReproError(
+            f"DVC's cache {cache} belongs to uid {owner}, not to you, and repro would trust "
+            f"its objects: use a cache of your own (DVC's cache.dir), {hint}"
+        )
+    for folder, dirs, files in os.walk(cache / _OBJECTS):
+        for name in dirs + files:
+            entry = os.path.join(folder, name)
+            kind = os.lstat(entry).st_mode
+            if stat.S_ISLNK(kind) or not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+                raise ReproError(
+                    f"{entry} in DVC's cache is not a file or folder (a symlink, fifo or "
+                    f"device); remove it ('dvc fetch' brings a missing object back), {hint}"
+                )
 
 
 def _candidates(root: Path) -> list[str]:
@@ -133,9 +176,7 @@ def _pipeline(root: Path, name: str, raw: Any, image: str, warnings: list[str]) 
     # Each stage's definition md5 as repro computes it: from the two files read back.
     text, lock_text = pipeline_text.decode("utf-8"), _dump({"stages": entries}).decode("utf-8")
 
-    def read_vars(vars_file: str) -> dict[str, Any]:
-        return parse_params(read_regular(root / folder / vars_file), vars_file)
-
+    read_vars = pipeline_file.vars_reader(root, folder)
     for stage in pipeline_file.parse(pipeline_name, text, lock_text, read_vars):
         if stage.name in entries:
             entries[stage.name]["md5"] = stage.definition_md5()

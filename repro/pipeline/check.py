@@ -141,9 +141,17 @@ def _difference(reproduction: Reproduction, stage: Stage, out: Out, scratch: Pat
     made = scratch / out.path
     if not os.path.lexists(made):
         return "the stage did not make it this time"
+    # The stage made it: never follow it, nor a folder on its way, out of the scratch copy.
+    if made.parent != scratch and not _within(made.parent, scratch):
+        return "it lies through a symlink out of the project now; outputs are files or folders"
+    kind = os.lstat(made).st_mode
+    if stat.S_ISLNK(kind):
+        return f"it is a symlink now (to {os.readlink(made)}), not a file or folder"
+    if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+        return "it is a fifo, socket or device now, not a file or folder"
     if out.md5 is None:
         return "nothing is recorded for it"
-    if made.is_dir() and not made.is_symlink():
+    if stat.S_ISDIR(kind):
         entries = [(f.relpath, file_md5(f.path)) for f in walk_files(str(made))]
         if manifest_id(bytes_md5(manifest_bytes(entries))) == out.md5:
             return ""

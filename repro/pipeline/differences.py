@@ -15,6 +15,8 @@ from pathlib import Path
 
 SHOWN = 5  # parts named in one message; more are counted
 LINE_CHARS = 60  # of a differing line shown
+TEXT_LIMIT = 16 << 20  # bytes: a larger file is compared byte by byte, never held whole
+CHUNK = 1 << 20
 
 
 def between_folders(recorded: Iterable[tuple[str, str]], now: Iterable[tuple[str, str]]) -> str:
@@ -33,16 +35,29 @@ def between_files(recorded: Path, now: Path) -> str:
         return _listed("members", _zip_parts(recorded, now)) or "the archives' layout differs"
     if _is_tar(recorded) and _is_tar(now):
         return _listed("members", _tar_parts(recorded, now)) or "the archives' layout differs"
-    old, new = recorded.read_bytes(), now.read_bytes()
-    if b"\0" not in old + new:
-        try:
-            return _first_line(old.decode("utf-8"), new.decode("utf-8"))
-        except UnicodeDecodeError:
-            pass
-    at = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), None)
-    if at is None:
-        at = min(len(old), len(new))
-    return f"byte {at} differs (sizes {len(old)} and {len(new)})"
+    sizes = (recorded.stat().st_size, now.stat().st_size)
+    if max(sizes) <= TEXT_LIMIT:  # a text worth reading as lines; a model is compared by bytes
+        old, new = recorded.read_bytes(), now.read_bytes()
+        if b"\0" not in old + new:
+            try:
+                return _first_line(old.decode("utf-8"), new.decode("utf-8"))
+            except UnicodeDecodeError:
+                pass
+    return f"byte {_first_byte(recorded, now)} differs (sizes {sizes[0]} and {sizes[1]})"
+
+
+def _first_byte(recorded: Path, now: Path) -> int:
+    """Where two files first differ, read side by side in chunks (outputs may be gigabytes)."""
+    with recorded.open("rb") as old, now.open("rb") as new:
+        offset = 0
+        while True:
+            a, b = old.read(CHUNK), new.read(CHUNK)
+            if a != b:
+                at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+                return offset + (min(len(a), len(b)) if at is None else at)
+            if not a:
+                return offset
+            offset += len(a)
 
 
 def _first_line(old: str, new: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
 from typing import NamedTuple
@@ -59,27 +60,51 @@ class Graph(NamedTuple):
         return sorter
 
 
+class _Outputs:
+    """Every output path with its stage, found by overlap in a few dictionary and bisect steps
+    (a foreach or matrix makes thousands of stages: comparing every pair would take minutes)."""
+
+    def __init__(self) -> None:
+        self.producer: dict[str, str] = {}  # out path -> stage address
+        self.paths: list[str] = []  # sorted
+
+    def add(self, path: str, address: str) -> None:
+        self.producer[path] = address
+        bisect.insort(self.paths, path)
+
+    def overlapping(self, path: str) -> list[str]:
+        """The output paths that ``path`` is, lies in, or holds (paths.overlaps)."""
+        parts = path.split("/")
+        above = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+        found = [p for p in above if p in self.producer]
+        below = path + "/"
+        at = bisect.bisect_left(self.paths, below)
+        while at < len(self.paths) and self.paths[at].startswith(below):
+            found.append(self.paths[at])
+            at += 1
+        return found
+
+
 def build(stages: Iterable[Stage]) -> Graph:
     """Build the graph; refuse two stages producing overlapping outputs, and cycles."""
     by_name = {stage.address: stage for stage in stages}
-    producers: list[tuple[str, str]] = []  # (out path, stage address)
+    outputs = _Outputs()
     for stage in by_name.values():
         for out in stage.outs:
-            for other_path, other in producers:
-                if overlaps(out.path, other_path):
-                    raise ReproError(
-                        f"output '{out.path}' of '{stage.address}' overlaps output '{other_path}' "
-                        f"of '{other}'; an output belongs to one stage: remove one of them"
-                    )
-            producers.append((out.path, stage.address))
+            for other_path in outputs.overlapping(out.path):
+                raise ReproError(
+                    f"output '{out.path}' of '{stage.address}' overlaps output '{other_path}' "
+                    f"of '{outputs.producer[other_path]}'; an output belongs to one stage: "
+                    "remove one of them"
+                )
+            outputs.add(out.path, stage.address)
     parents: dict[str, frozenset[str]] = {}
     for stage in by_name.values():
         ups = {
-            producer
+            outputs.producer[out_path]
             for dep in stage.deps
-            for out_path, producer in producers
-            if overlaps(dep.path, out_path) and producer != stage.address
-        }
+            for out_path in outputs.overlapping(dep.path)
+        } - {stage.address}
         own = [d.path for d in stage.deps if any(overlaps(d.path, o) for o in stage.out_paths())]
         if own:
             raise ReproError(

@@ -50,16 +50,20 @@ def load(root: Path, path: str) -> list[Stage]:
     """The stages of the repro.yaml at ``path`` (relative to ``root``), with their lock."""
     text = _text(root, path)
     lock_text = _text(root, lock_path(path), missing_ok=True)
-    return parse(path, text, lock_text, _vars_reader(root / posixpath.dirname(path)))
+    return parse(path, text, lock_text, vars_reader(root, posixpath.dirname(path)))
 
 
-def _vars_reader(folder: Path) -> ReadVars:
-    """Reads vars files of the work tree, relative to a repro.yaml's ``folder``."""
+def vars_reader(root: Path, folder: str) -> ReadVars:
+    """Reads the vars files of a repro.yaml in ``folder`` (relative to the project ``root``):
+    a cloned repository names them, so each must lie in the project, through no symlink that
+    leaves it (else its values, a user's tokens say, would flow into commands and the lock)."""
 
     def read_vars(name: str) -> dict[str, Any]:
         from repro.paramfiles import parse as parse_params
+        from repro.paths import check_relative, inside
 
-        return parse_params(_read(folder / name, name), name)
+        rel = check_relative(posixpath.join(folder, name), f"vars file '{name}'")
+        return parse_params(_read(inside(root, rel, "vars file", exact=True), name), name)
 
     return read_vars
 
@@ -396,7 +400,7 @@ def appending(root: Path, stage: Stage, image: bool) -> tuple[Stage, str]:
         )
     new_text = appended(text, stage.name, definition_of(stage, image))
     lock_text = _text(root, stage.record_path, missing_ok=True)
-    for found in parse(stage.path, new_text, lock_text, _vars_reader(root / stage.stage_dir)):
+    for found in parse(stage.path, new_text, lock_text, vars_reader(root, stage.stage_dir)):
         if found.name == stage.name:
             return found, new_text
     raise ReproError(f"stage '{stage.name}' could not be added to '{stage.path}'")

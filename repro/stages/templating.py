@@ -31,13 +31,15 @@ from contextlib import suppress
 from itertools import product
 from typing import Any
 
-from repro.paramfiles import DEFAULT_FILE
+from repro.paramfiles import DEFAULT_FILE, oversized
 from repro.stages.fields import Malformed, mapping, shown
 
 ReadVars = Callable[[str], dict[str, Any]]
 
 TOP_KEYS = ("stages", "vars", "image")
 JOIN = "@"
+# More stages than anyone runs by hand: a matrix of 100 x 100 x 100 is a typo or an attack.
+MAX_STAGES = 10_000
 # A reference is ${…} not preceded by a backslash; the shortest body, as DVC matches it.
 _REFERENCE = re.compile(r"(?<!\\)\$\{(?P<body>.*?)\}")
 _EXPRESSION = re.compile(r"[^.\[\]]+(?:\.[^.\[\]]+|\[[^.\[\]]+\])*")
@@ -70,6 +72,11 @@ def expand(data: Any, read_vars: ReadVars) -> dict[str, dict[str, Any]]:
     for name, definition in stages.items():
         _check_name(name)
         for generated, stage in _unroll(name, definition, scope, read_vars):
+            if len(expanded) >= MAX_STAGES:
+                raise Malformed(
+                    f"stage '{name}' makes the pipeline more than {MAX_STAGES:,} stages; "
+                    "expand over fewer values, or split the work inside a stage"
+                )
             if generated in expanded:
                 raise Malformed(
                     f"stage '{generated}' is defined twice; make the values that "
@@ -92,7 +99,7 @@ def load_yaml(text: str) -> Any:
         if node is None:
             return None
         _refuse_repeated_keys(node, set())
-        return loader.construct_document(node)
+        data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -100,6 +107,10 @@ def load_yaml(text: str) -> Any:
         raise Malformed(f"not valid YAML ({where}{problem})") from None
     finally:
         loader.dispose()
+    problem = oversized(data)
+    if problem is not None:
+        raise Malformed(problem)
+    return data
 
 
 def _refuse_repeated_keys(node: Any, seen: set[int], role: str = "top") -> None:

@@ -9,9 +9,11 @@ grow with data and filters.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +95,12 @@ def test_clone_pulls_every_tag_and_accuracy_grows(clone: subprocess.CompletedPro
 
 
 def _git(cwd: Path, *args: str) -> str:
-    # The remote volume belongs to the walkthrough's user; this test may run as root.
-    done = subprocess.run(
-        ["git", "-c", "safe.directory=*", *args], cwd=cwd, capture_output=True, text=True
-    )
+    # The remote volume belongs to the walkthrough's user and this test may run as root: git
+    # (and the upload-pack a clone starts) reads safe.directory from the global config only.
+    config = Path(tempfile.gettempdir()) / "repro-e2e-gitconfig"
+    config.write_text("[safe]\n\tdirectory = *\n")
+    env = dict(os.environ, GIT_CONFIG_GLOBAL=str(config))
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
