@@ -62,6 +62,10 @@ class Bench:
             venv, self.code = install_repro(args.code, self.scratch)
             self.python = str(venv / "bin" / "python")
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if not args.no_dvc:
+            # DVC's experiment queue starts its workers as plain `dvc`, found on PATH; last,
+            # so that no other command resolves to the virtualenv's python.
+            env["PATH"] = os.pathsep.join([env.get("PATH", ""), str(Path(args.dvc_venv) / "bin")])
         self.runner = Runner(self.scratch / "logs", env)
         self.repro = Repro(self.runner, venv)
         self.dvc: DVC | None = None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from repro.config import Config
 from repro.errors import ReproError
+from repro.experiments import IN_EXPERIMENT
 from repro.experiments.prepare import targets_of
 from repro.experiments.refs import QUEUE, Experiment, git, ref_of
 from repro.fsutil import remove_dead_stagings, staging_name
@@ -75,7 +76,8 @@ def run(
         if not (copy / ".repro").is_dir():  # repro there would find the project around it
             raise ReproError(f"experiment '{name}' has no .repro/ folder; commit it and retry")
         _share_cache(project, copy)
-        code, error = _child(copy, ["repro", *targets], log)
+        _share_accounts(project, copy)
+        code, error = _child(copy, ["repro", *targets], name, log)
         if code != 0:
             raise ReproError(f"experiment '{name}' failed: {error or f'exit code {code}'}")
         git(copy, "add", "-A")
@@ -99,6 +101,14 @@ def _share_cache(project: Project, copy: Path) -> None:
     Config(copy / ".repro").set("cache.dir", str(project.cache_dir.resolve()), local=True)
 
 
+def _share_accounts(project: Project, copy: Path) -> None:
+    """The docker runner's account tables of each image (.repro/tmp/accounts), made from the
+    image alone: without them every copy would start and remove a container to read them."""
+    accounts = project.tmp_dir / "accounts"
+    if accounts.is_dir():
+        shutil.copytree(accounts, copy / ".repro" / "tmp" / "accounts", dirs_exist_ok=True)
+
+
 def _search_path() -> list[str]:
     import repro
 
@@ -108,13 +118,14 @@ def _search_path() -> list[str]:
     return list(dict.fromkeys([package_parent, *(p for p in rest if p != here)]))
 
 
-def _child(copy: Path, argv: list[str], log: Log) -> tuple[int, str]:
-    """Run repro in ``copy``; its output goes to ``log`` line by line as it comes. Its exit
-    code and its first error line."""
+def _child(copy: Path, argv: list[str], name: str, log: Log) -> tuple[int, str]:
+    """Run repro in ``copy`` for experiment ``name``; its output goes to ``log`` line by line
+    as it comes. Its exit code and its first error line."""
     command = [sys.executable, "-I", "-c", _BOOT, json.dumps(_search_path()), *argv]
     process = subprocess.Popen(
         command,
         cwd=copy,
+        env={**os.environ, IN_EXPERIMENT: name},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from repro import paramfiles
 from repro.errors import ReproError, UsageError
-from repro.experiments.refs import git, head
+from repro.experiments.refs import git
 from repro.paths import from_user
 
 
@@ -45,10 +45,11 @@ class Prepared(NamedTuple):
 TARGETS_LINE = "targets: "
 
 
-def prepare(root: Path, changes: Sequence[Change], targets: Sequence[str], tmp: Path) -> Prepared:
-    """The commit an experiment starts from. A key or file that does not exist is an error
-    here, before anything runs."""
-    baseline = head(root)
+def prepare(
+    root: Path, baseline: str, changes: Sequence[Change], targets: Sequence[str], tmp: Path
+) -> Prepared:
+    """The commit an experiment of ``baseline`` (HEAD) starts from. A key or file that does
+    not exist is an error here, before anything runs."""
     # A commit of the work tree's tracked files, made without touching them or the index;
     # nothing when there are no changes.
     source = git(root, "stash", "create").strip() or baseline
@@ -58,9 +59,10 @@ def prepare(root: Path, changes: Sequence[Change], targets: Sequence[str], tmp: 
             "the project's .repro/ is not in git, so an experiment cannot run from a commit; "
             "run 'git add .repro && git commit' first"
         )
-    tree = git(root, "rev-parse", f"{source}^{{tree}}").strip()
     if changes:
         tree = _changed_tree(root, source, changes, tmp)
+    else:
+        tree = git(root, "rev-parse", f"{source}^{{tree}}").strip()
     summary = " ".join(f"{c.file}:{c.key}={c.value!r}" for c in changes) or "no changes"
     message = f"repro experiment: {summary}\n"
     if targets:

@@ -9,7 +9,6 @@ branches: the user's branches, index and work tree never move.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
@@ -133,6 +132,8 @@ def check_name(name: str) -> None:
 
 def new_name(taken: set[str]) -> str:
     """Two random words that ``taken`` does not hold."""
+    import secrets  # here: exp show, which never names one, does not pay for its imports
+
     for _ in range(100):
         name = f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}"
         if name not in taken:

@@ -47,6 +47,8 @@ def records(
 ) -> list[Record]:
     """A Record for each (revision, its experiment if it is one). A queued experiment has not
     run: its parameters are shown, no metrics."""
+    # Every revision's trees and stage files in a few git calls, not a few per revision.
+    history.prefetch(revision for revision, _ in rows)
     ran = [revision for revision, experiment in rows if not (experiment and experiment.queued)]
     readings = iter(read_metrics(history, object_bytes, ran, [], None, None))
     # params.yaml, and every file the stages of these revisions take params from.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repro.errors import ReproError
+from repro.paramfiles import DEFAULT_FILE
 
 if TYPE_CHECKING:
     from repro.stages.stage import Stage
@@ -80,6 +81,7 @@ class History:
         self._trees: dict[str, Tree] = {}  # holds every tree below each tree it holds
         self._stage_files: dict[str, list[StageFile]] = {}  # tree -> the stage files below
         self._stages: dict[StageFile, list[Stage]] = {}  # none of a broken file
+        self._vars: dict[str, bytes] = {}  # blob -> bytes of the default vars files read
 
     def resolve(self, rev: str) -> Revision:
         """The commit a user's revision name stands for (``workspace`` for the work tree)."""
@@ -147,8 +149,19 @@ class History:
             {key for sha in shas for key in self._stages_below(self._root_trees[sha])}
             - self._stages.keys()
         )
-        blobs = sorted({blob for _, file, lock, _ in wanted for blob in (file, lock) if blob})
-        contents = dict(zip(blobs, self._cat(blobs), strict=True))
+        blobs = {blob for _, file, lock, _ in wanted for blob in (file, lock) if blob}
+        # Each repro.yaml reads the params.yaml beside it as vars; experiments differ in it
+        # alone, so these are read in the same call rather than one call per revision.
+        default_vars = {
+            blob
+            for _, _, _, folder in wanted
+            if folder is not None and (blob := self._blob_in(folder, DEFAULT_FILE)) is not None
+        }
+        ordered = sorted(blobs | default_vars)
+        contents = dict(zip(ordered, self._cat(ordered), strict=True))
+        for blob in default_vars:
+            if (found := contents[blob]) is not None:
+                self._vars[blob] = found[1]
         for key in wanted:
             path, blob, lock, folder = key
             texts = []
@@ -174,10 +187,15 @@ class History:
             from repro.paramfiles import parse as parse_params
 
             blob = self._blob_in(folder, name)
-            found = self._cat([blob])[0] if blob is not None else None
-            if found is None:
+            if blob is None:
                 raise FileNotFoundError(name)
-            return parse_params(found[1], name)
+            data = self._vars.get(blob)
+            if data is None:
+                found = self._cat([blob])[0]
+                if found is None:
+                    raise FileNotFoundError(name)
+                data = found[1]
+            return parse_params(data, name)
 
         lock_text = lock.decode("utf-8") if lock is not None else None
         return parse(path, data.decode("utf-8"), lock_text, read_vars)

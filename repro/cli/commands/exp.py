@@ -1,5 +1,6 @@
 """exp run / show / diff / apply / branch / remove / push / pull: experiments as commits
-under refs/exps (repro/experiments/)."""
+under refs/exps (repro/experiments/). What one verb alone needs (running, applying,
+sharing: a worktree, checkout, remotes) is imported by that verb: exp show is run often."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from typing import Any
 from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
-from repro.experiments import execute, refs, share
-from repro.experiments.apply import apply
-from repro.experiments.prepare import parse_change, prepare
+from repro.experiments import refs
 from repro.experiments.table import Record, records, shown
 from repro.history.revisions import History, Revision
 from repro.paths import from_user
@@ -36,6 +35,10 @@ def _object_bytes(project: Project) -> Callable[[str], bytes | None]:
 
 
 def cmd_run(args: argparse.Namespace, ui: UI) -> int:
+    from repro.experiments import execute
+    from repro.experiments.apply import apply
+    from repro.experiments.prepare import parse_change, prepare
+
     project = open_project(ui)
     if args.jobs < 1:
         raise UsageError("-j needs a number of at least 1")
@@ -57,7 +60,7 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
                 "another name, or 'repro exp remove' the old one"
             )
     name = args.name or refs.new_name(taken)
-    prepared = prepare(project.root, changes, targets, project.tmp_dir)
+    prepared = prepare(project.root, baseline, changes, targets, project.tmp_dir)
     if args.queue:
         refs.git(project.root, "update-ref", refs.QUEUE + name, prepared.commit, "")
         ui.info(f"Queued experiment '{name}'; 'repro exp run --run-all' runs the queue.")
@@ -85,6 +88,8 @@ def _run_all(project: Project, jobs: int, ui: UI) -> int:
     if not queued:
         ui.info("The queue is empty; 'repro exp run --queue -S KEY=VALUE' adds to it.")
         return 0
+    from repro.experiments import execute
+
     outcomes = execute.run_queued(project, queued, jobs, ui.log)
     for outcome in outcomes:
         if outcome.sha is not None:
@@ -208,6 +213,8 @@ def cmd_diff(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, ui: UI) -> int:
+    from repro.experiments.apply import apply
+
     project = open_project(ui)
     experiment = refs.find(project.root, args.name)
     if experiment.queued:
@@ -265,6 +272,8 @@ def _summary(verb: str, summary: Any, ui: UI) -> None:
 
 
 def cmd_push(args: argparse.Namespace, ui: UI) -> int:
+    from repro.experiments import share
+
     project = open_project(ui)
     chosen = [refs.find(project.root, name) for name in args.names]
     summary = share.push(project, args.git_remote, chosen, ui.progress)
@@ -274,6 +283,8 @@ def cmd_push(args: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, ui: UI) -> int:
+    from repro.experiments import share
+
     project = open_project(ui)
     summary = share.pull(project, args.git_remote, args.names, ui.progress)
     ui.info(f"Pulled {len(args.names)} experiment(s) from '{args.git_remote}'.")

@@ -12,6 +12,7 @@ from repro import paramfiles
 from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
+from repro.experiments import IN_EXPERIMENT
 from repro.metrics.formats import format_of
 from repro.paths import from_user
 from repro.pipeline.graph import build
@@ -232,7 +233,9 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         return 0
     if not outcome.ran and not outcome.restored:
         ui.info("Pipeline is up to date. Nothing to reproduce.")
-    elif outcome.rewritten:  # a forced run that made the same outputs leaves git nothing to do
+    # A forced run that made the same outputs leaves git nothing to do; an experiment's commit
+    # adds the files itself.
+    elif outcome.rewritten and IN_EXPERIMENT not in os.environ:
         changed = sorted(set(outcome.rewritten))
         ui.info(f"To track the changes with git, run:\n\tgit add {' '.join(changed)}")
     return 0
