@@ -73,7 +73,7 @@ def _check_cache_dir(root: Path, configured: str, path: Path) -> None:
 PER_MACHINE = ("lock", "state.db", "state.db-journal", "tmp", "cache", "config.local")
 
 
-def _check_repro_dir(repro_dir: Path) -> None:
+def check_repro_dir(repro_dir: Path) -> None:
     """Refuse a .repro that is a symlink, or that holds a symlink where repro writes."""
     for path in (repro_dir, *(repro_dir / name for name in PER_MACHINE)):
         if os.path.islink(path):
@@ -137,7 +137,7 @@ class Project:
         self.warn = warn
         self.progress = progress
         self.observer: Observer | None = None  # told what the hasher looked at (status memo)
-        _check_repro_dir(self.repro_dir)
+        check_repro_dir(self.repro_dir)
         PARSED.attach(root)
 
     @cached_property

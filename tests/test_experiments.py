@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,45 @@ def test_remove(pipelined: Project) -> None:
     assert names == {"b", "c"}
     project.ok("exp", "remove", "--all")
     assert project.git("for-each-ref", "refs/exps") == ""
+
+
+def test_a_fetched_experiment_cannot_make_repro_write_secrets_or_take_options(
+    pipelined: Project, tmp_path: Path
+) -> None:
+    """Queued experiments may come from someone else's remote: one that tracks
+    .repro/config.local as a symlink would have the remotes' secrets written where it points;
+    one whose message names options as targets would pass them to repro."""
+    project = pipelined
+    project.ok("config", "--local", "remote.store.secret", "s3cr3t")
+    target = tmp_path / "where-the-secrets-would-go"
+    head = project.git("rev-parse", "HEAD").strip()
+
+    def planted(name: str, message: str, link: bool) -> None:
+        """A queued experiment made with git alone, as a remote could hand one over."""
+        env = dict(os.environ, GIT_INDEX_FILE=str(tmp_path / f"index-{name}"))
+
+        def plumbing(*args: str, stdin: str | None = None) -> str:
+            return subprocess.run(
+                ["git", *args], cwd=project.root, env=env, input=stdin, text=True,
+                capture_output=True, check=True,
+            ).stdout.strip()  # fmt: skip
+
+        plumbing("read-tree", head)
+        if link:
+            blob = plumbing("hash-object", "-w", "--stdin", stdin=str(target))
+            plumbing("update-index", "--add", "--cacheinfo", f"120000,{blob},.repro/config.local")
+        sha = plumbing("commit-tree", plumbing("write-tree"), "-p", head, "-m", message)
+        plumbing("update-ref", f"refs/exps/queue/{name}", sha)
+
+    planted("evil", "repro experiment: planted", link=True)
+    result = project.repro("exp", "run", "--run-all")
+    assert result.code == 1 and "config.local" in result.err
+    assert not os.path.lexists(target)
+    project.ok("exp", "remove", "--queue")
+
+    planted("options", "repro experiment: x\n\ntargets: --dry", link=False)
+    result = project.repro("exp", "run", "--run-all")
+    assert result.code == 1 and "'--dry'" in result.err  # a target that names no stage
 
 
 def test_gc_keeps_every_experiments_outputs_until_it_is_removed(pipelined: Project) -> None:

@@ -26,6 +26,7 @@ from repro.experiments import IN_EXPERIMENT
 from repro.experiments.prepare import targets_of
 from repro.experiments.refs import QUEUE, Experiment, git, ref_of
 from repro.fsutil import remove_dead_stagings, staging_name
+from repro.project import REPRO_DIR, check_repro_dir, check_untracked
 
 if TYPE_CHECKING:
     from repro.project import Project
@@ -73,11 +74,12 @@ def run(
         # HEAD at the baseline, the prepared files in the index and work tree: the commit
         # made after the run has the baseline as its parent.
         git(copy, "reset", "-q", "--soft", baseline)
-        if not (copy / ".repro").is_dir():  # repro there would find the project around it
-            raise ReproError(f"experiment '{name}' has no .repro/ folder; commit it and retry")
+        _check_copy(copy, name)
         _share_cache(project, copy)
         _share_accounts(project, copy)
-        code, error = _child(copy, ["repro", *targets], name, log)
+        # After "--" a target never reads as an option (the targets come from a commit
+        # message, and experiments are fetched from other people's remotes).
+        code, error = _child(copy, ["repro", "--", *targets], name, log)
         if code != 0:
             raise ReproError(f"experiment '{name}' failed: {error or f'exit code {code}'}")
         git(copy, "add", "-A")
@@ -90,6 +92,21 @@ def run(
     # The empty old value makes git refuse a name another run took meanwhile.
     git(project.root, "update-ref", ref_of(baseline, name), sha, "")
     return sha
+
+
+def _check_copy(copy: Path, name: str) -> None:
+    """Refuse a copy whose commit would have repro write where it should not: no .repro/ (repro
+    there would find the project around it), or one that is a symlink or tracks per-machine
+    files (a fetched experiment may plant config.local as a link to where the remotes'
+    secrets would then be written)."""
+    repro_dir = copy / REPRO_DIR
+    if os.path.islink(repro_dir) or not repro_dir.is_dir():
+        raise ReproError(
+            f"experiment '{name}' has no .repro/ folder (or it is a symlink); commit a real one "
+            "and retry"
+        )
+    check_repro_dir(repro_dir)
+    check_untracked(copy)
 
 
 def _share_cache(project: Project, copy: Path) -> None:
