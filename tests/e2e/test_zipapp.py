@@ -38,6 +38,11 @@ echo hello >greeting.txt
 python3 /tmp/repro.pyz add greeting.txt
 cat greeting.txt.repro
 python3 /tmp/repro.pyz status
+printf '[train]\nlr = 0.1\n' >p.toml
+python3 /tmp/repro.pyz run -n scaled -p p.toml:train.lr -o lr.txt 'grep lr p.toml > lr.txt'
+git add -A && git commit -qm pipeline
+python3 /tmp/repro.pyz exp run -S p.toml:train.lr=0.2 -n faster
+python3 /tmp/repro.pyz exp show --csv
 """
 
 
@@ -136,6 +141,11 @@ python3 /tmp/repro.pyz repro
 echo 4 >n.txt
 python3 /tmp/repro.pyz repro
 python3 /tmp/repro.pyz status
+printf '[train]\nlr = 0.1\n' >p.toml
+python3 /tmp/repro.pyz run -n scaled -p p.toml:train.lr -o lr.txt 'grep lr p.toml > lr.txt'
+git add -A && git commit -qm pipeline
+python3 /tmp/repro.pyz exp run -S p.toml:train.lr=0.2 -n faster
+python3 /tmp/repro.pyz exp show --csv
 """
 
 
@@ -184,5 +194,8 @@ def test_runs_a_pipeline_in_debian(
         assert "Reproducing 'out.txt.repro'" in out
         assert (work / "out.txt").read_text() == "1\n2\n3\n4\n"
         assert "Data and pipelines are up to date." in out
+        # A TOML param (tomli, tomli-w bundled), a repro.yaml stage, an experiment's child.
+        assert (work / "lr.txt").read_text() == "lr = 0.2\n"
+        assert "faster," in out and "0.2" in out
     finally:
         shutil.rmtree(work, ignore_errors=True)
