@@ -46,6 +46,8 @@ def spec(drawing: Drawing) -> dict[str, Any]:
     records, x, y = drawing.records, drawing.x, drawing.y
     x_axis: dict[str, Any] = {"field": x, "type": _kind(records, x), "title": drawing.x_label or x}
     y_axis = {"field": y, "type": "quantitative", "title": drawing.y_label or y}
+    if x == STEP:
+        x_axis["axis"] = {"tickMinStep": 1}  # positions are whole numbers
     if x_axis["type"] == "ordinal":
         x_axis["sort"] = None  # the order of the file (or of the revisions), not of the alphabet
     series = drawing.revisions > 1
