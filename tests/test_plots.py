@@ -14,11 +14,11 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from helpers import Project, build_busybox_image, cli
 
 import docker
 from repro.metrics.plot_templates import TEMPLATES
 from repro.stages import pipeline_file
-from tests.helpers import Project, build_busybox_image, cli
 
 IMAGE = "repro-test-busybox:plots"  # our own tag: other tests rebuild the shared one
 
