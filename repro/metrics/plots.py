@@ -5,16 +5,17 @@ checked, and made into one drawing per plot with one series per revision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
+from repro.history.revisions import WORKSPACE, Revision
 from repro.metrics.formats import format_of, parse
 from repro.metrics.plot_templates import REVISION, STEP, Drawing
 from repro.stages.stage import Plot
 
 if TYPE_CHECKING:
-    from repro.history.revisions import History, Revision
+    from repro.history.revisions import History
 
 _TABLES = ("csv", "tsv", "json", "yaml")
 
@@ -34,17 +35,17 @@ def read_plots(
     object_bytes: Callable[[str], bytes | None],
     revisions: Sequence[Revision],
     targets: Sequence[str],
-    current: Mapping[str, Plot],
 ) -> list[tuple[str, Drawing]]:
     """(path, drawing) of each plot: the ``targets``, else every plot a revision declares.
 
-    How a plot is drawn comes from ``current`` (the workspace's stage files, so that a
-    'plots modify' draws all of history alike), else from the newest revision declaring it.
+    How a plot is drawn comes from the workspace's stage files (so that a 'plots modify'
+    draws all of history alike), else from the newest revision declaring it.
     A revision that lacks the file adds no series; a file that does not parse, or lacks the
     x or y field, stops everything before anything is drawn.
     """
     history.prefetch(revisions)
     by_revision = [declared(history, revision) for revision in revisions]
+    current = declared(history, Revision(WORKSPACE, None))
     paths = list(targets) or sorted({path for plots in by_revision for path in plots})
     if not paths:
         raise ReproError(
@@ -64,8 +65,10 @@ def read_plots(
     contents = [read[s] if isinstance(s, int) else s for s in sources]
     drawings = []
     for at, path in enumerate(paths):
-        how = current.get(path) or next(
-            (plots[path][0] for plots in reversed(by_revision) if path in plots), Plot()
+        how = (
+            current[path][0]
+            if path in current
+            else next((plots[path][0] for plots in reversed(by_revision) if path in plots), Plot())
         )
         records: list[dict[str, Any]] = []
         present = 0

@@ -162,6 +162,23 @@ def dump(stage: Stage) -> str:
     return str(text)
 
 
+def with_out_changed(
+    stages: list[Stage], path: str, change: Callable[[Out], Out], what: str
+) -> Stage:
+    """The stage file of the stage that outputs ``path``, with that output changed: how a
+    metric or plot is shown (``what``), which no definition md5 covers, so nothing re-runs."""
+    for stage in stages:
+        if path not in stage.out_paths():
+            continue
+        if stage.name is not None:
+            raise ReproError(
+                f"'{path}' is an output of '{stage.address}', and repro does not rewrite "
+                f"{stage.path}: set how the {what} is shown under its entry there"
+            )
+        return stage._replace(outs=tuple(change(o) if o.path == path else o for o in stage.outs))
+    raise ReproError(f"'{path}' is not an output of any stage; declare it as a {what} with run")
+
+
 def write(root: Path, stage: Stage) -> None:
     """Write the stage file atomically (temp + rename), so a kill leaves the old or the new.
     A hand-written file keeps its key order, and its comments where it can (stage_text).

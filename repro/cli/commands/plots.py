@@ -26,16 +26,6 @@ from repro.stages.stage import Plot
 DEFAULT_FOLDER = "repro_plots"  # as DVC's dvc_plots/: not plots/, which often holds the data
 
 
-def _current(project: Project) -> dict[str, Plot]:
-    """How the workspace's stage files say each plot is drawn."""
-    return {
-        out.path: out.plot
-        for stage in project.stages()
-        for out in stage.outs
-        if out.plot is not None
-    }
-
-
 def _draw(project: Project, revisions: Sequence[Revision], targets: list[str]) -> list[Figure]:
     history = History(project.root)
     paths = [from_user(project.root, Path.cwd(), target, "plot") for target in targets]
@@ -44,7 +34,6 @@ def _draw(project: Project, revisions: Sequence[Revision], targets: list[str]) -
         metrics_memo.Recorder(project, None).object_bytes,
         revisions,
         paths,
-        _current(project),
     )
     return [Figure(file_stem(path), d.title, spec(d)) for path, d in drawings]
 
@@ -121,29 +110,17 @@ def cmd_modify(args: argparse.Namespace, ui: UI) -> int:
         "x_label": args.x_label,
         "y_label": args.y_label,
     }
+    set_now = {key: value for key, value in changes.items() if value is not None}
     with project.lock():
-        for stage in project.stages():
-            if path not in stage.out_paths():
-                continue
-            if stage.name is not None:
-                raise ReproError(
-                    f"'{path}' is a plot of '{stage.address}'; repro does not rewrite "
-                    f"{stage.path}: set x, y or template under its plots entry there"
-                )
-            outs = tuple(
-                out._replace(
-                    plot=(out.plot or Plot())._replace(
-                        **{key: value for key, value in changes.items() if value is not None}
-                    )
-                )
-                if out.path == path
-                else out
-                for out in stage.outs
-            )
-            stage_mod.write(project.root, stage._replace(outs=outs))
-            ui.info(f"Updated plot '{path}' in '{stage.path}'")
-            return 0
-    raise ReproError(f"'{path}' is not an output of any stage; declare it with 'repro run --plots'")
+        stage = stage_mod.with_out_changed(
+            project.stages(),
+            path,
+            lambda out: out._replace(plot=(out.plot or Plot())._replace(**set_now)),
+            "plot",
+        )
+        stage_mod.write(project.root, stage)
+    ui.info(f"Updated plot '{path}' in '{stage.path}'")
+    return 0
 
 
 def cmd_metrics(args: argparse.Namespace, ui: UI) -> int:
