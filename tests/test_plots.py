@@ -115,6 +115,24 @@ def test_each_template_draws_a_png_with_ink_and_an_svg_that_parses(
     assert _inked((project.root / "out" / f"{path}.png").read_bytes()) > 2000
 
 
+def test_pictures_of_an_unchanged_plot_are_not_drawn_again(project: Project) -> None:
+    _plotted(project, "loss.csv", LOSS, "-y", "loss")
+    _plotted(project, "acc.csv", LOSS, "-y", "acc")
+    project.ok("plots", "show")
+    folder = project.root / "repro_plots"
+    inodes = {p.name: p.stat().st_ino for p in folder.iterdir()}
+    project.ok("plots", "modify", "acc.csv", "--title", "accuracy")
+    project.ok("plots", "show")
+    now = {p.name: p.stat().st_ino for p in folder.iterdir()}
+    assert now["loss.csv.png"] == inodes["loss.csv.png"]
+    assert now["loss.csv.svg"] == inodes["loss.csv.svg"]
+    assert now["acc.csv.png"] != inodes["acc.csv.png"]
+    assert "accuracy" in (folder / "acc.csv.svg").read_text()
+    (folder / "loss.csv.png").unlink()  # a picture gone is drawn again
+    project.ok("plots", "show")
+    assert _inked((folder / "loss.csv.png").read_bytes()) > 2000
+
+
 def test_plots_diff_of_two_tags_has_one_series_per_revision(project: Project) -> None:
     _plotted(project, "loss.csv", LOSS, "-x", "epoch", "-y", "loss")
     project.commit("first", tag="v1")

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from repro.errors import ReproError
 
 PAGE = "index.html"
+DRAWN = ".drawn.json"  # beside the pictures: the digest of the spec each one shows
 SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 # The Vega-Lite major the specs are written for, which vl-convert is asked to run.
 _VEGA_LITE = "5"
@@ -79,27 +80,46 @@ Promise.all(specs.map((spec, i) => vegaEmbed("#plot-" + i, spec, {_inline_json(_
 """
 
 
-def pictures(figures: Sequence[Figure]) -> dict[str, bytes] | None:
-    """File name -> bytes of a PNG and an SVG per figure; None without vl-convert."""
+def pictures(figures: Sequence[Figure], folder: Path) -> dict[str, bytes] | None:
+    """File name -> bytes of a PNG and an SVG per figure, and of the record of what they
+    show; None without vl-convert. A figure whose pictures in ``folder`` show its very spec
+    is not drawn again: drawing one takes most of a second."""
     try:
         import vl_convert
     except ImportError:
         return None
+    from repro.objects.digest import bytes_md5
+
     # The newest Vega-Lite 5 it carries: the specs are written for 5, as the page's script.
     version = max(
         (v for v in vl_convert.get_vegalite_versions() if v.split(".")[0] == _VEGA_LITE),
         key=lambda v: tuple(map(int, v.split("."))),
     )
+    try:
+        before = json.loads((folder / DRAWN).read_bytes())
+    except (OSError, ValueError):
+        before = {}
+    drawn: dict[str, str] = {}
     found: dict[str, bytes] = {}
     for figure in figures:
+        svg_name, png_name = f"{figure.name}.svg", f"{figure.name}.png"
+        drawn[figure.name] = bytes_md5(f"{version} {_inline_json(figure.spec)}".encode())
+        if (
+            isinstance(before, dict)
+            and before.get(figure.name) == drawn[figure.name]
+            and (folder / svg_name).is_file()
+            and (folder / png_name).is_file()
+        ):
+            continue
         try:
             svg = vl_convert.vegalite_to_svg(figure.spec, vl_version=version)
-            png = vl_convert.vegalite_to_png(figure.spec, vl_version=version, scale=2)
+            png = vl_convert.svg_to_png(svg, scale=2)
         except (ValueError, RuntimeError) as exc:  # its one error type for a spec it cannot draw
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no reason given"
             raise ReproError(f"plot '{figure.title}' cannot be drawn ({first})") from None
-        found[f"{figure.name}.svg"] = svg.encode("utf-8")
-        found[f"{figure.name}.png"] = png
+        found[svg_name] = svg.encode("utf-8")
+        found[png_name] = png
+    found[DRAWN] = json.dumps(drawn, indent=1, sort_keys=True).encode()  # after the pictures
     return found
 
 

@@ -43,8 +43,8 @@ def _publish(args: argparse.Namespace, ui: UI, figures: list[Figure]) -> int:
     if args.json:
         ui.out(json.dumps({f.name: f.spec for f in figures}, indent=2, sort_keys=True))
         return 0
-    images = pictures(figures)  # all drawn before anything is written
     folder = Path(args.out or DEFAULT_FOLDER)
+    images = pictures(figures, folder)  # all drawn before anything is written
     page = write(folder, figures, images)
     if images is None:
         ui.warn(NO_PICTURES)
