@@ -6,7 +6,7 @@ page (repro's with the Vega scripts inlined, DVC's loading them from a CDN).
   from git, parsed, and written as one page.
 
 repro is measured as installed without its ``[plots]`` extra, so both tools write the page
-alone; the PNG and SVG that the extra adds cost about 0.7 s per 1,000-point plot (vl-convert
+alone; the PNG and SVG that the extra adds cost about 0.6 s per 1,000-point plot (vl-convert
 runs the same spec in its own JavaScript engine, ~1.7 s to start). No floor: no single
 command does this.
 """
