@@ -13,7 +13,7 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     for c in result["cases"]:
         repro, dvc, floor = (c.get(k, {}).get("median_s") for k in ("repro", "dvc", "floor"))
         label = f"{c['set']} / {c['op']}"
-        if c["set"] in ("many", "mnist", "pipeline", "exps") or c["op"] == "version":
+        if c["set"] in ("many", "mnist", "pipeline", "exps", "plots") or c["op"] == "version":
             if dvc and repro:
                 out.append(
                     (label, "repro ≥5× faster than DVC", f"{dvc / repro:.1f}×", dvc / repro >= 5)

@@ -28,7 +28,8 @@ BASE = [
 ]
 LAYERS: list[list[str]] = [
     ["repro", *BASE],
-    ["repro.lock", "repro.config", "repro.paramfiles", "repro.objects", "repro.metrics.formats"],
+    ["repro.lock", "repro.config", "repro.paramfiles", "repro.objects", "repro.metrics.formats"]
+    + ["repro.metrics.plot_templates"],
     ["repro.remotes"],
     ["repro.objects.transfer", "repro.runners"],
     ["repro.memo"],

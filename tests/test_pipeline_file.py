@@ -341,7 +341,7 @@ def test_a_stage_and_its_lock_entry_make_the_mapping_of_a_stage_file() -> None:
             {"path": "out", "cache": True, "md5": "b" * 32},
             {"path": "src/m.bin", "cache": False, "persist": True},
             {"path": "src/s.json", "cache": False, "metric": {}},
-            {"path": "src/p.json", "cache": False},
+            {"path": "src/p.json", "cache": False, "plot": {}},
         ],
         "md5": None,
     }

@@ -107,6 +107,7 @@ COMMANDS = frozenset(
     + ("install", "doctor")
     + ("params",)
     + ("exp",)
+    + ("plots",)
 )
 
 
@@ -243,6 +244,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         metavar="METRIC",
         help="metric file kept in the cache",
     )
+    cmd.add_argument(
+        "--plots", action="append", default=[], metavar="PLOT", help="plot data kept in the cache"
+    )
+    cmd.add_argument(
+        "--plots-no-cache",
+        action="append",
+        default=[],
+        metavar="PLOT",
+        help="plot data not cached, tracked in git",
+    )
     cmd.add_argument("--image", help="image to run in (default: core.image)")
     # runners/spec.py NETWORK_MODES (not imported: every command builds this line; tests compare)
     cmd.add_argument("--network", choices=["none", "bridge", "host"], default="none")
@@ -311,6 +322,34 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("--type", choices=FORMATS)
     cmd.add_argument("--xpath", help="key path such as acc or train.loss")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    plots = subcommands("plots", "draw plots and metrics: an offline HTML page, PNG and SVG")
+    for name, function, help_text in (
+        ("show", "cmd_show", "draw the workspace's plots"),
+        ("diff", "cmd_diff", "overlay revisions in each plot (default: HEAD and the workspace)"),
+        ("metrics", "cmd_metrics", "draw each metric across revisions"),
+    ):
+        cmd = plots(name, function, help_text)
+        if name == "diff":
+            cmd.add_argument("revisions", nargs="*", metavar="REV", help="revision or experiment")
+            cmd.add_argument("--targets", nargs="+", default=[], metavar="TARGET")
+        elif name == "show":
+            cmd.add_argument("targets", nargs="*", metavar="TARGET", help="plot file to draw")
+        else:
+            _revs(cmd)
+            cmd.add_argument("--xpath", help="key path such as acc or train.loss")
+        cmd.add_argument("-o", "--out", metavar="DIR", help="where to write (default repro_plots)")
+        cmd.add_argument("--json", action="store_true", help="print the Vega-Lite specs instead")
+        cmd.add_argument("--open", action="store_true", help="open the page in a browser")
+    cmd = plots("modify", "cmd_modify", "set how a plot is drawn")
+    cmd.add_argument("path", metavar="PLOT")
+    cmd.add_argument("-x", help="field of the x axis")
+    cmd.add_argument("-y", help="field of the y axis")
+    # metrics/plot_templates.py TEMPLATES (not imported: every command builds this line)
+    cmd.add_argument("--template", choices=["linear", "scatter", "bar", "confusion", "smooth"])
+    cmd.add_argument("--title")
+    cmd.add_argument("--x-label", help="title of the x axis")
+    cmd.add_argument("--y-label", help="title of the y axis")
 
     params = subcommands("params", "compare the params stages use")
     cmd = params("diff", "cmd_diff", "compare params of two revisions")

@@ -24,7 +24,7 @@ from repro.paramfiles import DEFAULT_FILE as PARAMS_FILE
 from repro.stages import fields
 from repro.stages.deps.file import FileDep
 from repro.stages.fields import Malformed
-from repro.stages.stage import FIELD_KEYS, WRITTEN, Stage, from_dict
+from repro.stages.stage import FIELD_KEYS, WRITTEN, Plot, Stage, from_dict
 from repro.stages.templating import ReadVars, expand, load_yaml
 from repro.walk import LOCK_FILE, PIPELINE_FILE
 
@@ -204,7 +204,8 @@ def _params(
 
 
 def _outs(raw: Any, list_key: str, cache: bool, at: Callable[[Any, str], str]) -> list[Any]:
-    """``outs``, ``metrics`` or ``plots``: each a path, or ``{path: {cache, persist}}``."""
+    """``outs``, ``metrics`` or ``plots``: each a path, or ``{path: {cache, persist}}`` (and
+    for a plot how it is drawn: x, y, template, title, x_label, y_label)."""
     found = []
     for item in fields.sequence(raw, list_key):
         flags: dict[str, Any] = {}
@@ -213,7 +214,9 @@ def _outs(raw: Any, list_key: str, cache: bool, at: Callable[[Any, str], str]) -
                 raise Malformed(f"an entry of {list_key} is a path or {{path: {{cache: …}}}}")
             [(item, flags)] = item.items()
             flags = fields.mapping(flags or {}, f"the flags of '{item}'")
-            unknown = set(flags) - set(_OUT_FLAGS)
+            unknown = (
+                set(flags) - set(_OUT_FLAGS) - set(Plot._fields if list_key == "plots" else ())
+            )
             if unknown:
                 raise Malformed(f"unknown key {sorted(map(str, unknown))[0]!r} of '{item}'")
         out: dict[str, Any] = {"path": at(item, list_key[:-1] + " path")}
@@ -222,6 +225,8 @@ def _outs(raw: Any, list_key: str, cache: bool, at: Callable[[Any, str], str]) -
             out["persist"] = flags["persist"]
         if list_key == "metrics":
             out["metric"] = {}
+        if list_key == "plots":  # DVC 3's per-output plot options: {file: {x: …, y: …}}
+            out["plot"] = {key: flags[key] for key in Plot._fields if key in flags}
         found.append(out)
     return found
 
@@ -439,7 +444,8 @@ def definition_of(stage: Stage, image: bool) -> dict[str, Any]:
         elif key == "outs":
             for out in stage.outs:
                 list_key = "metrics" if out.metric is not None else "outs"
-                flags: dict[str, Any] = {}
+                list_key = "plots" if out.plot is not None else list_key
+                flags: dict[str, Any] = dict(out.plot.to_dict()) if out.plot else {}
                 if out.cache != _OUT_LISTS[list_key]:
                     flags["cache"] = out.cache
                 if out.persist:

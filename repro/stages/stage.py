@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from repro.errors import ReproError, UsageError
 from repro.memo.parsed import PARSED, NotYaml
 from repro.metrics.formats import FORMATS
+from repro.metrics.plot_templates import TEMPLATES
 from repro.objects.digest import bytes_md5
 from repro.runners.spec import NETWORK_MODES, Image, Resources
 from repro.stages import fields
@@ -42,12 +43,27 @@ class Metric(NamedTuple):
         return result
 
 
+class Plot(NamedTuple):
+    """How a plot output is drawn; unset fields take the template's defaults."""
+
+    x: str | None = None
+    y: str | None = None
+    template: str | None = None
+    title: str | None = None
+    x_label: str | None = None
+    y_label: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {key: value for key, value in self._asdict().items() if value}
+
+
 class Out(NamedTuple):
     path: str
     md5: str | None = None
     cache: bool = True
     metric: Metric | None = None
     persist: bool = False  # kept in place before a run (the command updates it), not removed
+    plot: Plot | None = None  # like metric, how it is shown is no part of the definition
 
 
 class Stage(NamedTuple):
@@ -144,6 +160,23 @@ def dump(stage: Stage) -> str:
         stage.to_dict(), sort_keys=False, default_flow_style=False, width=float("inf")
     )
     return str(text)
+
+
+def with_out_changed(
+    stages: list[Stage], path: str, change: Callable[[Out], Out], what: str
+) -> Stage:
+    """The stage file of the stage that outputs ``path``, with that output changed: how a
+    metric or plot is shown (``what``), which no definition md5 covers, so nothing re-runs."""
+    for stage in stages:
+        if path not in stage.out_paths():
+            continue
+        if stage.name is not None:
+            raise ReproError(
+                f"'{path}' is an output of '{stage.address}', and repro does not rewrite "
+                f"{stage.path}: set how the {what} is shown under its entry there"
+            )
+        return stage._replace(outs=tuple(change(o) if o.path == path else o for o in stage.outs))
+    raise ReproError(f"'{path}' is not an output of any stage; declare it as a {what} with run")
 
 
 def write(root: Path, stage: Stage) -> None:
@@ -300,7 +333,8 @@ def _load_outs(data: dict[str, Any], stage_dir: str) -> dict[str, Any]:
         if not isinstance(persist, bool):
             raise Malformed("out persist must be true or false")
         md5 = fields.md5(raw_out.get("md5"), "out md5")
-        outs.append(Out(path, md5, cache, metric, persist))
+        plot = None if raw_out.get("plot") is None else _load_plot(raw_out["plot"])
+        outs.append(Out(path, md5, cache, metric, persist, plot))
     return {"outs": tuple(outs)}
 
 
@@ -313,8 +347,21 @@ def _dump_outs(stage: Stage) -> list[dict[str, Any]] | None:
             item["metric"] = out.metric.to_dict()
         if out.persist:
             item["persist"] = True
+        if out.plot is not None:
+            item["plot"] = out.plot.to_dict()
         outs.append(item)
     return outs or None
+
+
+def _load_plot(raw: Any) -> Plot:
+    raw = fields.mapping({} if raw is True else raw, "plot")
+    unknown = set(raw) - set(Plot._fields)
+    if unknown:
+        raise Malformed(f"unknown plot key {sorted(map(str, unknown))[0]!r}")
+    plot = Plot(**{key: fields.optional_text(raw.get(key), f"plot {key}") for key in Plot._fields})
+    if plot.template is not None and plot.template not in TEMPLATES:
+        raise Malformed(f"plot template must be one of {', '.join(TEMPLATES)}")
+    return plot
 
 
 def _out_flags(stage: Stage, *_: Any) -> list[list[Any]]:

@@ -27,7 +27,7 @@ from repro.stages.deps.base import Dependency
 from repro.stages.deps.file import FileDep
 from repro.stages.deps.params import ParamDep
 from repro.stages.deps.params import read as read_params
-from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Stage
+from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Plot, Stage
 from repro.walk import PIPELINE_FILE
 from repro.workspace import gitignore
 
@@ -48,6 +48,8 @@ def _new_stage(project: Project, args: argparse.Namespace) -> Stage:
     outs += [Out(rel(p, "output"), cache=False) for p in args.outs_no_cache]
     outs += [Out(rel(p, "metric"), cache=False, metric=_metric(p)) for p in args.metrics]
     outs += [Out(rel(p, "metric"), cache=True, metric=_metric(p)) for p in args.metrics_cached]
+    outs += [Out(rel(p, "plot"), cache=True, plot=Plot()) for p in args.plots]
+    outs += [Out(rel(p, "plot"), cache=False, plot=Plot()) for p in args.plots_no_cache]
     seen: set[str] = set()
     for out in outs:
         if out.path in seen:
