@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from repro.errors import ReproError
 from repro.objects.ids import is_manifest
 from repro.paths import inside, overlaps
-from repro.workspace.hashing import read_path_md5
 
 if TYPE_CHECKING:
     from repro.history.revisions import History, Revision
@@ -78,6 +76,8 @@ class _Side:
 
     def _workspace_outs(self) -> dict[str, str]:
         """Each output's object id now; one that is not there is left out."""
+        from repro.workspace.hashing import read_path_md5  # a diff of two commits hashes nothing
+
         found: dict[str, str] = {}
         for stage in self.project.stages():
             for out in stage.outs:
@@ -87,19 +87,15 @@ class _Side:
                     found[out.path] = oid
         return found
 
-    def files(self, path: str, oid: str) -> dict[str, str] | None:
-        """path -> md5 of each file of the output ``path``; None when its manifest is
+    def files(self, path: str, oid: str) -> set[tuple[str, str]] | None:
+        """(relpath, md5) of each file of the folder ``path``; None when its manifest is
         unknown (not in the cache, and not in the workspace either)."""
-        if not is_manifest(oid):
-            return {path: oid}
         cache = self.project.cache
         if cache.exists(oid):
-            entries: Iterable[tuple[str, str]] = cache.read_manifest(oid)
-        elif self.workspace:  # never committed: hashed through the memo, not read again
-            entries = self.project.hasher.hash_dir(str(self.project.root / path), path).entries
-        else:
-            return None
-        return {f"{path}/{rel}": md5 for rel, md5 in entries}
+            return set(cache.read_manifest(oid))
+        if self.workspace:  # never committed: hashed through the memo, not read again
+            return set(self.project.hasher.hash_dir(str(self.project.root / path), path).entries)
+        return None
 
     def size(self, path: str, oid: str) -> int | None:
         """Bytes of a file (None for a folder, or an object neither here nor in the cache)."""
@@ -125,6 +121,7 @@ def diff_data(
                 f"'{target}' is not tracked data at {old.label} or {new.label}; name an output "
                 "or a path inside one ('repro diff' alone lists every change)"
             )
+    # Only what differs is kept: (path, md5) pairs on one side and not on the other.
     old_files: dict[str, str] = {}
     new_files: dict[str, str] = {}
     not_in_cache: list[Uncached] = []
@@ -134,29 +131,31 @@ def diff_data(
         was, now = before.outs.get(out), after.outs.get(out)
         if was == now:
             continue
-        old_part = before.files(out, was) if was else {}
-        new_part = after.files(out, now) if now else {}
-        if old_part is None or new_part is None:
-            # The files inside are unknown: compare the folder as a whole.
-            for side, oid, part in ((before, was, old_part), (after, now, new_part)):
-                if part is None and oid is not None:
+        old_inside = before.files(out, was) if was and is_manifest(was) else set()
+        new_inside = after.files(out, now) if now and is_manifest(now) else set()
+        if old_inside is None or new_inside is None:
+            for side, oid, known in ((before, was, old_inside), (after, now, new_inside)):
+                if known is None and oid is not None:
                     not_in_cache.append(Uncached(out + FOLDER_MARK, oid, side.revision.label))
-            old_part = {_shown(out, was): was} if was else {}
-            new_part = {_shown(out, now): now} if now else {}
-        elif is_manifest(was or "") or is_manifest(now or ""):
-            # The folder itself, as DVC lists it: its id says the whole changed.
-            old_part.update({out + FOLDER_MARK: was} if was and is_manifest(was) else {})
-            new_part.update({out + FOLDER_MARK: now} if now and is_manifest(now) else {})
-        old_files.update(old_part)
-        new_files.update(new_part)
+            # Its files unknown on one side, the output is compared as a whole on both.
+            old_inside = new_inside = set()
+        # Sets of pairs compared in C; only the few that differ become paths.
+        old_files.update((f"{out}/{rel}", md5) for rel, md5 in old_inside - new_inside)
+        new_files.update((f"{out}/{rel}", md5) for rel, md5 in new_inside - old_inside)
+        # The output's own line (a folder's, as DVC lists it: its id says the whole changed).
+        old_files.update(_whole(out, was))
+        new_files.update(_whole(out, now))
     if targets:
         old_files = _within(old_files, targets)
         new_files = _within(new_files, targets)
     return _compare(before, after, old_files, new_files, not_in_cache)
 
 
-def _shown(out: str, oid: str) -> str:
-    return out + FOLDER_MARK if is_manifest(oid) else out
+def _whole(out: str, oid: str | None) -> dict[str, str]:
+    """The output as one line (a folder's path marked as one); none where it is absent."""
+    if oid is None:
+        return {}
+    return {out + FOLDER_MARK if is_manifest(oid) else out: oid}
 
 
 def _within(files: dict[str, str], targets: list[str]) -> dict[str, str]:
@@ -181,7 +180,7 @@ def _compare(
 ) -> DataDiff:
     gone = sorted(old_files.keys() - new_files.keys())
     came = sorted(new_files.keys() - old_files.keys())
-    both = sorted(p for p in old_files.keys() & new_files.keys() if old_files[p] != new_files[p])
+    both = sorted(old_files.keys() & new_files.keys())  # only differing pairs were kept
     # A path that went and one that came with the same bytes is a rename; among several
     # with the same bytes, they pair in path order.
     came_by_md5: dict[str, list[str]] = defaultdict(list)
