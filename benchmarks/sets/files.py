@@ -340,15 +340,14 @@ class Operations:
                 f"comm -3 {' '.join(map(quote, sorted_lists))} > /dev/null",
             ]
         )
-        case = Case(self.ds.name, "diff", "tr + sort + comm of the two manifests")
-        sides: Sides = {
-            t.name: (noop, self.verb(t, "diff", "--json", "diff-a", "diff-b"))
-            for t in self.bench.tools
+        steps = {
+            t.name: self.verb(t, "diff", "--json", "diff-a", "diff-b") for t in self.bench.tools
         }
-        sides["floor"] = (noop, self.floor(floor_cmd, clear=False))
-        for _setup, step in sides.values():
+        steps["floor"] = self.floor(floor_cmd, clear=False)
+        for step in steps.values():  # one warm-up each: the tags' objects were just written
             step()
-        alternate(case, self.repeat, sides)
+        case = Case(self.ds.name, "diff", "tr + sort + comm of the two manifests")
+        alternate(case, self.repeat, {name: (noop, step) for name, step in steps.items()})
         case.note = f"{changes} files each modified, deleted, renamed and added"
         self.bench.record(case)
 
