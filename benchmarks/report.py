@@ -16,6 +16,7 @@ OP_TITLES = {
     "push": "`push` to a fresh folder remote",
     "pull": "`pull` into a fresh clone",
     "metrics_tags": "`metrics show -T`",
+    "diff": "`diff --json` between two tags",
     "container": "stage running `true` (`repro repro -f`)",
     "sweep": "4-point sweep: `exp run --queue` ×4 + `--run-all -j 2`",
     "exp_show": "`exp show --json`, 20 experiments",

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from harness import Bench
 
 TAGS_FULL, TAGS_QUICK = 100, 20
+# diff between two tags: one file in this many is modified, as many deleted, renamed, added
+DIFF_SHARE = 200
 
 
 def run(bench: Bench, ds: Dataset) -> None:
@@ -43,6 +46,8 @@ def run(bench: Bench, ds: Dataset) -> None:
         ops.gone(path)
     if bench.wanted("metrics"):
         ops.metrics()
+    if bench.wanted("diff") and ds.files >= DIFF_SHARE:  # last: it changes the data checked above
+        ops.diff()
     for proj in ops.projects.values():
         ops.gone(proj)
     ops.gone(ops.base)
@@ -294,3 +299,66 @@ class Operations:
             self.r.run(["git", "add", "-A"], proj)
             self.r.run(["git", "commit", "-q", "-m", f"metrics {n}"], proj)
             self.r.run(["git", "tag", "-a", f"v{n:03d}", "-m", f"v{n}"], proj)
+
+    def diff(self) -> None:
+        """diff between two tags: the data as added, then with files modified, deleted,
+        renamed and added (the same changes in each tool's project), added again."""
+        rng = random.Random(f"{SEED}:diff")
+        files = sorted(p.relative_to(self.src).as_posix() for p in self.src.rglob("*.bin"))
+        changes = len(files) // DIFF_SHARE
+        picked = rng.sample(files, 3 * changes)
+        modified, deleted, renamed = (picked[n * changes : (n + 1) * changes] for n in range(3))
+        new_bytes = {rel: rng.randbytes(self.ds.size) for rel in modified}
+        new_bytes.update({f"new/{n:04d}.bin": rng.randbytes(self.ds.size) for n in range(changes)})
+        manifests = []
+        for tool in self.bench.tools:
+            proj = self.projects[tool.name]
+            self.r.run(["git", "tag", "diff-a"], proj)
+            data = proj / "data"
+            for rel in deleted:
+                (data / rel).unlink()
+            for rel in renamed:
+                (data / rel).rename(data / f"{rel}.moved")
+            (data / "new").mkdir()
+            for rel, content in new_bytes.items():
+                path = data / rel
+                path.unlink(missing_ok=True)  # hardlinked to the cache: never written in place
+                path.write_bytes(content)
+            self.r.run(tool.cmd("add", "-q", "data"), proj)
+            self.r.run(["git", "add", "-A"], proj)
+            self.r.run(["git", "commit", "-q", "-m", "data changed"], proj)
+            self.r.run(["git", "tag", "diff-b"], proj)
+            if tool is self.bench.repro:
+                manifests = [self._manifest(proj, tag) for tag in ("diff-a", "diff-b")]
+        sorted_lists = [self.floor_dir / f"manifest-{n}" for n in range(2)]
+        floor_cmd = " && ".join(
+            [
+                *(
+                    f"tr '{{' '\\n' < {quote(m)} | sort > {quote(out)}"
+                    for m, out in zip(manifests, sorted_lists, strict=True)
+                ),
+                f"comm -3 {' '.join(map(quote, sorted_lists))} > /dev/null",
+            ]
+        )
+        steps = {
+            t.name: self.verb(t, "diff", "--json", "diff-a", "diff-b") for t in self.bench.tools
+        }
+        steps["floor"] = self.floor(floor_cmd, clear=False)
+        for step in steps.values():  # one warm-up each: the tags' objects were just written
+            step()
+        case = Case(self.ds.name, "diff", "tr + sort + comm of the two manifests")
+        alternate(case, self.repeat, {name: (noop, step) for name, step in steps.items()})
+        case.note = f"{changes} files each modified, deleted, renamed and added"
+        self.bench.record(case)
+
+    def _manifest(self, proj: Path, tag: str) -> Path:
+        """The cache path of the data's manifest that repro's stage file records at ``tag``."""
+        stage_file = subprocess.run(
+            ["git", "show", f"{tag}:data.repro"],
+            cwd=proj,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        oid = stage_file.split("md5: ", 1)[1].split()[0]
+        return proj / ".repro" / "cache" / "files" / "md5" / oid[:2] / oid[2:]

@@ -108,6 +108,7 @@ COMMANDS = frozenset(
     + ("params",)
     + ("exp",)
     + ("plots",)
+    + ("diff",)
 )
 
 
@@ -357,6 +358,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
     cmd.add_argument("--all", action="store_true", help="unchanged params too")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cmd = add("diff", _lazy("diff", "cmd_diff"), "files changed inside tracked data")
+    cmd.add_argument("a_rev", nargs="?", metavar="A", help="old revision (default HEAD)")
+    cmd.add_argument("b_rev", nargs="?", metavar="B", help="new revision (default workspace)")
+    cmd.add_argument(
+        "--targets", nargs="+", default=[], metavar="PATH", help="only these outputs or paths"
+    )
+    form = cmd.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable output")
+    form.add_argument("--md", action="store_true", help="a Markdown table")
 
     remote = subcommands("remote", "manage remotes")
     cmd = remote("add", "cmd_add", "add a remote")
