@@ -20,6 +20,7 @@ OP_TITLES = {
     "sweep": "4-point sweep: `exp run --queue` ×4 + `--run-all -j 2`",
     "exp_show": "`exp show --json`, 20 experiments",
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
+    "import": "`import` from a registry repository",
 }
 
 # What every run's notes say: how the numbers were taken.

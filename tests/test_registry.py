@@ -20,15 +20,21 @@ def _objects(project: Project) -> list[Path]:
     return [p for p in (project.root / ".repro" / "cache").rglob("*") if p.is_file()]
 
 
+def repository(root: Path, capsys: pytest.CaptureFixture[str]) -> Project:
+    """A new git repository at ``root`` with repro initialised (and no commit)."""
+    root.mkdir()
+    git(root, "init", "-q")
+    made = Project(root, capsys)
+    made.ok("init")
+    return made
+
+
 @pytest.fixture
 def source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
     """A registry: data/images (20 files in 2 folders) tracked and pushed to a folder remote,
     tagged v1; a README in git."""
     root = tmp_path / "registry"
-    root.mkdir()
-    git(root, "init", "-q")
-    registry = Project(root, capsys)
-    registry.ok("init")
+    registry = repository(root, capsys)
     make_tree(root / "data" / "images", 20, folders=2)
     registry.write("README", "a registry\n")
     registry.ok("add", "data/images")

@@ -5,6 +5,7 @@ leaves no stray object in the cache and no half-written file in the workspace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from repro.errors import ReproError
 from repro.fsutil import TEMP_PREFIX, remove_dead_stagings, staging_name
 from repro.objects.digest import bytes_md5
-from repro.objects.ids import ObjectId, is_manifest, manifest_id, object_path
+from repro.objects.ids import PREFIX, ObjectId, fanout, is_manifest, manifest_id, object_path
 from repro.objects.manifest import manifest_bytes
 from repro.objects.store import Cache
 from repro.objects.transfer import Transfer
@@ -98,16 +99,28 @@ def move_into(staged: Cache, object_id: ObjectId, cache: Cache) -> None:
     """Move ``object_id`` (a manifest with its files) from ``staged`` into ``cache``; files
     first, so a kill never leaves a manifest there without them. An object ``cache`` holds is
     kept as it is: the workspace may be linked to it."""
-    files = [md5 for _rel, md5 in _files_of(staged, object_id)]
-    if is_manifest(object_id):
-        files.append(object_id)
-    held = cache.held(files)
-    for oid in dict.fromkeys(files):
-        if oid in held:
-            continue
-        dest = cache.object_path(oid)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged.object_path(oid), dest)
+    files = {md5 for _rel, md5 in _files_of(staged, object_id)}
+    by_folder: dict[str, list[ObjectId]] = {}
+    for oid in files - cache.held(files):
+        by_folder.setdefault(fanout(oid), []).append(oid)
+    for folder, oids in by_folder.items():
+        # A folder the cache lacks, holding just these: one rename instead of one per object.
+        source, dest = staged.root / PREFIX / folder, cache.root / PREFIX / folder
+        if not dest.exists() and len(os.listdir(source)) == len(oids):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # made meanwhile: one by one, below
+                os.rename(source, dest)
+                continue
+        for oid in oids:
+            _move(staged, oid, cache)
+    if is_manifest(object_id) and not cache.exists(object_id):
+        _move(staged, object_id, cache)
+
+
+def _move(staged: Cache, object_id: ObjectId, cache: Cache) -> None:
+    dest = cache.object_path(object_id)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged.object_path(object_id), dest)
 
 
 def place(staged: Cache, object_id: ObjectId, dest: Path) -> None:

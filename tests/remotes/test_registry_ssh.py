@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import Project, git, make_tree
 from remotes.remote_servers import SSH_ALIAS, SshServer, make_bucket, trust_sshd
+from test_registry import repository
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -32,10 +33,7 @@ def test_import_over_ssh_from_s3_update_push_and_clone(
         f"ssh -F {home}/.ssh/config -o UserKnownHostsFile={home}/.ssh/known_hosts",
     )
     root = tmp_path / "registry"
-    root.mkdir()
-    git(root, "init", "-q")
-    registry = Project(root, capsys)
-    registry.ok("init")
+    registry = repository(root, capsys)
     bucket = make_bucket(s3_endpoint)
     registry.ok("remote", "add", "-d", "s3", f"s3://{bucket}/registry")
     registry.ok("remote", "modify", "s3", "endpointurl", s3_endpoint)
