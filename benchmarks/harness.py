@@ -14,7 +14,7 @@ from pathlib import Path
 from dataset import FULL, QUICK, Dataset
 from machine import docker_version, git_version, machine_info, repro_commit
 from measure import Case, Runner
-from sets import container, experiments, files, pipeline, plots, startup
+from sets import container, experiments, files, pipeline, plots, registry, startup
 from tools import DVC, Repro, Tool, install_repro
 from trash import Trash
 
@@ -26,7 +26,13 @@ GIT_ENV = {
 }
 
 # The cases without a dataset, measured first, each when --ops names it (or names nothing).
-UNSET: list[Callable[[Bench], None]] = [startup.run, container.run, experiments.run, plots.run]
+UNSET: list[Callable[[Bench], None]] = [
+    startup.run,
+    container.run,
+    experiments.run,
+    plots.run,
+    registry.run,
+]
 # The benchmark set of each dataset that --sets can name (dataset.FULL and QUICK).
 SETS: dict[str, Callable[[Bench, Dataset], None]] = {
     "many": files.run,

@@ -22,6 +22,7 @@ OP_TITLES = {
     "exp_show": "`exp show --json`, 20 experiments",
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
     "plots_show": "`plots diff` of 10 plots × 5 tags (HTML page)",
+    "import": "`import` from a registry repository",
 }
 
 # What every run's notes say: how the numbers were taken.

@@ -38,7 +38,7 @@ LAYERS: list[list[str]] = [
     ["repro.project"],
     ["repro.remote_select", "repro.fromdvc"],
     ["repro.pipeline", "repro.history"],
-    ["repro.metrics"],
+    ["repro.metrics", "repro.registry"],
     ["repro.experiments"],
     ["repro.cli"],
     ["repro.__main__"],

@@ -109,6 +109,7 @@ COMMANDS = frozenset(
     + ("exp",)
     + ("plots",)
     + ("diff",)
+    + ("ls", "get", "import", "update")
 )
 
 
@@ -459,6 +460,29 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cmd = exp(verb, f"cmd_{verb}", help_text)
         cmd.add_argument("git_remote", metavar="GIT_REMOTE")
         cmd.add_argument("names", nargs="+", metavar="NAME")
+
+    cmd = add("ls", _lazy("registry", "cmd_ls"), "list what a repository tracks, with sizes")
+    cmd.add_argument("url", metavar="URL", help="a repository: folder, file://, ssh://, …")
+    cmd.add_argument("path", nargs="?", metavar="PATH", help="a folder in it (default: the root)")
+    cmd.add_argument("--rev", help="a branch, tag or commit of it (default: its HEAD)")
+    cmd.add_argument("-R", "--recursive", action="store_true", help="everything below")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    for verb, help_text in (
+        ("get", "download data of a repository, without tracking it"),
+        ("import", "track data of a repository here, with where it came from"),
+    ):
+        cmd = add(verb, _lazy("registry", f"cmd_{verb}"), help_text)
+        cmd.add_argument("url", metavar="URL", help="a repository: folder, file://, ssh://, …")
+        cmd.add_argument("path", metavar="PATH", help="data or a file in it")
+        cmd.add_argument("-o", "--out", help="where to put it (default: its name, here)")
+        cmd.add_argument("--rev", help="a branch, tag or commit of it (default: its HEAD)")
+        cmd.add_argument("-j", "--jobs", type=int, help="downloads at once")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
+    cmd = add("update", _lazy("registry", "cmd_update"), "bring the newest version of imports")
+    cmd.add_argument("targets", nargs="+", metavar="TARGET")
+    cmd.add_argument("--rev", help="switch to another branch, tag or commit of the source")
+    cmd.add_argument("-j", "--jobs", type=int, help="downloads at once")
+    cmd.add_argument("--wait", action="store_true", help="wait for the project lock")
 
     cmd = add(
         "install",

@@ -180,9 +180,15 @@ def record(
     return done
 
 
+def recorded_values(stage: Stage) -> dict[str, Any]:
+    """What the stage file recorded of each dependency: kept by a stage without a command
+    (an import's commit), which nothing ran to change."""
+    return {d.name: d.recorded for d in stage.deps}
+
+
 def commit(project: Project, stage: Stage) -> Stage:
     """``repro commit``: record the workspace as it is, as if ``stage`` had just made it."""
-    values = dep_values(project, stage) if not stage.is_data_source else {}
+    values = dep_values(project, stage) if not stage.is_data_source else recorded_values(stage)
     outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
     return record(project, stage, stage.image, values, outs)
 
@@ -293,7 +299,7 @@ class Reproduction:
                 raise ReproError(f"output '{absent[0]}' {absent[1]}")
             with _quiet(runner):
                 outs = tuple(outputs.commit(project, out) for out in stage.outs)
-                return record(project, stage, None, {}, outs), False
+                return record(project, stage, None, recorded_values(stage), outs), False
         if stage.image is None:  # a hand-written stage file: the project's default image
             default = project.config.get("core.image")
             if not default:

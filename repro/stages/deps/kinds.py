@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from repro.stages.deps.base import Kind
 from repro.stages.deps.file import Files
+from repro.stages.deps.imported import Imports
 from repro.stages.deps.params import Params
 
-KINDS: tuple[Kind, ...] = (Files(), Params())
+KINDS: tuple[Kind, ...] = (Files(), Params(), Imports())
