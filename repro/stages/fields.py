@@ -56,6 +56,18 @@ def mapping(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def entries(value: Any, field: str, what: str, keys: frozenset[str]) -> list[dict[str, Any]]:
+    """The mappings listed under ``field``, each holding no key but ``keys``."""
+    found = []
+    for entry in sequence(value, field):
+        entry = mapping(entry, what)
+        unknown = set(entry) - keys
+        if unknown:
+            raise Malformed(f"unknown key {field}.{sorted(map(str, unknown))[0]}")
+        found.append(entry)
+    return found
+
+
 def drop_none(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v is not None}
 

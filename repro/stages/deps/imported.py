@@ -138,11 +138,7 @@ class Imports:
 
     def load(self, stage_dir: str, raw: Any) -> tuple[Dependency, ...]:
         deps = []
-        for entry in fields.sequence(raw, "import"):
-            entry = fields.mapping(entry, "an import")
-            unknown = set(entry) - _ENTRY_KEYS
-            if unknown:
-                raise fields.Malformed(f"unknown key import.{sorted(map(str, unknown))[0]}")
+        for entry in fields.entries(raw, "import", "an import", _ENTRY_KEYS):
             rev_lock = fields.optional_text(entry.get("rev_lock"), "import rev_lock")
             if rev_lock is not None and not _COMMIT.fullmatch(rev_lock):
                 raise fields.Malformed("import rev_lock must be a 40-digit commit id")

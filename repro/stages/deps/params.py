@@ -127,11 +127,7 @@ class Params:
 
     def load(self, stage_dir: str, raw: Any) -> tuple[Dependency, ...]:
         deps = []
-        for entry in fields.sequence(raw, "params"):
-            entry = fields.mapping(entry, "a param")
-            unknown = set(entry) - _ENTRY_KEYS
-            if unknown:
-                raise fields.Malformed(f"unknown key params.{sorted(map(str, unknown))[0]}")
+        for entry in fields.entries(raw, "params", "a param", _ENTRY_KEYS):
             path = fields.to_root(stage_dir, fields.text(entry.get("path"), "param path"))
             key = fields.text(entry.get("key"), "param key")
             value = canonical(entry["value"]) if "value" in entry else None
