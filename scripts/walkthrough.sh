@@ -117,6 +117,9 @@ run cat evaluate.repro
 run git add evaluate.repro
 run git commit -q -m "show only the accuracy"
 run repro metrics show -T
+# The same history as a picture: one offline HTML page (PNG/SVG too with the [plots] extra).
+run repro plots metrics -T -o /tmp/accuracy
+run ls /tmp/accuracy
 
 section "Share data"
 run mkdir -p "$remote/repro-cache"

@@ -67,6 +67,8 @@ def test_walkthrough_tells_the_tutorial(walkthrough: subprocess.CompletedProcess
         "Pipeline is up to date. Nothing to reproduce.",
         "Dependency 'config/load.json' of 'load.repro' changed.",
         "Reproducing 'train.repro'",
+        "$$ repro plots metrics -T -o /tmp/accuracy",
+        "index.html",
         "$$ repro push -T",
         "walkthrough: done",
     ):
