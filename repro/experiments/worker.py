@@ -43,8 +43,9 @@ def serve(main: Callable[[list[str]], int], jobs_fd: int, token: str) -> None:
                 contextlib.redirect_stdout(io.StringIO()),
                 contextlib.redirect_stderr(io.StringIO()),
             ):
-                main(["checkout"])
-            code = main(job["argv"])
+                code = main(["checkout"])
+            if code < _INTERRUPTED:
+                code = main(job["argv"])
             stage.WRITTEN.clear()
             end = f"{token} {code}\n"
             for stream in (sys.stdout, sys.stderr):
