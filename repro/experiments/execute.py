@@ -87,8 +87,10 @@ def run(
         if code != 0:
             raise ReproError(f"experiment '{name}' failed: {error or f'exit code {code}'}")
         git(copy, "add", "-A")
-        git(copy, "commit", "-q", "--no-verify", "--allow-empty", "-m", f"repro exp: {name}")
-        sha = git(copy, "rev-parse", "HEAD").strip()
+        # Plumbing: no post-commit maintenance, no HEAD to move in a copy about to go.
+        tree = git(copy, "write-tree").strip()
+        sha = git(copy, "commit-tree", tree, "-p", baseline, stdin=f"repro exp: {name}\n".encode())
+        sha = sha.strip()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
         with _worktrees:
