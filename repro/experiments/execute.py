@@ -9,8 +9,10 @@ then rename), and two runs making the same object both end with the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -18,11 +20,10 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from repro.config import Config
 from repro.errors import ReproError
-from repro.experiments import IN_EXPERIMENT
 from repro.experiments.prepare import targets_of
 from repro.experiments.refs import QUEUE, Experiment, git, ref_of
 from repro.fsutil import remove_dead_stagings, staging_name
@@ -35,16 +36,13 @@ Log = Callable[[bytes], None]
 
 # The child is a fresh interpreter given this one's search path (so it works from a zipapp,
 # and from a checkout on PYTHONPATH), without the copy's folder: a project's own repro/ folder
-# must not be imported. It first checks out the baseline's outputs from the cache, quietly
-# (what the cache lacks, the run makes or restores), then runs the command it is given: one
-# interpreter start, not two.
+# must not be imported. worker.py says what it does.
 _BOOT = """\
-import contextlib, io, json, sys
+import json, sys
 sys.path[:0] = json.loads(sys.argv[1])
 from repro.cli import main
-with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-    main(["checkout"])
-raise SystemExit(main(sys.argv[2:]))
+from repro.experiments.worker import serve
+serve(main, int(sys.argv[2]), sys.argv[3])
 """
 
 _COPY = "copy-"
@@ -60,10 +58,16 @@ class Outcome(NamedTuple):
 
 
 def run(
-    project: Project, commit: str, baseline: str, name: str, targets: Sequence[str], log: Log
+    project: Project,
+    worker: Worker,
+    commit: str,
+    baseline: str,
+    name: str,
+    targets: Sequence[str],
+    log: Log,
 ) -> str:
-    """Run the prepared ``commit`` as experiment ``name``; its commit, recorded under its ref.
-    A failure raises with the child's error; the copy is removed either way."""
+    """Run the prepared ``commit`` as experiment ``name`` in ``worker``; its commit, recorded
+    under its ref. A failure raises with the child's error; the copy is removed either way."""
     folder = project.tmp_dir / "exps"
     folder.mkdir(exist_ok=True)
     remove_dead_stagings(str(folder), _COPY)  # copies that a killed repro left behind
@@ -79,12 +83,14 @@ def run(
         _share_accounts(project, copy)
         # After "--" a target never reads as an option (the targets come from a commit
         # message, and experiments are fetched from other people's remotes).
-        code, error = _child(copy, ["repro", "--", *targets], name, log)
+        code, error = worker.run(copy, ["repro", "--", *targets], name, log)
         if code != 0:
             raise ReproError(f"experiment '{name}' failed: {error or f'exit code {code}'}")
         git(copy, "add", "-A")
-        git(copy, "commit", "-q", "--no-verify", "--allow-empty", "-m", f"repro exp: {name}")
-        sha = git(copy, "rev-parse", "HEAD").strip()
+        # Plumbing: no post-commit maintenance, no HEAD to move in a copy about to go.
+        tree = git(copy, "write-tree").strip()
+        sha = git(copy, "commit-tree", tree, "-p", baseline, stdin=f"repro exp: {name}\n".encode())
+        sha = sha.strip()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
         with _worktrees:
@@ -135,41 +141,86 @@ def _search_path() -> list[str]:
     return list(dict.fromkeys([package_parent, *(p for p in rest if p != here)]))
 
 
-def _child(copy: Path, argv: list[str], name: str, log: Log) -> tuple[int, str]:
-    """Run repro in ``copy`` for experiment ``name``; its output goes to ``log`` line by line
-    as it comes. Its exit code and its first error line."""
-    command = [sys.executable, "-I", "-c", _BOOT, json.dumps(_search_path()), *argv]
-    process = subprocess.Popen(
-        command,
-        cwd=copy,
-        env={**os.environ, IN_EXPERIMENT: name},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    errors: list[str] = []
+class Worker:
+    """A child repro (worker.py) that runs experiments in their copies, one at a time; started
+    on its first experiment, and again should it have died."""
 
-    def drain_errors() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.startswith(b"error: "):
-                errors.append(line[len(b"error: ") :].decode(errors="replace").strip())
-            else:
-                log(line)
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._jobs: IO[str] | None = None
+        self._token = secrets.token_hex(8).encode()
 
-    reader = threading.Thread(target=drain_errors, daemon=True)
-    reader.start()
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            log(line)
-        reader.join()
-        return process.wait(), errors[0] if errors else ""
-    except BaseException:
-        # Ctrl-C reaches the child too (same process group); SIGTERM to repro alone does not.
-        process.terminate()
-        process.wait()
-        raise
+    def _start(self) -> tuple[subprocess.Popen[bytes], IO[str]]:
+        if self._process is not None and self._jobs is not None and self._process.poll() is None:
+            return self._process, self._jobs
+        self.close()
+        read_fd, write_fd = os.pipe()
+        try:
+            command = [sys.executable, "-I", "-c", _BOOT, json.dumps(_search_path())]
+            self._process = subprocess.Popen(
+                [*command, str(read_fd), self._token.decode()],
+                pass_fds=(read_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self._jobs = os.fdopen(write_fd, "w", encoding="utf-8")
+        return self._process, self._jobs
+
+    def run(self, copy: Path, argv: list[str], name: str, log: Log) -> tuple[int, str]:
+        """Run repro ``argv`` in ``copy`` for experiment ``name``; its output goes to ``log``
+        line by line as it comes. Its exit code and its first error line."""
+        process, jobs = self._start()
+        assert process.stdout is not None and process.stderr is not None
+        errors: list[str] = []
+        codes: list[int] = []
+
+        def drain(stream: IO[bytes], errors: list[str] | None) -> None:
+            for line in iter(stream.readline, b""):
+                if line.startswith(self._token + b" "):
+                    codes.append(int(line.split()[1]))
+                    return
+                if errors is not None and line.startswith(b"error: "):
+                    errors.append(line[len(b"error: ") :].decode(errors="replace").strip())
+                else:
+                    log(line)
+
+        reader = threading.Thread(target=drain, args=(process.stderr, errors), daemon=True)
+        reader.start()
+        try:
+            try:
+                jobs.write(json.dumps({"copy": str(copy), "name": name, "argv": argv}) + "\n")
+                jobs.flush()
+            except BrokenPipeError:
+                pass  # it died: its exit code says so below
+            drain(process.stdout, None)
+            reader.join()
+        except BaseException:
+            # Ctrl-C reaches the child too (same process group); SIGTERM to repro alone does not.
+            self.close(terminate=True)
+            raise
+        if len(codes) == 2 and codes[0] == codes[1]:
+            return codes[0], errors[0] if errors else ""
+        self.close()  # its output ended before its answer: it died
+        code = process.returncode or 1
+        return code, errors[0] if errors else f"its repro ended unexpectedly (exit code {code})"
+
+    def close(self, terminate: bool = False) -> None:
+        """End the child: it stops once told there is no more work, or at once if ``terminate``."""
+        if self._jobs is not None:
+            with contextlib.suppress(OSError):
+                self._jobs.close()
+            self._jobs = None
+        if self._process is not None:
+            if terminate:
+                self._process.terminate()
+            self._process.wait()
+            self._process = None
 
 
 def run_queued(
@@ -178,12 +229,22 @@ def run_queued(
     """Run queued experiments, ``jobs`` at a time, each in its own copy; one failing does not
     stop the others. A run leaves the queue; a failed one stays queued."""
 
+    idle: list[Worker] = []  # one per slot at most: a slot takes one, and gives it back
+    everyone: list[Worker] = []
+    taking = threading.Lock()
+
     def one(experiment: Experiment) -> Outcome:
+        with taking:
+            if not idle:
+                everyone.append(Worker())
+                idle.append(everyone[-1])
+            worker = idle.pop()
         prefix = f"[{experiment.name}] ".encode()
         targets = targets_of(project.root, experiment.sha)
         try:
             sha = run(
                 project,
+                worker,
                 experiment.sha,
                 experiment.baseline,
                 experiment.name,
@@ -192,8 +253,15 @@ def run_queued(
             )
         except ReproError as exc:
             return Outcome(experiment.name, None, str(exc))
+        finally:
+            with taking:
+                idle.append(worker)
         git(project.root, "update-ref", "-d", QUEUE + experiment.name, experiment.sha)
         return Outcome(experiment.name, sha, None)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, queued))
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(one, queued))
+    finally:
+        for worker in everyone:
+            worker.close()

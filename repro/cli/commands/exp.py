@@ -65,7 +65,13 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
         refs.git(project.root, "update-ref", refs.QUEUE + name, prepared.commit, "")
         ui.info(f"Queued experiment '{name}'; 'repro exp run --run-all' runs the queue.")
         return 0
-    sha = execute.run(project, prepared.commit, prepared.baseline, name, targets, ui.log)
+    worker = execute.Worker()
+    try:
+        sha = execute.run(
+            project, worker, prepared.commit, prepared.baseline, name, targets, ui.log
+        )
+    finally:
+        worker.close()
     # As DVC does: the workspace gets the result; the branch, HEAD and index do not move. It
     # held the changes the experiment started from: only one made during the run could be lost.
     try:

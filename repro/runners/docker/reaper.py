@@ -113,6 +113,14 @@ def _search_path() -> list[str]:
 
 _lock = threading.Lock()
 _reaper: Reaper | None = None
+_kept = False
+
+
+def keep() -> None:
+    """Keep this process's reaper from one command to the next, in a process that runs many
+    (an experiments worker): one reaper for them all, ended by :func:`close` or the exit."""
+    global _kept
+    _kept = True
 
 
 def session() -> str:
@@ -121,7 +129,8 @@ def session() -> str:
     with _lock:
         if _reaper is None:
             _reaper = Reaper()
-            when_done(close)
+            if not _kept:
+                when_done(close)
         return _reaper.session
 
 
