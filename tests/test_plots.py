@@ -270,19 +270,16 @@ def test_plots_metrics_draws_each_metric_across_tags(project: Project) -> None:
 
 
 def test_without_the_plots_extra_the_page_is_still_written(
-    project: Project, tmp_path: Path
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _plotted(project, "loss.csv", LOSS, "-y", "loss")
     hidden = tmp_path / "no-vl-convert"
     hidden.mkdir()
     (hidden / "vl_convert.py").write_text("raise ImportError('not installed')\n")
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(hidden), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(hidden), *filter(None, [os.environ.get("PYTHONPATH")])])
     )
-    try:
-        done = cli(project.root, "plots", "show", "--open")
-    finally:
-        os.environ["PYTHONPATH"] = os.environ["PYTHONPATH"].split(os.pathsep, 1)[1]
+    done = cli(project.root, "plots", "show", "--open")
     assert done.code == 0, done.err
     assert "pip install 'repro-pipelines[plots]'" in done.err
     assert "No browser to open here" in done.out

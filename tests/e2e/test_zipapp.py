@@ -38,11 +38,6 @@ echo hello >greeting.txt
 python3 /tmp/repro.pyz add greeting.txt
 cat greeting.txt.repro
 python3 /tmp/repro.pyz status
-printf '[train]\nlr = 0.1\n' >p.toml
-python3 /tmp/repro.pyz run -n scaled -p p.toml:train.lr -o lr.txt 'grep lr p.toml > lr.txt'
-git add -A && git commit -qm pipeline
-python3 /tmp/repro.pyz exp run -S p.toml:train.lr=0.2 -n faster
-python3 /tmp/repro.pyz exp show --csv
 """
 
 
