@@ -18,6 +18,7 @@ OP_TITLES = {
     "metrics_tags": "`metrics show -T`",
     "diff": "`diff --json` between two tags",
     "container": "stage running `true` (`repro repro -f`)",
+    "canonical": "the same stage's container with the canonical environment (floor: without)",
     "sweep": "4-point sweep: `exp run --queue` ×4 + `--run-all -j 2`",
     "exp_show": "`exp show --json`, 20 experiments",
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",

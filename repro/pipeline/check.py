@@ -72,7 +72,11 @@ def check(reproduction: Reproduction, name: str) -> None:
             _copy_project(project.root, scratch, stage, read_only)
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
         events.info(f"Checking '{name}'")
-        spec = reproduction.spec(stage, image, workdir, read_only, scratch)
+        # Up to date (prepare): the SOURCE_DATE_EPOCH its run had, when that was recorded.
+        epoch = stage.source_date_epoch
+        if epoch is None:
+            epoch = reproduction.source_date_epoch
+        spec = reproduction.spec(stage, image, workdir, read_only, epoch, scratch)
         code, tail = reproduction.launch(stage, spec)
         if code != 0:
             raise StageFailed(stage.address, code, tail.text())

@@ -146,9 +146,10 @@ def restore_from_run_cache(
     project: Project, stage: Stage, image: Image, values: dict[str, Any]
 ) -> Stage | None:
     """Outputs of an identical earlier run, checked out; None when there is no usable entry."""
-    recorded = runcache.lookup(project.cache_dir, runcache.key(stage, str(image.id), values))
-    if recorded is None or set(recorded) != set(stage.out_paths()):
+    entry = runcache.read(project.cache_dir, runcache.key(stage, str(image.id), values))
+    if entry is None or set(entry.outs) != set(stage.out_paths()):
         return None
+    recorded = entry.outs
     if any(project.cache.missing(md5) for md5 in recorded.values()):
         return None
     outs = []
@@ -159,7 +160,7 @@ def restore_from_run_cache(
         except ObjectsMissing:  # gone since the check (a gc of a project sharing the cache)
             return None
         outs.append(out._replace(md5=recorded[out.path]))
-    return record(project, stage, image, values, tuple(outs))
+    return record(project, stage, image, values, tuple(outs), entry.source_date_epoch)
 
 
 def record(
@@ -168,11 +169,15 @@ def record(
     image: Image | None,
     values: dict[str, Any],
     outs: tuple[Out, ...],
+    source_date_epoch: int | None = None,
 ) -> Stage:
     """Write the stage file of a stage that ran (or was restored, or committed): the image it
-    ran in, its dependencies' values, its outputs' hashes, its definition md5."""
+    ran in, its dependencies' values, its outputs' hashes, the SOURCE_DATE_EPOCH it ran with
+    (None when no run made the outputs), its definition md5."""
     deps = tuple(d.recorded_as(values.get(d.name)) for d in stage.deps)
-    done = stage._replace(image=image, deps=deps, outs=outs).with_md5()
+    done = stage._replace(
+        image=image, deps=deps, outs=outs, source_date_epoch=source_date_epoch
+    ).with_md5()
     for out in done.outs:
         if out.cache:
             gitignore.add(project.root, out.path)
@@ -335,7 +340,8 @@ class Reproduction:
             read_only = read_only_paths(project, stage, self.graph)
             stage_files = _stage_file_bytes(project)
         try:
-            code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only))
+            epoch = self.epoch_of(stage, image, values)
+            code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only, epoch))
         finally:
             with runner.quiet():
                 planted = _sweep_planted(project, stage, stage_files)
@@ -356,12 +362,24 @@ class Reproduction:
                 )
             outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
             # Remembered even under --no-run-cache: that flag only stops restoring.
-            runcache.save(project.cache_dir, runcache.key(stage, str(image.id), values), outs)
-            return record(project, stage, image, values, outs), False
+            run_key = runcache.key(stage, str(image.id), values)
+            runcache.save(project.cache_dir, run_key, outs, epoch)
+            return record(project, stage, image, values, outs, epoch), False
 
     @cached_property
     def source_date_epoch(self) -> int:
         return source_date_epoch(self.project.root)
+
+    def epoch_of(self, stage: Stage, image: Image, values: dict[str, Any]) -> int:
+        """SOURCE_DATE_EPOCH for a run of ``stage`` over dependencies with ``values``: the
+        one its last run had when nothing it depends on changed since (a forced re-run, a
+        clone reproducing a commit, a check), so that such a run makes the same bytes; else
+        the time of the commit reproduced."""
+        recorded = stage.source_date_epoch
+        unchanged = stage._replace(image=image).definition_md5() == stage.md5
+        if recorded is not None and unchanged and values == recorded_values(stage):
+            return recorded
+        return self.source_date_epoch
 
     def spec(
         self,
@@ -369,6 +387,7 @@ class Reproduction:
         image: Image,
         workdir: Path,
         read_only: tuple[Path, ...],
+        source_date_epoch: int,
         scratch: Path | None = None,
     ) -> RunSpec:
         """What the runner is handed to run ``stage`` in ``image``."""
@@ -382,7 +401,7 @@ class Reproduction:
             read_only=read_only,
             resources=stage.resources,
             env=stage.env,
-            source_date_epoch=self.source_date_epoch,
+            source_date_epoch=source_date_epoch,
             scratch=scratch,
         )
 
