@@ -326,3 +326,23 @@ def test_an_experiment_makes_the_bytes_a_workspace_run_makes(docker_project: Pro
     project.write("params.yaml", "train:\n  lr: 0.2\n")
     project.ok("repro", "-f", "--no-run-cache")
     assert (project.root / "where.txt").read_bytes() == from_experiment
+
+
+def test_the_check_copy_has_a_stand_in_for_every_read_only_path(tmp_path: Path) -> None:
+    """Top-level ones too: else the engine makes the mount points, as root, in the scratch."""
+    from repro.pipeline.check import _copy_project
+
+    root, scratch = tmp_path / "project", tmp_path / "scratch"
+    for folder in (".git", ".repro", "data/sub"):
+        (root / folder).mkdir(parents=True)
+    (root / "in.txt").write_text("dep\n")
+    (root / "data" / "sub" / "deep.txt").write_text("dep\n")
+    (root / "code.py").write_text("print()\n")
+    stage = Stage("s.repro", cmd="true", outs=(Out("out/model.bin"),))
+    _copy_project(root, scratch, stage, (root / "in.txt", root / "data" / "sub" / "deep.txt"))
+    assert (scratch / ".git").is_dir() and not os.listdir(scratch / ".git")
+    assert (scratch / ".repro").is_dir() and not os.listdir(scratch / ".repro")
+    assert (scratch / "in.txt").read_text() == ""
+    assert (scratch / "data" / "sub" / "deep.txt").read_text() == ""
+    assert (scratch / "code.py").read_text() == "print()\n"
+    assert (scratch / "out").is_dir() and not (scratch / "out" / "model.bin").exists()
