@@ -16,11 +16,15 @@ KNOWN_KEYS: dict[str, tuple[str, ...] | None] = {
     "core.runner": None,
     "core.remote": None,
     "core.jobs": None,
+    "core.scheduler": None,  # a Dask scheduler's address (tcp://HOST:8786), or local
     "cache.dir": None,
     "cache.type": ("hardlink", "copy", "reflink"),
 }
 _REMOTE_KEY = re.compile(r"^remote\.([A-Za-z0-9_.-]+)\.([a-z_]+)$")
 SECRET_OPTIONS = ("password", "secret_access_key", "access_key_id", "session_token")
+# Remote options that name one machine's credentials or files: another machine (a registry
+# source's user, a cluster worker) uses its own ssh agent and config or AWS chain instead.
+PRIVATE_OPTIONS = frozenset(SECRET_OPTIONS) | {"keyfile"}
 
 
 def _section_option(key: str) -> tuple[str, str]:

@@ -34,6 +34,10 @@ from repro.stages.stage import Out, Stage
 from repro.workspace import gitignore, outputs
 from repro.workspace.materialise import unprotect
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from repro.cluster.client import Cluster
+
 LOG_TAIL_LINES = 20
 
 
@@ -287,6 +291,7 @@ class Reproduction:
         self.options = options
         self.events = events
         self.outcome = Outcome()
+        self.cluster: Cluster | None = None  # set: stages run as tasks on a Dask cluster
 
     def execute(self, stage: Stage, run_cache: bool | None = None) -> tuple[Stage, bool]:
         """Run one stage (or restore it from the run-cache); return it as written, and whether
@@ -339,6 +344,8 @@ class Reproduction:
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
             read_only = read_only_paths(project, stage, self.graph)
             stage_files = _stage_file_bytes(project)
+        if self.cluster is not None:
+            return self._on_cluster(self.cluster, stage, image, values), False
         try:
             epoch = self.epoch_of(stage, image, values)
             code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only, epoch))
@@ -365,6 +372,21 @@ class Reproduction:
             run_key = runcache.key(stage, str(image.id), values)
             runcache.save(project.cache_dir, run_key, outs, epoch)
             return record(project, stage, image, values, outs, epoch), False
+
+    def _on_cluster(
+        self, cluster: Cluster, stage: Stage, image: Image, values: dict[str, Any]
+    ) -> Stage:
+        """Run ``stage`` on a worker; settle and record its outputs as a local run does."""
+        self.events.info(f"Running command on {cluster.address}:\n\t{stage.cmd}")
+        result = cluster.run(stage, image, self.source_date_epoch)
+        if result.code != 0:
+            tail = _Tail()
+            tail.feed(result.log_end)
+            raise StageFailed(stage.address, result.code, tail.text())
+        with _quiet(self.runner):
+            outs = cluster.settle(stage, result.outputs)
+            runcache.save(self.project.cache_dir, runcache.key(stage, str(image.id), values), outs)
+            return record(self.project, stage, image, values, outs)
 
     @cached_property
     def source_date_epoch(self) -> int:
@@ -430,7 +452,7 @@ class Reproduction:
             names, step = set(targets), lambda name, _target: check.check(self, name)
         if self.options.dry:
             self._plan(names, targets)
-        elif self.options.jobs > 1:
+        elif self.options.jobs > 1 or self.cluster is not None:
             self._run_parallel(names, set(targets), step)
         else:
             self._run_serial(names, targets, step)
@@ -532,6 +554,8 @@ class Reproduction:
         except BaseException:
             if self.runner is not None:
                 self.runner.stop_all()
+            if self.cluster is not None:
+                self.cluster.stop()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -514,7 +514,7 @@ def _resources(cpus: Any, memory: Any, gpus: Any, prefix: str) -> Resources:
         )
     if isinstance(memory, int) and not isinstance(memory, bool):
         memory = str(memory)
-    if memory is not None and not _MIN_MEMORY <= _memory_bytes(memory) <= _MAX_MEMORY:
+    if memory is not None and not _MIN_MEMORY <= memory_bytes(memory) <= _MAX_MEMORY:
         raise Malformed(
             f"{prefix}memory must be a size such as 512m or 2g (bytes, or k, m, g; at least "
             f"6m), not {memory!r}"
@@ -542,7 +542,7 @@ def _cpu_count(value: Any) -> float:
     return float(value) if math.isfinite(value) else -1
 
 
-def _memory_bytes(value: Any) -> int:
+def memory_bytes(value: Any) -> int:
     """Bytes of a memory size as Docker writes it (512m, 2g, 1.5g, 1024); -1 if it is not one."""
     if not isinstance(value, str):
         return -1
