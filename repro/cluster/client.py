@@ -65,6 +65,36 @@ def connect(address: str) -> Any:
         ) from None
 
 
+def describe(address: str) -> tuple[list[str], list[str]]:
+    """``repro doctor``'s lines about the scheduler at ``address`` and each of its workers
+    (repro, engine, threads, resources), and what is broken there."""
+    client = connect(address)
+    try:
+        workers = client.scheduler_info()["workers"]
+        abouts = client.run(task_mod.about, on_error="return")
+    finally:
+        client.close()
+    lines = [f"Scheduler: {address} ({len(workers)} workers)"]
+    broken = [] if workers else [f"the scheduler {address}, which has no worker"]
+    for address_of, info in sorted(workers.items(), key=lambda item: str(item[1].get("name"))):
+        about = abouts.get(address_of)
+        name = f"worker {info.get('name')} ({address_of})"
+        if not isinstance(about, dict):
+            lines.append(f"  {name}: did not answer ({about})")
+            broken.append(name)
+            continue
+        offered = ",".join(f"{k}={v:g}" for k, v in sorted(about["resources"].items()))
+        engine = f"{about['engine']} {about['engine_version']}"
+        if about["problem"] is not None:
+            engine = f"{about['engine']} unreachable ({about['problem']})"
+            broken.append(name)
+        lines.append(
+            f"  {name}: repro {about['version']}, {engine}, {about['threads']} threads, "
+            f"resources {offered or 'none'}"
+        )
+    return lines, broken
+
+
 def dask_resources(resources: Resources) -> dict[str, float]:
     """A stage's --gpus/--cpus/--memory as Dask resources: it runs only on a worker started
     with at least as much (``dask worker --resources "GPU=1,CPU=4,MEMORY=16e9"``)."""
