@@ -24,6 +24,8 @@ OP_TITLES = {
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
     "plots_show": "`plots diff` of 10 plots × 5 tags (HTML page)",
     "import": "`import` from a registry repository",
+    "cluster_stage": "stage running `true` on a Dask worker (`repro repro -f --scheduler`)",
+    "cluster_fan_out": "fan-out of 4 sleeping stages on 3 Dask workers",
 }
 
 # What every run's notes say: how the numbers were taken.

@@ -65,9 +65,9 @@ class LoopbackCluster:
     workers: list[Worker] = field(default_factory=list)
 
     def client(self) -> Any:
-        from distributed import Client
+        from repro.cluster.client import connect
 
-        return Client(self.address, timeout=30, set_as_default=False)
+        return connect(self.address)
 
     def containers(self) -> list[tuple[str, str]]:
         """(worker, container name) of every container on the workers' engines."""
