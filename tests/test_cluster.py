@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from cluster_servers import LoopbackCluster, running_cluster
 from helpers import Project, build_busybox_image, git
-from remotes.remote_servers import SSH_ALIAS, SshServer, make_bucket, running_sshd, trust_sshd
+from remotes import remote_servers as servers
+from remotes.remote_servers import SshServer
 
 import docker
 
@@ -42,21 +43,14 @@ def image_id(docker_client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+    with servers.running_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with servers.running_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +58,7 @@ def cluster(sshd: SshServer) -> Iterator[LoopbackCluster]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with running_cluster(dict(env, **AWS)) as made:
         for worker in made.workers:
-            trust_sshd(worker.folder / "home", sshd)
+            servers.trust_sshd(worker.folder / "home", sshd)
         yield made
 
 
@@ -75,7 +69,7 @@ def _credentials(monkeypatch: pytest.MonkeyPatch, sshd: SshServer) -> None:
         monkeypatch.setenv(name, value)
     home = Path(os.environ["HOME"])
     (home / ".ssh").mkdir(exist_ok=True)
-    trust_sshd(home, sshd)
+    servers.trust_sshd(home, sshd)
 
 
 @pytest.fixture(autouse=True)
@@ -176,7 +170,7 @@ def overlapping(text: str) -> int:
 def test_fan_out_on_three_workers_through_s3_matches_a_local_run(
     cluster: LoopbackCluster, capsys: pytest.CaptureFixture[str], s3_endpoint: str, image_id: str
 ) -> None:
-    bucket = make_bucket(s3_endpoint)
+    bucket = servers.make_bucket(s3_endpoint)
     here, clone, outs = ran_locally_then_cloned(
         cluster, capsys, f"s3://{bucket}/team", {"endpointurl": s3_endpoint}, sleep=2
     )
@@ -195,7 +189,7 @@ def test_the_same_run_through_an_ssh_remote(
     cluster: LoopbackCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path, image_id: str
 ) -> None:
     here, clone, outs = ran_locally_then_cloned(
-        cluster, capsys, f"ssh://{SSH_ALIAS}{tmp_path}/remote", {}, sleep=0
+        cluster, capsys, f"ssh://{servers.SSH_ALIAS}{tmp_path}/remote", {}, sleep=0
     )
     clone.ok("repro", "--scheduler", cluster.address)
     assert md5s(clone, outs) == md5s(here, outs)
@@ -370,3 +364,35 @@ def _end(run: subprocess.Popen[str]) -> None:
     if run.poll() is None:
         run.kill()
         run.communicate()
+
+
+def test_a_worker_of_another_version_refuses_the_task_in_one_line(
+    cluster: LoopbackCluster,
+) -> None:
+    from repro.cluster import task
+    from repro.errors import ReproError
+    from repro.runners.spec import Image, Resources
+
+    other = task.Task(
+        session="version-check",
+        version="0.0.0-other",
+        stage="s",
+        cmd="true",
+        image=Image(IMAGE, "sha256:" + "0" * 64),
+        workdir=".",
+        network="none",
+        resources=Resources(),
+        env=(),
+        source_date_epoch=0,
+        inputs=(),
+        outputs=(),
+        writable=(),
+        remote_url="/nowhere",
+        remote_options=(),
+    )
+    with contextlib.closing(cluster.client()) as client:
+        future = client.submit(task.run, other, pure=False)
+        with pytest.raises(
+            ReproError, match=r"^worker tcp://\S+ runs repro \S+ but this run needs"
+        ):
+            future.result()

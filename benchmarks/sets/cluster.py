@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -153,8 +152,8 @@ def _cluster(python: str, folder: Path, workers: int) -> Iterator[str]:
         subprocess.run([python, "-c", wait], check=True, timeout=120, capture_output=True)
         yield address
     finally:
-        for process in reversed(processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.terminate()  # a worker's nanny stops the worker first
+        for process in processes:
             process.wait()
         log.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ def connect(address: str) -> Any:
     """A Dask client of the scheduler at ``address``; one line when it does not answer."""
     try:
         from distributed import Client
+        from distributed.comm.addressing import get_address_host_port
     except ModuleNotFoundError:
         raise ReproError(
             "running stages on a cluster needs Dask: pip install 'repro-pipelines[cluster]'"
@@ -55,6 +57,9 @@ def connect(address: str) -> Any:
     # Its own log lines would repeat, in many lines, what our one line says.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
+        # Asked first, plainly: a Client that failed to connect tries again to close itself
+        # when the interpreter exits, and waits there.
+        socket.create_connection(get_address_host_port(address), CONNECT_SECONDS).close()
         # distributed's Client has no annotations
         return Client(address, timeout=CONNECT_SECONDS, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError) as exc:
@@ -131,7 +136,10 @@ class Cluster:
         self.version = __version__
         self.session = secrets.token_hex(8)
         self.client = connect(address)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _futures
+        # Stages are submitted from one thread each; hashing their inputs into the cache takes
+        # turns, as the local run's checks do (Runner.quiet).
+        self._hashing = threading.Lock()
         self._futures: list[Any] = []
         self._partial: dict[str, str] = {}
         self.client.subscribe_topic(task_mod.LOG_TOPIC + self.session, self._line)
@@ -152,13 +160,14 @@ class Cluster:
         project = self.project
         persisted = [o.path for o in stage.outs if o.persist]
         found = []
-        for path in dict.fromkeys([*(d.path for d in stage.deps), *persisted]):
-            oid = outputs.current_md5(project, path)
-            if oid is None:
-                continue  # a persisted output not made yet: dep_values checked the deps
-            if project.cache.missing(oid):
-                outputs.commit(project, Out(path, cache=False), keep_copy=True)
-            found.append((path, oid))
+        with self._hashing:
+            for path in dict.fromkeys([*(d.path for d in stage.deps), *persisted]):
+                oid = outputs.current_md5(project, path)
+                if oid is None:
+                    continue  # a persisted output not made yet: dep_values checked the deps
+                if project.cache.missing(oid):
+                    outputs.commit(project, Out(path, cache=False), keep_copy=True)
+                found.append((path, oid))
         summary = Transfer(self.remote, project.cache_dir, progress=False).push(
             oid for _path, oid in found
         )
