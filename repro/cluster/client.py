@@ -136,7 +136,7 @@ class Cluster:
         self.version = __version__
         self.session = secrets.token_hex(8)
         self.client = connect(address)
-        self._lock = threading.Lock()  # guards _futures
+        self._lock = threading.Lock()  # guards _futures and _partial
         # Stages are submitted from one thread each; hashing their inputs into the cache takes
         # turns, as the local run's checks do (Runner.quiet).
         self._hashing = threading.Lock()
@@ -144,13 +144,16 @@ class Cluster:
         self._partial: dict[str, str] = {}
         self.client.subscribe_topic(task_mod.LOG_TOPIC + self.session, self._line)
 
-    def _line(self, event: tuple[float, dict[str, str]]) -> None:
-        """A chunk of a stage's output: shown line by line, each behind its stage's name."""
+    def _line(self, event: tuple[float, dict[str, str]], last: bool = False) -> None:
+        """A chunk of a stage's output: shown line by line, each behind its stage's name;
+        ``last``: the stage ended, so an unfinished line is shown too."""
         message = event[1]
         stage = message["stage"]
-        *complete, self._partial[stage] = (self._partial.get(stage, "") + message["text"]).split(
-            "\n"
-        )
+        with self._lock:  # Dask's thread delivers lines, the stage's own thread the last one
+            text = self._partial.pop(stage, "") + message["text"]
+            *complete, self._partial[stage] = text.split("\n")
+            if last and self._partial[stage]:
+                complete.append(self._partial.pop(stage))
         if complete:
             self.events.log("".join(f"[{stage}] {line}\n" for line in complete).encode())
 
@@ -222,6 +225,8 @@ class Cluster:
             raise ReproError(
                 f"stage '{stage.address}' could not run on the cluster: {exc}"
             ) from None
+        finally:
+            self._line((0.0, {"stage": stage.address, "text": ""}), last=True)
         made = dict(result.outputs)
         if result.code == 0 and (
             set(made) != set(stage.out_paths()) or not all(map(is_object_id, made.values()))

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 WORKER_CACHE = "REPRO_WORKER_CACHE"  # the worker's own cache and scratch folders live there
 LOG_TOPIC = "repro-log-"  # + the run's session: the topic its stages' live lines go to
 TAIL_BYTES = 64 * 1024  # the end of a stage's log that comes back with its result
+SCRATCH = "task-"  # + the worker's pid + "-…": a task's scratch folder
 
 
 class Task(NamedTuple):
@@ -96,7 +97,8 @@ def run(task: Task) -> Result:
         )
     root = worker_root()
     cache = Cache(root / "cache")
-    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root / "tasks"))
+    _remove_dead_scratch(root / "tasks")
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=root / "tasks"))
     project = scratch / "project"
     project.mkdir()
     remote = open_remote(task.remote_url, dict(task.remote_options))
@@ -140,6 +142,20 @@ def about() -> dict[str, Any]:
         "threads": worker.state.nthreads if worker is not None else 1,
         "resources": dict(worker.state.total_resources) if worker is not None else {},
     }
+
+
+def _remove_dead_scratch(tasks: Path) -> None:
+    """Remove the scratch folders of workers that died mid-task (their pid is gone)."""
+    for entry in os.scandir(tasks):
+        pid = entry.name.removeprefix(SCRATCH).partition("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, another user's
 
 
 @contextlib.contextmanager
