@@ -96,7 +96,15 @@ def fan_out(project: Project, sleep: float) -> list[str]:
     """load -> BRANCHES stages that each wait ``sleep`` seconds -> join; its outputs."""
     project.write("in.txt", "alpha\nbeta\n")
     project.ok(
-        "run", "-n", "load", "-d", "in.txt", "-o", "data.txt", "--no-exec", "cat in.txt > data.txt"
+        "run",
+        "-n",
+        "load",
+        "-d",
+        "in.txt",
+        "-o",
+        "data.txt",
+        "--no-exec",
+        "cat in.txt > data.txt; echo $SOURCE_DATE_EPOCH >> data.txt",
     )
     for index in range(BRANCHES):
         cmd = (

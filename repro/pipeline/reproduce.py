@@ -378,15 +378,17 @@ class Reproduction:
     ) -> Stage:
         """Run ``stage`` on a worker; settle and record its outputs as a local run does."""
         self.events.info(f"Running command on {cluster.address}:\n\t{stage.cmd}")
-        result = cluster.run(stage, image, self.source_date_epoch)
+        epoch = self.epoch_of(stage, image, values)
+        result = cluster.run(stage, image, epoch)
         if result.code != 0:
             tail = _Tail()
             tail.feed(result.log_end)
             raise StageFailed(stage.address, result.code, tail.text())
         with _quiet(self.runner):
             outs = cluster.settle(stage, result.outputs)
-            runcache.save(self.project.cache_dir, runcache.key(stage, str(image.id), values), outs)
-            return record(self.project, stage, image, values, outs)
+            run_key = runcache.key(stage, str(image.id), values)
+            runcache.save(self.project.cache_dir, run_key, outs, epoch)
+            return record(self.project, stage, image, values, outs, epoch)
 
     @cached_property
     def source_date_epoch(self) -> int:
