@@ -279,3 +279,4 @@ class Cluster:
 
     def close(self) -> None:
         self.client.close()
+        self.remote.close()

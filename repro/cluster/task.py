@@ -200,13 +200,15 @@ def _image(runner: Runner, remote: Remote, task: Task, scratch: Path, worker: st
 
 
 def checked(summary: TransferSummary, remote: Remote, verb: str) -> None:
+    """One line for a push or fetch of a stage's objects that left some behind."""
     problems = [f"{oid} is not there" for oid in summary.missing]
     problems += [str(failure.error) for failure in summary.failed]
     if problems:
+        advice = "run 'repro push' and retry" if summary.missing else "check the remote and retry"
         raise ReproError(
             f"could not {verb} {remote.url}: {problems[0]}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            + "; run 'repro push' and retry"
+            + f"; {advice}"
         )
 
 
