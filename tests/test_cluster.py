@@ -187,7 +187,6 @@ def test_fan_out_on_three_workers_through_s3_matches_a_local_run(
     assert md5s(clone, outs) == md5s(here, outs)
     assert (clone.root / "repro.lock").read_bytes() == (here.root / "repro.lock").read_bytes()
     assert overlapping(result.out) >= 1
-    assert "[load] " not in result.out or "[p0] start" in result.out
     # The image came from the remote: engines that lacked it now have it.
     assert sum(image_id in ids for ids in cluster.images()) >= 2
     assert clone.ok("status").out.strip() == "Data and pipelines are up to date."
