@@ -338,7 +338,7 @@ def test_doctor_reports_the_scheduler_its_workers_and_their_engines(
     cluster: LoopbackCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = new_project(cluster, "doctor", capsys)
-    project.ok("config", "core.scheduler", cluster.address)
+    project.ok("config", "--local", "core.scheduler", cluster.address)
     out = project.repro("doctor").out
     assert f"Scheduler: {cluster.address} (3 workers)" in out
     for worker in cluster.workers:
