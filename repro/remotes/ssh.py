@@ -8,8 +8,13 @@ refused, never added, so a first connection cannot be silently intercepted.
 
 A connection that drops after it worked (sshd restarted, a flaky link) is re-established and
 the operation repeated a few times with growing pauses; every operation is idempotent since
-uploads are renamed into place. A first connection that fails, an authentication or host key
-problem, and a refusal by the server (permission denied) fail at once.
+uploads are renamed into place. A server that stops answering (stopped, hung, a link that
+silently lost its packets) counts as dropped once it has sent nothing for ``timeout`` seconds
+(the remote's ``timeout`` option, default 30): connecting, logging in and every request wait
+at most that long, so the whole operation gives up after at most
+``len(RETRY_DELAYS) + 1`` × ``timeout`` + ``sum(RETRY_DELAYS)`` seconds. A first connection
+that fails, an authentication or host key problem, and a refusal by the server (permission
+denied) fail at once.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from repro.remotes import common
 
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
 MAX_CHANNELS = 8
-CONNECT_TIMEOUT = 20.0
+# Seconds without a word from the server before its connection counts as dropped.
+DEFAULT_TIMEOUT = 30.0
 PREFETCH_ABOVE = 256 << 10
 # SFTP reads are at most 32 KiB; reading in bigger chunks only adds copying.
 SFTP_CHUNK = 32 << 10
@@ -69,6 +75,7 @@ class Target(NamedTuple):
     password: str | None = None
     proxy_command: str | None = None
     known_hosts_files: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
 
     @property
     def display(self) -> str:
@@ -114,6 +121,7 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
             )
     # Like OpenSSH, skip configured identities that are absent (a "Host *" default, say).
     key_files += [p for p in map(Path, config.get("identityfile", [])) if p.expanduser().is_file()]
+    timeout = _timeout(options.get("timeout"), url)
     known_hosts = [str(p.expanduser()) for p in KNOWN_HOSTS]
     known_hosts += config.get("userknownhostsfile", "").split()
     return Target(
@@ -126,7 +134,23 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
         password=options.get("password"),
         proxy_command=config.get("proxycommand"),
         known_hosts_files=tuple(str(Path(k).expanduser()) for k in known_hosts),
+        timeout=timeout,
     )
+
+
+def _timeout(text: str | None, url: str) -> float:
+    if text is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86400:  # also refuses nan and inf
+        raise ReproError(
+            f"ssh timeout '{text}' of '{url}' is not a number of seconds; fix it with "
+            "'repro remote modify NAME timeout SECONDS'"
+        )
+    return seconds
 
 
 def _ssh_config(host: str) -> paramiko.SSHConfigDict:
@@ -169,6 +193,7 @@ def _connect(target: Target) -> paramiko.SSHClient:
             client.load_system_host_keys(known_hosts)
     client.set_missing_host_key_policy(_RefuseUnknownHosts())
     where = f"{target.hostname}:{target.port}"
+    started = time.monotonic()
     try:
         client.connect(
             target.hostname,
@@ -176,9 +201,10 @@ def _connect(target: Target) -> paramiko.SSHClient:
             username=target.user,
             password=target.password,
             key_filename=list(target.key_files) or None,  # type: ignore[arg-type,unused-ignore]  # a list works too
-            timeout=CONNECT_TIMEOUT,
-            banner_timeout=CONNECT_TIMEOUT,
-            auth_timeout=CONNECT_TIMEOUT,
+            timeout=target.timeout,
+            banner_timeout=target.timeout,
+            auth_timeout=target.timeout,
+            channel_timeout=target.timeout,
             sock=paramiko.ProxyCommand(target.proxy_command) if target.proxy_command else None,
         )
     except _UnknownHostKey as exc:
@@ -204,13 +230,24 @@ def _connect(target: Target) -> paramiko.SSHClient:
         ) from None
     except (OSError, paramiko.SSHException, EOFError) as exc:
         client.close()
-        reason = _reason(exc)
+        # paramiko reports a silent server in several ways, a timeout not always among them.
+        silent = _timed_out(exc) or time.monotonic() - started >= target.timeout
+        reason = _silence(target) if silent else _reason(exc)
         raise _Unreachable(
             f"cannot connect to ssh server {where}: {reason}; check the host and port "
             "and that sshd runs there",
             reason,
         ) from None
     return client
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or wraps (paramiko's banner error), a wait that timed out."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+
+
+def _silence(target: Target) -> str:
+    return f"the server did not answer for {target.timeout:g} s (the remote's timeout option)"
 
 
 def _reason(exc: BaseException) -> str:
@@ -244,6 +281,7 @@ class _ChannelPool:
         self._failure: RemoteError | None = None  # final: no thread tries again
         self._connected = False  # a connection worked once, so a failure may pass
         self._last_drop: tuple[float, str] | None = None  # when a reconnect failed, and why
+        self._abandoned: paramiko.Transport | None = None  # the last one closed for silence
 
     def _transport(self) -> paramiko.Transport:
         with self._connect_lock:
@@ -296,7 +334,7 @@ class _ChannelPool:
                 self._release(None)
                 raise
             try:
-                return paramiko.SFTPClient.from_transport(transport) or _no_sftp()
+                return self._open_sftp(transport)
             except paramiko.SSHException:
                 if not transport.is_active():
                     self._release(None)
@@ -317,6 +355,43 @@ class _ChannelPool:
                 self._release(None)
                 raise
 
+    def _open_sftp(self, transport: paramiko.Transport) -> paramiko.SFTPClient:
+        """A new SFTP channel whose every wait is bounded by the target's timeout."""
+        timeout = self._target.timeout
+        # paramiko waits for the server's answer to a new channel without any timeout: a
+        # server that stopped answering would hang here forever, so its connection is closed.
+        watchdog = threading.Timer(timeout, self.abandon, [transport])
+        watchdog.start()
+        try:
+            channel = transport.open_session(timeout=timeout)
+            channel.settimeout(timeout)
+            channel.invoke_subsystem("sftp")
+            return paramiko.SFTPClient(channel)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if transport is self._abandoned:
+                raise TimeoutError(_silence(self._target)) from None
+            raise paramiko.SSHException(_reason(exc)) from None
+        finally:
+            watchdog.cancel()
+
+    def give_up(self, failure: RemoteError) -> None:
+        """Fail every later operation at once with ``failure``."""
+        with self._connect_lock:
+            self._failure = failure
+
+    def abandon(self, transport: paramiko.Transport | None) -> None:
+        """Close ``transport`` if it is still the pool's: its server stopped answering, so the
+        next operation connects anew rather than wait on it again."""
+        with self._connect_lock:
+            self._abandoned = transport
+            if self._client is not None and self._client.get_transport() is transport:
+                self._client.close()
+
+    def is_abandoned(self, transport: paramiko.Transport | None) -> bool:
+        """Whether ``transport`` was closed for its silence (its channels fail, each in its
+        own way, for that reason)."""
+        return transport is not None and transport is self._abandoned
+
     def _release(self, sftp: paramiko.SFTPClient | None) -> None:
         with self._changed:
             if sftp is None or sftp.sock.closed:
@@ -331,7 +406,7 @@ class _ChannelPool:
         try:
             sftp = self._acquire()
         except _BROKEN as exc:  # the connection died while the channel opened
-            raise _Dropped(_reason(exc)) from None
+            raise _Dropped(_silence(self._target) if _timed_out(exc) else _reason(exc)) from None
         try:
             yield sftp
         except Exception as exc:
@@ -339,6 +414,10 @@ class _ChannelPool:
             if isinstance(exc, _BROKEN) or (isinstance(exc, OSError) and sftp.sock.closed):
                 # The channel may be mid-request or dead; never hand it to another thread.
                 _close_quietly(sftp)
+                transport = sftp.sock.get_transport()
+                if _timed_out(exc) or self.is_abandoned(transport):
+                    self.abandon(transport)
+                    raise _Dropped(_silence(self._target)) from None
                 raise _Dropped(_reason(exc)) from None
             raise
         finally:
@@ -360,10 +439,6 @@ def _close_quietly(sftp: paramiko.SFTPClient) -> None:
     """Close a channel whose connection may be dead (closing sends a message, which fails)."""
     with suppress(OSError, EOFError, paramiko.SSHException):
         sftp.close()
-
-
-def _no_sftp() -> paramiko.SFTPClient:
-    raise paramiko.SSHException("the server closed the SFTP session at once")
 
 
 class SshRemote:
@@ -407,11 +482,14 @@ class SshRemote:
         except RemoteError:
             raise
         except _Dropped as exc:
-            raise RemoteError(
+            error = RemoteError(
                 f"cannot {action} {path}: lost the connection to {self.target.display} ({exc}) "
                 f"and {len(RETRY_DELAYS) + 1} attempts failed; check that the server is up and "
                 "reachable, then run the command again (finished transfers are kept)"
-            ) from None
+            )
+            # The other threads' operations would each wait through their own attempts.
+            self._pool.give_up(error)
+            raise error from None
         except FileNotFoundError:
             if missing_ok:
                 raise

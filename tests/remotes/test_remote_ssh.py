@@ -1,18 +1,30 @@
-"""What only the ssh backend does: host keys, authentication, ~/.ssh/config, channel pool."""
+"""What only the ssh backend does: host keys, authentication, ~/.ssh/config, channel pool,
+a server that stops answering."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
-from remotes.remote_helpers import many_files
-from remotes.remote_servers import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trust_sshd
+from helpers import Project, cli
+from remotes.remote_helpers import many_files, ssh_project, start_push
+from remotes.remote_servers import (
+    SSH_ALIAS,
+    SshServer,
+    descendants,
+    free_port,
+    keygen,
+    running_sshd,
+    trust_sshd,
+)
 
 from repro.errors import RemoteError, ReproError
 from repro.objects.transfer import Transfer
 from repro.remotes import open_remote
-from repro.remotes.ssh import MAX_CHANNELS, resolve_target
+from repro.remotes.ssh import MAX_CHANNELS, RETRY_DELAYS, resolve_target
 
 
 def known_hosts(home: Path) -> Path:
@@ -152,3 +164,43 @@ def test_a_server_allowing_fewer_sessions_than_threads_still_works(
         finally:
             remote.close()
     assert (pushed.transferred, fetched.transferred) == (40, 40)
+
+
+def test_a_stopped_sshd_is_given_up_on_in_bounded_time(
+    project: Project, home: Path, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    timeout = 1.0
+    # Each attempt waits for the server at most the timeout, then pauses before the next.
+    bound = (len(RETRY_DELAYS) + 1) * timeout + sum(RETRY_DELAYS)
+    with running_sshd(tmp_path / "sshd") as server:
+        ssh_project(project, home, server, remote, 2000)
+        project.ok("remote", "modify", "store", "timeout", str(timeout))
+        proc = start_push(project, remote)
+        # The listener first, so that it forks no session while its sessions are stopped.
+        os.kill(server.pid, signal.SIGSTOP)
+        stopped = [server.pid, *descendants(server.pid)]
+        for pid in stopped[1:]:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            _, err = proc.communicate(timeout=bound + 30)
+            waited = time.monotonic() - started
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        assert proc.returncode == 1, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "did not answer" in err and "run the command again" in err, err
+        assert waited < bound + 5  # the slack: starting threads, a loaded machine
+        # Resumed, the server serves the next command, which finishes the push.
+        result = cli(project.root, "push")
+        assert result.code == 0, result.err
+        assert cli(project.root, "fsck", "-r", "store").code == 0
+
+
+def test_timeout_must_be_a_number_of_seconds(home: Path) -> None:
+    for bad in ("soon", "0", "-1", "nan"):
+        with pytest.raises(ReproError, match="timeout .* is not a number of seconds"):
+            resolve_target("ssh://box/srv", {"timeout": bad})
+    assert resolve_target("ssh://box/srv", {"timeout": "2.5"}).timeout == 2.5
