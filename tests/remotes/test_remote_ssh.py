@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Project, cli
-from remotes.remote_helpers import many_files, ssh_project, start_push
+from remotes.remote_helpers import add_file, cached_files, many_files, ssh_project, start_push
 from remotes.remote_servers import (
     SSH_ALIAS,
     SshServer,
@@ -21,10 +21,11 @@ from remotes.remote_servers import (
     trust_sshd,
 )
 
-from repro.errors import RemoteError, ReproError
+from repro.errors import CorruptObjectError, RemoteError, ReproError
+from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer
 from repro.remotes import open_remote
-from repro.remotes.ssh import MAX_CHANNELS, RETRY_DELAYS, resolve_target
+from repro.remotes.ssh import MAX_CHANNELS, RETRY_DELAYS, STREAM_ABOVE, resolve_target
 
 
 def known_hosts(home: Path) -> Path:
@@ -204,3 +205,35 @@ def test_timeout_must_be_a_number_of_seconds(home: Path) -> None:
         with pytest.raises(ReproError, match="timeout .* is not a number of seconds"):
             resolve_target("ssh://box/srv", {"timeout": bad})
     assert resolve_target("ssh://box/srv", {"timeout": "2.5"}).timeout == 2.5
+
+
+@pytest.mark.parametrize("sftp_only", [False, True], ids=["streamed", "sftp-only server"])
+def test_big_objects_corrupt_or_truncated_are_never_accepted(
+    home: Path, tmp_path: Path, sftp_only: bool
+) -> None:
+    """Big objects come as a stream from ``cat``, or over SFTP from a server that runs no
+    commands; either way their bytes are hashed on the way in and checked."""
+    config = "ForceCommand internal-sftp\n" if sftp_only else ""
+    with running_sshd(tmp_path / "sshd", config) as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        good, flipped, truncated = (
+            add_file(cache, bytes([i]) * (STREAM_ABOVE + 1000)) for i in range(3)
+        )
+        remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
+        try:
+            Transfer(remote, cache, progress=False).push([good, flipped, truncated])
+            stored = tmp_path / "remote"
+            data = (stored / object_key(flipped)).read_bytes()
+            (stored / object_key(flipped)).write_bytes(data[:-1] + b"X")
+            whole = object_path(cache, truncated).read_bytes()
+            (stored / object_key(truncated)).write_bytes(whole[: STREAM_ABOVE + 10])  # still big
+            summary = Transfer(remote, other, progress=False).fetch([good, flipped, truncated])
+            assert remote._streams_ok is not sftp_only  # type: ignore[attr-defined]
+        finally:
+            remote.close()
+    assert summary.transferred == 1
+    assert sorted(f.object_id for f in summary.failed) == sorted([flipped, truncated])
+    assert all(isinstance(f.error, CorruptObjectError) for f in summary.failed)
+    assert cached_files(other) == [object_path(other, good)]
+    assert object_path(other, good).read_bytes() == object_path(cache, good).read_bytes()
