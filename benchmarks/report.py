@@ -23,6 +23,8 @@ OP_TITLES = {
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
     "plots_show": "`plots diff` of 10 plots × 5 tags (HTML page)",
     "import": "`import` from a registry repository",
+    "ssh_push": "`push` to a fresh folder over ssh (sshd on loopback)",
+    "ssh_pull": "`pull` into a fresh clone over ssh (sshd on loopback)",
 }
 
 # What every run's notes say: how the numbers were taken.
