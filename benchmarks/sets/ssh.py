@@ -15,7 +15,7 @@ import getpass
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,28 +158,36 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
     def set_remote(tool: Tool, proj: Path, folder: Path) -> None:
         r.run(tool.cmd("remote", "add", "-d", "-f", "--local", "bench", url(tool, folder)), proj)
 
+    def checked(
+        command: Callable[[], Sequence[str] | str],
+        cwd: Callable[[], Path],
+        tree: Callable[[], Path],
+    ) -> Step:
+        """The timed command, then (untimed) proof that ``tree`` holds every file."""
+
+        def step() -> Run:
+            done = r.measure(command(), cwd())
+            check_tree(tree(), ds.files, None)
+            return done
+
+        return step
+
     def push_side(tool: Tool) -> tuple[Setup, Step]:
         def setup(i: int) -> None:
             pushed[tool.name] = store / f"{tool.name}-{i}"
             set_remote(tool, projects[tool.name], pushed[tool.name])
 
-        def step() -> Run:
-            done = r.measure(tool.cmd("push", "-q"), projects[tool.name])
-            check_tree(pushed[tool.name], ds.files, None)
-            return done
-
-        return setup, step
+        return setup, checked(
+            lambda: tool.cmd("push", "-q"), lambda: projects[tool.name], lambda: pushed[tool.name]
+        )
 
     def tool_push(name: str, command: str) -> tuple[Setup, Step]:
         def setup(i: int) -> None:
             pushed[name] = store / f"{name}-{i}"
 
-        def step() -> Run:
-            done = r.measure(command.format(dest=pushed[name]), base)
-            check_tree(pushed[name], ds.files, None)
-            return done
-
-        return setup, step
+        return setup, checked(
+            lambda: command.format(dest=pushed[name]), lambda: base, lambda: pushed[name]
+        )
 
     sides: Sides = {t.name: push_side(t) for t in tools}
     extra = {
@@ -207,23 +215,21 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
             set_remote(tool, clone, pushed[tool.name])
             pulled[tool.name] = clone
 
-        def step() -> Run:
-            done = r.measure(tool.cmd("pull", "-q"), pulled[tool.name])
-            check_tree(pulled[tool.name] / "data", ds.files, None)
-            return done
-
-        return setup, step
+        return setup, checked(
+            lambda: tool.cmd("pull", "-q"),
+            lambda: pulled[tool.name],
+            lambda: pulled[tool.name] / "data",
+        )
 
     def tool_pull(name: str, command: str) -> tuple[Setup, Step]:
         def setup(i: int) -> None:
             pulled[name] = base / f"pulled-{name}-{i}"
 
-        def step() -> Run:
-            done = r.measure(command.format(source=pushed[name], dest=pulled[name]), base)
-            check_tree(pulled[name], ds.files, None)
-            return done
-
-        return setup, step
+        return setup, checked(
+            lambda: command.format(source=pushed[name], dest=pulled[name]),
+            lambda: base,
+            lambda: pulled[name],
+        )
 
     sides = {t.name: pull_side(t) for t in tools}
     extra = {
