@@ -727,8 +727,8 @@ class SshRemote:
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         path = self._path(key)
 
-        def download(sftp: paramiko.SFTPClient) -> str | None:
-            """The md5 of the bytes read, or None for an object to stream instead."""
+        def download(sftp: paramiko.SFTPClient) -> str | int:
+            """The md5 of the bytes read, or the size of an object to stream instead."""
             out.seek(0)
             out.truncate()  # what an attempt cut short wrote
             digest = hashlib.md5()
@@ -739,7 +739,7 @@ class SshRemote:
                 raise common.not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
             left = info.st_size or 0
             if left >= STREAM_ABOVE and self._streams_work():
-                return None
+                return left
             with sftp.open(path, "rb") as remote_file:
                 # Up to the size lstat gave, not to the end: for a small object, the read
                 # that would find the end is a round trip as long as the one that read it.
@@ -750,24 +750,27 @@ class SshRemote:
                     left -= len(chunk)
             return digest.hexdigest()
 
-        def stream() -> str:
+        def stream(size: int) -> str:
             out.seek(0)
             out.truncate()
             digest = hashlib.md5()
+            left = size  # no more: a server that sends without end cannot fill the disk
             with self._pool.stream(f"cat -- {shlex.quote(path)}") as channel:
-                while chunk := channel.recv(STREAM_CHUNK):
+                while left > 0 and (chunk := channel.recv(min(left, STREAM_CHUNK))):
                     digest.update(chunk)
                     out.write(chunk)
-                if _exit_status(channel, self.target.timeout) != 0:
+                    left -= len(chunk)
+                # An early end is a failure (denied, say) or a file that shrank meanwhile.
+                if left and _exit_status(channel, self.target.timeout) != 0:
                     raise OSError(f"cat {path} failed: {_stderr(channel)}")
             return digest.hexdigest()
 
         with open(dest, "wb") as out:
-            md5 = self._call("read", path, download, missing_ok=True)
-            if md5 is None:
-                with self._errors("read", path):
-                    return common.retrying(stream, _is_dropped, RETRY_DELAYS)
-            return md5
+            read = self._call("read", path, download, missing_ok=True)
+            if isinstance(read, str):
+                return read
+            with self._errors("read", path):
+                return common.retrying(lambda: stream(read), _is_dropped, RETRY_DELAYS)
 
     def _streams_work(self) -> bool:
         """Whether the server runs ``cat`` for us (not a server that only offers SFTP), asked
