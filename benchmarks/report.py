@@ -26,6 +26,8 @@ OP_TITLES = {
     "import": "`import` from a registry repository",
     "cluster_stage": "stage running `true` on a Dask worker (`repro repro -f --scheduler`)",
     "cluster_fan_out": "fan-out of 4 sleeping stages on 3 Dask workers",
+    "ssh_push": "`push` to a fresh folder over ssh (sshd on loopback)",
+    "ssh_pull": "`pull` into a fresh clone over ssh (sshd on loopback)",
 }
 
 # What every run's notes say: how the numbers were taken.

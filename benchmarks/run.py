@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         help="only these operations (comma list: version, container, "
         "add, status, status_touched, checkout_hardlink, checkout_copy, push, "
         "pull, metrics, sweep, exp_show, status_yaml, plots_show, diff, import, cluster_stage, "
-        "cluster_fan_out); add always "
+        "cluster_fan_out, ssh_push, ssh_pull); add always "
         "runs, the others build on it",
     )
     parser.add_argument(

@@ -29,7 +29,10 @@ BACKENDS: dict[str, Backend] = {
     "": _LOCAL,
     "file": _LOCAL,
     "ssh": Backend(
-        "repro.remotes.ssh", frozenset({"user", "port", "keyfile", "password"}), "paramiko", "ssh"
+        "repro.remotes.ssh",
+        frozenset({"user", "port", "keyfile", "password", "timeout"}),
+        "paramiko",
+        "ssh",
     ),
     "s3": Backend(
         "repro.remotes.s3",

@@ -8,8 +8,13 @@ refused, never added, so a first connection cannot be silently intercepted.
 
 A connection that drops after it worked (sshd restarted, a flaky link) is re-established and
 the operation repeated a few times with growing pauses; every operation is idempotent since
-uploads are renamed into place. A first connection that fails, an authentication or host key
-problem, and a refusal by the server (permission denied) fail at once.
+uploads are renamed into place. A server that stops answering (stopped, hung, a link that
+silently lost its packets) counts as dropped once it has sent nothing for ``timeout`` seconds
+(the remote's ``timeout`` option, default 30): connecting, logging in and every request wait
+at most that long, so the whole operation gives up after at most
+``len(RETRY_DELAYS) + 1`` × ``timeout`` + ``sum(RETRY_DELAYS)`` seconds. A first connection
+that fails, an authentication or host key problem, and a refusal by the server (permission
+denied) fail at once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import shlex
 import stat
 import threading
 import time
@@ -35,12 +41,21 @@ from repro.errors import RemoteError, ReproError
 from repro.fsutil import is_temp, temp_name
 from repro.remotes import common
 
-# OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
+# OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it,
+# with the SFTP channels and the streams together.
 MAX_CHANNELS = 8
-CONNECT_TIMEOUT = 20.0
-PREFETCH_ABOVE = 256 << 10
+MAX_STREAMS = 2
+# Seconds without a word from the server before its connection counts as dropped.
+DEFAULT_TIMEOUT = 30.0
+# Objects this big or bigger are read as a stream from ``cat`` on the server when it runs
+# commands: SFTP answers each 32 KiB read on its own, and paramiko's read-ahead slows down
+# with the square of the reads in flight (193 s for 1 GiB on loopback, the stream 12 s).
+STREAM_ABOVE = 1 << 20
+STREAM_CHUNK = 1 << 20
 # SFTP reads are at most 32 KiB; reading in bigger chunks only adds copying.
 SFTP_CHUNK = 32 << 10
+# What the server must print for streams to be used: it runs commands through a shell.
+STREAM_PROBE = "printf repro-stream"
 # What a dropped connection raises; an SFTP status error (a plain OSError) leaves a channel usable.
 _BROKEN = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)
 # Seconds to wait before each retry once the connection dropped: five attempts in all and
@@ -69,6 +84,7 @@ class Target(NamedTuple):
     password: str | None = None
     proxy_command: str | None = None
     known_hosts_files: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
 
     @property
     def display(self) -> str:
@@ -114,6 +130,7 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
             )
     # Like OpenSSH, skip configured identities that are absent (a "Host *" default, say).
     key_files += [p for p in map(Path, config.get("identityfile", [])) if p.expanduser().is_file()]
+    timeout = _timeout(options.get("timeout"), url)
     known_hosts = [str(p.expanduser()) for p in KNOWN_HOSTS]
     known_hosts += config.get("userknownhostsfile", "").split()
     return Target(
@@ -126,7 +143,23 @@ def resolve_target(url: str, options: Mapping[str, str]) -> Target:
         password=options.get("password"),
         proxy_command=config.get("proxycommand"),
         known_hosts_files=tuple(str(Path(k).expanduser()) for k in known_hosts),
+        timeout=timeout,
     )
+
+
+def _timeout(text: str | None, url: str) -> float:
+    if text is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86400:  # also refuses nan and inf
+        raise ReproError(
+            f"ssh timeout '{text}' of '{url}' is not a number of seconds; fix it with "
+            "'repro remote modify NAME timeout SECONDS'"
+        )
+    return seconds
 
 
 def _ssh_config(host: str) -> paramiko.SSHConfigDict:
@@ -169,6 +202,7 @@ def _connect(target: Target) -> paramiko.SSHClient:
             client.load_system_host_keys(known_hosts)
     client.set_missing_host_key_policy(_RefuseUnknownHosts())
     where = f"{target.hostname}:{target.port}"
+    started = time.monotonic()
     try:
         client.connect(
             target.hostname,
@@ -176,9 +210,10 @@ def _connect(target: Target) -> paramiko.SSHClient:
             username=target.user,
             password=target.password,
             key_filename=list(target.key_files) or None,  # type: ignore[arg-type,unused-ignore]  # a list works too
-            timeout=CONNECT_TIMEOUT,
-            banner_timeout=CONNECT_TIMEOUT,
-            auth_timeout=CONNECT_TIMEOUT,
+            timeout=target.timeout,
+            banner_timeout=target.timeout,
+            auth_timeout=target.timeout,
+            channel_timeout=target.timeout,
             sock=paramiko.ProxyCommand(target.proxy_command) if target.proxy_command else None,
         )
     except _UnknownHostKey as exc:
@@ -204,13 +239,24 @@ def _connect(target: Target) -> paramiko.SSHClient:
         ) from None
     except (OSError, paramiko.SSHException, EOFError) as exc:
         client.close()
-        reason = _reason(exc)
+        # paramiko reports a silent server in several ways, a timeout not always among them.
+        silent = _timed_out(exc) or time.monotonic() - started >= target.timeout
+        reason = _silence(target) if silent else _reason(exc)
         raise _Unreachable(
             f"cannot connect to ssh server {where}: {reason}; check the host and port "
             "and that sshd runs there",
             reason,
         ) from None
     return client
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or wraps (paramiko's banner error), a wait that timed out."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+
+
+def _silence(target: Target) -> str:
+    return f"the server did not answer for {target.timeout:g} s (the remote's timeout option)"
 
 
 def _reason(exc: BaseException) -> str:
@@ -244,6 +290,8 @@ class _ChannelPool:
         self._failure: RemoteError | None = None  # final: no thread tries again
         self._connected = False  # a connection worked once, so a failure may pass
         self._last_drop: tuple[float, str] | None = None  # when a reconnect failed, and why
+        self._abandoned: paramiko.Transport | None = None  # the last one closed for silence
+        self._streams = threading.BoundedSemaphore(MAX_STREAMS)
 
     def _transport(self) -> paramiko.Transport:
         with self._connect_lock:
@@ -296,7 +344,7 @@ class _ChannelPool:
                 self._release(None)
                 raise
             try:
-                return paramiko.SFTPClient.from_transport(transport) or _no_sftp()
+                return self._open_sftp(transport)
             except paramiko.SSHException:
                 if not transport.is_active():
                     self._release(None)
@@ -317,6 +365,74 @@ class _ChannelPool:
                 self._release(None)
                 raise
 
+    def _open_sftp(self, transport: paramiko.Transport) -> paramiko.SFTPClient:
+        """A new SFTP channel whose every wait is bounded by the target's timeout."""
+        return paramiko.SFTPClient(
+            self._start_channel(transport, lambda c: c.invoke_subsystem("sftp"))
+        )
+
+    @contextmanager
+    def stream(self, command: str) -> Iterator[paramiko.Channel]:
+        """A channel running ``command`` on the server, its waits bounded by the timeout; a
+        dropped connection raises ``_Dropped``, a refused channel ``paramiko.SSHException``."""
+        with self._streams:
+            try:
+                transport = self._transport()
+                channel = self._start_channel(transport, lambda c: c.exec_command(command))
+            except _BROKEN as exc:
+                raise self._dropped(exc, None) from None
+            try:
+                yield channel
+            except _BROKEN as exc:
+                raise self._dropped(exc, transport) from None
+            finally:
+                with suppress(OSError, EOFError, paramiko.SSHException):
+                    channel.close()
+
+    def _dropped(self, exc: BaseException, transport: paramiko.Transport | None) -> _Dropped:
+        if _timed_out(exc) or self.is_abandoned(transport):
+            self.abandon(transport)
+            return _Dropped(_silence(self._target))
+        return _Dropped(_reason(exc))
+
+    def _start_channel(
+        self, transport: paramiko.Transport, start: Callable[[paramiko.Channel], None]
+    ) -> paramiko.Channel:
+        timeout = self._target.timeout
+        # paramiko waits for the server's answer to a new channel without any timeout: a
+        # server that stopped answering would hang here forever, so its connection is closed.
+        watchdog = threading.Timer(timeout, self.abandon, [transport])
+        watchdog.start()
+        try:
+            channel = transport.open_session(timeout=timeout)
+            channel.settimeout(timeout)
+            start(channel)
+            return channel
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if transport is self._abandoned:
+                raise TimeoutError(_silence(self._target)) from None
+            raise paramiko.SSHException(_reason(exc)) from None
+        finally:
+            watchdog.cancel()
+
+    def give_up(self, failure: RemoteError) -> None:
+        """Fail every later operation at once with ``failure``."""
+        with self._connect_lock:
+            self._failure = failure
+
+    def abandon(self, transport: paramiko.Transport | None) -> None:
+        """Close ``transport`` if it is still the pool's: its server stopped answering, so the
+        next operation connects anew rather than wait on it again."""
+        with self._connect_lock:
+            self._abandoned = transport
+            if self._client is not None and self._client.get_transport() is transport:
+                self._client.close()
+
+    def is_abandoned(self, transport: paramiko.Transport | None) -> bool:
+        """Whether ``transport`` was closed for its silence (its channels fail, each in its
+        own way, for that reason)."""
+        return transport is not None and transport is self._abandoned
+
     def _release(self, sftp: paramiko.SFTPClient | None) -> None:
         with self._changed:
             if sftp is None or sftp.sock.closed:
@@ -331,7 +447,7 @@ class _ChannelPool:
         try:
             sftp = self._acquire()
         except _BROKEN as exc:  # the connection died while the channel opened
-            raise _Dropped(_reason(exc)) from None
+            raise self._dropped(exc, None) from None
         try:
             yield sftp
         except Exception as exc:
@@ -339,7 +455,7 @@ class _ChannelPool:
             if isinstance(exc, _BROKEN) or (isinstance(exc, OSError) and sftp.sock.closed):
                 # The channel may be mid-request or dead; never hand it to another thread.
                 _close_quietly(sftp)
-                raise _Dropped(_reason(exc)) from None
+                raise self._dropped(exc, sftp.sock.get_transport()) from None
             raise
         finally:
             self._release(sftp)
@@ -356,14 +472,28 @@ class _ChannelPool:
                 self._client = None
 
 
+def _is_dropped(exc: Exception) -> bool:
+    return isinstance(exc, _Dropped)
+
+
+def _exit_status(channel: paramiko.Channel, timeout: float) -> int:
+    """The command's exit status, waited for at most ``timeout`` seconds."""
+    if not channel.status_event.wait(timeout):
+        raise TimeoutError(f"no exit status in {timeout:g} s")
+    status: int = channel.recv_exit_status()
+    return status
+
+
+def _stderr(channel: paramiko.Channel) -> str:
+    """The first line the command wrote on its stderr, for an error message."""
+    text = channel.recv_stderr(4096).decode(errors="replace").strip()
+    return text.splitlines()[0] if text else "no message"
+
+
 def _close_quietly(sftp: paramiko.SFTPClient) -> None:
     """Close a channel whose connection may be dead (closing sends a message, which fails)."""
     with suppress(OSError, EOFError, paramiko.SSHException):
         sftp.close()
-
-
-def _no_sftp() -> paramiko.SFTPClient:
-    raise paramiko.SSHException("the server closed the SFTP session at once")
 
 
 class SshRemote:
@@ -377,6 +507,8 @@ class SshRemote:
         self._pool = _ChannelPool(target)
         self._made_dirs: set[str] = set()
         self._made_dirs_lock = threading.Lock()
+        self._streams_ok: bool | None = None
+        self._probe_lock = threading.Lock()
 
     def _path(self, key: str) -> str:
         return posixpath.join(self.target.root, common.check_key(key))
@@ -396,7 +528,7 @@ class SshRemote:
                 return operation(sftp)
 
         with self._errors(action, path, missing_ok):
-            return common.retrying(attempt, lambda exc: isinstance(exc, _Dropped), RETRY_DELAYS)
+            return common.retrying(attempt, _is_dropped, RETRY_DELAYS)
 
     @contextmanager
     def _errors(self, action: str, path: str, missing_ok: bool = False) -> Iterator[None]:
@@ -407,11 +539,14 @@ class SshRemote:
         except RemoteError:
             raise
         except _Dropped as exc:
-            raise RemoteError(
+            error = RemoteError(
                 f"cannot {action} {path}: lost the connection to {self.target.display} ({exc}) "
                 f"and {len(RETRY_DELAYS) + 1} attempts failed; check that the server is up and "
                 "reachable, then run the command again (finished transfers are kept)"
-            ) from None
+            )
+            # The other threads' operations would each wait through their own attempts.
+            self._pool.give_up(error)
+            raise error from None
         except FileNotFoundError:
             if missing_ok:
                 raise
@@ -592,7 +727,8 @@ class SshRemote:
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         path = self._path(key)
 
-        def download(sftp: paramiko.SFTPClient) -> str:
+        def download(sftp: paramiko.SFTPClient) -> str | int:
+            """The md5 of the bytes read, or the size of an object to stream instead."""
             out.seek(0)
             out.truncate()  # what an attempt cut short wrote
             digest = hashlib.md5()
@@ -601,19 +737,55 @@ class SshRemote:
             info = sftp.lstat(path)
             if not stat.S_ISREG(info.st_mode or 0):
                 raise common.not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
-            size = info.st_size or 0
+            left = info.st_size or 0
+            if left >= STREAM_ABOVE and self._streams_work():
+                return left
             with sftp.open(path, "rb") as remote_file:
-                # Prefetching pipelines reads (needed for speed on big files) but costs a
-                # thread per file, which small objects, the common case, do not repay.
-                if size > PREFETCH_ABOVE:
-                    remote_file.prefetch(size)
-                while chunk := remote_file.read(SFTP_CHUNK):
+                # Up to the size lstat gave, not to the end: for a small object, the read
+                # that would find the end is a round trip as long as the one that read it.
+                # Bytes beyond, or missing, fail the md5 check all the same.
+                while left > 0 and (chunk := remote_file.read(min(left, SFTP_CHUNK))):
                     digest.update(chunk)
                     out.write(chunk)
+                    left -= len(chunk)
+            return digest.hexdigest()
+
+        def stream(size: int) -> str:
+            out.seek(0)
+            out.truncate()
+            digest = hashlib.md5()
+            left = size  # no more: a server that sends without end cannot fill the disk
+            with self._pool.stream(f"cat -- {shlex.quote(path)}") as channel:
+                while left > 0 and (chunk := channel.recv(min(left, STREAM_CHUNK))):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    left -= len(chunk)
+                # An early end is a failure (denied, say) or a file that shrank meanwhile.
+                if left and _exit_status(channel, self.target.timeout) != 0:
+                    raise OSError(f"cat {path} failed: {_stderr(channel)}")
             return digest.hexdigest()
 
         with open(dest, "wb") as out:
-            return self._call("read", path, download, missing_ok=True)
+            read = self._call("read", path, download, missing_ok=True)
+            if isinstance(read, str):
+                return read
+            with self._errors("read", path):
+                return common.retrying(lambda: stream(read), _is_dropped, RETRY_DELAYS)
+
+    def _streams_work(self) -> bool:
+        """Whether the server runs ``cat`` for us (not a server that only offers SFTP), asked
+        once."""
+        with self._probe_lock:
+            if self._streams_ok is None:
+                try:
+                    with self._pool.stream(STREAM_PROBE) as channel:
+                        channel.shutdown_write()  # an SFTP-only server then ends at once
+                        said = channel.makefile("rb").read(64)
+                        status = _exit_status(channel, self.target.timeout)
+                    self._streams_ok = said == b"repro-stream" and status == 0
+                except (_Dropped, paramiko.SSHException, OSError):
+                    self._streams_ok = False
+            return self._streams_ok
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -7,11 +7,17 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers import Project, make_tree
+from remotes.remote_servers import SSH_ALIAS, SshServer, trust_sshd
 
 from repro.objects.ids import object_path
 from repro.remotes import open_remote
@@ -160,3 +166,34 @@ def remove_public_dir(path: Path) -> None:
 def chown_tree(root: Path, uid: int) -> None:
     for path in [root, *root.rglob("*")]:
         os.lchown(path, uid, uid)
+
+
+def objects_in(remote: Path) -> int:
+    """Objects under their final name (temp names start with a dot)."""
+    return sum(1 for p in remote.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def start_push(project: Project, remote: Path) -> subprocess.Popen[str]:
+    """``repro push`` in its own process, once it has begun to upload."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", "push"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while objects_in(remote) == 0:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the push uploaded nothing in 60 s"
+        time.sleep(0.01)
+    return proc
+
+
+def ssh_project(project: Project, home: Path, server: SshServer, remote: Path, files: int) -> None:
+    """A project tracking ``files`` files (and their manifest), whose default remote is
+    ``remote`` on ``server``."""
+    trust_sshd(home, server)
+    make_tree(project.root / "data", files, folders=10, size=2048, seed=21)
+    project.ok("add", "data")
+    project.ok("remote", "add", "-d", "store", f"ssh://{SSH_ALIAS}{remote}")

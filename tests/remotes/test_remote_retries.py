@@ -11,17 +11,15 @@ import errno
 import hashlib
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Project, cli, make_tree
-from remotes.remote_servers import SSH_ALIAS, SshServer, running_sshd, trust_sshd
+from helpers import Project, cli
+from remotes.remote_helpers import objects_in, ssh_project, start_push
+from remotes.remote_servers import SshServer, descendants, running_sshd
 
 import repro.remotes.common
 from repro.errors import RemoteError
@@ -31,21 +29,6 @@ from repro.remotes.local import RETRY_DELAYS, LocalRemote
 
 FILES = 2000
 KEY = "files/md5/ab/cdef0123456789abcdef0123456789"
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError):  # a process that ended meanwhile
-            parent = int(stat_file.read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(stat_file.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def cut_connections(server: SshServer, listener_too: bool = False) -> int:
@@ -62,37 +45,8 @@ def cut_connections(server: SshServer, listener_too: bool = False) -> int:
     return len(sessions)
 
 
-def objects_in(remote: Path) -> int:
-    """Objects under their final name (temp names start with a dot)."""
-    return sum(1 for p in remote.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
 def leftovers_in(remote: Path) -> list[Path]:
     return [p for p in remote.rglob(".repro-tmp-*") if p.is_file()]
-
-
-def start_push(project: Project, remote: Path) -> subprocess.Popen[str]:
-    """``repro push`` in its own process, once it has begun to upload."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "repro", "push"],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while objects_in(remote) == 0:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the push uploaded nothing in 60 s"
-        time.sleep(0.01)
-    return proc
-
-
-def ssh_project(project: Project, home: Path, server: SshServer, remote: Path) -> None:
-    trust_sshd(home, server)
-    make_tree(project.root / "data", FILES, folders=10, size=2048, seed=21)
-    project.ok("add", "data")
-    project.ok("remote", "add", "-d", "store", f"ssh://{SSH_ALIAS}{remote}")
 
 
 def logins(server: SshServer) -> int:
@@ -104,7 +58,7 @@ def test_ssh_push_survives_dropped_connections(
 ) -> None:
     remote = tmp_path / "remote"
     with running_sshd(tmp_path / "sshd") as server:
-        ssh_project(project, home, server, remote)
+        ssh_project(project, home, server, remote, FILES)
         proc = start_push(project, remote)
         killed = cut_connections(server)
         stored_when_cut = objects_in(remote)
@@ -122,7 +76,7 @@ def test_ssh_push_survives_dropped_connections(
 def test_ssh_push_waits_for_a_restarted_sshd(project: Project, home: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     with running_sshd(tmp_path / "sshd") as server:
-        ssh_project(project, home, server, remote)
+        ssh_project(project, home, server, remote, FILES)
         proc = start_push(project, remote)
         cut_connections(server, listener_too=True)
         stored_when_cut = objects_in(remote)
@@ -142,7 +96,7 @@ def test_ssh_server_gone_for_good_fails_with_one_line(
 ) -> None:
     remote = tmp_path / "remote"
     with running_sshd(tmp_path / "sshd") as server:
-        ssh_project(project, home, server, remote)
+        ssh_project(project, home, server, remote, FILES)
         proc = start_push(project, remote)
         cut_connections(server, listener_too=True)
         _, err = proc.communicate(timeout=300)

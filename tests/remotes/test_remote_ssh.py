@@ -1,18 +1,31 @@
-"""What only the ssh backend does: host keys, authentication, ~/.ssh/config, channel pool."""
+"""What only the ssh backend does: host keys, authentication, ~/.ssh/config, channel pool,
+a server that stops answering."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
-from remotes.remote_helpers import many_files
-from remotes.remote_servers import SSH_ALIAS, SshServer, free_port, keygen, running_sshd, trust_sshd
+from helpers import Project, cli
+from remotes.remote_helpers import add_file, cached_files, many_files, ssh_project, start_push
+from remotes.remote_servers import (
+    SSH_ALIAS,
+    SshServer,
+    descendants,
+    free_port,
+    keygen,
+    running_sshd,
+    trust_sshd,
+)
 
-from repro.errors import RemoteError, ReproError
+from repro.errors import CorruptObjectError, RemoteError, ReproError
+from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer
 from repro.remotes import open_remote
-from repro.remotes.ssh import MAX_CHANNELS, resolve_target
+from repro.remotes.ssh import MAX_CHANNELS, RETRY_DELAYS, STREAM_ABOVE, resolve_target
 
 
 def known_hosts(home: Path) -> Path:
@@ -152,3 +165,75 @@ def test_a_server_allowing_fewer_sessions_than_threads_still_works(
         finally:
             remote.close()
     assert (pushed.transferred, fetched.transferred) == (40, 40)
+
+
+def test_a_stopped_sshd_is_given_up_on_in_bounded_time(
+    project: Project, home: Path, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    timeout = 1.0
+    # Each attempt waits for the server at most the timeout, then pauses before the next.
+    bound = (len(RETRY_DELAYS) + 1) * timeout + sum(RETRY_DELAYS)
+    with running_sshd(tmp_path / "sshd") as server:
+        ssh_project(project, home, server, remote, 2000)
+        project.ok("remote", "modify", "store", "timeout", str(timeout))
+        proc = start_push(project, remote)
+        # The listener first, so that it forks no session while its sessions are stopped.
+        os.kill(server.pid, signal.SIGSTOP)
+        stopped = [server.pid, *descendants(server.pid)]
+        for pid in stopped[1:]:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            _, err = proc.communicate(timeout=bound + 30)
+            waited = time.monotonic() - started
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        assert proc.returncode == 1, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "did not answer" in err and "run the command again" in err, err
+        assert waited < bound + 5  # the slack: starting threads, a loaded machine
+        # Resumed, the server serves the next command, which finishes the push.
+        result = cli(project.root, "push")
+        assert result.code == 0, result.err
+        assert cli(project.root, "fsck", "-r", "store").code == 0
+
+
+def test_timeout_must_be_a_number_of_seconds(home: Path) -> None:
+    for bad in ("soon", "0", "-1", "nan"):
+        with pytest.raises(ReproError, match="timeout .* is not a number of seconds"):
+            resolve_target("ssh://box/srv", {"timeout": bad})
+    assert resolve_target("ssh://box/srv", {"timeout": "2.5"}).timeout == 2.5
+
+
+@pytest.mark.parametrize("sftp_only", [False, True], ids=["streamed", "sftp-only server"])
+def test_big_objects_corrupt_or_truncated_are_never_accepted(
+    home: Path, tmp_path: Path, sftp_only: bool
+) -> None:
+    """Big objects come as a stream from ``cat``, or over SFTP from a server that runs no
+    commands; either way their bytes are hashed on the way in and checked."""
+    config = "ForceCommand internal-sftp\n" if sftp_only else ""
+    with running_sshd(tmp_path / "sshd", config) as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        good, flipped, truncated = (
+            add_file(cache, bytes([i]) * (STREAM_ABOVE + 1000)) for i in range(3)
+        )
+        remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
+        try:
+            Transfer(remote, cache, progress=False).push([good, flipped, truncated])
+            stored = tmp_path / "remote"
+            data = (stored / object_key(flipped)).read_bytes()
+            (stored / object_key(flipped)).write_bytes(data[:-1] + b"X")
+            whole = object_path(cache, truncated).read_bytes()
+            (stored / object_key(truncated)).write_bytes(whole[: STREAM_ABOVE + 10])  # still big
+            summary = Transfer(remote, other, progress=False).fetch([good, flipped, truncated])
+            assert remote._streams_ok is not sftp_only  # type: ignore[attr-defined]
+        finally:
+            remote.close()
+    assert summary.transferred == 1
+    assert sorted(f.object_id for f in summary.failed) == sorted([flipped, truncated])
+    assert all(isinstance(f.error, CorruptObjectError) for f in summary.failed)
+    assert cached_files(other) == [object_path(other, good)]
+    assert object_path(other, good).read_bytes() == object_path(cache, good).read_bytes()
