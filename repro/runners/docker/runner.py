@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from repro import host
 from repro.errors import ReproError
 from repro.runners import canonical
 from repro.runners.docker import engine
@@ -210,12 +210,7 @@ class DockerRunner:
 
         if not os.path.exists("/.dockerenv") and not os.environ.get("REPRO_IN_CONTAINER"):
             return None
-        candidates: list[str] = []
-        try:
-            with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-                candidates.extend(re.findall(r"/containers/([0-9a-f]{64})/", handle.read()))
-        except OSError:
-            pass
+        candidates = host.container_ids()
         hostname = os.environ.get("HOSTNAME") or ""
         if hostname:
             candidates.append(hostname)
