@@ -237,6 +237,7 @@ def test_doctor_exits_0_when_everything_works(docker_project: Project, tmp_path:
     assert result.code == 0, result.out + result.err
     assert "Docker engine: " in result.out and "unreachable" not in result.out
     assert "Remote store (default)" in result.out
+    assert "Host: Linux; Docker Engine runs stages natively" in result.out  # this machine
 
 
 def test_doctor_exits_1_without_an_engine(

@@ -69,16 +69,22 @@ class DockerRunner:
 
     def about(self) -> About:
         from repro.runners.base import About
+        from repro.runners.docker.engines import identify
 
         try:
-            info = self.client.version()
+            version = self.client.version()
+            info = self.client.info()
         except ReproError as exc:
             return About(ENGINE, problem=str(exc))
-        os_name, arch = info.get("Os"), info.get("Arch")
+        os_name, arch = version.get("Os"), version.get("Arch")
+        found = identify(version, info, host.platform(), os.path.expanduser("~"))
         return About(
             ENGINE,
-            f"{info.get('Version')} (API {info.get('ApiVersion')})",
+            f"{version.get('Version')} (API {version.get('ApiVersion')})",
             f"{os_name}/{arch}" if os_name and arch else None,
+            product=found.product,
+            shared=found.shared,
+            rootless=found.rootless,
         )
 
     # -- images ------------------------------------------------------------------------------
