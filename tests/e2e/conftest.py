@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e.e2e_helpers import ROOT, explain, run_script
+from e2e.e2e_helpers import ROOT, build_image, explain, run_script
 
 PYZ = ROOT / "dist" / "repro.pyz"
 
@@ -52,15 +52,6 @@ def python_image(engine: None) -> Callable[[str], str]:
             "RUN apt-get update && apt-get install -y --no-install-recommends python3 git "
             "&& rm -rf /var/lib/apt/lists/*\n"
         )
-        built = subprocess.run(
-            ["docker", "build", "-q", "-t", tag, "-"],
-            input=dockerfile,
-            capture_output=True,
-            text=True,
-            timeout=20 * 60,
-            check=False,
-        )
-        assert built.returncode == 0, explain(built)
-        return tag
+        return build_image(tag, dockerfile)
 
     return build

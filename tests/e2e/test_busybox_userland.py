@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e.e2e_helpers import explain
+from e2e.e2e_helpers import build_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -72,16 +72,7 @@ def busybox_image(
     assert busybox is not None, "busybox is missing: scripts/ensure-tools.sh busybox"
     context = tmp_path_factory.mktemp("busybox-image")
     shutil.copy(busybox, context / "busybox")
-    (context / "Dockerfile").write_text(DOCKERFILE)
-    built = subprocess.run(
-        ["docker", "build", "-q", "-t", IMAGE, str(context)],
-        capture_output=True,
-        text=True,
-        timeout=10 * 60,
-        check=False,
-    )
-    assert built.returncode == 0, explain(built)
-    return IMAGE
+    return build_image(IMAGE, DOCKERFILE, context)
 
 
 def test_the_pipeline_runs_on_a_busybox_userland(
