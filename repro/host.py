@@ -21,8 +21,8 @@ COPY_FILE_RANGE = getattr(os, "copy_file_range", None)
 SENDFILE_TO_FILE = LINUX
 
 # A handle on a path that opens nothing (a fifo does not block, a device is not touched):
-# O_PATH on Linux; elsewhere a non-blocking read-only open, which is as harmless for the
-# regular files and folders it is kept for.
+# O_PATH on Linux. Elsewhere a non-blocking read-only open: a fifo still does not block, but
+# a device planted in a remote's folder is opened before fstat refuses it.
 O_PATH = getattr(os, "O_PATH", None)
 HANDLE_FLAGS = O_PATH if O_PATH is not None else os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
 

@@ -47,6 +47,19 @@ def pytest_configure(config: pytest.Config) -> None:
     import sitecustomize  # noqa: F401 - the same hiding in this process as in the children
 
 
+# They measure Linux's fast paths against GNU tools (benchmarks/run.py's floors use find -printf).
+_LINUX_SPEED = ("test_benchmarks_quick.py", "test_benchmark_pipeline.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--portable-host"):
+        return
+    skip = pytest.mark.skip(reason="a speed test of Linux's fast paths, not of a portable host")
+    for item in items:
+        if item.path.name in _LINUX_SPEED:
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
