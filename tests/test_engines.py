@@ -12,6 +12,7 @@ import pytest
 
 from repro.runners.base import About
 from repro.runners.docker.engines import Engine, identify
+from repro.runners.docker.runner import _refusal
 
 ENGINE_VERSION = {"Components": [{"Name": "Engine"}, {"Name": "containerd"}]}
 HOME = "/Users/ada"
@@ -53,3 +54,25 @@ def test_a_path_outside_the_shared_folders_cannot_be_mounted() -> None:
     assert not desktop.shares("/Usersx/proj")
     assert not desktop.shares("/opt/proj")
     assert About("Docker engine").shares("/opt/proj")  # a native engine: every path
+
+
+@pytest.mark.parametrize(
+    "explanation",
+    [
+        # Docker Desktop's words when a bind-mount source is not shared with its VM
+        "Mounts denied: \nThe path /opt/proj is not shared from the host and is not known to "
+        "Docker.\nYou can configure shared paths from Docker -> Preferences... -> Resources",
+        # an engine in a VM that does not have the path at all (Colima, Podman machine)
+        'invalid mount config for type "bind": bind source path does not exist: /opt/proj',
+    ],
+)
+def test_a_mount_the_vm_does_not_share_is_one_line_saying_so(explanation: str) -> None:
+    import docker
+
+    refused = docker.errors.APIError("500 Server Error", explanation=explanation)
+    message = str(_refusal("create", refused))
+    assert "\n" not in message
+    assert message.endswith(
+        "the engine runs in a VM that does not share the project's folder; move the project "
+        "under a folder it shares, or share this one (repro doctor names them)"
+    )

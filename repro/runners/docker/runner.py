@@ -494,7 +494,13 @@ def _refusal(step: str, exc: Exception) -> ReproError:
             f"the Docker engine has no GPU support ({reason}); drop --gpus or install the "
             "NVIDIA container toolkit on this host and restart the engine"
         )
-    if "memory" in lowered:
+    if "mounts denied" in lowered or "bind source path does not exist" in lowered:
+        # Docker Desktop, Colima, Podman machine: the engine's VM does not share the folder.
+        hint = (
+            "the engine runs in a VM that does not share the project's folder; move the "
+            "project under a folder it shares, or share this one (repro doctor names them)"
+        )
+    elif "memory" in lowered:
         hint = "give the stage more memory (--memory) or drop the limit"
     elif "cpu" in lowered:
         hint = "give the stage at most as many CPUs as the host has (--cpus)"
