@@ -214,7 +214,8 @@ class DockerRunner:
         """This process's container on the same engine, or None when not in one."""
         docker = import_docker()
 
-        if not os.path.exists("/.dockerenv") and not os.environ.get("REPRO_IN_CONTAINER"):
+        markers = ("/.dockerenv", "/run/.containerenv")  # Docker's, Podman's
+        if not any(map(os.path.exists, markers)) and not os.environ.get("REPRO_IN_CONTAINER"):
             return None
         candidates = host.container_ids()
         hostname = os.environ.get("HOSTNAME") or ""
