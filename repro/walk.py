@@ -49,6 +49,9 @@ def settled(mtime_ns: int, read_at_ns: int) -> bool:
     return mtime_ns < read_at_ns - RACY_NS
 
 
+_find_prints = True  # until this process learns otherwise (find_listing)
+
+
 def find_listing(root: str) -> bytes | None:
     """GNU find's listing of ``root`` (FIND_FORMAT); where find has no -printf (BusyBox,
     macOS) or fails, the same records made in Python; None where ``root`` cannot be walked.
@@ -58,23 +61,29 @@ def find_listing(root: str) -> bytes | None:
     always the same). Spawned directly: the subprocess module alone costs a quick command
     several milliseconds.
     """
+    global _find_prints
+    if _find_prints:
+        listing = _find_listing(root)
+        if listing is not None:
+            return listing
+    try:
+        listing = python_listing(root)
+    except OSError:
+        return None
+    _find_prints = False  # find failed where Python did not: it has no -printf, ask no more
+    return listing
+
+
+def _find_listing(root: str) -> bytes | None:
     halves = _halves(root)
     if halves is None:
         argv = ["find", root, "-mindepth", "1", "!", "-type", "d", "-printf", FIND_FORMAT]
-        listing = _collect([_spawn(argv)])
-    else:
-        # From inside ``root`` (sh changes folder: posix_spawn cannot), the top-level names as
-        # starting points list the same relpaths as %P does from ``root``.
-        script = 'cd -- "$0" && exec find "$@"'
-        expression = ["!", "-type", "d", "-printf", _FIND_FORMAT_RELATIVE]
-        spawned = [_spawn(["sh", "-c", script, root, *half, *expression]) for half in halves]
-        listing = _collect(spawned)
-    if listing is not None:
-        return listing
-    try:
-        return python_listing(root)
-    except OSError:
-        return None
+        return _collect([_spawn(argv)])
+    # From inside ``root`` (sh changes folder: posix_spawn cannot), the top-level names as
+    # starting points list the same relpaths as %P does from ``root``.
+    script = 'cd -- "$0" && exec find "$@"'
+    expression = ["!", "-type", "d", "-printf", _FIND_FORMAT_RELATIVE]
+    return _collect([_spawn(["sh", "-c", script, root, *half, *expression]) for half in halves])
 
 
 # find's %y letter of each kind of file that is not a folder.
