@@ -12,8 +12,6 @@ import errno
 import itertools
 import os
 
-from repro import host
-
 COPY_CHUNK = 1 << 30  # per kernel copy call: large, the kernel copies in its own steps
 READ_CHUNK = 1 << 20
 # What copy_file_range or sendfile report where the kernel or filesystem cannot use them.
@@ -163,6 +161,8 @@ def copy_fd(src: int, dst: int) -> None:
     copy_file_range first (no bytes through user space, a server-side copy on NFS 4.2);
     sendfile (Linux) where the kernel or the filesystem refuses it; plain reads and writes last.
     """
+    from repro import host  # here: `repro --version` imports this module, not host
+
     offset = 0
     copy_range = host.COPY_FILE_RANGE
     if copy_range is not None:
