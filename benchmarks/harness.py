@@ -14,7 +14,7 @@ from pathlib import Path
 from dataset import FULL, QUICK, Dataset
 from machine import docker_version, git_version, machine_info, repro_commit
 from measure import Case, Runner
-from sets import container, experiments, files, pipeline, plots, registry, startup
+from sets import cluster, container, experiments, files, pipeline, plots, registry, startup
 from tools import DVC, Repro, Tool, install_repro
 from trash import Trash
 
@@ -32,6 +32,7 @@ UNSET: list[Callable[[Bench], None]] = [
     experiments.run,
     plots.run,
     registry.run,
+    cluster.run,
 ]
 # The benchmark set of each dataset that --sets can name (dataset.FULL and QUICK).
 SETS: dict[str, Callable[[Bench, Dataset], None]] = {

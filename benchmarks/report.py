@@ -18,11 +18,14 @@ OP_TITLES = {
     "metrics_tags": "`metrics show -T`",
     "diff": "`diff --json` between two tags",
     "container": "stage running `true` (`repro repro -f`)",
+    "canonical": "the same stage's container with the canonical environment (floor: without)",
     "sweep": "4-point sweep: `exp run --queue` ×4 + `--run-all -j 2`",
     "exp_show": "`exp show --json`, 20 experiments",
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
     "plots_show": "`plots diff` of 10 plots × 5 tags (HTML page)",
     "import": "`import` from a registry repository",
+    "cluster_stage": "stage running `true` on a Dask worker (`repro repro -f --scheduler`)",
+    "cluster_fan_out": "fan-out of 4 sleeping stages on 3 Dask workers",
 }
 
 # What every run's notes say: how the numbers were taken.

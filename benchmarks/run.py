@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         "--ops",
         help="only these operations (comma list: version, container, "
         "add, status, status_touched, checkout_hardlink, checkout_copy, push, "
-        "pull, metrics, sweep, exp_show, status_yaml, plots_show, diff, import); add always "
+        "pull, metrics, sweep, exp_show, status_yaml, plots_show, diff, import, cluster_stage, "
+        "cluster_fan_out); add always "
         "runs, the others build on it",
     )
     parser.add_argument(

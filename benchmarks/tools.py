@@ -54,6 +54,8 @@ class Repro(Tool):
         self.exe = str(bin_dir / "repro")
         if not os.access(self.exe, os.X_OK):
             self.exe = shutil.which("repro") or "repro"
+        # The interpreter that imports this repro, for scripts that call its modules.
+        self.python = str(bin_dir / "python3") if venv else sys.executable
 
     def init(self, proj: Path) -> None:
         self.r.run(["git", "init", "-q"], proj)

@@ -16,11 +16,19 @@ KNOWN_KEYS: dict[str, tuple[str, ...] | None] = {
     "core.runner": None,
     "core.remote": None,
     "core.jobs": None,
+    "core.scheduler": None,  # a Dask scheduler's address (tcp://HOST:8786), or local
     "cache.dir": None,
     "cache.type": ("hardlink", "copy", "reflink"),
 }
 _REMOTE_KEY = re.compile(r"^remote\.([A-Za-z0-9_.-]+)\.([a-z_]+)$")
 SECRET_OPTIONS = ("password", "secret_access_key", "access_key_id", "session_token")
+# Remote options that name one machine's credentials or files: another machine (a registry
+# source's user, a cluster worker) uses its own ssh agent and config or AWS chain instead.
+PRIVATE_OPTIONS = frozenset(SECRET_OPTIONS) | {"keyfile"}
+# Keys naming a machine this user's runs talk to and trust: a Dask client unpickles what its
+# scheduler sends, so a scheduler chosen by a cloned repository's tracked config could run code
+# here. They are read from config.local alone, and set there alone.
+LOCAL_ONLY = frozenset({"core.scheduler"})
 
 
 def _section_option(key: str) -> tuple[str, str]:
@@ -72,7 +80,7 @@ class Config:
 
     def get(self, key: str, default: str | None = None) -> str | None:
         section, option = _section_option(key)
-        for parser in (self._local, self._shared):
+        for parser in (self._local,) if key in LOCAL_ONLY else (self._local, self._shared):
             if parser.has_option(section, option):
                 return parser.get(section, option)
         return default
@@ -92,6 +100,11 @@ class Config:
             raise ReproError(f"'{key}' must be one of {', '.join(allowed)}, not '{value}'")
         if option in SECRET_OPTIONS and not local:
             raise ReproError(f"'{key}' is a secret; store it with --local so it stays out of git")
+        if key in LOCAL_ONLY and not local:
+            raise ReproError(
+                f"'{key}' names a machine that runs code for you, which a clone must not choose; "
+                f"store it with --local (repro config --local {key} {value})"
+            )
         parser, path = (self._local, self.local_path) if local else (self._shared, self.shared_path)
         if not parser.has_section(section):
             parser.add_section(section)

@@ -5,7 +5,7 @@
 #
 #   scripts/ensure-tools.sh [--dry-run] TOOL…
 #
-# TOOL is one of: docker busybox chromium debootstrap git pip sshd. As root, the missing ones are
+# TOOL is one of: docker busybox chromium debootstrap git netns pip sshd. As root, the missing ones are
 # installed with apt-get; otherwise the script stops with one line naming the apt-get command.
 # --dry-run only prints "missing: PACKAGE…" (or nothing) and installs nothing.
 # A tool is looked up in $REPRO_TOOLS_PATH (default: $PATH plus /usr/sbin and /sbin, where
@@ -36,12 +36,14 @@ for tool in "${tools[@]}"; do
         debootstrap) found debootstrap || missing+=(debootstrap) ;;
         git) found git || missing+=(git) ;;
         sshd) found sshd || missing+=(openssh-server) ;;
+        # tests/test_cluster.py starts each worker's dockerd in a network namespace of its own.
+        netns) found ip && found nsenter || missing+=(iproute2 util-linux) ;;
         # tests/test_plots.py opens the plots page in it, headless and offline.
         chromium) found chromium || missing+=(chromium) ;;
         # build-images.sh downloads a pinned wheel with the host's pip (and its CA bundle).
         pip) found python3 && PATH=$search python3 -m pip --version >/dev/null 2>&1 ||
             missing+=(python3-pip) ;;
-        *) die "unknown tool '$tool' (known: docker busybox chromium debootstrap git pip sshd)" ;;
+        *) die "unknown tool '$tool' (known: docker busybox chromium debootstrap git netns pip sshd)" ;;
     esac
 done
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/ensure-tools.sh busybox sshd debootstrap git chromium
+scripts/ensure-tools.sh busybox sshd debootstrap git chromium netns
 
 python3 -m pip install -q -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
 

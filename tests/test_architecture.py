@@ -36,7 +36,7 @@ LAYERS: list[list[str]] = [
     ["repro.stages"],
     ["repro.workspace"],
     ["repro.project"],
-    ["repro.remote_select", "repro.fromdvc"],
+    ["repro.remote_select", "repro.fromdvc", "repro.cluster"],
     ["repro.pipeline", "repro.history"],
     ["repro.metrics", "repro.registry"],
     ["repro.experiments"],

@@ -179,6 +179,35 @@ def test_check_flags_an_unstable_stage_and_changes_nothing(docker_project: Proje
     assert os.listdir(project.root / SCRATCH) == []
 
 
+def test_a_stage_stamping_the_date_makes_its_bytes_again_after_the_commit(
+    docker_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SOURCE_DATE_EPOCH is HEAD's time when a stage runs, and it runs before the commit that
+    records it: the value is recorded, so a forced re-run, a check and the run-cache give the
+    stage the time it first had, and only a change of its inputs gives it a new one."""
+    project = docker_project
+    project.write("in.txt", "1\n")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
+    project.commit("the input")
+    stamp = "echo $SOURCE_DATE_EPOCH > stamp.txt; cat in.txt >> stamp.txt"
+    project.ok("run", "-d", "in.txt", "-o", "stamp.txt", stamp)
+    assert (project.root / "stamp.txt").read_text() == "1700000000\n1\n"
+    assert "source_date_epoch: 1700000000\n" in (project.root / "stamp.txt.repro").read_text()
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1800000000 +0000")
+    project.commit("the stamp")
+
+    project.ok("repro", "-f", "--pinned")
+    assert project.git("status", "--porcelain") == ""
+    assert project.repro("repro", "--pinned", "--check").code == 0
+
+    project.write("in.txt", "2\n")
+    project.ok("repro", "--pinned")
+    assert (project.root / "stamp.txt").read_text() == "1800000000\n2\n"
+    project.write("in.txt", "1\n")
+    assert "Restored 'stamp.txt.repro' from the run-cache" in project.ok("repro", "--pinned").out
+    assert project.git("status", "--porcelain") == ""  # the first run's time came back with it
+
+
 def test_check_stops_at_what_is_out_of_date(docker_project: Project) -> None:
     project = docker_project
     project.write("in.txt", "1\n")
@@ -297,3 +326,23 @@ def test_an_experiment_makes_the_bytes_a_workspace_run_makes(docker_project: Pro
     project.write("params.yaml", "train:\n  lr: 0.2\n")
     project.ok("repro", "-f", "--no-run-cache")
     assert (project.root / "where.txt").read_bytes() == from_experiment
+
+
+def test_the_check_copy_has_a_stand_in_for_every_read_only_path(tmp_path: Path) -> None:
+    """Top-level ones too: else the engine makes the mount points, as root, in the scratch."""
+    from repro.pipeline.check import _copy_project
+
+    root, scratch = tmp_path / "project", tmp_path / "scratch"
+    for folder in (".git", ".repro", "data/sub"):
+        (root / folder).mkdir(parents=True)
+    (root / "in.txt").write_text("dep\n")
+    (root / "data" / "sub" / "deep.txt").write_text("dep\n")
+    (root / "code.py").write_text("print()\n")
+    stage = Stage("s.repro", cmd="true", outs=(Out("out/model.bin"),))
+    _copy_project(root, scratch, stage, (root / "in.txt", root / "data" / "sub" / "deep.txt"))
+    assert (scratch / ".git").is_dir() and not os.listdir(scratch / ".git")
+    assert (scratch / ".repro").is_dir() and not os.listdir(scratch / ".repro")
+    assert (scratch / "in.txt").read_text() == ""
+    assert (scratch / "data" / "sub" / "deep.txt").read_text() == ""
+    assert (scratch / "code.py").read_text() == "print()\n"
+    assert (scratch / "out").is_dir() and not (scratch / "out" / "model.bin").exists()

@@ -121,3 +121,21 @@ def test_report_contained_figures(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\nhostile stages and inputs contained: {len(CONTAINED)}")
     assert len(CONTAINED) >= 6
+
+
+def test_a_cloned_repository_cannot_choose_the_scheduler(project: Project) -> None:
+    """A Dask client unpickles what its scheduler sends: a scheduler named in the tracked
+    config could run code here. It is read from config.local alone, and set there alone."""
+    from repro.config import Config
+
+    tracked = project.root / ".repro" / "config"
+    tracked.write_text("[core]\n\tscheduler = tcp://198.51.100.7:8786\n")
+    assert Config(project.root / ".repro").get("core.scheduler") is None
+    refused = project.repro("config", "core.scheduler", "tcp://127.0.0.1:8786")
+    assert refused.code == 1
+    assert refused.err.strip() == (
+        "error: 'core.scheduler' names a machine that runs code for you, which a clone must not "
+        "choose; store it with --local (repro config --local core.scheduler tcp://127.0.0.1:8786)"
+    )
+    project.ok("config", "--local", "core.scheduler", "tcp://127.0.0.1:8786")
+    assert Config(project.root / ".repro").get("core.scheduler") == "tcp://127.0.0.1:8786"

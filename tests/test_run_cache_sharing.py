@@ -49,7 +49,7 @@ def remembered(project: Project, tmp_path: Path) -> tuple[Project, str]:
     md5 = file_md5(str(project.root / "model.bin"))
     project.ok("remove", "model.bin.repro", "--outs")
     cache = project.root / ".repro" / "cache"
-    runcache.save(cache, RUN_KEY, (Out("model.bin", md5, True),))
+    runcache.save(cache, RUN_KEY, (Out("model.bin", md5, True),), 1700000000)
     project.ok("remote", "add", "-d", "store", str(tmp_path / "store"))
     project.commit("configure remote")
     return project, md5

@@ -287,6 +287,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cmd.add_argument("-k", "--keep-going", action="store_true", help="go on after a failure")
     cmd.add_argument("-j", "--jobs", type=int, default=1, help="stages to run at once")
     cmd.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run stages on the Dask cluster of this scheduler (tcp://HOST:8786), or local",
+    )
+    cmd.add_argument(
+        "--no-download",
+        action="store_true",
+        help="with a scheduler: leave the outputs on the remote ('repro pull' fetches them)",
+    )
+    cmd.add_argument(
         "--check",
         action="store_true",
         help="re-run the targets beside the project and name the outputs that differ",

@@ -24,7 +24,7 @@ from repro.fsutil import remove_dead_stagings, staging_name
 from repro.objects.digest import bytes_md5, file_md5
 from repro.objects.ids import is_manifest, manifest_id
 from repro.objects.manifest import manifest_bytes
-from repro.paths import inside
+from repro.paths import inside, is_within
 from repro.pipeline import differences
 from repro.pipeline.reproduce import (
     Reproduction,
@@ -72,7 +72,11 @@ def check(reproduction: Reproduction, name: str) -> None:
             _copy_project(project.root, scratch, stage, read_only)
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
         events.info(f"Checking '{name}'")
-        spec = reproduction.spec(stage, image, workdir, read_only, scratch)
+        # Up to date (prepare): the SOURCE_DATE_EPOCH its run had, when that was recorded.
+        epoch = stage.source_date_epoch
+        if epoch is None:
+            epoch = reproduction.source_date_epoch
+        spec = reproduction.spec(stage, image, workdir, read_only, epoch, scratch)
         code, tail = reproduction.launch(stage, spec)
         if code != 0:
             raise StageFailed(stage.address, code, tail.text())
@@ -131,8 +135,8 @@ def _copy_project(root: Path, scratch: Path, stage: Stage, read_only: tuple[Path
 
 
 def _within(path: Path, folder: Path) -> bool:
-    """Whether ``path`` stays inside ``folder`` once every symlink on the way is followed."""
-    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
+    """Whether ``path`` is ``folder`` or inside it once every symlink on the way is followed."""
+    return is_within(os.path.realpath(path), os.path.realpath(folder))
 
 
 def _difference(reproduction: Reproduction, stage: Stage, out: Out, scratch: Path) -> str:
@@ -142,7 +146,7 @@ def _difference(reproduction: Reproduction, stage: Stage, out: Out, scratch: Pat
     if not os.path.lexists(made):
         return "the stage did not make it this time"
     # The stage made it: never follow it, nor a folder on its way, out of the scratch copy.
-    if made.parent != scratch and not _within(made.parent, scratch):
+    if not _within(made.parent, scratch):
         return "it lies through a symlink out of the project now; outputs are files or folders"
     kind = os.lstat(made).st_mode
     if stat.S_ISLNK(kind):

@@ -34,6 +34,10 @@ from repro.stages.stage import Out, Stage
 from repro.workspace import gitignore, outputs
 from repro.workspace.materialise import unprotect
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from repro.cluster.client import Cluster
+
 LOG_TAIL_LINES = 20
 
 
@@ -146,9 +150,10 @@ def restore_from_run_cache(
     project: Project, stage: Stage, image: Image, values: dict[str, Any]
 ) -> Stage | None:
     """Outputs of an identical earlier run, checked out; None when there is no usable entry."""
-    recorded = runcache.lookup(project.cache_dir, runcache.key(stage, str(image.id), values))
-    if recorded is None or set(recorded) != set(stage.out_paths()):
+    entry = runcache.read(project.cache_dir, runcache.key(stage, str(image.id), values))
+    if entry is None or set(entry.outs) != set(stage.out_paths()):
         return None
+    recorded = entry.outs
     if any(project.cache.missing(md5) for md5 in recorded.values()):
         return None
     outs = []
@@ -159,7 +164,7 @@ def restore_from_run_cache(
         except ObjectsMissing:  # gone since the check (a gc of a project sharing the cache)
             return None
         outs.append(out._replace(md5=recorded[out.path]))
-    return record(project, stage, image, values, tuple(outs))
+    return record(project, stage, image, values, tuple(outs), entry.source_date_epoch)
 
 
 def record(
@@ -168,11 +173,15 @@ def record(
     image: Image | None,
     values: dict[str, Any],
     outs: tuple[Out, ...],
+    source_date_epoch: int | None = None,
 ) -> Stage:
     """Write the stage file of a stage that ran (or was restored, or committed): the image it
-    ran in, its dependencies' values, its outputs' hashes, its definition md5."""
+    ran in, its dependencies' values, its outputs' hashes, the SOURCE_DATE_EPOCH it ran with
+    (None when no run made the outputs), its definition md5."""
     deps = tuple(d.recorded_as(values.get(d.name)) for d in stage.deps)
-    done = stage._replace(image=image, deps=deps, outs=outs).with_md5()
+    done = stage._replace(
+        image=image, deps=deps, outs=outs, source_date_epoch=source_date_epoch
+    ).with_md5()
     for out in done.outs:
         if out.cache:
             gitignore.add(project.root, out.path)
@@ -282,6 +291,7 @@ class Reproduction:
         self.options = options
         self.events = events
         self.outcome = Outcome()
+        self.cluster: Cluster | None = None  # set: stages run as tasks on a Dask cluster
 
     def execute(self, stage: Stage, run_cache: bool | None = None) -> tuple[Stage, bool]:
         """Run one stage (or restore it from the run-cache); return it as written, and whether
@@ -334,8 +344,11 @@ class Reproduction:
             workdir = inside(project.root, stage.work_dir, "working directory", allow_root=True)
             read_only = read_only_paths(project, stage, self.graph)
             stage_files = _stage_file_bytes(project)
+        if self.cluster is not None:
+            return self._on_cluster(self.cluster, stage, image, values), False
         try:
-            code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only))
+            epoch = self.epoch_of(stage, image, values)
+            code, tail = self.launch(stage, self.spec(stage, image, workdir, read_only, epoch))
         finally:
             with runner.quiet():
                 planted = _sweep_planted(project, stage, stage_files)
@@ -356,12 +369,41 @@ class Reproduction:
                 )
             outs = tuple(outputs.commit(project, out, keep_copy=True) for out in stage.outs)
             # Remembered even under --no-run-cache: that flag only stops restoring.
-            runcache.save(project.cache_dir, runcache.key(stage, str(image.id), values), outs)
-            return record(project, stage, image, values, outs), False
+            run_key = runcache.key(stage, str(image.id), values)
+            runcache.save(project.cache_dir, run_key, outs, epoch)
+            return record(project, stage, image, values, outs, epoch), False
+
+    def _on_cluster(
+        self, cluster: Cluster, stage: Stage, image: Image, values: dict[str, Any]
+    ) -> Stage:
+        """Run ``stage`` on a worker; settle and record its outputs as a local run does."""
+        self.events.info(f"Running command on {cluster.address}:\n\t{stage.cmd}")
+        epoch = self.epoch_of(stage, image, values)
+        result = cluster.run(stage, image, epoch)
+        if result.code != 0:
+            tail = _Tail()
+            tail.feed(result.log_end)
+            raise StageFailed(stage.address, result.code, tail.text())
+        with _quiet(self.runner):
+            outs = cluster.settle(stage, result.outputs)
+            run_key = runcache.key(stage, str(image.id), values)
+            runcache.save(self.project.cache_dir, run_key, outs, epoch)
+            return record(self.project, stage, image, values, outs, epoch)
 
     @cached_property
     def source_date_epoch(self) -> int:
         return source_date_epoch(self.project.root)
+
+    def epoch_of(self, stage: Stage, image: Image, values: dict[str, Any]) -> int:
+        """SOURCE_DATE_EPOCH for a run of ``stage`` over dependencies with ``values``: the
+        one its last run had when nothing it depends on changed since (a forced re-run, a
+        clone reproducing a commit, a check), so that such a run makes the same bytes; else
+        the time of the commit reproduced."""
+        recorded = stage.source_date_epoch
+        unchanged = stage._replace(image=image).definition_md5() == stage.md5
+        if recorded is not None and unchanged and values == recorded_values(stage):
+            return recorded
+        return self.source_date_epoch
 
     def spec(
         self,
@@ -369,6 +411,7 @@ class Reproduction:
         image: Image,
         workdir: Path,
         read_only: tuple[Path, ...],
+        source_date_epoch: int,
         scratch: Path | None = None,
     ) -> RunSpec:
         """What the runner is handed to run ``stage`` in ``image``."""
@@ -382,7 +425,7 @@ class Reproduction:
             read_only=read_only,
             resources=stage.resources,
             env=stage.env,
-            source_date_epoch=self.source_date_epoch,
+            source_date_epoch=source_date_epoch,
             scratch=scratch,
         )
 
@@ -411,7 +454,7 @@ class Reproduction:
             names, step = set(targets), lambda name, _target: check.check(self, name)
         if self.options.dry:
             self._plan(names, targets)
-        elif self.options.jobs > 1:
+        elif self.options.jobs > 1 or self.cluster is not None:
             self._run_parallel(names, set(targets), step)
         else:
             self._run_serial(names, targets, step)
@@ -513,6 +556,8 @@ class Reproduction:
         except BaseException:
             if self.runner is not None:
                 self.runner.stop_all()
+            if self.cluster is not None:
+                self.cluster.stop()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

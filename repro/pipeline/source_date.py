@@ -5,9 +5,12 @@ write this instead (reproducible-builds.org's convention). The rule: the committ
 HEAD, also when the workspace has changes on top of it, so that two clones of one commit give
 stages the same value. A project with no commit yet gets canonical.NO_COMMIT_EPOCH.
 
-A result is recorded before it is committed, so it saw its parent commit's time; a stage whose
-outputs hold the value therefore reproduces bit for bit from that parent, not from the commit
-that recorded it. Such a stage declares the value it wants (``env: {SOURCE_DATE_EPOCH: …}``).
+A result is recorded before it is committed, so it saw its parent commit's time. The value a
+stage ran with is therefore recorded with its outputs (``source_date_epoch`` in its stage file or
+repro.lock, and in its run-cache entry), and a run on the same inputs — ``-f``, a clone
+reproducing the commit, ``--check``, a restore — gets that value again
+(Reproduction.epoch_of); only a stage whose inputs changed gets HEAD's time. A stage may still
+declare its own (``env: {SOURCE_DATE_EPOCH: …}``), which wins.
 """
 
 from __future__ import annotations

@@ -45,7 +45,10 @@ def stage_changes(
     for out in stage.outs:
         md5 = current_md5(project, out.path)
         if md5 is None:
-            changes.append(Change("out", f"Output '{out.path}' of '{name}' is missing."))
+            # Left on the remote by a cluster run (--no-download), or never fetched.
+            fetch = out.md5 is not None and bool(project.cache.missing(out.md5))
+            where = " (not in cache; repro pull)" if fetch else ""
+            changes.append(Change("out", f"Output '{out.path}' of '{name}' is missing{where}."))
         elif md5 != out.md5:
             changes.append(Change("out", f"Output '{out.path}' of '{name}' changed."))
     return changes

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
-from repro.config import SECRET_OPTIONS
+from repro.config import PRIVATE_OPTIONS
 from repro.errors import ReproError
 from repro.history.revisions import History, Revision
 from repro.objects.digest import bytes_md5
@@ -30,9 +30,6 @@ from repro.stages.stage import Stage
 
 CONFIG = ".repro/config"
 DEFAULT_CACHE = ".repro/cache"
-# Options of the source's remote that name its maintainers' credentials or files: this
-# machine's own (ssh agent and config, AWS environment and files) are used instead.
-_PRIVATE_OPTIONS = frozenset(SECRET_OPTIONS) | {"keyfile", "password"}
 
 
 class Found(NamedTuple):
@@ -171,7 +168,7 @@ class Source:
                     "clone of it: clone it and import from the clone's folder"
                 )
             url = os.path.normpath(self.root / ".repro" / url)
-        allowed = known_options(url) - _PRIVATE_OPTIONS
+        allowed = known_options(url) - PRIVATE_OPTIONS
         return open_remote(url, {k: v for k, v in options.items() if k in allowed})
 
     def git_files(self, prefix: str, recursive: bool) -> list[tuple[str, bool, int | None]]:

@@ -68,6 +68,15 @@ def entries(value: Any, field: str, what: str, keys: frozenset[str]) -> list[dic
     return found
 
 
+def epoch(value: Any, what: str) -> int | None:
+    """A time in whole seconds since 1970, as SOURCE_DATE_EPOCH holds one; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**40:
+        raise Malformed(f"{what} must be a whole number of seconds since 1970, not {value!r}")
+    return value
+
+
 def drop_none(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v is not None}
 

@@ -31,6 +31,9 @@ from repro.walk import LOCK_FILE, PIPELINE_FILE
 # The keys a definition writes its own way; every other key passes to the stage as it is.
 _OUT_LISTS = {"outs": True, "metrics": False, "plots": True}  # key: default of cache
 _OUT_FLAGS = ("cache", "persist")
+# Keys of a stage file that a repro.lock holds instead: what a run records, never what a user
+# defines.
+RECORDED = frozenset({"md5", "source_date_epoch"})
 _NAME = re.compile(r"[\w.@-]+")
 # Runs of -j N finish in threads at once: each read-change-write of a lock is whole.
 _LOCK_WRITES = threading.Lock()
@@ -128,8 +131,9 @@ def stage_mapping(
     folder would hold (paths relative to that folder, recorded values beside them)."""
     definition = fields.mapping(definition, "a stage")
     lock = recorded or {}
-    if "md5" in definition:
-        raise Malformed("unknown key 'md5' (repro.lock records it)")
+    for recorded_key in RECORDED:
+        if recorded_key in definition:
+            raise Malformed(f"unknown key '{recorded_key}' (repro.lock records it)")
     cmd = definition.get("cmd")
     if cmd is None:
         raise Malformed("cmd is missing")
@@ -159,6 +163,8 @@ def stage_mapping(
         for list_key, cache in _OUT_LISTS.items()
         for out in _outs(definition.get(list_key), list_key, cache, at)
     ]
+    if "source_date_epoch" in lock:
+        mapping["source_date_epoch"] = lock["source_date_epoch"]
     mapping["md5"] = lock.get("md5")
     return mapping
 
@@ -278,6 +284,7 @@ def lock_entry(stage: Stage) -> dict[str, Any]:
         entry["outs"] = [
             fields.drop_none({"path": _written(stage, o.path), "md5": o.md5}) for o in stage.outs
         ]
+    entry["source_date_epoch"] = stage.source_date_epoch
     entry["md5"] = stage.md5
     return fields.drop_none(entry)
 
@@ -452,6 +459,6 @@ def definition_of(stage: Stage, image: bool) -> dict[str, Any]:
                     flags["persist"] = True
                 path = _written(stage, out.path)
                 definition.setdefault(list_key, []).append({path: flags} if flags else path)
-        elif key in FIELD_KEYS - {"md5"}:
+        elif key in FIELD_KEYS - RECORDED:
             definition[key] = value
     return definition

@@ -81,6 +81,9 @@ class Stage(NamedTuple):
     env: tuple[tuple[str, str], ...] = ()  # variables the stage declares, sorted by name
     md5: str | None = None
     name: str | None = None
+    # The SOURCE_DATE_EPOCH its last run had (pipeline/source_date.py): what a run on the same
+    # inputs gets again. A record of the run, like the outputs' hashes: no part of the md5.
+    source_date_epoch: int | None = None
 
     @property
     def address(self) -> str:
@@ -414,6 +417,13 @@ FIELDS: tuple[Field, ...] = (
     ),
     *(_dep_field(kind) for kind in KINDS),
     Field("outs", _load_outs, _dump_outs, defines=_out_flags, runs=_out_flags),
+    Field(
+        "source_date_epoch",
+        lambda data, _dir: {
+            "source_date_epoch": fields.epoch(data.get("source_date_epoch"), "source_date_epoch")
+        },
+        lambda s: s.source_date_epoch,
+    ),
     Field("md5", lambda data, _dir: {"md5": fields.md5(data.get("md5"), "md5")}, lambda s: s.md5),
 )
 FIELD_KEYS = frozenset(f.key for f in FIELDS)
@@ -504,7 +514,7 @@ def _resources(cpus: Any, memory: Any, gpus: Any, prefix: str) -> Resources:
         )
     if isinstance(memory, int) and not isinstance(memory, bool):
         memory = str(memory)
-    if memory is not None and not _MIN_MEMORY <= _memory_bytes(memory) <= _MAX_MEMORY:
+    if memory is not None and not _MIN_MEMORY <= memory_bytes(memory) <= _MAX_MEMORY:
         raise Malformed(
             f"{prefix}memory must be a size such as 512m or 2g (bytes, or k, m, g; at least "
             f"6m), not {memory!r}"
@@ -532,7 +542,7 @@ def _cpu_count(value: Any) -> float:
     return float(value) if math.isfinite(value) else -1
 
 
-def _memory_bytes(value: Any) -> int:
+def memory_bytes(value: Any) -> int:
     """Bytes of a memory size as Docker writes it (512m, 2g, 1.5g, 1024); -1 if it is not one."""
     if not isinstance(value, str):
         return -1

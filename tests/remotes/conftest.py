@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 from remotes.remote_helpers import Backend, folder_access, public_dir, remove_public_dir, s3_access
-from remotes.remote_servers import SSH_ALIAS, SshServer, make_bucket, running_sshd, trust_sshd
+from remotes.remote_servers import (
+    SSH_ALIAS,
+    SshServer,
+    make_bucket,
+    running_s3,
+    running_sshd,
+    trust_sshd,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,15 +66,8 @@ def nobody_sshd(home: Path) -> Iterator[tuple[SshServer, Path]]:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on 127.0.0.1, a real HTTP endpoint for boto3."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with running_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(params=["local", "ssh", "s3"])

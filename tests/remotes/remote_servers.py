@@ -132,3 +132,17 @@ def make_bucket(endpoint: str) -> str:
     bucket = f"repro-test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     return bucket
+
+
+@contextmanager
+def running_s3() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, a real HTTP endpoint for boto3: its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

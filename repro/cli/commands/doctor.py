@@ -36,6 +36,7 @@ def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
         ui.out(f"Project: {project.root}")
         broken += _check_cache(project, ui)
         broken += _check_remotes(project, ui)
+        broken += _check_scheduler(project, ui)
     if broken:
         raise ReproError(f"broken: {', '.join(broken)}; see the lines above for what to fix")
     return 0
@@ -125,4 +126,22 @@ def _check_remotes(project: Project, ui: UI) -> list[str]:
         broken.append("core.remote")
     if not remotes:
         ui.out("Remotes: none")
+    return broken
+
+
+def _check_scheduler(project: Project, ui: UI) -> list[str]:
+    """A cluster named by core.scheduler must answer, and each of its workers' engines."""
+    scheduler = project.config.get("core.scheduler") or "local"
+    if scheduler == "local":
+        ui.out("Scheduler: local (stages run on this machine)")
+        return []
+    from repro.cluster.client import describe
+
+    try:
+        lines, broken = describe(scheduler)
+    except ReproError as exc:
+        ui.out(f"Scheduler: {exc}")
+        return ["core.scheduler"]
+    for line in lines:
+        ui.out(line)
     return broken

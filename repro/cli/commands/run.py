@@ -31,6 +31,10 @@ from repro.stages.stage import STAGE_SUFFIX, Metric, Out, Plot, Stage
 from repro.walk import PIPELINE_FILE
 from repro.workspace import gitignore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from repro.cluster.client import Cluster
+
 
 def _metric(path: str) -> Metric:
     """A metric's type guessed from its extension; 'metrics modify' changes it."""
@@ -197,6 +201,21 @@ def cmd_repro(args: argparse.Namespace, ui: UI) -> int:
         return _repro(project, args, ui)
 
 
+def _cluster(project: Project, scheduler: str, args: argparse.Namespace, ui: UI) -> Cluster:
+    """The connection to ``scheduler`` for this run, its data through the default remote."""
+    from repro.cluster.client import Cluster
+    from repro.remote_select import open_named_remote
+
+    if args.check:
+        raise UsageError("--check re-runs stages beside the project, here: drop --scheduler")
+    if project.config.get("core.remote") is None:
+        raise ReproError(
+            "a cluster run moves data and images through the default remote, and there is "
+            "none; add one with 'repro remote add -d NAME URL'"
+        )
+    return Cluster(project, scheduler, open_named_remote(project, None), not args.no_download, ui)
+
+
 def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
     stages = project.stages()
     graph = build(stages)
@@ -212,12 +231,23 @@ def _repro(project: Project, args: argparse.Namespace, ui: UI) -> int:
         jobs=args.jobs,
         check=args.check,
     )
+    reproduction = Reproduction(project, graph, runner, options, ui)
+    scheduler = args.scheduler or project.config.get("core.scheduler") or "local"
+    if scheduler != "local" and not options.dry:
+        reproduction.cluster = _cluster(project, scheduler, args, ui)
+        # Every stage whose inputs are ready is submitted at once: the scheduler spreads them.
+        reproduction.options = options._replace(jobs=max(args.jobs, len(graph.stages)))
+    elif args.no_download:
+        raise UsageError("--no-download leaves outputs on the remote: it needs --scheduler")
     try:
-        outcome = Reproduction(project, graph, runner, options, ui).run(targets)
+        outcome = reproduction.run(targets)
     except KeyboardInterrupt:
         if runner is not None:
             runner.stop_all()
         raise
+    finally:
+        if reproduction.cluster is not None:
+            reproduction.cluster.close()
     if options.dry:
         if not outcome.planned:
             ui.info("Pipeline is up to date. Nothing to reproduce.")
