@@ -159,10 +159,12 @@ def copy_fd(src: int, dst: int) -> None:
     """Copy all of ``src`` (from its start) into ``dst`` inside the kernel.
 
     copy_file_range first (no bytes through user space, a server-side copy on NFS 4.2);
-    sendfile where the kernel or the filesystem refuses it; plain reads and writes last.
+    sendfile (Linux) where the kernel or the filesystem refuses it; plain reads and writes last.
     """
+    from repro import host  # here: `repro --version` imports this module, not host
+
     offset = 0
-    copy_range = getattr(os, "copy_file_range", None)
+    copy_range = host.COPY_FILE_RANGE
     if copy_range is not None:
         try:
             while copied := copy_range(src, dst, COPY_CHUNK, offset):
@@ -171,21 +173,25 @@ def copy_fd(src: int, dst: int) -> None:
         except OSError as exc:
             if offset or exc.errno not in NO_KERNEL_COPY:
                 raise
-    try:
-        while copied := os.sendfile(dst, src, offset, COPY_CHUNK):
-            offset += copied
-        return
-    except OSError as exc:
-        if offset or exc.errno not in NO_KERNEL_COPY:
-            raise
+    if host.SENDFILE_TO_FILE:
+        try:
+            while copied := os.sendfile(dst, src, offset, COPY_CHUNK):
+                offset += copied
+            return
+        except OSError as exc:
+            if offset or exc.errno not in NO_KERNEL_COPY:
+                raise
     while data := os.pread(src, READ_CHUNK, offset):
         os.write(dst, data)
         offset += len(data)
 
 
-def copy_into(src: int, dest: str, flags: int, copy: Callable[[int, int], T]) -> T:
-    """``copy(src, out)`` into the file ``dest``, opened with ``flags`` besides O_CREAT."""
-    out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666)
+def copy_into(
+    src: int, dest: str, flags: int, copy: Callable[[int, int], T], dir_fd: int | None = None
+) -> T:
+    """``copy(src, out)`` into the file ``dest`` (relative to ``dir_fd`` when given), opened
+    with ``flags`` besides O_CREAT."""
+    out = os.open(dest, os.O_WRONLY | os.O_CREAT | flags, 0o666, dir_fd=dir_fd)
     try:
         return copy(src, out)
     finally:
@@ -221,18 +227,20 @@ def copy_atomic(
         raise
 
 
-def build_aside(staging: str, dest: str, fill: Callable[[str], None]) -> bool:
-    """Make the folder ``staging``, ``fill`` it, and rename it to ``dest``: ``dest`` appears
-    whole or not at all, with no rename per file. False, with nothing left behind, where
-    ``dest`` exists by then or lies on another filesystem; any other failure removes
-    ``staging`` and is raised."""
+def build_aside(
+    staging: str, dest: str, fill: Callable[[str], None], dest_dir_fd: int | None = None
+) -> bool:
+    """Make the folder ``staging``, ``fill`` it, and rename it to ``dest`` (relative to
+    ``dest_dir_fd`` when given): ``dest`` appears whole or not at all, with no rename per
+    file. False, with nothing left behind, where ``dest`` exists by then or lies on another
+    filesystem; any other failure removes ``staging`` and is raised."""
     import shutil
 
     os.mkdir(staging)
     try:
         fill(staging)
         try:
-            os.rename(staging, dest)
+            os.rename(staging, dest, dst_dir_fd=dest_dir_fd)
         except OSError as exc:
             if exc.errno not in _CANNOT_RENAME_ONTO:
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from repro.errors import ReproError
@@ -54,6 +55,22 @@ def from_user(root: Path, cwd: Path, path: str, what: str) -> str:
 def overlaps(a: str, b: str) -> bool:
     """True when one path is the other or lies inside it."""
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def refuse_case_twins(new: Sequence[str], existing: Iterable[str]) -> None:
+    """Refuse new outputs that are another output (or hold it, or lie in it) once case is
+    ignored, and not before: on macOS and Windows, whose file systems ignore case by
+    default, the two would be one file. Checked on every host, since the project travels."""
+    seen = list(existing)
+    for path in new:
+        folded = path.casefold()
+        for other in seen:
+            if overlaps(folded, other.casefold()) and not overlaps(path, other):
+                raise ReproError(
+                    f"outputs '{path}' and '{other}' differ only by case, and on macOS and "
+                    "Windows they would be one file; rename one of them"
+                )
+        seen.append(path)
 
 
 # -- the path-safety layer ----------------------------------------------------------------------

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from repro import host
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -50,12 +52,32 @@ def run_parts(
     parts = [part for part in parts if part]
     if len(parts) <= 1 or not _can_fork():
         return [_run_here(work, part, progress, batch) for part in parts]
-    children = [_spawn(work, part, batch) for part in parts[1:]]
+    # Only this process holds the write end: the workers see the read end close when it dies,
+    # however it dies (host.die_with_parent).
+    lifeline = os.pipe()
+    try:
+        try:
+            children = [_spawn(work, part, batch, lifeline) for part in parts[1:]]
+        finally:
+            os.close(lifeline[0])
+        return _gather(work, parts[0], progress, batch, children)
+    finally:
+        os.close(lifeline[1])
+
+
+def _gather(
+    work: Work[T, R],
+    first: Sequence[T],
+    progress: Progress[R] | None,
+    batch: int,
+    children: list[tuple[int, int]],
+) -> list[list[R]]:
+    """The first part worked on here, then every worker's results, in order."""
     readers: list[_Reader[R]] = [_Reader(pid, fd, progress) for pid, fd in children]
     results: list[list[R]] = []
     failure: BaseException | None = None
     try:
-        results.append(_run_here(work, parts[0], progress, batch))
+        results.append(_run_here(work, first, progress, batch))
     except BaseException as exc:  # Ctrl-C included: stop the workers, then re-raise
         failure = exc
         for reader in readers:
@@ -106,25 +128,32 @@ def _run_here(
     return results
 
 
-def _spawn(work: Work[T, R], items: Sequence[T], batch: int) -> tuple[int, int]:
+def _spawn(
+    work: Work[T, R], items: Sequence[T], batch: int, lifeline: tuple[int, int]
+) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
-        _child(work, items, write_fd, parent, batch)
+        os.close(lifeline[1])
+        _child(work, items, write_fd, parent, batch, lifeline[0])
     os.close(write_fd)
     return pid, read_fd
 
 
-def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, batch: int) -> None:
+def _child(
+    work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, batch: int, lifeline: int
+) -> None:
     code = 1
     try:
         # The parent handles Ctrl-C, SIGTERM and SIGHUP (sent to the whole process group by
         # a terminal or `timeout`) and stops the workers itself.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
-        _die_with_parent()
+        # A parent killed by kill -9 mid-batch must not leave a worker that holds the project
+        # lock, inherited, while it finishes the batch: the next command would be refused.
+        host.die_with_parent(lifeline)
         with os.fdopen(write_fd, "wb") as pipe:
             try:
                 for start in range(0, len(items), batch):
@@ -138,22 +167,6 @@ def _child(work: Work[T, R], items: Sequence[T], write_fd: int, parent: int, bat
         pass
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent() -> None:
-    """Have the kernel kill this worker as soon as its parent dies (Linux; elsewhere the
-    worker stops at its next batch). A parent killed by kill -9 mid-batch must not leave a
-    worker that holds the project lock, inherited, while it finishes the batch: the next
-    command would be refused."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # no prctl here
-        pass
 
 
 def _send(pipe: object, message: object) -> None:

@@ -4,16 +4,60 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import GIT_ENV, TEST_IMAGE, Project, _docker_client, build_busybox_image, git
+from helpers import (
+    GIT_ENV,
+    PORTABLE_HOST,
+    TEST_IMAGE,
+    Project,
+    _docker_client,
+    build_busybox_image,
+    git,
+    portable_host,
+)
 
 if TYPE_CHECKING:
     import docker
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--portable-host",
+        action="store_true",
+        help="simulate a host without Linux-only calls and GNU find (see portable_host/)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("--portable-host"):
+        return
+    tools = Path(tempfile.mkdtemp(prefix="repro-portable-"))
+    config.add_cleanup(lambda: shutil.rmtree(tools))
+    try:
+        portable_host(os.environ, tools)
+    except LookupError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    sys.path.insert(0, str(PORTABLE_HOST))
+    import sitecustomize  # noqa: F401 - the same hiding in this process as in the children
+
+
+# They measure Linux's fast paths against GNU tools (benchmarks/run.py's floors use find -printf).
+_LINUX_SPEED = ("test_benchmarks_quick.py", "test_benchmark_pipeline.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--portable-host"):
+        return
+    skip = pytest.mark.skip(reason="a speed test of Linux's fast paths, not of a portable host")
+    for item in items:
+        if item.path.name in _LINUX_SPEED:
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,6 +154,23 @@ def make_tree(root: Path, files: int, folders: int = 1, size: int = 64, seed: in
         path = folder / f"f{index:05d}"
         path.write_bytes(rng.randbytes(size))
         os.utime(path, ns=(OLD_NS, OLD_NS))  # data made before the command, as in real life
+
+
+PORTABLE_HOST = Path(__file__).resolve().parent / "portable_host"
+
+
+def portable_host(env: MutableMapping[str, str], tools: Path) -> None:
+    """Make ``env`` start Pythons as on a host without Linux-only calls (portable_host/), with
+    BusyBox's find, linked into the folder ``tools``, first on PATH. LookupError without
+    busybox."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise LookupError("a portable host needs busybox's find: scripts/ensure-tools.sh busybox")
+    (tools / "find").symlink_to(busybox)
+    env["PATH"] = f"{tools}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PORTABLE_HOST), *filter(None, [env.get("PYTHONPATH")])]
+    )
 
 
 def _docker_client() -> docker.DockerClient:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import Project, build_busybox_image
 
+from repro import host
 from repro.errors import ReproError
 from repro.runners.docker import engine
 
@@ -237,6 +238,7 @@ def test_doctor_exits_0_when_everything_works(docker_project: Project, tmp_path:
     assert result.code == 0, result.out + result.err
     assert "Docker engine: " in result.out and "unreachable" not in result.out
     assert "Remote store (default)" in result.out
+    assert f"Host: {host.platform()}; Docker Engine runs stages natively" in result.out
 
 
 def test_doctor_exits_1_without_an_engine(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import Project, make_tree, on_terminal
 
+from repro import host
 from repro.errors import CorruptObjectError, ReproError
 from repro.memo.state import StateDB
 from repro.objects.digest import bytes_md5, file_md5
@@ -183,7 +184,7 @@ def _parse(data: bytes) -> list[tuple[str, str]]:
 def test_a_split_walk_lists_what_one_find_lists(tmp_path: Path, odd_name: str) -> None:
     """Two finds share the top-level names (or one does all, where a name would read as find
     syntax): either way the same records, and the same listing every time."""
-    from repro.walk import FIND_FORMAT, find_listing, records
+    from repro.walk import find_listing, python_listing, records
 
     root = tmp_path / "tree"
     make_tree(root, 60, folders=6)
@@ -192,11 +193,7 @@ def test_a_split_walk_lists_what_one_find_lists(tmp_path: Path, odd_name: str) -
     (root / odd_name / "inner\nline").write_text("x")
     (root / "d002" / "deeper" / "still").mkdir(parents=True)
     (root / "d002" / "deeper" / "still" / "f").write_text("f")
-    one_find = subprocess.run(
-        ["find", str(root), "-mindepth", "1", "!", "-type", "d", "-printf", FIND_FORMAT],
-        capture_output=True,
-        check=True,
-    ).stdout
+    one_find = python_listing(str(root))  # one find's records (tests/test_host.py)
     listing = find_listing(str(root))
     assert listing is not None
     assert sorted(records(listing)) == sorted(records(one_find))
@@ -219,7 +216,7 @@ def test_a_wide_folder_is_walked_by_one_find(tmp_path: Path) -> None:
     (root / "d1" / "g").write_text("g")
     for index in range(2, walk.MAX_SPLIT_NAMES + 1):
         (root / f"d{index}").rmdir()
-    if len(os.sched_getaffinity(0)) >= 2:  # one core: never split
+    if host.cores() >= 2:  # one core: never split
         assert walk._halves(str(root)) == (["d0"], ["d1"]) or walk._halves(str(root)) == (
             ["d1"],
             ["d0"],

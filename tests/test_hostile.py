@@ -115,6 +115,7 @@ def test_stage_cannot_reach_the_network_or_gain_privileges(docker_project: Proje
     assert "lo-down" not in report
 
 
+@pytest.mark.docker  # the figure counts the Docker tests above: none without them
 def test_report_contained_figures(capsys: pytest.CaptureFixture[str]) -> None:
     """Runs last in this module: the figure the reliability issue asks for."""
     with capsys.disabled():

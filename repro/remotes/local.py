@@ -20,6 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from repro import host
 from repro.errors import RemoteError
 from repro.fsutil import build_aside, copy_fd, copy_into, copy_new, is_temp, temp_name
 from repro.objects.digest import copy_md5, file_md5
@@ -27,9 +28,9 @@ from repro.remotes import common
 
 CHUNK = 1 << 20
 # A folder of the layout, held without read access and never through a symlink.
-_FOLDER = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FOLDER = host.HANDLE_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A handle on whatever stands at a name: opening it neither opens a device nor waits on a FIFO.
-_HANDLE = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_HANDLE = host.HANDLE_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC
 # An object its folder's listing showed as a regular file. O_NONBLOCK: if a FIFO replaced it
 # since, the open still returns, and the fstat that always follows refuses it.
 _OBJECT = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -114,12 +115,6 @@ def _copy_hashing(src: int, size: int, dest: str | os.PathLike[str]) -> str:
     return file_md5(dest)
 
 
-def _at(folder_fd: int) -> str:
-    """A path to the folder held by ``folder_fd`` itself, for calls that take no descriptor:
-    whatever is renamed or symlinked in its place meanwhile, it leads to the same folder."""
-    return f"/proc/self/fd/{folder_fd}"
-
-
 class _Folder:
     """A folder of the remote held open, and what its listing says about its entries."""
 
@@ -172,12 +167,12 @@ class LocalRemote:
     def _open_root(self, create: bool) -> int:
         # The root may be a symlink: it is the path the user chose.
         try:
-            return os.open(self.url, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            return os.open(self.url, host.HANDLE_FLAGS | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             if not create:
                 raise
         os.makedirs(self.url, exist_ok=True)
-        return os.open(self.url, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return os.open(self.url, host.HANDLE_FLAGS | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def _open_below(self, parent: int, name: str, folder: str, create: bool, wanted: str) -> int:
         path = f"{self.url}/{folder}"
@@ -288,11 +283,11 @@ class LocalRemote:
         tmp = temp_name(name)
         placed = False
         try:
-            copy_into(src, f"{_at(held.fd)}/{tmp}", os.O_EXCL, copy_fd)
-            os.replace(f"{_at(held.fd)}/{tmp}", f"{_at(held.fd)}/{name}")
+            copy_into(src, tmp, os.O_EXCL, copy_fd, dir_fd=held.fd)
+            os.replace(tmp, name, src_dir_fd=held.fd, dst_dir_fd=held.fd)
             placed = True
         except OSError as exc:
-            exc.filename = f"{self.url}/{folder}/{tmp}"  # not the /proc path it went by
+            exc.filename = f"{self.url}/{folder}/{tmp}"  # not the bare name it went by
             raise
         finally:
             if not placed:  # the copy or the rename failed
@@ -347,7 +342,7 @@ class LocalRemote:
 
         # Renamed into the parent held open: a symlink planted at the name makes the rename
         # fail (a folder never replaces one), it is not followed.
-        return build_aside(f"{self.url}/{temp_name('folder')}", f"{_at(parent.fd)}/{name}", fill)
+        return build_aside(f"{self.url}/{temp_name('folder')}", name, fill, dest_dir_fd=parent.fd)
 
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         folder, _, name = common.check_key(key).rpartition("/")
@@ -435,12 +430,17 @@ def _suspects(folder_fd: int) -> frozenset[str] | None:
 
 def _open_vetted(folder_fd: int, name: str, path: str) -> int:
     """Open ``name`` for reading only after a handle on it, which opens nothing, showed a
-    regular file; the reopen goes through that handle, so nothing swapped in meanwhile."""
+    regular file; the reopen goes through that handle, so nothing swapped in meanwhile.
+    Without O_PATH (macOS) the handle was opened for reading already, and is the answer."""
     handle = os.open(name, _HANDLE, dir_fd=folder_fd)
     try:
         mode = os.fstat(handle).st_mode
         if not stat.S_ISREG(mode):
             raise common.not_a_file(path, mode)
-        return os.open(_at(handle), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        if host.O_PATH is None:
+            readable, handle = handle, -1
+            return readable
+        return os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
     finally:
-        os.close(handle)
+        if handle >= 0:
+            os.close(handle)

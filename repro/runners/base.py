@@ -24,6 +24,15 @@ class About(NamedTuple):
     version: str | None = None  # its version, when it answered
     platform: str | None = None  # the OS/architecture stages run on ("linux/amd64")
     problem: str | None = None  # why it cannot be reached, and what to do; None when it answered
+    product: str | None = None  # which engine answered ("Docker Desktop", "Podman")
+    shared: tuple[str, ...] | None = None  # host folders its VM shares with stages; None: any
+    rootless: bool = False  # the engine maps the container's uid 0 to the user
+
+    def shares(self, path: str) -> bool:
+        """Whether stages can bind-mount ``path`` (absolute, real) from this host."""
+        return self.shared is None or any(
+            path == folder or path.startswith(folder.rstrip("/") + "/") for folder in self.shared
+        )
 
 
 class Runner(Protocol):

@@ -22,7 +22,7 @@ from repro.memo.state import FileKey, StateDB, file_key
 from repro.objects.digest import bytes_md5, file_md5, file_md5_links
 from repro.objects.ids import manifest_id
 from repro.objects.manifest import manifest_bytes
-from repro.walk import find_listing, mtime_ns, records, settled
+from repro.walk import find_listing, mtime_ns, python_listing, records, settled
 
 # Hashing more files than this at once earns the "large directory" notice and a progress bar.
 LARGE_DIR_FILES = 200
@@ -54,25 +54,6 @@ def _not_regular(path: str, kind: str) -> ReproError:
     return ReproError(f"{path} is not a regular file (a fifo, socket or device); leave it out")
 
 
-def _walk_python(root: str) -> list[FileEntry]:
-    found: list[FileEntry] = []
-    stack = [("", root)]
-    while stack:
-        prefix, folder = stack.pop()
-        with os.scandir(folder) as it:
-            for entry in it:
-                rel = prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((rel + "/", entry.path))
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                if not stat_mod.S_ISREG(st.st_mode):
-                    raise _not_regular(entry.path, "l" if entry.is_symlink() else "?")
-                found.append(FileEntry(rel, entry.path, (st.st_ino, st.st_mtime_ns, st.st_size)))
-    found.sort(key=lambda f: f.relpath)
-    return found
-
-
 def _parse_record(root: str, record: bytes) -> FileEntry:
     kind, inode, mtime, size, rel = record.split(b" ", 4)
     relpath = os.fsdecode(rel)
@@ -87,27 +68,21 @@ class Scan:
 
     GNU find walks and stats in C, several times faster than os.scandir from Python; its raw
     ``listing`` is kept, so that a later walk can be compared with it record by record. Where
-    find is missing, a Python walk gives a fingerprint of another kind (the two never compare
-    equal) and no listing. Equal fingerprints mean an unchanged tree (same names, inodes,
-    mtimes and sizes).
+    find cannot list, the same records come from Python (walk.python_listing), which also
+    says why a tree cannot be walked. Equal fingerprints mean an unchanged tree (same names,
+    inodes, mtimes and sizes).
     """
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.listing = find_listing(root)
+        # None: find failed and so did a Python walk; walked again here to raise its OSError.
+        self.listing = find_listing(root) or python_listing(root)
         self._files: list[FileEntry] | None = None
-        if self.listing is not None:
-            self.fingerprint = "find:" + hashlib.md5(self.listing).hexdigest()
-            return
-        self._files = _walk_python(root)
-        parts = [f"{f.relpath}\0{f.key[0]}\0{f.key[1]}\0{f.key[2]}" for f in self._files]
-        joined = "\n".join(parts).encode("utf-8", "surrogateescape")
-        self.fingerprint = "py:" + hashlib.md5(joined).hexdigest()
+        self.fingerprint = "find:" + hashlib.md5(self.listing).hexdigest()
 
     def files(self) -> list[FileEntry]:
         """Every regular file, sorted by POSIX relpath (other kinds are refused)."""
         if self._files is None:
-            assert self.listing is not None
             found = [_parse_record(self.root, record) for record in records(self.listing)]
             found.sort(key=lambda f: f.relpath)
             self._files = found

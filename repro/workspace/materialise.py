@@ -21,7 +21,6 @@ from typing import TypeVar
 from repro import host, workers
 from repro.errors import ReproError
 from repro.fsutil import (
-    NO_KERNEL_COPY,
     build_aside,
     copy_atomic,
     copy_fd,
@@ -39,7 +38,6 @@ Item = TypeVar("Item", tuple[str, str], tuple[str, str, bool])  # (target, md5, 
 WRITABLE = None  # a workspace copy: the mode the user's umask gives a new file
 LINK_TYPES = ("hardlink", "copy", "reflink")
 STAGING = "checkout-"  # a folder being copied out under .repro/tmp (fsutil.staging_name)
-_FICLONE = 0x40049409  # linux/fs.h: make dst share src's extents
 
 
 class Materialiser:
@@ -83,15 +81,9 @@ class Materialiser:
         """Copy file contents: a reflink (shared extents, copy-on-write) where cache.type is
         reflink and the filesystem can, else a copy in the kernel."""
         if self._can_clone:
-            import fcntl
-
-            try:
-                fcntl.ioctl(dst, _FICLONE, src)
+            if host.clone(src, dst):
                 return
-            except OSError as exc:
-                if exc.errno not in (*NO_KERNEL_COPY, errno.ENOTTY):
-                    raise
-                self._can_clone = False  # ext4 and friends: asked once per command
+            self._can_clone = False  # ext4 and friends: asked once per command
         copy_fd(src, dst)
 
     def quarantine_if_linked(self, oid: ObjectId, inode: int) -> Path | None:

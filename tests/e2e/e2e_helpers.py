@@ -29,3 +29,18 @@ def explain(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
     """The tail of a failed run, for an assertion message."""
     tail = (result.stdout + result.stderr).splitlines()[-lines:]
     return f"exit {result.returncode}; last lines:\n" + "\n".join(tail)
+
+
+def build_image(tag: str, dockerfile: str, context: Path | None = None) -> str:
+    """``docker build`` of ``dockerfile`` as ``tag`` (with the files of ``context``, if any)."""
+    where = ["-f", "-", str(context)] if context is not None else ["-"]
+    built = subprocess.run(
+        ["docker", "build", "-q", "-t", tag, *where],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        timeout=20 * 60,
+        check=False,
+    )
+    assert built.returncode == 0, explain(built)
+    return tag

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e.e2e_helpers import ROOT, explain, run_script
+from e2e.e2e_helpers import explain, run_script
 
 import repro
 
 pytestmark = pytest.mark.slow
 
-PYZ = ROOT / "dist" / "repro.pyz"
 # A non-root user with no home of its own, no network: a plain CI container.
 DOCKER_RUN = ["docker", "run", "--rm", "-i", "--network", "none", "-u", "1000:1000"]
 # A user's first session: a git repository, repro init, some data, add, status.
@@ -39,13 +38,6 @@ python3 /tmp/repro.pyz add greeting.txt
 cat greeting.txt.repro
 python3 /tmp/repro.pyz status
 """
-
-
-@pytest.fixture(scope="module")
-def zipapp() -> Path:
-    result = run_script(ROOT / "scripts" / "build-zipapp.sh", timeout=15 * 60)
-    assert result.returncode == 0, explain(result)
-    return PYZ
 
 
 def test_same_sources_give_the_same_bytes(zipapp: Path, tmp_path: Path) -> None:
@@ -67,35 +59,6 @@ def test_runs_on_the_host(zipapp: Path, tmp_path: Path) -> None:
     result = run_script("python3", zipapp, "--version", timeout=120, env=env)
     assert result.returncode == 0, explain(result)
     assert result.stdout.strip() == f"repro {repro.__version__}"
-
-
-@pytest.fixture(scope="module")
-def python_image(engine: None) -> Callable[[str], str]:
-    """repro-pytest-SUITE: repro-base:SUITE plus python3 and git, built once per suite."""
-
-    def build(suite: str) -> str:
-        base = run_script(ROOT / "docker" / "base" / "build-base.sh", suite, timeout=20 * 60)
-        if base.returncode != 0 and "needs root" in base.stderr:
-            pytest.skip(f"cannot make repro-base:{suite} here: {base.stderr.strip()}")
-        assert base.returncode == 0, explain(base)
-        tag = f"repro-pytest-{suite}:latest"
-        dockerfile = (
-            f"FROM repro-base:{suite}\n"
-            "RUN apt-get update && apt-get install -y --no-install-recommends python3 git "
-            "&& rm -rf /var/lib/apt/lists/*\n"
-        )
-        built = subprocess.run(
-            ["docker", "build", "-q", "-t", tag, "-"],
-            input=dockerfile,
-            capture_output=True,
-            text=True,
-            timeout=20 * 60,
-            check=False,
-        )
-        assert built.returncode == 0, explain(built)
-        return tag
-
-    return build
 
 
 @pytest.mark.docker

@@ -39,11 +39,11 @@ class _Counting:
     def __init__(self, real: Callable[..., Any], before: Callable[..., None] | None = None):
         self.real, self.before, self.calls = real, before, 0
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **dir_fds: Any) -> Any:
         self.calls += 1
         if self.before is not None:
             self.before(*args)
-        return self.real(*args)
+        return self.real(*args, **dir_fds)
 
 
 def test_a_fresh_folder_takes_one_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

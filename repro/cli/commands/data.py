@@ -13,7 +13,7 @@ from repro.cli.commands import open_project
 from repro.cli.ui import UI
 from repro.errors import ReproError
 from repro.memo import status as status_memo
-from repro.paths import from_user, inside, overlaps
+from repro.paths import from_user, inside, overlaps, refuse_case_twins
 from repro.pipeline.graph import build
 from repro.pipeline.status import stage_changes
 from repro.pipeline.targets import resolve_targets, stages_named
@@ -54,6 +54,8 @@ def cmd_add(args: argparse.Namespace, ui: UI) -> int:
                         f"'{rel}' overlaps output '{other.out_paths()[0]}' of '{other.path}'; "
                         "an output belongs to one stage"
                     )
+            others = [o for other in stages if other.path != stage_path for o in other.out_paths()]
+            refuse_case_twins([rel], others)
             if not os.path.lexists(inside(project.root, rel, "path")):
                 raise ReproError(f"'{raw}' does not exist")
             out = outputs.commit(project, Out(rel))

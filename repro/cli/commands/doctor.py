@@ -7,15 +7,20 @@ cannot be opened), so that scripts can use it as a gate.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro import __version__
 from repro.cli.ui import UI
 from repro.errors import ReproError
 from repro.project import Project, find_root
+
+if TYPE_CHECKING:
+    from repro.runners.base import About
 
 
 def cmd_doctor(args: argparse.Namespace, ui: UI) -> int:
@@ -52,7 +57,26 @@ def _check_runner(project: Project | None, ui: UI) -> list[str]:
         return [f"the {about.engine}"]
     where = f" on {about.platform}" if about.platform else ""
     ui.out(f"{about.engine}: {about.version}{where}")
-    return []
+    return _check_host(project, about, ui)
+
+
+def _check_host(project: Project | None, about: About, ui: UI) -> list[str]:
+    """Which engine on which host, and whether stages can mount the project from there."""
+    from repro import host
+
+    if about.product is None:  # a runner that does not tell
+        return []
+    how = "natively" if about.shared is None else f"in a VM sharing {', '.join(about.shared)}"
+    rootless = ", rootless" if about.rootless else ""
+    ui.out(f"Host: {host.platform()}; {about.product}{rootless} runs stages {how}")
+    if project is None or about.shares(os.path.realpath(project.root)):
+        return []
+    ui.out(
+        f"Bind mounts: {project.root} is outside the folders {about.product} shares with its "
+        "VM, so stages cannot see it; move the project under one of them, or share its "
+        f"folder in {about.product}'s settings"
+    )
+    return ["the project's folder"]
 
 
 def _check_cache(project: Project, ui: UI) -> list[str]:

@@ -14,7 +14,7 @@ from repro.cli.ui import UI
 from repro.errors import ReproError, UsageError
 from repro.experiments import IN_EXPERIMENT
 from repro.metrics.formats import format_of
-from repro.paths import from_user
+from repro.paths import from_user, refuse_case_twins
 from repro.pipeline.graph import build
 from repro.pipeline.reproduce import Options, Reproduction
 from repro.pipeline.targets import resolve_targets
@@ -160,6 +160,7 @@ def cmd_run(args: argparse.Namespace, ui: UI) -> int:
             )
         others = [s for s in project.stages() if s.address != stage.address]
         graph = build([*others, stage])  # refuses overlapping outs and cycles up front
+        refuse_case_twins(stage.out_paths(), [o for s in others for o in s.out_paths()])
         for out in stage.outs:
             if out.cache:
                 gitignore.add(project.root, out.path)

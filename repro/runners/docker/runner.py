@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from repro import host
 from repro.errors import ReproError
 from repro.runners import canonical
 from repro.runners.docker import engine
@@ -69,16 +69,22 @@ class DockerRunner:
 
     def about(self) -> About:
         from repro.runners.base import About
+        from repro.runners.docker.engines import identify
 
         try:
-            info = self.client.version()
+            version = self.client.version()
+            info = self.client.info()
         except ReproError as exc:
             return About(ENGINE, problem=str(exc))
-        os_name, arch = info.get("Os"), info.get("Arch")
+        os_name, arch = version.get("Os"), version.get("Arch")
+        found = identify(version, info, host.platform(), os.path.expanduser("~"))
         return About(
             ENGINE,
-            f"{info.get('Version')} (API {info.get('ApiVersion')})",
+            f"{version.get('Version')} (API {version.get('ApiVersion')})",
             f"{os_name}/{arch}" if os_name and arch else None,
+            product=found.product,
+            shared=found.shared,
+            rootless=found.rootless,
         )
 
     # -- images ------------------------------------------------------------------------------
@@ -208,14 +214,10 @@ class DockerRunner:
         """This process's container on the same engine, or None when not in one."""
         docker = import_docker()
 
-        if not os.path.exists("/.dockerenv") and not os.environ.get("REPRO_IN_CONTAINER"):
+        markers = ("/.dockerenv", "/run/.containerenv")  # Docker's, Podman's
+        if not any(map(os.path.exists, markers)) and not os.environ.get("REPRO_IN_CONTAINER"):
             return None
-        candidates: list[str] = []
-        try:
-            with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-                candidates.extend(re.findall(r"/containers/([0-9a-f]{64})/", handle.read()))
-        except OSError:
-            pass
+        candidates = host.container_ids()
         hostname = os.environ.get("HOSTNAME") or ""
         if hostname:
             candidates.append(hostname)
@@ -493,7 +495,13 @@ def _refusal(step: str, exc: Exception) -> ReproError:
             f"the Docker engine has no GPU support ({reason}); drop --gpus or install the "
             "NVIDIA container toolkit on this host and restart the engine"
         )
-    if "memory" in lowered:
+    if "mounts denied" in lowered or "bind source path does not exist" in lowered:
+        # Docker Desktop, Colima, Podman machine: the engine's VM does not share the folder.
+        hint = (
+            "the engine runs in a VM that does not share the project's folder; move the "
+            "project under a folder it shares, or share this one (repro doctor names them)"
+        )
+    elif "memory" in lowered:
         hint = "give the stage more memory (--memory) or drop the limit"
     elif "cpu" in lowered:
         hint = "give the stage at most as many CPUs as the host has (--cpus)"
