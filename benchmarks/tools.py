@@ -169,5 +169,6 @@ def _install_commit(sha: str, venv: Path, scratch: Path) -> None:
         check=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    make_venv(venv, str(source), what=f"repro {sha}")
+    # Every extra: the remote sets need paramiko and boto3, the cluster set distributed.
+    make_venv(venv, f"{source}[all]", what=f"repro {sha}")
     rmtree(source)
