@@ -44,13 +44,20 @@ MULTIPART_ABOVE = 2 * PART
 MAX_CONNECTIONS = 64
 # Seconds an attempt waits to connect, and then for each read from the socket, before it
 # gives up (option ``timeout``); each request is tried ATTEMPTS times, with at most 1 + 2 s
-# of backoff between (botocore's standard mode). An endpoint that stops answering therefore
-# fails a command within ATTEMPTS × timeout + 3 s: 93 s by default. Large enough for a busy
-# server's slowest answer we know of (a listing of 1,000 keys, a multipart completion).
+# of backoff between (botocore's standard mode); an upload first waits up to 1 s more for
+# the server's go-ahead (botocore's Expect: 100-continue, fixed). An endpoint that stops
+# answering therefore fails a command within ATTEMPTS × (timeout + 1) + 3 s: 96 s by
+# default. Large enough for a busy server's slowest answer we know of (a listing of 1,000
+# keys, a multipart completion).
 TIMEOUT = 30
 ATTEMPTS = 3
 # Keys per list_objects_v2 response.
 LIST_PAGE = 1000
+# One HEAD costs about as much as listing this many keys. Measured on moto (8 threads, a
+# bucket of 4,000 keys): 4.6 ms a HEAD, 0.24 ms a key listed (a page of 1,000 in 240 ms,
+# an empty listing 8 ms). AWS's own ratio is larger still (HEADs of ~20 ms, pages of
+# ~150 ms): a conservative figure.
+HEAD_COST = 20
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {
     "403",
@@ -194,7 +201,9 @@ class S3Remote:
         return True
 
     def exists(self, keys: Iterable[str]) -> set[str]:
-        return bulk_exists(keys, self._exists_one, self.list, page_size=LIST_PAGE)
+        return bulk_exists(
+            keys, self._exists_one, self.list, page_size=LIST_PAGE, query_cost=HEAD_COST
+        )
 
     def list(self, prefix: str) -> Iterator[str]:
         return (key for key, _ in self.list_sizes(prefix))
