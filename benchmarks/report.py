@@ -23,6 +23,8 @@ OP_TITLES = {
     "status_yaml": "`status`, 10-stage repro.yaml / dvc.yaml",
     "plots_show": "`plots diff` of 10 plots × 5 tags (HTML page)",
     "import": "`import` from a registry repository",
+    "s3_push": "`push` to a fresh S3 bucket (moto)",
+    "s3_pull": "`pull` from S3 (moto) into a fresh clone",
 }
 
 # What every run's notes say: how the numbers were taken.
