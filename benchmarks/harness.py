@@ -14,7 +14,7 @@ from pathlib import Path
 from dataset import FULL, QUICK, Dataset
 from machine import docker_version, git_version, machine_info, repro_commit
 from measure import Case, Runner
-from sets import cluster, container, experiments, files, pipeline, plots, registry, ssh, startup
+from sets import cluster, container, experiments, files, pipeline, plots, registry, s3, ssh, startup
 from tools import DVC, Repro, Tool, install_repro
 from trash import Trash
 
@@ -41,6 +41,10 @@ SETS: dict[str, Callable[[Bench, Dataset], None]] = {
     "big": files.run,
     "mnist": files.run,
     "pipeline": pipeline.run,
+}
+# The sets that bring their own datasets and servers, run when --sets names them.
+SERVER_SETS: dict[str, Callable[[Bench], None]] = {
+    "s3": s3.run,
 }
 
 
@@ -120,8 +124,12 @@ def measure(bench: Bench) -> dict[str, object]:
     for run_unset in UNSET:
         run_unset(bench)
     catalogue = QUICK if args.quick else FULL
+    datasets = [name for name in args.sets.split(",") if name not in SERVER_SETS]
     for name in args.sets.split(","):
-        SETS[name](bench, catalogue[name])
+        if name in SERVER_SETS:
+            SERVER_SETS[name](bench)
+        else:
+            SETS[name](bench, catalogue[name])
     info = machine_info(bench.scratch)
     info["load_before"] = [round(x, 2) for x in load_before]
     info["load_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -130,8 +138,8 @@ def measure(bench: Bench) -> dict[str, object]:
     return {
         "quick": args.quick,
         "repeat": args.repeat,
-        "datasets": {n: catalogue[n].describe() for n in args.sets.split(",")},
-        "files": {n: catalogue[n].files for n in args.sets.split(",")},
+        "datasets": {n: catalogue[n].describe() for n in datasets},
+        "files": {n: catalogue[n].files for n in datasets},
         "machine": info,
         "versions": _versions(bench, commit_before),
         "cases": [c.to_json() for c in bench.cases],

@@ -28,6 +28,8 @@ OP_TITLES = {
     "cluster_fan_out": "fan-out of 4 sleeping stages on 3 Dask workers",
     "ssh_push": "`push` to a fresh folder over ssh (sshd on loopback)",
     "ssh_pull": "`pull` into a fresh clone over ssh (sshd on loopback)",
+    "s3_push": "`push` to a fresh S3 bucket (moto)",
+    "s3_pull": "`pull` from S3 (moto) into a fresh clone",
 }
 
 # What every run's notes say: how the numbers were taken.

@@ -12,6 +12,8 @@ Datasets are generated with a fixed seed under the scratch folder (default /tmp/
          `add`, then load -> train -> evaluate, each stage in the tests' busybox image
          (scripts/busybox-image.py; DVC: the same three stages in a dvc.yaml, run on the
          host); only `status` is timed
+  s3     (only when named) push and pull of many and big through a moto S3 server on
+         loopback, for repro, DVC, s5cmd, rclone and `aws s3 sync` (quick: 300 files, 48 MiB)
 
 Every operation runs as a fresh child process per measurement, alternating repro, DVC and the
 floor (the order rotates each round, so all three see the same conditions); medians are
@@ -48,7 +50,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dataset import FULL
-from harness import Bench, measure
+from harness import SERVER_SETS, Bench, measure
 from report import render
 from trash import rmtree
 
@@ -69,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is None and not args.quick:
         args.out = str(HERE / "RESULTS.md")
     for name in args.sets.split(","):
-        if name not in FULL:
-            parser.error(f"unknown dataset {name!r}; choose from {', '.join(FULL)}")
+        if name not in FULL and name not in SERVER_SETS:
+            known = ", ".join([*FULL, *SERVER_SETS])
+            parser.error(f"unknown dataset {name!r}; choose from {known}")
     bench = Bench(args)
     try:
         result = measure(bench)

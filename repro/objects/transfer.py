@@ -77,7 +77,8 @@ class TransferSummary(NamedTuple):
 
 
 class _Progress:
-    """A thread-safe files bar with the bytes moved as its postfix."""
+    """A thread-safe files bar (count, rate, time left) with the bytes moved and their rate
+    as its postfix."""
 
     def __init__(self, desc: str, enabled: bool) -> None:
         self._lock = threading.Lock()
@@ -104,8 +105,11 @@ class _Progress:
             return
         with self._lock:
             self._bytes += nbytes
+            elapsed = self._bar.format_dict["elapsed"]
             size = self._bar.format_sizeof(self._bytes, "B", 1024)
-            self._bar.set_postfix_str(size, refresh=False)
+            # The bar's own rate and time left count files; the bytes' rate is said beside.
+            rate = self._bar.format_sizeof(self._bytes / elapsed, "B/s", 1024) if elapsed else ""
+            self._bar.set_postfix_str(f"{size} {rate}".strip(), refresh=False)
             self._bar.update(files)
 
     def close(self) -> None:

@@ -44,6 +44,7 @@ BACKENDS: dict[str, Backend] = {
                 "access_key_id",
                 "secret_access_key",
                 "session_token",
+                "timeout",
             }
         ),
         "boto3",

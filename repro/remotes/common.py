@@ -101,26 +101,31 @@ def bulk_exists(
     exists_one: Callable[[str], bool],
     list_prefix: Callable[[str], Iterable[str]],
     page_size: int | None = None,
+    query_cost: float | None = None,
 ) -> set[str]:
     """Which ``keys`` exist: per-key queries when few, else listings.
 
     Listing one folder per parent folder of the keys costs at most 256 listings with the
     ``files/md5/XX/`` fan-out however many keys we ask about, and stays cheap on a huge
     remote. A store whose listing is paginated (``page_size`` keys per request, as on S3)
-    may do better listing the whole parent at once when the remote is small: one folder is
-    listed first to estimate its size.
+    may do better listing the whole parent at once when the remote is small, and better
+    asking key by key when it holds far more keys than we ask about (``query_cost``: what
+    one query costs, in keys listed): one folder is listed first to estimate its size.
     """
     wanted = {check_key(k) for k in keys}
     if len(wanted) <= FEW_KEYS:
-        return {k for k in wanted if exists_one(k)}
+        return _ask_each(wanted, exists_one)
     folders = sorted({folder_prefix(posixpath.dirname(k)) for k in wanted})
     found: set[str] = set()
     parents = {posixpath.dirname(folder.rstrip("/")) for folder in folders}
     if page_size and len(parents) == 1 and len(folders) > LIST_WORKERS:
         sample = list(list_prefix(folders[0]))
         # Keys spread evenly over the 2-hex-digit fan-out, so one folder predicts the rest.
-        whole_listing_requests = len(sample) * FANOUT / page_size
-        if whole_listing_requests < len(folders) / LIST_WORKERS:
+        on_remote = len(sample) * FANOUT
+        unlisted = {k for k in wanted if not k.startswith(folders[0])}
+        if query_cost is not None and len(unlisted) * query_cost < on_remote:
+            return (wanted & set(sample)) | _ask_each(unlisted, exists_one)
+        if on_remote / page_size < len(folders) / LIST_WORKERS:
             return wanted & set(list_prefix(folder_prefix(parents.pop())))
         found.update(sample)
         folders = folders[1:]
@@ -128,3 +133,13 @@ def bulk_exists(
         for listed in pool.map(lambda folder: list(list_prefix(folder)), folders):
             found.update(listed)
     return wanted & found
+
+
+def _ask_each(keys: Iterable[str], exists_one: Callable[[str], bool]) -> set[str]:
+    """The ``keys`` that ``exists_one`` finds, asked LIST_WORKERS at a time (each question a
+    round trip on a network remote)."""
+    asked = sorted(keys)
+    if len(asked) <= 1:
+        return {k for k in asked if exists_one(k)}
+    with ThreadPoolExecutor(max_workers=min(LIST_WORKERS, len(asked))) as pool:
+        return {k for k, there in zip(asked, pool.map(exists_one, asked), strict=True) if there}

@@ -270,14 +270,17 @@ def test_a_fetch_stopped_by_the_remote_leaves_no_pending_manifest(
 
 
 def test_push_and_pull_draw_a_bar_only_on_a_terminal(project: Project, tmp_path: Path) -> None:
-    """On a terminal, push and pull show files moved and bytes; piped, not a character of it
+    """On a terminal, push and pull show files moved, bytes and rates; piped, not a character of it
     (and with -q, nothing on the terminal either)."""
     make_tree(project.root / "data", 700, folders=7, size=2048, seed=5)
     project.ok("add", "data")
     project.ok("remote", "add", "-d", "store", str(tmp_path / "store"))
     code, screen = on_terminal(project.root, "push")
     assert code == 0, screen
-    assert "push: 100%" in screen and "701/701" in screen and "MB]" in screen, screen
+    assert "push: 100%" in screen and "701/701" in screen, screen
+    # Files and their rate, the time left, the bytes moved and their rate.
+    assert "file/s" in screen and "<00:00" in screen and "MB " in screen, screen
+    assert screen.count("B/s]") > 1, screen
     shutil.rmtree(project.root / ".repro" / "cache")
     shutil.rmtree(project.root / "data")
     piped = cli(project.root, "pull")

@@ -58,6 +58,22 @@ def test_a_big_paginated_store_is_listed_by_folder() -> None:
     assert len(store.listed) == 256 and "files/md5/" not in store.listed
 
 
+def test_a_few_keys_of_a_huge_paginated_store_are_asked_one_by_one() -> None:
+    # 400 keys per folder: one query per key (cost 20) beats listing 102,400 keys.
+    store = FakeStore(keys(256 * 400))
+    wanted = keys(300, 256 * 400 - 100)  # 100 there, 200 not
+    found = bulk_exists(wanted, store.exists_one, store.list_prefix, 1000, query_cost=20)
+    assert found == set(keys(100, 256 * 400 - 100))
+    assert len(store.listed) == 1  # the sample folder only
+    assert len(store.asked) == len([k for k in wanted if not k.startswith(store.listed[0])])
+
+
+def test_many_keys_of_a_paginated_store_are_listed_despite_a_query_cost() -> None:
+    store = FakeStore(keys(256 * 400))
+    found = bulk_exists(keys(20_000), store.exists_one, store.list_prefix, 1000, query_cost=20)
+    assert found == set(keys(20_000)) and store.asked == []
+
+
 def test_retrying_repeats_only_transient_failures_and_a_bounded_number_of_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -8,7 +8,8 @@ import pytest
 from remotes.remote_servers import free_port, make_bucket
 
 from repro.errors import RemoteError
-from repro.remotes import open_remote
+from repro.objects.transfer import default_jobs
+from repro.remotes import open_remote, s3
 
 
 def one_line_error(url: str, options: dict[str, str]) -> str:
@@ -62,3 +63,16 @@ def test_credentials_and_region_from_options(
         assert list(remote.list("")) == ["files/md5/ab/cd"]  # no prefix: the bucket's root
     finally:
         remote.close()
+
+
+def test_the_client_waits_the_timeout_option_and_pools_a_connection_per_transfer(
+    s3_endpoint: str,
+) -> None:
+    remote = open_remote("s3://bucket/x", {"endpointurl": s3_endpoint, "timeout": "2.5"})
+    try:
+        config = remote._client().meta.config  # type: ignore[attr-defined]
+    finally:
+        remote.close()
+    assert (config.connect_timeout, config.read_timeout) == (2.5, 2.5)
+    assert config.retries["total_max_attempts"] == s3.ATTEMPTS
+    assert config.max_pool_connections >= default_jobs() + s3.PART_WORKERS

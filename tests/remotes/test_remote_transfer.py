@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from remotes.remote_helpers import (
 from repro.errors import CorruptObjectError, ReproError
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer, gc_remote, verify_remote
+from repro.remotes import s3
 
 
 @pytest.fixture
@@ -108,14 +110,24 @@ def test_fetch_brings_every_object_verified_and_read_only(
     assert (again.transferred, again.already_present) == (0, 21)
 
 
+@pytest.mark.parametrize("size", [1000, 11 << 20])
 def test_fetch_rejects_corrupt_and_truncated_objects(
-    backend: Backend, cache: Path, other_cache: Path
+    backend: Backend,
+    cache: Path,
+    other_cache: Path,
+    size: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    good, flipped, truncated = (add_file(cache, b"%d" % i * 1000) for i in range(3))
+    # Large objects take each backend's large path: the folder's overlapped copy and hash,
+    # S3's multipart upload and ranged parallel download (in parts of S3's smallest size).
+    monkeypatch.setattr(s3, "PART", 5 << 20)
+    monkeypatch.setattr(s3, "MULTIPART_ABOVE", 5 << 20)
+    good, flipped, truncated = (add_file(cache, os.urandom(size)) for _ in range(3))
     Transfer(backend.remote, cache, progress=False).push([good, flipped, truncated])
-    data = object_path(cache, flipped).read_bytes()
-    backend.write_raw(object_key(flipped), data[:-1] + b"X")  # same size, wrong bytes
-    backend.write_raw(object_key(truncated), object_path(cache, truncated).read_bytes()[:100])
+    data = bytearray(object_path(cache, flipped).read_bytes())
+    data[-1] ^= 1  # same size, wrong bytes (in the last part of a large object)
+    backend.write_raw(object_key(flipped), bytes(data))
+    backend.write_raw(object_key(truncated), object_path(cache, truncated).read_bytes()[:-100])
 
     summary = Transfer(backend.remote, other_cache, progress=False).fetch(
         [good, flipped, truncated]
