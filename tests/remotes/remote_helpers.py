@@ -173,8 +173,8 @@ def objects_in(remote: Path) -> int:
     return sum(1 for p in remote.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def start_push(project: Project, remote: Path) -> subprocess.Popen[str]:
-    """``repro push`` in its own process, once it has begun to upload."""
+def start_push(project: Project, begun: Callable[[], bool]) -> subprocess.Popen[str]:
+    """``repro push`` in its own process, once ``begun`` says it has begun to upload."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "repro", "push"],
         cwd=project.root,
@@ -183,7 +183,7 @@ def start_push(project: Project, remote: Path) -> subprocess.Popen[str]:
         text=True,
     )
     deadline = time.monotonic() + 60
-    while objects_in(remote) == 0:
+    while not begun():
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the push uploaded nothing in 60 s"
         time.sleep(0.01)

@@ -59,7 +59,7 @@ def test_ssh_push_survives_dropped_connections(
     remote = tmp_path / "remote"
     with running_sshd(tmp_path / "sshd") as server:
         ssh_project(project, home, server, remote, FILES)
-        proc = start_push(project, remote)
+        proc = start_push(project, lambda: objects_in(remote) > 0)
         killed = cut_connections(server)
         stored_when_cut = objects_in(remote)
         out, err = proc.communicate(timeout=300)
@@ -77,7 +77,7 @@ def test_ssh_push_waits_for_a_restarted_sshd(project: Project, home: Path, tmp_p
     remote = tmp_path / "remote"
     with running_sshd(tmp_path / "sshd") as server:
         ssh_project(project, home, server, remote, FILES)
-        proc = start_push(project, remote)
+        proc = start_push(project, lambda: objects_in(remote) > 0)
         cut_connections(server, listener_too=True)
         stored_when_cut = objects_in(remote)
     # The same host on the same port, a moment later.
@@ -97,7 +97,7 @@ def test_ssh_server_gone_for_good_fails_with_one_line(
     remote = tmp_path / "remote"
     with running_sshd(tmp_path / "sshd") as server:
         ssh_project(project, home, server, remote, FILES)
-        proc = start_push(project, remote)
+        proc = start_push(project, lambda: objects_in(remote) > 0)
         cut_connections(server, listener_too=True)
         _, err = proc.communicate(timeout=300)
 

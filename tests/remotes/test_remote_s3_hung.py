@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from helpers import Project, make_tree
+from remotes.remote_helpers import start_push
 from remotes.remote_servers import free_port, make_bucket
 
 from repro.remotes import s3
@@ -62,15 +63,9 @@ def test_a_stopped_endpoint_fails_the_push_in_one_line_then_the_next_push_comple
     project.ok("remote", "modify", "store", "timeout", str(TIMEOUT))
     client = boto3.client("s3", endpoint_url=endpoint)
 
-    push = subprocess.Popen(
-        [sys.executable, "-m", "repro", "push"],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    push = start_push(
+        project, lambda: bool(client.list_objects_v2(Bucket=bucket, MaxKeys=1)["KeyCount"])
     )
-    while not client.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount"):
-        assert push.poll() is None, push.communicate()
     os.kill(server.pid, signal.SIGSTOP)
     stopped = time.monotonic()
     out, err = push.communicate(timeout=120)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 from helpers import Project, cli
-from remotes.remote_helpers import add_file, cached_files, many_files, ssh_project, start_push
+from remotes.remote_helpers import (
+    add_file,
+    cached_files,
+    many_files,
+    objects_in,
+    ssh_project,
+    start_push,
+)
 from remotes.remote_servers import (
     SSH_ALIAS,
     SshServer,
@@ -177,7 +184,7 @@ def test_a_stopped_sshd_is_given_up_on_in_bounded_time(
     with running_sshd(tmp_path / "sshd") as server:
         ssh_project(project, home, server, remote, 2000)
         project.ok("remote", "modify", "store", "timeout", str(timeout))
-        proc = start_push(project, remote)
+        proc = start_push(project, lambda: objects_in(remote) > 0)
         # The listener first, so that it forks no session while its sessions are stopped.
         os.kill(server.pid, signal.SIGSTOP)
         stopped = [server.pid, *descendants(server.pid)]
