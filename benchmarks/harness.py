@@ -33,7 +33,6 @@ UNSET: list[Callable[[Bench], None]] = [
     plots.run,
     registry.run,
     cluster.run,
-    ssh.run,
 ]
 # The benchmark set of each dataset that --sets can name (dataset.FULL and QUICK).
 SETS: dict[str, Callable[[Bench, Dataset], None]] = {
@@ -45,6 +44,7 @@ SETS: dict[str, Callable[[Bench, Dataset], None]] = {
 # The sets that bring their own datasets and servers, run when --sets names them.
 SERVER_SETS: dict[str, Callable[[Bench], None]] = {
     "s3": s3.run,
+    "ssh": ssh.run,
 }
 
 

@@ -54,7 +54,7 @@ METHOD_NOTES = [
     "floor of `--version` is the bare interpreter start (`python3 -c pass`), which every "
     "Python command pays on top of the floors of the other rows.",
     "- Each tool is pip-installed into a virtualenv of its own (repro from the commit named "
-    "above, without extras; DVC 3 from PyPI), so both start from a clean interpreter; the "
+    "above, with its extras; DVC 3 from PyPI), so both start from a clean interpreter; the "
     "start-up floor is that interpreter.",
     "- DVC is configured with `cache.type hardlink` (and `copy` for the copy case), like "
     "repro; its site cache lives in the scratch folder. Push goes to a new folder each round "
@@ -84,7 +84,8 @@ def render(result: dict[str, Any]) -> str:
         *_case_notes(result),
         *_noisy(result),
         "",
-        "Regenerate: `python3 benchmarks/run.py` (full, about 20 minutes on this machine) or "
+        "Regenerate: `python3 benchmarks/run.py` (full, about 20 minutes on this machine; the "
+        "servers' sets only when named: `--sets s3` about 35 minutes, `--sets ssh` about 20) or "
         "`python3 benchmarks/run.py --quick --no-dvc` (90 seconds; what "
         "`tests/test_benchmarks_quick.py` runs).",
         "",

@@ -35,7 +35,9 @@ into a virtualenv of its own; both tools then start from a clean interpreter, wi
 .pth files the running Python has. With --code worktree (the default of --quick) it is the
 `repro` console script next to the running Python, importing the live work tree.
 
-A full run takes about 20 minutes on 2 cores; --quick --no-dvc about 90 seconds.
+A full run takes about 20 minutes on 2 cores; --quick --no-dvc about 90 seconds. The sets
+against servers on loopback run only when --sets names them: s3 (moto; about 35 minutes) and
+ssh (a private sshd; about 20).
 
 Only the Python standard library is used.
 """
