@@ -24,6 +24,7 @@ from remotes import remote_servers as servers
 from remotes.remote_servers import SshServer
 
 import docker
+from repro.cluster.client import LONGEST_LINE
 
 IMAGE = "repro-test-cluster:latest"
 AWS = {
@@ -403,3 +404,18 @@ def test_a_worker_of_another_version_refuses_the_task_in_one_line(
             ReproError, match=r"^worker tcp://\S+ runs repro \S+ but this run needs"
         ):
             future.result()
+
+
+def test_a_stage_that_never_ends_its_line_is_shown_in_bounded_pieces(
+    cluster: LoopbackCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path, image_id: str
+) -> None:
+    """A cloned repository's stage writing megabytes without a newline must not make this
+    side hold (and re-copy, chunk after chunk) one ever-growing line."""
+    project = pinned_project(cluster, "no-newline", tmp_path, capsys)
+    cmd = "head -c 4000000 /dev/zero | tr '\\0' a; echo; echo > out.txt"
+    project.ok("run", "-n", "chatty", "-o", "out.txt", "--no-exec", cmd)
+    result = project.ok("repro", "--scheduler", cluster.address)
+    prefix = "[chatty] "
+    shown = [line[len(prefix) :] for line in result.out.splitlines() if line.startswith(prefix)]
+    assert "".join(shown) == "a" * 4_000_000
+    assert max(map(len, shown)) <= LONGEST_LINE
