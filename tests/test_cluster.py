@@ -25,6 +25,7 @@ from remotes.remote_servers import SshServer
 
 import docker
 from repro.cluster.client import LONGEST_LINE
+from repro.cluster.task import LOG_TOPIC
 
 IMAGE = "repro-test-cluster:latest"
 AWS = {
@@ -410,11 +411,18 @@ def test_a_stage_that_never_ends_its_line_is_shown_in_bounded_pieces(
     cluster: LoopbackCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path, image_id: str
 ) -> None:
     """A cloned repository's stage writing megabytes without a newline must not make this
-    side hold (and re-copy, chunk after chunk) one ever-growing line."""
+    side hold (and re-copy, chunk after chunk) one ever-growing line, nor the scheduler keep
+    its lines once the run ended."""
     project = pinned_project(cluster, "no-newline", tmp_path, capsys)
     cmd = "head -c 4000000 /dev/zero | tr '\\0' a; echo; echo > out.txt"
     project.ok("run", "-n", "chatty", "-o", "out.txt", "--no-exec", cmd)
-    result = project.ok("repro", "--scheduler", cluster.address)
+    with contextlib.closing(cluster.client()) as dask:
+        before = set(dask.get_events())
+        result = project.ok("repro", "--scheduler", cluster.address)
+        topics = dask.get_events().items()
+        kept = {topic for topic, events in topics if events and topic.startswith(LOG_TOPIC)}
+    kept -= before
+    assert kept == set()  # the scheduler forgot the run's lines when it ended
     prefix = "[chatty] "
     shown = [line[len(prefix) :] for line in result.out.splitlines() if line.startswith(prefix)]
     assert "".join(shown) == "a" * 4_000_000

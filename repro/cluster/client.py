@@ -13,6 +13,7 @@ stage that fails is not run again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import socket
@@ -287,5 +288,9 @@ class Cluster:
         self.client.run(task_mod.stop, self.session, on_error="ignore")
 
     def close(self) -> None:
+        topic = task_mod.LOG_TOPIC + self.session
+        self.client.unsubscribe_topic(topic)
+        with contextlib.suppress(Exception):  # a scheduler gone meanwhile keeps nothing
+            self.client.run_on_scheduler(task_mod.forget_lines, topic)
         self.client.close()
         self.remote.close()

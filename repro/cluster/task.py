@@ -127,6 +127,13 @@ def stop(session: str) -> int:
     return len(runners)
 
 
+def forget_lines(topic: str, dask_scheduler: Any) -> None:
+    """Run on the scheduler when a run ends: drop its stages' live lines, which the scheduler
+    would keep for ever (the last thousand events of every topic; up to 16 MB a run), as
+    distributed offers no public call for it."""
+    dask_scheduler._broker._topics.pop(topic, None)
+
+
 def about() -> dict[str, Any]:
     """What ``repro doctor`` shows of this worker: repro, its engine, its resources."""
     from repro import __version__
