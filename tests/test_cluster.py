@@ -22,6 +22,7 @@ from cluster_servers import LoopbackCluster, running_cluster
 from helpers import Project, build_busybox_image, git
 from remotes import remote_servers as servers
 from remotes.remote_servers import SshServer
+from test_cluster_worker import a_task
 
 import docker
 from repro.cluster.client import LONGEST_LINE
@@ -380,25 +381,9 @@ def test_a_worker_of_another_version_refuses_the_task_in_one_line(
 ) -> None:
     from repro.cluster import task
     from repro.errors import ReproError
-    from repro.runners.spec import Image, Resources
 
-    other = task.Task(
-        session="version-check",
-        version="0.0.0-other",
-        stage="s",
-        cmd="true",
-        image=Image(IMAGE, "sha256:" + "0" * 64),
-        workdir=".",
-        network="none",
-        resources=Resources(),
-        env=(),
-        source_date_epoch=0,
-        inputs=(),
-        outputs=(),
-        writable=(),
-        remote_url="/nowhere",
-        remote_options=(),
-    )
+    other = a_task("sha256:" + "0" * 64, Path("/nowhere"), "true", ())
+    other = other._replace(session="version-check", version="0.0.0-other")
     with contextlib.closing(cluster.client()) as client:
         future = client.submit(task.run, other, pure=False)
         with pytest.raises(

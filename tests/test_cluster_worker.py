@@ -26,7 +26,7 @@ def image_id(docker_client: docker.DockerClient) -> str:
     return build_busybox_image(docker_client, IMAGE)
 
 
-def stage(image_id: str, remote: Path, cmd: str, outputs: tuple[str, ...]) -> task.Task:
+def a_task(image_id: str, remote: Path, cmd: str, outputs: tuple[str, ...]) -> task.Task:
     return task.Task(
         session="worker-test",
         version=__version__,
@@ -65,7 +65,7 @@ def test_a_worker_in_another_pid_namespace_keeps_its_scratch_while_another_clean
     cache = tmp_path / "cache"
     monkeypatch.setenv(task.WORKER_CACHE, str(cache))
     (cache / "tasks" / f"{task.SCRATCH}dead").mkdir(parents=True)  # a dead worker's
-    slow = stage(image_id, tmp_path / "remote", "sleep 4; echo slow > out", ("out",))
+    slow = a_task(image_id, tmp_path / "remote", "sleep 4; echo slow > out", ("out",))
     churn = "for i in $(seq 2000); do /bin/true; done; "  # a pid that this namespace lacks
     pickled = tmp_path / "slow.pickle"
     pickled.write_bytes(pickle.dumps(slow))
@@ -83,7 +83,7 @@ def test_a_worker_in_another_pid_namespace_keeps_its_scratch_while_another_clean
     while len(os.listdir(cache / "tasks")) < 2 and child.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    quick = task.run(stage(image_id, tmp_path / "remote", "echo quick > out", ("out",)))
+    quick = task.run(a_task(image_id, tmp_path / "remote", "echo quick > out", ("out",)))
     out, err = child.communicate(timeout=120)
     assert quick.code == 0
     assert child.returncode == 0, err
