@@ -89,3 +89,16 @@ def test_a_worker_in_another_pid_namespace_keeps_its_scratch_while_another_clean
     assert child.returncode == 0, err
     assert out.decode().split(" ", 1)[0] == "0", out  # not "1": its folder vanished mid-stage
     assert os.listdir(cache / "tasks") == []  # the dead worker's went, and both of theirs
+
+
+def test_a_worker_whose_engine_is_down_names_itself_in_one_line(
+    image_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repro.errors import ReproError
+
+    monkeypatch.setenv(task.WORKER_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(ReproError, match=r"^on worker local: no Docker engine answers at ") as err:
+        task.run(a_task(image_id, tmp_path / "remote", "echo > out", ("out",)))
+    assert "\n" not in str(err.value)
+    assert os.listdir(tmp_path / "cache" / "tasks") == []

@@ -100,6 +100,9 @@ def run(task: Task) -> Result:
     cache = Cache(root / "cache")
     _remove_dead_scratch(root / "tasks")
     runner = choose_runner(None)
+    if (problem := runner.about().problem) is not None:
+        # The engine's own message names a socket but not whose: say which worker's it is.
+        raise ReproError(f"on worker {name}: {problem}")
     with _scratch(root / "tasks") as scratch, _registered(task.session, runner):
         project = scratch / "project"
         project.mkdir()
