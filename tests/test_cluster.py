@@ -22,8 +22,11 @@ from cluster_servers import LoopbackCluster, running_cluster
 from helpers import Project, build_busybox_image, git
 from remotes import remote_servers as servers
 from remotes.remote_servers import SshServer
+from test_cluster_worker import a_task
 
 import docker
+from repro.cluster.client import LONGEST_LINE
+from repro.cluster.task import LOG_TOPIC
 
 IMAGE = "repro-test-cluster:latest"
 AWS = {
@@ -378,28 +381,34 @@ def test_a_worker_of_another_version_refuses_the_task_in_one_line(
 ) -> None:
     from repro.cluster import task
     from repro.errors import ReproError
-    from repro.runners.spec import Image, Resources
 
-    other = task.Task(
-        session="version-check",
-        version="0.0.0-other",
-        stage="s",
-        cmd="true",
-        image=Image(IMAGE, "sha256:" + "0" * 64),
-        workdir=".",
-        network="none",
-        resources=Resources(),
-        env=(),
-        source_date_epoch=0,
-        inputs=(),
-        outputs=(),
-        writable=(),
-        remote_url="/nowhere",
-        remote_options=(),
-    )
+    other = a_task("sha256:" + "0" * 64, Path("/nowhere"), "true", ())
+    other = other._replace(session="version-check", version="0.0.0-other")
     with contextlib.closing(cluster.client()) as client:
         future = client.submit(task.run, other, pure=False)
         with pytest.raises(
             ReproError, match=r"^worker tcp://\S+ runs repro \S+ but this run needs"
         ):
             future.result()
+
+
+def test_a_stage_that_never_ends_its_line_is_shown_in_bounded_pieces(
+    cluster: LoopbackCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path, image_id: str
+) -> None:
+    """A cloned repository's stage writing megabytes without a newline must not make this
+    side hold (and re-copy, chunk after chunk) one ever-growing line, nor the scheduler keep
+    its lines once the run ended."""
+    project = pinned_project(cluster, "no-newline", tmp_path, capsys)
+    cmd = "head -c 4000000 /dev/zero | tr '\\0' a; echo; echo > out.txt"
+    project.ok("run", "-n", "chatty", "-o", "out.txt", "--no-exec", cmd)
+    with contextlib.closing(cluster.client()) as dask:
+        before = set(dask.get_events())
+        result = project.ok("repro", "--scheduler", cluster.address)
+        topics = dask.get_events().items()
+        kept = {topic for topic, events in topics if events and topic.startswith(LOG_TOPIC)}
+    kept -= before
+    assert kept == set()  # the scheduler forgot the run's lines when it ended
+    prefix = "[chatty] "
+    shown = [line[len(prefix) :] for line in result.out.splitlines() if line.startswith(prefix)]
+    assert "".join(shown) == "a" * 4_000_000
+    assert max(map(len, shown)) <= LONGEST_LINE

@@ -13,6 +13,7 @@ stage that fails is not run again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import socket
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 LOCAL = "local"  # core.scheduler's value for running stages on this machine
 CONNECT_SECONDS = 10
+LONGEST_LINE = 4096  # characters of a stage's line shown at once: a longer one comes in pieces
 
 
 class Events(Protocol):
@@ -152,10 +154,18 @@ class Cluster:
         with self._lock:  # Dask's thread delivers lines, the stage's own thread the last one
             text = self._partial.pop(stage, "") + message["text"]
             *complete, self._partial[stage] = text.split("\n")
-            if last and self._partial[stage]:
-                complete.append(self._partial.pop(stage))
-        if complete:
-            self.events.log("".join(f"[{stage}] {line}\n" for line in complete).encode())
+            # A stage that never ends its line must not make us hold (and copy again with
+            # every chunk) all it wrote: its line is shown in pieces.
+            long = len(self._partial[stage]) >= LONGEST_LINE
+            if (last or long) and (rest := self._partial.pop(stage)):
+                complete.append(rest)
+        pieces = [
+            line[start : start + LONGEST_LINE]
+            for line in complete
+            for start in range(0, max(len(line), 1), LONGEST_LINE)
+        ]
+        if pieces:
+            self.events.log("".join(f"[{stage}] {piece}\n" for piece in pieces).encode())
 
     def inputs(self, stage: Stage) -> tuple[tuple[str, str], ...]:
         """What the stage reads (its deps, its persisted outputs), each with its object id,
@@ -278,5 +288,9 @@ class Cluster:
         self.client.run(task_mod.stop, self.session, on_error="ignore")
 
     def close(self) -> None:
+        topic = task_mod.LOG_TOPIC + self.session
+        self.client.unsubscribe_topic(topic)
+        with contextlib.suppress(Exception):  # a scheduler gone meanwhile keeps nothing
+            self.client.run_on_scheduler(task_mod.forget_lines, topic)
         self.client.close()
         self.remote.close()

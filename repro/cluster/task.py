@@ -13,6 +13,7 @@ its own environment: a task carries none.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 WORKER_CACHE = "REPRO_WORKER_CACHE"  # the worker's own cache and scratch folders live there
 LOG_TOPIC = "repro-log-"  # + the run's session: the topic its stages' live lines go to
 TAIL_BYTES = 64 * 1024  # the end of a stage's log that comes back with its result
-SCRATCH = "task-"  # + the worker's pid + "-…": a task's scratch folder
+SCRATCH = "task-"  # + "…": a task's scratch folder, locked while its task runs
 
 
 class Task(NamedTuple):
@@ -98,13 +99,15 @@ def run(task: Task) -> Result:
     root = worker_root()
     cache = Cache(root / "cache")
     _remove_dead_scratch(root / "tasks")
-    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=root / "tasks"))
-    project = scratch / "project"
-    project.mkdir()
-    remote = open_remote(task.remote_url, dict(task.remote_options))
     runner = choose_runner(None)
-    try:
-        with _registered(task.session, runner):
+    if (problem := runner.about().problem) is not None:
+        # The engine's own message names a socket but not whose: say which worker's it is.
+        raise ReproError(f"on worker {name}: {problem}")
+    with _scratch(root / "tasks") as scratch, _registered(task.session, runner):
+        project = scratch / "project"
+        project.mkdir()
+        remote = open_remote(task.remote_url, dict(task.remote_options))
+        try:
             image_id = _image(runner, remote, task, scratch, name)
             _materialise(cache, remote, project, task.inputs)
             started = time.time()
@@ -112,9 +115,8 @@ def run(task: Task) -> Result:
             finished = time.time()
             made = _collect(cache, remote, project, task.outputs, scratch) if code == 0 else ()
             return Result(code, log_end, made, started, finished, name)
-    finally:
-        remote.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        finally:
+            remote.close()
 
 
 def stop(session: str) -> int:
@@ -126,6 +128,13 @@ def stop(session: str) -> int:
     for runner in runners:
         runner.stop_all()
     return len(runners)
+
+
+def forget_lines(topic: str, dask_scheduler: Any) -> None:
+    """Run on the scheduler when a run ends: drop its stages' live lines, which the scheduler
+    would keep for ever (the last thousand events of every topic; up to 16 MB a run), as
+    distributed offers no public call for it."""
+    dask_scheduler._broker._topics.pop(topic, None)
 
 
 def about() -> dict[str, Any]:
@@ -144,18 +153,45 @@ def about() -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _scratch(tasks: Path) -> Iterator[Path]:
+    """A new scratch folder, locked (flock on the folder itself) until the task ends.
+
+    The lock, not a pid, tells a live task's folder: workers that share REPRO_WORKER_CACHE
+    may run on other hosts (a shared volume) or in other pid namespaces (containers), where
+    a pid means nothing. The kernel (and NFS's lock manager) releases it when its holder dies.
+    """
+    while True:
+        folder = tempfile.mkdtemp(prefix=SCRATCH, dir=tasks)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            break
+        os.close(fd)  # another worker took it for a dead one's before we locked it
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
 def _remove_dead_scratch(tasks: Path) -> None:
-    """Remove the scratch folders of workers that died mid-task (their pid is gone)."""
+    """Remove the scratch folders of tasks whose worker died (nothing holds their lock)."""
     for entry in os.scandir(tasks):
-        pid = entry.name.removeprefix(SCRATCH).partition("-")[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not entry.name.startswith(SCRATCH):
             continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue  # gone meanwhile, or another user's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its task is running
+        else:
             shutil.rmtree(entry.path, ignore_errors=True)
-        except PermissionError:
-            continue  # alive, another user's
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
