@@ -105,6 +105,7 @@ def test_hand_written_stage_keeps_long_lines_order_and_comments(docker_project: 
         "image",
         "deps",
         "md5",
+        "source_date_epoch",
     ]
     again = project.ok("repro", "-f", "long.repro")
     assert (project.root / "long.repro").read_text() == text

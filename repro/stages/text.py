@@ -51,9 +51,11 @@ def _reads_as(text: str, stage: Stage) -> bool:
 
 
 def _bare(stage: Stage) -> Stage:
-    """The stage without what a run records: md5s, the image's id and digest."""
+    """The stage without what a run records: md5s, the image's id and digest, the
+    SOURCE_DATE_EPOCH it ran with."""
     return stage._replace(
         md5=None,
+        source_date_epoch=None,
         image=stage.image and stage.image._replace(id=None, digest=None),
         deps=tuple(d.recorded_as(None) for d in stage.deps),
         outs=tuple(o._replace(md5=None) for o in stage.outs),
@@ -92,6 +94,8 @@ def _edited(text: str, old: Stage, new: Stage) -> str | None:
                     raise _Unfit
                 for node, md5 in zip(sequence.value, recorded, strict=True):
                     edits += _set(text, _mapping(node), "md5", md5)
+        epoch = None if new.source_date_epoch is None else str(new.source_date_epoch)
+        edits += _set(text, _mapping(root), "source_date_epoch", epoch, top=True, number=True)
         edits += _set(text, _mapping(root), "md5", new.md5, top=True)
     except (_Unfit, yaml.YAMLError, ValueError):
         return None
@@ -124,27 +128,34 @@ def line_end(text: str, node: Any) -> int:
 
 
 def _set(
-    text: str, mapping: yaml.MappingNode, key: str, value: str | None, top: bool = False
+    text: str,
+    mapping: yaml.MappingNode,
+    key: str,
+    value: str | None,
+    top: bool = False,
+    number: bool = False,
 ) -> list[_Edit]:
-    """Edits that make ``key`` of ``mapping`` hold ``value``."""
+    """Edits that make ``key`` of ``mapping`` hold ``value`` (``number``: written bare, as the
+    integer it spells)."""
     node = value_node(mapping, key)
+    written = None if value is None else value if number else _scalar(value)
     if node is not None:
         if not isinstance(node, yaml.ScalarNode) or value is None:
             raise _Unfit
         if node.value == value:
             return []
-        return [(node.start_mark.index, node.end_mark.index, _scalar(value))]
+        return [(node.start_mark.index, node.end_mark.index, str(written))]
     if value is None:
         return []
     if top:  # a new top-level key fits at the end of the file, whatever the last value is
         where = len(text.rstrip("\n"))
-        return [(where, where, f"\n{key}: {_scalar(value)}")]
+        return [(where, where, f"\n{key}: {written}")]
     last_key, last_value = mapping.value[-1]
     if not isinstance(last_value, yaml.ScalarNode):
         raise _Unfit
     indent = " " * last_key.start_mark.column
     where = line_end(text, last_value)
-    return [(where, where, f"\n{indent}{key}: {_scalar(value)}")]
+    return [(where, where, f"\n{indent}{key}: {written}")]
 
 
 def _scalar(value: str) -> str:
