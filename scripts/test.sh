@@ -14,3 +14,6 @@ if [[ $engine == started* ]]; then
 fi
 
 python3 -m pytest "$@"
+# Then the non-Docker suite again on a simulated portable host (README, "Other hosts"): no
+# sched_getaffinity, copy_file_range, O_PATH, prctl, /proc, FICLONE or GNU find.
+python3 -m pytest "$@" --portable-host -m "not docker"
