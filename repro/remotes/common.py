@@ -21,6 +21,9 @@ FEW_KEYS = 64
 LIST_WORKERS = 8
 # Folders of a fan-out (files/md5/XX/): one per value of an id's leading hex digits.
 FANOUT = 16**FANOUT_DIGITS
+# The longest a remote's ``timeout`` option may be, in seconds: a day. Sockets refuse waits
+# beyond what time_t holds (about 1e11 s), and no answer is worth waiting for longer.
+MAX_TIMEOUT = 86400.0
 
 
 def check_key(key: str) -> str:

@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 
 from repro.errors import RemoteError, ReproError
-from repro.remotes.common import bulk_exists, check_key, folder_prefix
+from repro.remotes.common import MAX_TIMEOUT, bulk_exists, check_key, folder_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -331,17 +331,18 @@ class S3Remote:
 
 
 def _timeout(value: str | None) -> float:
-    """The ``timeout`` option in seconds; a one-line refusal unless it is a positive number."""
+    """The ``timeout`` option in seconds; a one-line refusal unless it is a positive number
+    below MAX_TIMEOUT."""
     if value is None:
         return TIMEOUT
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not 0 < seconds < float("inf"):
+    if not 0 < seconds < MAX_TIMEOUT:
         raise ReproError(
-            f"the S3 remote option timeout={value!r} is not a number of seconds above 0: fix "
-            "it with 'repro remote modify NAME timeout 30'"
+            f"the S3 remote option timeout={value!r} is not a number of seconds above 0 and "
+            f"below {MAX_TIMEOUT:g}: fix it with 'repro remote modify NAME timeout 30'"
         )
     return seconds
 

@@ -154,7 +154,7 @@ def _timeout(text: str | None, url: str) -> float:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not 0 < seconds < 86400:  # also refuses nan and inf
+    if not 0 < seconds < common.MAX_TIMEOUT:  # also refuses nan and inf
         raise ReproError(
             f"ssh timeout '{text}' of '{url}' is not a number of seconds; fix it with "
             "'repro remote modify NAME timeout SECONDS'"
