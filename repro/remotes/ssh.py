@@ -378,8 +378,14 @@ class _ChannelPool:
         with self._streams:
             try:
                 transport = self._transport()
+            except _BROKEN as exc:
+                raise self._dropped(exc, None) from None
+            try:
                 channel = self._start_channel(transport, lambda c: c.exec_command(command))
             except _BROKEN as exc:
+                if isinstance(exc, paramiko.SSHException) and transport.is_active():
+                    # A live connection refused the session (sshd's MaxSessions): no drop.
+                    raise
                 raise self._dropped(exc, None) from None
             try:
                 yield channel
@@ -727,8 +733,9 @@ class SshRemote:
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         path = self._path(key)
 
-        def download(sftp: paramiko.SFTPClient) -> str | int:
-            """The md5 of the bytes read, or the size of an object to stream instead."""
+        def download(sftp: paramiko.SFTPClient, streams: bool = True) -> str | int:
+            """The md5 of the bytes read, or the size of an object to stream instead (only
+            with ``streams``)."""
             out.seek(0)
             out.truncate()  # what an attempt cut short wrote
             digest = hashlib.md5()
@@ -738,7 +745,7 @@ class SshRemote:
             if not stat.S_ISREG(info.st_mode or 0):
                 raise common.not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
             left = info.st_size or 0
-            if left >= STREAM_ABOVE and self._streams_work():
+            if streams and left >= STREAM_ABOVE and self._streams_work():
                 return left
             with sftp.open(path, "rb") as remote_file:
                 # Up to the size lstat gave, not to the end: for a small object, the read
@@ -770,7 +777,15 @@ class SshRemote:
             if isinstance(read, str):
                 return read
             with self._errors("read", path):
-                return common.retrying(lambda: stream(read), _is_dropped, RETRY_DELAYS)
+                try:
+                    return common.retrying(lambda: stream(read), _is_dropped, RETRY_DELAYS)
+                except paramiko.SSHException:
+                    pass  # no session to spare on the server now: this one over SFTP
+            read = self._call(
+                "read", path, lambda sftp: download(sftp, streams=False), missing_ok=True
+            )
+            assert isinstance(read, str)  # without streams, download reads the object itself
+            return read
 
     def _streams_work(self) -> bool:
         """Whether the server runs ``cat`` for us (not a server that only offers SFTP), asked
