@@ -605,13 +605,16 @@ class SshRemote:
         base = posixpath.join(self.target.root, start) if start else self.target.root
         # Collected first so that no channel stays borrowed while the caller iterates.
         found = self._call(
-            "list", base, lambda sftp: list(self._walk(sftp, base.rstrip("/") or "/", start))
+            "list",
+            base,
+            lambda sftp: list(self._walk(sftp, base.rstrip("/") or "/", start, common.MAX_DEPTH)),
         )
         yield from found
 
     def _walk(
-        self, sftp: paramiko.SFTPClient, folder: str, key_prefix: str
+        self, sftp: paramiko.SFTPClient, folder: str, key_prefix: str, depth: int
     ) -> Iterator[tuple[str, int]]:
+        """The regular files of ``folder``, and of its folders ``depth`` levels down."""
         try:
             entries = sftp.listdir_attr(folder)
         except FileNotFoundError:
@@ -621,9 +624,9 @@ class SshRemote:
             if is_temp(entry.filename):
                 continue
             if stat.S_ISDIR(mode):
-                yield from self._walk(
-                    sftp, posixpath.join(folder, entry.filename), f"{key_prefix}{entry.filename}/"
-                )
+                if depth:
+                    inner = posixpath.join(folder, entry.filename)
+                    yield from self._walk(sftp, inner, f"{key_prefix}{entry.filename}/", depth - 1)
             elif stat.S_ISREG(mode):
                 yield f"{key_prefix}{entry.filename}", entry.st_size or 0
 
