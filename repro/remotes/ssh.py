@@ -779,9 +779,10 @@ class SshRemote:
             read = self._call("read", path, download, missing_ok=True)
             if isinstance(read, str):
                 return read
+            size = read
             with self._errors("read", path):
                 try:
-                    return common.retrying(lambda: stream(read), _is_dropped, RETRY_DELAYS)
+                    return common.retrying(lambda: stream(size), _is_dropped, RETRY_DELAYS)
                 except paramiko.SSHException:
                     pass  # no session to spare on the server now: this one over SFTP
             read = self._call(

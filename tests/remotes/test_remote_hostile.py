@@ -188,9 +188,10 @@ def test_a_tree_nested_deeper_than_any_key_is_no_internal_error(
     root = remote_root(backend)
     real = add_file(tmp_path / "cache", b"a real object")
     Transfer(backend.remote, tmp_path / "cache", progress=False).push([real])
+    depth = sys.getrecursionlimit() + 100
     folder = os.open(root / "files" / "md5", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for _ in range(sys.getrecursionlimit() + 100):  # paths too long for the kernel's calls
+        for _ in range(depth):
             os.mkdir("d", dir_fd=folder)
             inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
             os.close(folder)
@@ -200,10 +201,17 @@ def test_a_tree_nested_deeper_than_any_key_is_no_internal_error(
         os.close(folder)
     many = [object_key(f"{i:032x}") for i in range(100)]  # listed, not asked one by one
 
-    with no_hang():
-        assert backend.remote.exists([object_key(real), *many]) == {object_key(real)}
-        assert list(backend.remote.list("files/md5/")) == [object_key(real)]
-        assert verify_remote(backend.remote, progress=False) == []
+    try:
+        with no_hang():
+            assert backend.remote.exists([object_key(real), *many]) == {object_key(real)}
+            assert list(backend.remote.list("files/md5/")) == [object_key(real)]
+            assert verify_remote(backend.remote, progress=False) == []
+    finally:
+        # shutil.rmtree recurses too: pytest could not remove the tree. Innermost first.
+        objects = root / "files" / "md5"
+        (objects / ("d/" * depth) / "deep").unlink()
+        for level in range(depth, 0, -1):
+            os.rmdir(objects / ("d/" * level))
 
 
 @pytest.mark.parametrize("level", ["files", "files/md5", "files/md5/FAN"])
