@@ -58,19 +58,33 @@ def overlaps(a: str, b: str) -> bool:
 
 
 def refuse_case_twins(new: Sequence[str], existing: Iterable[str]) -> None:
-    """Refuse new outputs that are another output (or hold it, or lie in it) once case is
-    ignored, and not before: on macOS and Windows, whose file systems ignore case by
-    default, the two would be one file. Checked on every host, since the project travels."""
+    """Refuse new outputs that are another output (or hold it, or lie in it) once case, or
+    the way an accented letter is encoded, is ignored, and not before: on macOS and Windows,
+    whose file systems ignore case by default, two names that differ only by case would be
+    one file; on macOS so would ``café`` spelt precomposed (NFC) and decomposed (NFD), as
+    macOS's file systems ignore normalization. Checked on every host: the project travels."""
     seen = list(existing)
     for path in new:
-        folded = path.casefold()
+        folded = _fold(path)
         for other in seen:
-            if overlaps(folded, other.casefold()) and not overlaps(path, other):
+            if overlaps(folded, _fold(other)) and not overlaps(path, other):
+                if overlaps(path.casefold(), other.casefold()):
+                    differ, where = "by case", "macOS and Windows"
+                else:
+                    differ, where = "in how their accents are encoded (NFC, NFD)", "macOS"
                 raise ReproError(
-                    f"outputs '{path}' and '{other}' differ only by case, and on macOS and "
-                    "Windows they would be one file; rename one of them"
+                    f"outputs '{path}' and '{other}' differ only {differ}, and on {where} "
+                    "they would be one file; rename one of them"
                 )
         seen.append(path)
+
+
+def _fold(path: str) -> str:
+    """``path`` as a file system that ignores case and normalization compares it (Unicode's
+    canonical caseless match)."""
+    from unicodedata import normalize
+
+    return normalize("NFD", normalize("NFD", path).casefold())
 
 
 # -- the path-safety layer ----------------------------------------------------------------------

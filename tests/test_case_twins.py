@@ -52,3 +52,27 @@ def test_paths_one_on_a_case_insensitive_disk(new: list[str], existing: list[str
 )
 def test_paths_apart_on_any_disk(new: list[str], existing: list[str]) -> None:
     refuse_case_twins(new, existing)
+
+
+NFC, NFD = "caf\u00e9", "cafe\u0301"  # one name on macOS, whose file systems ignore normalization
+
+
+def test_run_refuses_an_output_that_differs_from_another_only_in_its_accents_encoding(
+    project: Project,
+) -> None:
+    project.ok("run", "--no-exec", "-f", "a.repro", "-o", NFC, "echo")
+    result = project.repro("run", "--no-exec", "-f", "b.repro", "-o", f"{NFD}/x", "echo")
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        f"error: outputs '{NFD}/x' and '{NFC}' differ only in how their accents are encoded "
+        "(NFC, NFD), and on macOS they would be one file; rename one of them"
+    ]
+    assert not (project.root / "b.repro").exists()
+
+
+@pytest.mark.parametrize(
+    ("new", "existing"), [([NFD], [NFC]), ([f"{NFC.upper()}/x"], [NFD]), ([NFC, NFD], [])]
+)
+def test_paths_one_on_a_normalization_insensitive_disk(new: list[str], existing: list[str]) -> None:
+    with pytest.raises(ReproError, match="would be one file"):
+        refuse_case_twins(new, existing)

@@ -21,6 +21,13 @@ FEW_KEYS = 64
 LIST_WORKERS = 8
 # Folders of a fan-out (files/md5/XX/): one per value of an id's leading hex digits.
 FANOUT = 16**FANOUT_DIGITS
+# Folders a listing enters below the folder it lists. repro's keys lie at most two below
+# (files/md5/ab/cdef…, runs/ab/…); a deeper tree is someone else's, and walked to its end
+# (a thousand nested folders on a hostile remote) it would overflow Python's stack.
+MAX_DEPTH = 8
+# The longest a remote's ``timeout`` option may be, in seconds: a day. Sockets refuse waits
+# beyond what time_t holds (about 1e11 s), and no answer is worth waiting for longer.
+MAX_TIMEOUT = 86400.0
 
 
 def check_key(key: str) -> str:

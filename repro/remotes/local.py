@@ -251,11 +251,15 @@ class LocalRemote:
                 held = self._folder(start.rstrip("/"))
             except (FileNotFoundError, NotADirectoryError):
                 return
-            yield from self._walk(held.fd, start, sizes)
+            yield from self._walk(held.fd, start, sizes, common.MAX_DEPTH)
         except OSError as exc:
             raise _remote_error("list", Path(base), exc) from exc
 
-    def _walk(self, folder_fd: int, key_prefix: str, sizes: bool) -> Iterator[tuple[str, int]]:
+    def _walk(
+        self, folder_fd: int, key_prefix: str, sizes: bool, depth: int
+    ) -> Iterator[tuple[str, int]]:
+        """The regular files of the folder, and of its folders ``depth`` levels down."""
+
         def scan() -> list[tuple[str, bool, int]]:
             listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=folder_fd)
             try:
@@ -279,6 +283,8 @@ class LocalRemote:
             if not is_dir:
                 yield f"{key_prefix}{name}", size
                 continue
+            if not depth:
+                continue
             try:
                 sub = os.open(name, _FOLDER, dir_fd=folder_fd)
             except OSError as exc:
@@ -286,7 +292,7 @@ class LocalRemote:
                     continue  # gone, or no folder any more, since the listing
                 raise
             try:
-                yield from self._walk(sub, f"{key_prefix}{name}/", sizes)
+                yield from self._walk(sub, f"{key_prefix}{name}/", sizes, depth - 1)
             finally:
                 os.close(sub)
 

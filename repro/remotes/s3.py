@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 
 from repro.errors import RemoteError, ReproError
-from repro.remotes.common import bulk_exists, check_key, folder_prefix
+from repro.remotes.common import MAX_TIMEOUT, bulk_exists, check_key, folder_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -254,7 +254,13 @@ class S3Remote:
         digest = hashlib.md5()
         with open(dest, "w+b") as out, self._errors("read", key):  # parts are read back
             response = self._client().get_object(Bucket=self.bucket, Key=name)
-            size = response["ContentLength"]
+            size = response.get("ContentLength")
+            if size is None:
+                # An answer of unknown length could go on for ever and fill the disk.
+                raise RemoteError(
+                    f"s3://{self.bucket}/{name} came without its length (no Content-Length): "
+                    "the endpoint is not S3-compatible; check 'endpointurl'"
+                )
             # A large object: the first part from this response, the others by ranged
             # requests in parallel (below).
             part = size if size <= MULTIPART_ABOVE else _part_size(size)
@@ -266,21 +272,26 @@ class S3Remote:
             body.close()  # a large object's: drops what this connection had left to send
             out.flush()
             if size > part:
-                self._get_parts(name, response["ETag"], size, part, out.fileno(), digest)
+                etag = response.get("ETag")
+                self._get_parts(name, etag, size, part, out.fileno(), digest)
         return digest.hexdigest()
 
-    def _get_parts(self, name: str, etag: str, size: int, part: int, fd: int, digest: Any) -> None:
+    def _get_parts(
+        self, name: str, etag: str | None, size: int, part: int, fd: int, digest: Any
+    ) -> None:
         """Bytes ``part``.. of the object into ``fd`` at their offsets, PART_WORKERS ranged
         requests at a time, each pinned to ``etag`` (a replaced object fails the request
-        rather than mixing two versions). Each part is hashed once it and all before it are
-        written, while later ones download: read back from the page cache, it costs no disk
-        read and no memory beyond one buffer, however large the object."""
+        rather than mixing two versions; an endpoint that gives no ETag leaves two versions
+        mixed to the md5 check, which refuses them). Each part is hashed once it and all
+        before it are written, while later ones download: read back from the page cache, it
+        costs no disk read and no memory beyond one buffer, however large the object."""
         client = self._client()
 
         def fetch(start: int) -> None:
             end = min(start + part, size)
+            pinned = {"IfMatch": etag} if etag else {}
             response = client.get_object(
-                Bucket=self.bucket, Key=name, Range=f"bytes={start}-{end - 1}", IfMatch=etag
+                Bucket=self.bucket, Key=name, Range=f"bytes={start}-{end - 1}", **pinned
             )
             wrong_size = RemoteError(
                 f"s3://{self.bucket}/{name} sent a part of the wrong size: it changed during "
@@ -320,17 +331,18 @@ class S3Remote:
 
 
 def _timeout(value: str | None) -> float:
-    """The ``timeout`` option in seconds; a one-line refusal unless it is a positive number."""
+    """The ``timeout`` option in seconds; a one-line refusal unless it is a positive number
+    below MAX_TIMEOUT."""
     if value is None:
         return TIMEOUT
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not 0 < seconds < float("inf"):
+    if not 0 < seconds < MAX_TIMEOUT:
         raise ReproError(
-            f"the S3 remote option timeout={value!r} is not a number of seconds above 0: fix "
-            "it with 'repro remote modify NAME timeout 30'"
+            f"the S3 remote option timeout={value!r} is not a number of seconds above 0 and "
+            f"below {MAX_TIMEOUT:g}: fix it with 'repro remote modify NAME timeout 30'"
         )
     return seconds
 

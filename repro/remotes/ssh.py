@@ -154,7 +154,7 @@ def _timeout(text: str | None, url: str) -> float:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not 0 < seconds < 86400:  # also refuses nan and inf
+    if not 0 < seconds < common.MAX_TIMEOUT:  # also refuses nan and inf
         raise ReproError(
             f"ssh timeout '{text}' of '{url}' is not a number of seconds; fix it with "
             "'repro remote modify NAME timeout SECONDS'"
@@ -378,8 +378,14 @@ class _ChannelPool:
         with self._streams:
             try:
                 transport = self._transport()
+            except _BROKEN as exc:
+                raise self._dropped(exc, None) from None
+            try:
                 channel = self._start_channel(transport, lambda c: c.exec_command(command))
             except _BROKEN as exc:
+                if isinstance(exc, paramiko.SSHException) and transport.is_active():
+                    # A live connection refused the session (sshd's MaxSessions): no drop.
+                    raise
                 raise self._dropped(exc, None) from None
             try:
                 yield channel
@@ -599,13 +605,16 @@ class SshRemote:
         base = posixpath.join(self.target.root, start) if start else self.target.root
         # Collected first so that no channel stays borrowed while the caller iterates.
         found = self._call(
-            "list", base, lambda sftp: list(self._walk(sftp, base.rstrip("/") or "/", start))
+            "list",
+            base,
+            lambda sftp: list(self._walk(sftp, base.rstrip("/") or "/", start, common.MAX_DEPTH)),
         )
         yield from found
 
     def _walk(
-        self, sftp: paramiko.SFTPClient, folder: str, key_prefix: str
+        self, sftp: paramiko.SFTPClient, folder: str, key_prefix: str, depth: int
     ) -> Iterator[tuple[str, int]]:
+        """The regular files of ``folder``, and of its folders ``depth`` levels down."""
         try:
             entries = sftp.listdir_attr(folder)
         except FileNotFoundError:
@@ -615,9 +624,9 @@ class SshRemote:
             if is_temp(entry.filename):
                 continue
             if stat.S_ISDIR(mode):
-                yield from self._walk(
-                    sftp, posixpath.join(folder, entry.filename), f"{key_prefix}{entry.filename}/"
-                )
+                if depth:
+                    inner = posixpath.join(folder, entry.filename)
+                    yield from self._walk(sftp, inner, f"{key_prefix}{entry.filename}/", depth - 1)
             elif stat.S_ISREG(mode):
                 yield f"{key_prefix}{entry.filename}", entry.st_size or 0
 
@@ -727,8 +736,9 @@ class SshRemote:
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         path = self._path(key)
 
-        def download(sftp: paramiko.SFTPClient) -> str | int:
-            """The md5 of the bytes read, or the size of an object to stream instead."""
+        def download(sftp: paramiko.SFTPClient, streams: bool = True) -> str | int:
+            """The md5 of the bytes read, or the size of an object to stream instead (only
+            with ``streams``)."""
             out.seek(0)
             out.truncate()  # what an attempt cut short wrote
             digest = hashlib.md5()
@@ -738,7 +748,7 @@ class SshRemote:
             if not stat.S_ISREG(info.st_mode or 0):
                 raise common.not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
             left = info.st_size or 0
-            if left >= STREAM_ABOVE and self._streams_work():
+            if streams and left >= STREAM_ABOVE and self._streams_work():
                 return left
             with sftp.open(path, "rb") as remote_file:
                 # Up to the size lstat gave, not to the end: for a small object, the read
@@ -769,8 +779,17 @@ class SshRemote:
             read = self._call("read", path, download, missing_ok=True)
             if isinstance(read, str):
                 return read
+            size = read
             with self._errors("read", path):
-                return common.retrying(lambda: stream(read), _is_dropped, RETRY_DELAYS)
+                try:
+                    return common.retrying(lambda: stream(size), _is_dropped, RETRY_DELAYS)
+                except paramiko.SSHException:
+                    pass  # no session to spare on the server now: this one over SFTP
+            read = self._call(
+                "read", path, lambda sftp: download(sftp, streams=False), missing_ok=True
+            )
+            assert isinstance(read, str)  # without streams, download reads the object itself
+            return read
 
     def _streams_work(self) -> bool:
         """Whether the server runs ``cat`` for us (not a server that only offers SFTP), asked

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -175,6 +176,42 @@ def test_non_regular_entries_are_no_objects(backend: Backend, tmp_path: Path, ma
         assert list(backend.remote.list("files/md5/")) == [object_key(real)]
         assert [k for k, _ in backend.remote.list_sizes("files/")] == [object_key(real)]
         assert verify_remote(backend.remote, progress=False) == []
+
+
+def test_a_tree_nested_deeper_than_any_key_is_no_internal_error(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A thousand folders inside one another under files/md5: walked to the bottom, each a
+    level of recursion, the listing overflowed Python's stack (an internal error)."""
+    if backend.name == "s3":
+        pytest.skip("S3 listings are flat")
+    root = remote_root(backend)
+    real = add_file(tmp_path / "cache", b"a real object")
+    Transfer(backend.remote, tmp_path / "cache", progress=False).push([real])
+    depth = sys.getrecursionlimit() + 100
+    folder = os.open(root / "files" / "md5", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=folder)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        os.close(os.open("deep", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=folder))
+    finally:
+        os.close(folder)
+    many = [object_key(f"{i:032x}") for i in range(100)]  # listed, not asked one by one
+
+    try:
+        with no_hang():
+            assert backend.remote.exists([object_key(real), *many]) == {object_key(real)}
+            assert list(backend.remote.list("files/md5/")) == [object_key(real)]
+            assert verify_remote(backend.remote, progress=False) == []
+    finally:
+        # shutil.rmtree recurses too: pytest could not remove the tree. Innermost first.
+        objects = root / "files" / "md5"
+        (objects / ("d/" * depth) / "deep").unlink()
+        for level in range(depth, 0, -1):
+            os.rmdir(objects / ("d/" * level))
 
 
 @pytest.mark.parametrize("level", ["files", "files/md5", "files/md5/FAN"])

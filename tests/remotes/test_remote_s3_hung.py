@@ -84,7 +84,7 @@ def test_a_stopped_endpoint_fails_the_push_in_one_line_then_the_next_push_comple
     assert sum(page.get("KeyCount", 0) for page in stored) == FILES + 1  # and the manifest
 
 
-@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf"])
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf", "1e12"])
 def test_a_timeout_that_is_no_positive_number_is_refused(
     project: Project, s3_endpoint: str, value: str, tmp_path: Path
 ) -> None:

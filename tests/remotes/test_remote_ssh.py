@@ -32,7 +32,13 @@ from repro.errors import CorruptObjectError, RemoteError, ReproError
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer
 from repro.remotes import open_remote
-from repro.remotes.ssh import MAX_CHANNELS, RETRY_DELAYS, STREAM_ABOVE, resolve_target
+from repro.remotes.ssh import (
+    MAX_CHANNELS,
+    MAX_STREAMS,
+    RETRY_DELAYS,
+    STREAM_ABOVE,
+    resolve_target,
+)
 
 
 def known_hosts(home: Path) -> Path:
@@ -172,6 +178,31 @@ def test_a_server_allowing_fewer_sessions_than_threads_still_works(
         finally:
             remote.close()
     assert (pushed.transferred, fetched.transferred) == (40, 40)
+
+
+def test_a_server_refusing_a_stream_session_has_big_objects_read_over_sftp(
+    home: Path, tmp_path: Path
+) -> None:
+    """A server allowing a session fewer than the channels and streams together: the first
+    stream opens (so streams are used), a later one is refused while SFTP channels hold the
+    other sessions. That object is read over SFTP; the refusal is no dropped connection."""
+    (tmp_path / "sshd").mkdir()
+    sessions = MAX_CHANNELS + MAX_STREAMS - 1
+    with running_sshd(tmp_path / "sshd", f"MaxSessions {sessions}\n") as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        big = [add_file(cache, os.urandom(STREAM_ABOVE + i)) for i in range(16)]
+        remote = open_remote(f"ssh://{SSH_ALIAS}{tmp_path}/remote", {})
+        try:
+            Transfer(remote, cache, jobs=MAX_CHANNELS, progress=False).push(big)
+            fetched = Transfer(remote, other, jobs=MAX_CHANNELS, progress=False).fetch(big)
+            assert remote._streams_ok  # type: ignore[attr-defined]
+        finally:
+            remote.close()
+    assert (fetched.transferred, fetched.failed) == (16, ())
+    assert all(
+        object_path(other, oid).read_bytes() == object_path(cache, oid).read_bytes() for oid in big
+    )
 
 
 def test_a_stopped_sshd_is_given_up_on_in_bounded_time(
