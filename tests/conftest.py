@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Generator, Iterator
@@ -24,6 +25,13 @@ from helpers import (
 
 if TYPE_CHECKING:
     import docker
+
+
+# A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored
+# across exec: every repro a test starts would then shrug off the Ctrl-C the test sends it.
+# A handler set here is reset to the default in each child instead.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -410,7 +410,9 @@ class DockerRunner:
             except docker.errors.NotFound:
                 continue  # removed meanwhile (Ctrl-C, or it finished)
             except docker.errors.APIError as exc:
-                if _still_running(container):
+                # "not running": it exited between the listing and the pause, as the engine
+                # says before its state shows it.
+                if "not running" not in _first_line(exc) and _still_running(container):
                     raise ReproError(
                         f"could not pause stage container {container.short_id} to check the "
                         f"workspace safely: {_first_line(exc)}; retry without -j"
