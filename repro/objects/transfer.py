@@ -128,6 +128,16 @@ class _Outcome:
         self.failed: list[Failure] = []
         self._bar = bar
 
+    @property
+    def settled(self) -> set[str]:
+        """The items that failed or were missing: another try would not help."""
+        return {f.object_id for f in self.failed} | set(self.missing)
+
+    def merge(self, other: _Outcome) -> None:
+        self.done.update(other.done)
+        self.missing += other.missing
+        self.failed += other.failed
+
     def record(self, results: list[Result]) -> None:
         nbytes = 0
         for item, result in results:
@@ -175,6 +185,8 @@ def _run(
 
 
 PutGroup = Callable[[Sequence[tuple[str, str]]], None]
+GetMany = Callable[[Sequence[tuple[str, str]]], Iterable[tuple[str, str]]]
+PutMany = Callable[[Sequence[tuple[str, str]]], Iterable[tuple[str, int]]]
 GroupAction = Callable[[list[str]], list[Result]]
 
 
@@ -342,6 +354,8 @@ class Transfer:
         bar = _Progress("push", self.progress)
         put_group: PutGroup | None = getattr(remote, "put_group", None)
         try:
+            bulk = self._push_many(to_upload, bar)
+            to_upload = [oid for oid in to_upload if oid not in bulk.done]
             if put_group is not None and remote.forkable:
                 first = _run_by_folder(
                     lambda group: self._upload_group(put_group, group),
@@ -352,6 +366,7 @@ class Transfer:
                 )
             else:
                 first = _run(self._upload, to_upload, jobs, bar, remote.forkable)
+            first.merge(bulk)
             stored = on_remote | first.done.keys()
             ready: list[str] = []
             for object_id, entries in manifests.items():
@@ -381,6 +396,80 @@ class Transfer:
             missing=tuple(missing + first.missing + second.missing),
             failed=tuple(failed + first.failed + second.failed),
         )
+
+    def _push_many(self, object_ids: Sequence[ObjectId], bar: _Progress) -> _Outcome:
+        """Upload what the remote's ``put_many`` takes (all of it, or none); the rest is left
+        to the object-by-object way."""
+        outcome = _Outcome(bar)
+        put_many: PutMany | None = getattr(self.remote, "put_many", None)
+        if put_many is None or not object_ids:
+            return outcome
+        keys = {object_key(oid): oid for oid in object_ids}
+        bar.add(len(keys))
+        results: list[Result] = []
+        try:
+            for key, size in put_many([(f"{self.cache_dir}/{key}", key) for key in keys]):
+                results.append((keys[key], size))
+                if len(results) >= BATCH:
+                    outcome.record(results)
+                    results = []
+        finally:
+            outcome.record(results)
+            bar.add(len(outcome.done) - len(keys))  # what is left is counted again by its way
+        return outcome
+
+    def _fetch_many(
+        self, object_ids: Sequence[ObjectId], bar: _Progress, final: Callable[[ObjectId], str]
+    ) -> _Outcome:
+        """Download what the remote's ``get_many`` gives into each object's ``final`` path,
+        each verified and renamed into place like one downloaded alone; the rest is left to
+        the object-by-object way."""
+        outcome = _Outcome(bar)
+        get_many: GetMany | None = getattr(self.remote, "get_many", None)
+        if get_many is None or not object_ids:
+            return outcome
+        wanted: dict[str, tuple[ObjectId, str, str]] = {}  # key -> (id, temp file, final)
+        made: set[str] = set()
+        for object_id in object_ids:
+            target = final(object_id)
+            folder, _, name = target.rpartition("/")
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            wanted[object_key(object_id)] = (object_id, f"{folder}/{temp_name(name)}", target)
+        bar.add(len(wanted))
+        results: list[Result] = []
+        try:
+            for key, md5 in get_many([(key, tmp) for key, (_oid, tmp, _end) in wanted.items()]):
+                object_id, tmp, target = wanted.pop(key)
+                results.append((object_id, self._place(object_id, md5, tmp, target)))
+                if len(results) >= BATCH:
+                    outcome.record(results)
+                    results = []
+        finally:
+            outcome.record(results)
+            bar.add(-len(wanted))  # counted again by the way that takes them
+            for _object_id, tmp, _target in wanted.values():  # what a failed stream began
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return outcome
+
+    def _place(self, object_id: ObjectId, md5: str, tmp: str, target: str) -> int | ReproError:
+        """Rename a downloaded object into place if its bytes hash to its id (and a manifest's
+        pass parse_manifest); else remove it and say why."""
+        try:
+            if md5 != content_md5(object_id):
+                raise CorruptObjectError(object_id, self.remote.url)
+            if is_manifest(object_id):
+                with open(tmp, "rb") as handle:
+                    _entries(handle.read(), object_id, self.remote.url)
+        except ReproError as exc:
+            os.unlink(tmp)
+            return exc
+        os.chmod(tmp, 0o444)
+        size = os.stat(tmp).st_size
+        os.replace(tmp, target)
+        return size
 
     def _upload(self, object_id: ObjectId) -> int:
         key = object_key(object_id)
@@ -414,13 +503,15 @@ class Transfer:
         entries: dict[str, list[str]] = {}
         try:
             # Manifests first: only they tell which files a directory needs.
+            early = self._fetch_many(absent, bar, lambda oid: str(self._pending_path(oid)))
             first = _run(
                 lambda oid: self._download(oid, str(self._pending_path(oid))),
-                absent,
+                [oid for oid in absent if oid not in early.done and oid not in early.settled],
                 jobs,
                 bar,
                 remote.forkable,
             )
+            first.merge(early)
             failed = list(first.failed)
             unusable = set(first.missing) | {f.object_id for f in failed}
             for object_id in manifests:
@@ -437,7 +528,10 @@ class Transfer:
             files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
             held = held_objects(cache_dir, files)
             todo = [oid for oid in files if oid not in held]
-            second = _run_by_folder(self._download_group, todo, jobs, bar, remote.forkable)
+            bulk = self._fetch_many(todo, bar, lambda oid: f"{cache_dir}/{object_key(oid)}")
+            rest = [oid for oid in todo if oid not in bulk.done and oid not in bulk.settled]
+            second = _run_by_folder(self._download_group, rest, jobs, bar, remote.forkable)
+            second.merge(bulk)
         finally:
             bar.close()
             # Even after an error: a manifest whose files all arrived takes its name, and no

@@ -11,7 +11,7 @@ file handle); a refusal such as permission denied is raised at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Protocol
@@ -51,3 +51,18 @@ class Remote(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class ManyAtOnce(Protocol):
+    """What a backend may add when it moves many objects faster together than one by one
+    (ssh: one ``tar`` stream instead of round trips per object). Optional: the transfer layer
+    looks for these methods; whatever they do not yield, it moves one by one with ``get`` and
+    ``put``, so a backend may yield nothing where its way does not work."""
+
+    def get_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """Download each (key, dest file) pair's key into its file; yield (key, md5 of the
+        bytes written) for each, as ``get`` returns it. A dest not yielded may hold a part."""
+
+    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+        """Upload each (source file, key) pair, atomically as ``put`` does; yield (key, bytes
+        sent) once it is in place."""

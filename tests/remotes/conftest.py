@@ -95,3 +95,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, home: Path) -> Itera
         yield made
     finally:
         made.remote.close()
+
+
+@pytest.fixture
+def no_openssh_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH without OpenSSH's client, as on a host that lacks it: ssh transfers then go
+    object by object through paramiko. Every other program stays within reach."""
+    shadows = tmp_path / "path-without-ssh"
+    folders = []
+    for number, folder in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if not (Path(folder) / "ssh").exists():
+            folders.append(folder)
+            continue
+        shadow = shadows / str(number)
+        shadow.mkdir(parents=True)
+        for entry in Path(folder).iterdir():
+            if entry.name != "ssh":
+                (shadow / entry.name).symlink_to(entry)
+        folders.append(str(shadow))
+    monkeypatch.setenv("PATH", os.pathsep.join(folders))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -130,6 +131,24 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def cut_connections(server: SshServer, listener_too: bool = False) -> int:
+    """SIGKILL the processes serving the server's connections (and the listener itself);
+    return how many there were."""
+    # Stopped, the listener forks no new session while we look for them; and killed only
+    # after them, since its orphans would no longer be its descendants.
+    os.kill(server.pid, signal.SIGSTOP)
+    sessions = descendants(server.pid)
+    for pid in sessions:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    os.kill(server.pid, signal.SIGKILL if listener_too else signal.SIGCONT)
+    return len(sessions)
+
+
+def logins(server: SshServer) -> int:
+    return sum("Accepted publickey" in line for line in server.log)
 
 
 def trust_sshd(home: Path, server: SshServer) -> None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import signal
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import Project, cli
 from remotes.remote_helpers import objects_in, ssh_project, start_push
-from remotes.remote_servers import SshServer, descendants, running_sshd
+from remotes.remote_servers import cut_connections, logins, running_sshd
 
 import repro.remotes.common
 from repro.errors import RemoteError
@@ -31,26 +29,8 @@ FILES = 2000
 KEY = "files/md5/ab/cdef0123456789abcdef0123456789"
 
 
-def cut_connections(server: SshServer, listener_too: bool = False) -> int:
-    """SIGKILL the processes serving the server's connections (and the listener itself);
-    return how many there were."""
-    # Stopped, the listener forks no new session while we look for them; and killed only
-    # after them, since its orphans would no longer be its descendants.
-    os.kill(server.pid, signal.SIGSTOP)
-    sessions = descendants(server.pid)
-    for pid in sessions:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    os.kill(server.pid, signal.SIGKILL if listener_too else signal.SIGCONT)
-    return len(sessions)
-
-
 def leftovers_in(remote: Path) -> list[Path]:
     return [p for p in remote.rglob(".repro-tmp-*") if p.is_file()]
-
-
-def logins(server: SshServer) -> int:
-    return sum("Accepted publickey" in line for line in server.log)
 
 
 def test_ssh_push_survives_dropped_connections(

@@ -146,6 +146,7 @@ def test_options_beat_the_url_which_beats_ssh_config(home: Path) -> None:
         resolve_target("ssh://box:http/srv", {})
 
 
+@pytest.mark.usefixtures("no_openssh_client")
 def test_more_threads_than_channels_share_one_connection(
     sshd: SshServer, home: Path, tmp_path: Path
 ) -> None:
@@ -161,6 +162,7 @@ def test_more_threads_than_channels_share_one_connection(
     assert (pushed.transferred, fetched.transferred) == (120, 120)
 
 
+@pytest.mark.usefixtures("no_openssh_client")
 def test_a_server_allowing_fewer_sessions_than_threads_still_works(
     home: Path, tmp_path: Path
 ) -> None:
@@ -180,6 +182,7 @@ def test_a_server_allowing_fewer_sessions_than_threads_still_works(
     assert (pushed.transferred, fetched.transferred) == (40, 40)
 
 
+@pytest.mark.usefixtures("no_openssh_client")
 def test_a_server_refusing_a_stream_session_has_big_objects_read_over_sftp(
     home: Path, tmp_path: Path
 ) -> None:
@@ -245,12 +248,16 @@ def test_timeout_must_be_a_number_of_seconds(home: Path) -> None:
     assert resolve_target("ssh://box/srv", {"timeout": "2.5"}).timeout == 2.5
 
 
-@pytest.mark.parametrize("sftp_only", [False, True], ids=["streamed", "sftp-only server"])
+@pytest.mark.parametrize("way", ["tar", "cat", "sftp"])
 def test_big_objects_corrupt_or_truncated_are_never_accepted(
-    home: Path, tmp_path: Path, sftp_only: bool
+    home: Path, tmp_path: Path, way: str, request: pytest.FixtureRequest
 ) -> None:
-    """Big objects come as a stream from ``cat``, or over SFTP from a server that runs no
-    commands; either way their bytes are hashed on the way in and checked."""
+    """Big objects come in a tar stream through OpenSSH's client, as a stream from ``cat``
+    through paramiko on a host without that client, or over SFTP from a server that runs no
+    commands; whichever way, their bytes are hashed on the way in and checked."""
+    sftp_only = way == "sftp"
+    if way == "cat":
+        request.getfixturevalue("no_openssh_client")
     config = "ForceCommand internal-sftp\n" if sftp_only else ""
     with running_sshd(tmp_path / "sshd", config) as server:
         trust_sshd(home, server)
@@ -267,7 +274,8 @@ def test_big_objects_corrupt_or_truncated_are_never_accepted(
             whole = object_path(cache, truncated).read_bytes()
             (stored / object_key(truncated)).write_bytes(whole[: STREAM_ABOVE + 10])  # still big
             summary = Transfer(remote, other, progress=False).fetch([good, flipped, truncated])
-            assert remote._streams_ok is not sftp_only  # type: ignore[attr-defined]
+            assert remote._openssh is (way == "tar")  # type: ignore[attr-defined]
+            assert remote._streams_ok is {"tar": None, "cat": True, "sftp": False}[way]  # type: ignore[attr-defined]
         finally:
             remote.close()
     assert summary.transferred == 1

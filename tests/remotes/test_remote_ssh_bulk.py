@@ -1,0 +1,424 @@
+"""Many objects at once over ssh: one ``tar`` stream through OpenSSH's client. What the stream
+reader accepts, the way on a BusyBox server, and what happens when that way is missing,
+hostile, cut or silent: paramiko's object-by-object way takes over, or the transfer resumes,
+or it stops in bounded time, and no byte that does not hash to its name is ever kept."""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from remotes.remote_helpers import add_file, cached_files, many_files
+from remotes.remote_servers import (
+    SSH_ALIAS,
+    SshServer,
+    cut_connections,
+    descendants,
+    logins,
+    running_sshd,
+    trust_sshd,
+)
+
+from repro.errors import CorruptObjectError, RemoteError
+from repro.objects.ids import object_key, object_path
+from repro.objects.transfer import Transfer, TransferSummary
+from repro.remotes import open_remote, openssh, tarstream
+from repro.remotes.ssh import PUSH_STAGING, RETRY_DELAYS, SshRemote
+
+
+def open_ssh(root: Path, options: dict[str, str] | None = None) -> SshRemote:
+    remote = open_remote(f"ssh://{SSH_ALIAS}{root}", options or {})
+    assert isinstance(remote, SshRemote)
+    return remote
+
+
+def push_and_fetch(
+    store: Path, cache: Path, other: Path, files: list[str]
+) -> tuple[TransferSummary, TransferSummary, bool | None]:
+    """Push ``files`` from ``cache`` to the ssh remote at ``store`` and fetch them into
+    ``other``; the two summaries, and whether OpenSSH's way was taken."""
+    remote = open_ssh(store)
+    try:
+        pushed = Transfer(remote, cache, progress=False).push(files)
+        fetched = Transfer(remote, other, progress=False).fetch(files)
+        return pushed, fetched, remote._openssh
+    finally:
+        remote.close()
+
+
+def same_objects(cache: Path, other: Path, ids: list[str]) -> bool:
+    return all(
+        object_path(other, oid).read_bytes() == object_path(cache, oid).read_bytes() for oid in ids
+    )
+
+
+# -- the stream reader and writer, against GNU tar ------------------------------------------------
+def test_what_we_write_gnu_tar_reads_and_what_it_writes_we_read(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    names = ["files/md5/ab/" + "c" * 30, "d" * 120, "files/md5/ab/big"]  # a long name too
+    for i, name in enumerate(names):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(os.urandom(70_000 * i + 5))
+    ours = tmp_path / "ours.tar"
+    with open(ours, "wb") as out:
+        for name in names:
+            tarstream.write_member(out, name, str(tree / name), 1_700_000_000, lambda _n: None)
+        tarstream.end(out)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xf", str(ours), "-C", str(unpacked)], check=True)
+    assert all((unpacked / n).read_bytes() == (tree / n).read_bytes() for n in names)
+
+    for form in ("gnu", "posix", "ustar"):
+        listed = ",".join(n for n in names if form != "ustar" or len(n) <= 100)
+        theirs = subprocess.run(
+            ["tar", f"--format={form}", "-cf", "-", *listed.split(",")],
+            cwd=tree,
+            capture_output=True,
+            check=True,
+        ).stdout
+        reader = tarstream.Reader(io.BytesIO(theirs + theirs))  # two archives in a row
+        read = []
+        while (member := reader.next()) is not None:
+            read.append((member.name, b"".join(reader.data())))
+        expected = [(n, (tree / n).read_bytes()) for n in listed.split(",")]
+        assert read == expected * 2, form
+
+
+def test_the_reader_refuses_a_malformed_or_cut_stream(tmp_path: Path) -> None:
+    source = tmp_path / "object"
+    source.write_bytes(b"x" * 3000)
+    whole = io.BytesIO()
+    tarstream.write_member(whole, "files/md5/ab/cd", str(source), 0, lambda _n: None)
+    data = whole.getvalue()
+
+    def read_all(stream: bytes) -> list[tuple[str, bytes]]:
+        reader = tarstream.Reader(io.BytesIO(stream))
+        return [(m.name, b"".join(reader.data())) for m in iter(reader.next, None)]
+
+    assert read_all(data) == [("files/md5/ab/cd", b"x" * 3000)]
+    flipped = bytearray(data)
+    flipped[5] ^= 1  # a header byte: its checksum no longer matches
+    with pytest.raises(tarstream.TarFormatError, match="checksum"):
+        read_all(bytes(flipped))
+    with pytest.raises(tarstream.TarFormatError, match="ended inside"):
+        read_all(data[:2000])
+    with pytest.raises(tarstream.TarFormatError, match="ended inside a header"):
+        read_all(data[:100])
+    huge = tarfile.TarInfo("././@LongLink")
+    huge.type = b"L"  # a GNU long name claiming a megabyte
+    huge.size = 1 << 20
+    with pytest.raises(tarstream.TarFormatError, match="meta-entry"):
+        read_all(huge.tobuf(tarfile.USTAR_FORMAT) + bytes(1 << 20))
+
+
+def test_a_big_size_in_base_256_is_read() -> None:
+    assert tarstream._number(b"\x80" + (9 << 30).to_bytes(11, "big")) == 9 << 30
+    assert tarstream._number(b"00000000017\0") == 15
+
+
+# -- the way itself, on a real sshd ---------------------------------------------------------------
+def test_many_objects_go_in_one_stream_each_way(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 300) + [add_file(cache, os.urandom(3 << 20))]
+    remote = open_ssh(tmp_path / "remote")
+    before = logins(sshd)
+    try:
+        pushed = Transfer(remote, cache, progress=False).push(files)
+        fetched = Transfer(remote, other, progress=False).fetch(files)
+        assert remote._openssh is True
+    finally:
+        remote.close()
+    assert (pushed.transferred, pushed.failed, fetched.transferred, fetched.failed) == (
+        301,
+        (),
+        301,
+        (),
+    )
+    assert same_objects(cache, other, files)
+    # paramiko's listing for the push, one session to push, one to fetch.
+    assert logins(sshd) - before == 3
+    assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(PUSH_STAGING)]
+    assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
+
+
+def test_a_busybox_server_takes_the_same_way(home: Path, tmp_path: Path) -> None:
+    """sh, tar, xargs, cp, mv and find all BusyBox's on the server (no GNU tar's -T there)."""
+    busybox = shutil.which("busybox")
+    assert busybox, "no busybox: run scripts/ensure-tools.sh busybox"
+    userland = tmp_path / "busybox-bin"
+    userland.mkdir()
+    for tool in ("sh", "tar", "xargs", "cp", "mv", "find", "mkdir", "rm", "sleep", "cat"):
+        (userland / tool).symlink_to(busybox)
+    with running_sshd(tmp_path / "sshd", f"SetEnv PATH={userland}\n") as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        files = many_files(cache, 200)
+        pushed, fetched, openssh_way = push_and_fetch(tmp_path / "remote", cache, other, files)
+    assert openssh_way is True
+    assert (pushed.transferred, fetched.transferred, fetched.failed) == (200, 200, ())
+    assert same_objects(cache, other, files)
+
+
+def test_a_push_killed_midway_names_no_partial_object_and_its_leftovers_go_after_a_day(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    store = tmp_path / "remote"
+    store.mkdir()
+    stale = store / f"{PUSH_STAGING}stale"
+    (stale / "files").mkdir(parents=True)
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    recent = store / f"{PUSH_STAGING}recent"  # perhaps another push's, still running
+    recent.mkdir()
+    cache = tmp_path / "cache"
+    files = [add_file(cache, os.urandom(256 << 10)) for _ in range(64)]
+    remote = open_ssh(store)
+    script = remote._placing_script([object_key(oid) for oid in files])
+    argv = openssh.command_line(remote.target, f"sh -c {shlex.quote(script)}")
+    assert argv is not None
+    command = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert command.stdin is not None
+    for oid in files[:10]:
+        source = str(object_path(cache, oid))
+        tarstream.write_member(command.stdin, object_key(oid), source, 0, lambda _n: None)
+    # The eleventh object's header, then less than half of its bytes.
+    command.stdin.write(tarstream.header(object_key(files[10]), 256 << 10, 0) + bytes(100 << 10))
+    command.stdin.flush()
+    time.sleep(0.5)
+    command.kill()  # the client dies mid-object, as on a lost connection
+    command.wait()
+    time.sleep(0.5)
+    assert not (store / "files").exists()  # nothing took a name, not even the whole ten
+    try:
+        pushed = Transfer(remote, cache, progress=False).push(files)
+    finally:
+        remote.close()
+    assert pushed.transferred == 64
+    assert not stale.exists() and recent.exists()
+
+
+# -- when that way is missing or hostile ---------------------------------------------------------
+@pytest.mark.parametrize("lacking", ["a server running no commands", "a host without ssh"])
+def test_where_that_way_is_missing_paramiko_moves_objects_one_by_one(
+    home: Path, tmp_path: Path, lacking: str, request: pytest.FixtureRequest
+) -> None:
+    config = "ForceCommand internal-sftp\n" if "server" in lacking else ""
+    if "host" in lacking:
+        request.getfixturevalue("no_openssh_client")
+    with running_sshd(tmp_path / "sshd", config) as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        files = many_files(cache, 50)
+        pushed, fetched, openssh_way = push_and_fetch(tmp_path / "remote", cache, other, files)
+    assert openssh_way is False
+    assert (pushed.transferred, fetched.transferred) == (50, 50)
+    assert same_objects(cache, other, files)
+
+
+HOSTILE_TAR = """#!{python}
+import io, sys, tarfile, time
+kind = {kind!r}
+names = sys.stdin.read().split() if sys.argv[1:2] != ["-xof"] else []
+names += [a for a in sys.argv[1:] if a.startswith("files/")]  # xargs passes them as arguments
+out = sys.stdout.buffer
+def member(name, data, kind=tarfile.REGTYPE):
+    info = tarfile.TarInfo(name)
+    info.size, info.type = len(data), kind
+    out.write(info.tobuf(tarfile.GNU_FORMAT))
+    out.write(data + bytes(-len(data) % 512))
+if kind == "garbage":
+    out.write(b"this is no tar stream " * 100)
+elif kind == "escaping":
+    member("../../escaped", b"owned")
+    member({outside!r}, b"owned")
+    for name in names:
+        member(name, b"", tarfile.SYMTYPE)
+elif kind == "lying":
+    for name in names:
+        member(name, b"forged bytes")
+elif kind == "cut":
+    info = tarfile.TarInfo(names[0])
+    info.size = 4096
+    out.write(info.tobuf(tarfile.GNU_FORMAT) + b"only a part")
+elif kind == "silent":
+    out.flush()
+    time.sleep(30)
+out.flush()
+"""
+
+
+def pushed_store(tmp_path: Path, cache: Path, files: list[str]) -> Path:
+    """A store on the server (its honest tar), holding ``files``."""
+    store = tmp_path / "remote"
+    remote = open_ssh(store)
+    try:
+        assert Transfer(remote, cache, progress=False).push(files).ok
+    finally:
+        remote.close()
+    return store
+
+
+def hostile_server(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A folder with a ``tar`` that answers as ``kind`` says, and the sshd line that puts it
+    first on the PATH of every session."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    script = HOSTILE_TAR.format(python=sys.executable, kind=kind, outside=str(tmp_path / "abs"))
+    (fake / "tar").write_text(script)
+    (fake / "tar").chmod(0o755)
+    return fake, f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "escaping", "cut", "silent"])
+def test_a_hostile_tar_on_the_server_hands_over_to_paramiko(
+    home: Path, tmp_path: Path, sshd: SshServer, kind: str
+) -> None:
+    """The objects are sound on the server; its tar lies about them. Nothing it says is
+    written anywhere but a temp file of ours, and paramiko's way then fetches them."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 40)
+    store = pushed_store(tmp_path, cache, files)
+    _fake, setenv = hostile_server(tmp_path, kind)
+    timeout = 2.0
+    with running_sshd(tmp_path / "hostile-sshd", setenv) as server:
+        trust_sshd(home, server)
+        remote = open_ssh(store, {"timeout": str(timeout)})
+        started = time.monotonic()
+        try:
+            fetched = Transfer(remote, other, progress=False).fetch(files)
+        finally:
+            remote.close()
+        took = time.monotonic() - started
+    assert (fetched.transferred, fetched.failed) == (40, ())
+    assert same_objects(cache, other, files)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "abs").exists()
+    assert not [p for p in cached_files(other) if p.name.startswith(".")]
+    if kind == "silent":
+        assert timeout <= took < timeout + 15  # the watchdog, then paramiko's way
+
+
+def test_a_tar_whose_bytes_lie_is_refused_object_by_object(
+    home: Path, tmp_path: Path, sshd: SshServer
+) -> None:
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 20)
+    store = pushed_store(tmp_path, cache, files)
+    _fake, setenv = hostile_server(tmp_path, "lying")
+    with running_sshd(tmp_path / "hostile-sshd", setenv) as server:
+        trust_sshd(home, server)
+        remote = open_ssh(store)
+        try:
+            fetched = Transfer(remote, other, progress=False).fetch(files)
+        finally:
+            remote.close()
+    assert fetched.transferred == 0
+    assert sorted(f.object_id for f in fetched.failed) == sorted(files)
+    assert all(isinstance(f.error, CorruptObjectError) for f in fetched.failed)
+    assert cached_files(other) == []
+
+
+# -- cut or silent midway -------------------------------------------------------------------------
+def _fetch_in_thread(
+    remote: SshRemote, other: Path, files: list[str]
+) -> tuple[threading.Thread, list[object]]:
+    result: list[object] = []
+
+    def fetch() -> None:
+        try:
+            result.append(Transfer(remote, other, progress=False).fetch(files))
+        except RemoteError as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    return thread, result
+
+
+def _wait_for_objects(other: Path, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len([p for p in cached_files(other) if not p.name.startswith(".")]) < count:
+        assert time.monotonic() < deadline, "the fetch moved nothing in 60 s"
+        time.sleep(0.01)
+
+
+def test_a_stream_cut_midway_resumes_with_what_is_left(home: Path, tmp_path: Path) -> None:
+    with running_sshd(tmp_path / "sshd") as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        files = [add_file(cache, os.urandom(64 << 10)) for _ in range(4000)]
+        remote = open_ssh(tmp_path / "remote")
+        try:
+            Transfer(remote, cache, progress=False).push(files)
+        finally:
+            remote.close()
+        before = logins(server)
+        remote = open_ssh(tmp_path / "remote")  # no connection of paramiko's: only the stream's
+        try:
+            thread, result = _fetch_in_thread(remote, other, files)
+            _wait_for_objects(other, 200)
+            assert cut_connections(server) > 0
+            cut_when = len(cached_files(other))
+            thread.join(timeout=120)
+            assert remote._openssh is True  # resumed the same way, not handed over
+        finally:
+            remote.close()
+    (fetched,) = result
+    assert not isinstance(fetched, RemoteError), fetched
+    assert (fetched.transferred, fetched.failed) == (4000, ())  # type: ignore[attr-defined]
+    assert cut_when < 4000
+    assert same_objects(cache, other, files)
+    assert logins(server) - before == 2
+
+
+def test_a_server_stopped_midway_is_given_up_on_in_bounded_time(home: Path, tmp_path: Path) -> None:
+    timeout = 1.0
+    bound = (len(RETRY_DELAYS) + 1) * timeout + sum(RETRY_DELAYS)
+    with running_sshd(tmp_path / "sshd") as server:
+        trust_sshd(home, server)
+        cache, other = tmp_path / "cache", tmp_path / "other"
+        files = [add_file(cache, os.urandom(64 << 10)) for _ in range(1500)]
+        remote = open_ssh(tmp_path / "remote", {"timeout": str(timeout)})
+        try:
+            Transfer(remote, cache, progress=False).push(files)
+            thread, result = _fetch_in_thread(remote, other, files)
+            _wait_for_objects(other, 200)
+            stopped = [server.pid, *descendants(server.pid)]
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            started = time.monotonic()
+            try:
+                thread.join(timeout=bound + 30)
+                waited = time.monotonic() - started
+            finally:
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
+        finally:
+            remote.close()
+        (error,) = result
+        assert isinstance(error, RemoteError), error
+        assert "did not answer" in str(error) and "run the command again" in str(error)
+        assert waited < bound + 5
+        assert not [p for p in cached_files(other) if p.name.startswith(".")]
+        # Resumed, the server serves the next fetch, which finishes the work.
+        remote = open_ssh(tmp_path / "remote")
+        try:
+            fetched = Transfer(remote, other, progress=False).fetch(files)
+        finally:
+            remote.close()
+    assert fetched.failed == () and same_objects(cache, other, files)
