@@ -936,7 +936,6 @@ class SshRemote:
         staging = shlex.quote(f"{PUSH_STAGING}{os.urandom(8).hex()}")
         root = shlex.quote(self.target.root)
         beat = max(1, int(self.target.timeout / 3))
-        sources = " ".join('"$S"/' + shlex.quote(top) for top in tops)
         return "\n".join(
             [
                 f"mkdir -p -- {root} && cd -- {root} || exit 1",
@@ -945,17 +944,24 @@ class SshRemote:
                 "trap 'kill \"$BEAT\" 2>/dev/null' EXIT",
                 f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
                 "2>/dev/null",
-                f"S={staging}",
+                f"S={staging} UNLINKED=",
                 'mkdir -- "$S" && (cd -- "$S" && exec tar -xof -) || { rm -rf -- "$S"; exit 1; }',
                 f"for D in {' '.join(map(shlex.quote, ways))}; do",
                 '  if [ -L "$D" ] || { [ -e "$D" ] && [ ! -d "$D" ]; }; then',
                 '    echo "$D is no folder" >&2; rm -rf -- "$S"; exit 3',
                 "  fi",
                 "done",
-                # Hard links: each object takes its name whole, in one step. Where cp cannot
-                # link (macOS), a rename per object.
-                f"cp -Rlf -- {sources} . 2>/dev/null ||",
-                f"for F in {' '.join(map(shlex.quote, folders))}; do",
+                # A top folder the remote lacks (a first push) moves in one rename; into one
+                # it has, hard links: each object takes its name whole, in one step. Where cp
+                # cannot link (macOS), a rename per object.
+                f"for T in {' '.join(map(shlex.quote, tops))}; do",
+                '  if [ ! -e "$T" ] && [ ! -L "$T" ] && mv -T -- "$S/$T" "$T" 2>/dev/null; then',
+                "    continue",
+                "  fi",
+                '  cp -Rlf -- "$S/$T" . 2>/dev/null || UNLINKED=1',
+                "done",
+                f'[ -z "$UNLINKED" ] || for F in {" ".join(map(shlex.quote, folders))}; do',
+                '  [ -d "$S/$F" ] || continue',
                 '  mkdir -p -- "$F" && mv -f -- "$S/$F"/* "$F"/ || { rm -rf -- "$S"; exit 1; }',
                 "done",
                 'rm -rf -- "$S"',

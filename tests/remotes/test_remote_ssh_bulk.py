@@ -44,16 +44,20 @@ def open_ssh(root: Path, options: dict[str, str] | None = None) -> SshRemote:
 
 def push_and_fetch(
     store: Path, cache: Path, other: Path, files: list[str]
-) -> tuple[TransferSummary, TransferSummary, bool | None]:
+) -> tuple[TransferSummary, TransferSummary, tuple[bool | None, bool | None]]:
     """Push ``files`` from ``cache`` to the ssh remote at ``store`` and fetch them into
-    ``other``; the two summaries, and whether OpenSSH's way was taken."""
-    remote = open_ssh(store)
-    try:
-        pushed = Transfer(remote, cache, progress=False).push(files)
-        fetched = Transfer(remote, other, progress=False).fetch(files)
-        return pushed, fetched, remote._openssh
-    finally:
-        remote.close()
+    ``other``; the two summaries, and whether OpenSSH's way was taken by each."""
+    ways = []
+    summaries = []
+    for transfer in (Transfer.push, Transfer.fetch):
+        remote = open_ssh(store)
+        try:
+            summaries.append(transfer(Transfer(remote, cache, progress=False), files))
+            ways.append(remote._openssh)
+        finally:
+            remote.close()
+        cache = other
+    return summaries[0], summaries[1], (ways[0], ways[1])
 
 
 def same_objects(cache: Path, other: Path, ids: list[str]) -> bool:
@@ -155,22 +159,37 @@ def test_many_objects_go_in_one_stream_each_way(
     assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
 
 
-def test_a_busybox_server_takes_the_same_way(home: Path, tmp_path: Path) -> None:
-    """sh, tar, xargs, cp, mv and find all BusyBox's on the server (no GNU tar's -T there)."""
+@pytest.mark.parametrize("cp_links", [True, False], ids=["busybox", "no cp -l, no mv -T"])
+def test_a_busybox_server_takes_the_same_way(home: Path, tmp_path: Path, cp_links: bool) -> None:
+    """sh, tar, xargs, cp, mv and find all BusyBox's on the server (no GNU tar's -T there);
+    or, as on macOS, a cp that cannot link and a mv without -T: a rename per object."""
     busybox = shutil.which("busybox")
     assert busybox, "no busybox: run scripts/ensure-tools.sh busybox"
     userland = tmp_path / "busybox-bin"
     userland.mkdir()
     for tool in ("sh", "tar", "xargs", "cp", "mv", "find", "mkdir", "rm", "sleep", "cat"):
         (userland / tool).symlink_to(busybox)
+    if not cp_links:
+        for tool, refused in (("cp", "*l*"), ("mv", "-T")):
+            (userland / tool).unlink()
+            (userland / tool).write_text(
+                f'#!{busybox} sh\ncase "$1" in {refused}) exit 1;; esac\n'
+                f'exec {busybox} {tool} "$@"\n'
+            )
+            (userland / tool).chmod(0o755)
     with running_sshd(tmp_path / "sshd", f"SetEnv PATH={userland}\n") as server:
         trust_sshd(home, server)
         cache, other = tmp_path / "cache", tmp_path / "other"
         files = many_files(cache, 200)
-        pushed, fetched, openssh_way = push_and_fetch(tmp_path / "remote", cache, other, files)
-    assert openssh_way is True
-    assert (pushed.transferred, fetched.transferred, fetched.failed) == (200, 200, ())
+        store = tmp_path / "remote"
+        # The first push makes the layout; the second adds to folders that exist.
+        first, _fetched, _way = push_and_fetch(store, cache, tmp_path / "first", files[:50])
+        pushed, fetched, openssh_way = push_and_fetch(store, cache, other, files)
+    assert openssh_way == (True, True)
+    assert (first.transferred, pushed.transferred, pushed.already_present) == (50, 150, 50)
+    assert (fetched.transferred, fetched.failed) == (200, ())
     assert same_objects(cache, other, files)
+    assert [p.name for p in store.iterdir()] == ["files"]  # no staging folder left
 
 
 def test_a_push_killed_midway_names_no_partial_object_and_its_leftovers_go_after_a_day(
@@ -224,7 +243,7 @@ def test_where_that_way_is_missing_paramiko_moves_objects_one_by_one(
         cache, other = tmp_path / "cache", tmp_path / "other"
         files = many_files(cache, 50)
         pushed, fetched, openssh_way = push_and_fetch(tmp_path / "remote", cache, other, files)
-    assert openssh_way is False
+    assert openssh_way == (False, False)
     assert (pushed.transferred, fetched.transferred) == (50, 50)
     assert same_objects(cache, other, files)
 
