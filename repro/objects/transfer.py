@@ -185,7 +185,7 @@ def _run(
 
 
 PutGroup = Callable[[Sequence[tuple[str, str]]], None]
-GetMany = Callable[[Sequence[tuple[str, str]]], Iterable[tuple[str, str]]]
+GetMany = Callable[[Sequence[tuple[str, str]], bool], Iterable[tuple[str, str]]]
 PutMany = Callable[[Sequence[tuple[str, str]]], Iterable[tuple[str, int]]]
 GroupAction = Callable[[list[str]], list[Result]]
 
@@ -419,11 +419,15 @@ class Transfer:
         return outcome
 
     def _fetch_many(
-        self, object_ids: Sequence[ObjectId], bar: _Progress, final: Callable[[ObjectId], str]
+        self,
+        object_ids: Sequence[ObjectId],
+        bar: _Progress,
+        final: Callable[[ObjectId], str],
+        more: bool = False,
     ) -> _Outcome:
         """Download what the remote's ``get_many`` gives into each object's ``final`` path,
         each verified and renamed into place like one downloaded alone; the rest is left to
-        the object-by-object way."""
+        the object-by-object way. ``more``: another call follows (get_many's hint)."""
         outcome = _Outcome(bar)
         get_many: GetMany | None = getattr(self.remote, "get_many", None)
         if get_many is None or not object_ids:
@@ -440,7 +444,8 @@ class Transfer:
         bar.add(len(wanted))
         results: list[Result] = []
         try:
-            for key, md5 in get_many([(key, tmp) for key, (_oid, tmp, _end) in wanted.items()]):
+            pairs = [(key, tmp) for key, (_oid, tmp, _end) in wanted.items()]
+            for key, md5 in get_many(pairs, more):
                 object_id, tmp, target = wanted.pop(key)
                 results.append((object_id, self._place(object_id, md5, tmp, target)))
                 if len(results) >= BATCH:
@@ -503,7 +508,9 @@ class Transfer:
         entries: dict[str, list[str]] = {}
         try:
             # Manifests first: only they tell which files a directory needs.
-            early = self._fetch_many(absent, bar, lambda oid: str(self._pending_path(oid)))
+            early = self._fetch_many(
+                absent, bar, lambda oid: str(self._pending_path(oid)), more=True
+            )
             first = _run(
                 lambda oid: self._download(oid, str(self._pending_path(oid))),
                 [oid for oid in absent if oid not in early.done and oid not in early.settled],

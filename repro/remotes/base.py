@@ -59,9 +59,12 @@ class ManyAtOnce(Protocol):
     looks for these methods; whatever they do not yield, it moves one by one with ``get`` and
     ``put``, so a backend may yield nothing where its way does not work."""
 
-    def get_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    def get_many(
+        self, items: Sequence[tuple[str, str]], more: bool = False
+    ) -> Iterator[tuple[str, str]]:
         """Download each (key, dest file) pair's key into its file; yield (key, md5 of the
-        bytes written) for each, as ``get`` returns it. A dest not yielded may hold a part."""
+        bytes written) for each, as ``get`` returns it. A dest not yielded may hold a part.
+        ``more`` says another call follows soon, which the backend may prepare for."""
 
     def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
         """Upload each (source file, key) pair, atomically as ``put`` does; yield (key, bytes

@@ -104,9 +104,10 @@ class Session:
     once nothing moved on them for ``timeout`` seconds (the caller says when something did,
     with ``touch``). Its stderr is drained in the background, the start of it kept."""
 
-    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+    def __init__(self, argv: Sequence[str], timeout: float, armed: bool = True) -> None:
         self._timeout = timeout
         self._last = time.monotonic()
+        self._armed = armed  # a session started ahead waits, silent, until it is used
         self.silent = False
         self._stderr = bytearray()
         self._process = subprocess.Popen(
@@ -134,6 +135,11 @@ class Session:
     def touch(self, _amount: int = 0) -> None:
         self._last = time.monotonic()
 
+    def arm(self) -> None:
+        """From now on, silence counts."""
+        self.touch()
+        self._armed = True
+
     def _drain(self) -> None:
         stream = self._process.stderr
         assert stream is not None
@@ -143,7 +149,7 @@ class Session:
 
     def _watch(self) -> None:
         while not self._done.wait(min(1.0, self._timeout / 4)):
-            if time.monotonic() - self._last > self._timeout:
+            if self._armed and time.monotonic() - self._last > self._timeout:
                 self.silent = True
                 self._process.kill()
                 return

@@ -29,7 +29,7 @@ import shlex
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -552,6 +552,7 @@ class SshRemote:
         # Whether OpenSSH's client moves many objects at once here: None until it did or
         # failed a first time.
         self._openssh: bool | None = None
+        self._spare: openssh.Session | None = None  # a pull started ahead, waiting for names
         self._probe_lock = threading.Lock()
 
     def _path(self, key: str) -> str:
@@ -847,20 +848,38 @@ class SshRemote:
                     self._streams_ok = False
             return self._streams_ok
 
-    def get_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    def get_many(
+        self, items: Sequence[tuple[str, str]], more: bool = False
+    ) -> Iterator[tuple[str, str]]:
         """Download many objects in one ``tar`` stream through OpenSSH's client, each into its
         destination file; yield (key, md5 of the bytes written) for each. Keys not yielded are
         the caller's to get one by one: absent, not a regular file, or a server where this way
-        does not work (then never tried again)."""
+        does not work (then never tried again). With ``more`` (a fetch's files follow its
+        manifests), the next call's session starts now: its login and the server's shell start
+        while this stream runs."""
         remaining = dict(items)
         for check_key in remaining:
             common.check_key(check_key)
-        yield from self._bulk(remaining, "read", self._get_session)
+        ready = [self._spare] if self._spare is not None else []  # started for this call
+        self._spare = None
+        if more and self._openssh is not False:
+            argv = openssh.command_line(self.target, f"sh -c {shlex.quote(self._pull_script())}")
+            if argv is not None:
+                self._spare = openssh.Session(argv, self.target.timeout, armed=False)
+        try:
+            yield from self._bulk(remaining, "read", lambda rest: self._get_session(rest, ready))
+        finally:
+            for unused in ready:
+                unused.close()
 
-    def _get_session(self, remaining: dict[str, str]) -> Iterator[tuple[str, str]]:
+    def _pull_script(self) -> str:
         # xargs, not tar's -T: BusyBox's tar may lack it.
-        script = f"cd -- {shlex.quote(self.target.root)} && exec xargs tar -cf -"
-        with self._session(script) as session:
+        return f"cd -- {shlex.quote(self.target.root)} && exec xargs tar -cf -"
+
+    def _get_session(
+        self, remaining: dict[str, str], ready: MutableSequence[openssh.Session]
+    ) -> Iterator[tuple[str, str]]:
+        with self._session(self._pull_script(), ready.pop() if ready else None) as session:
             names = "".join(f"{key}\n" for key in remaining).encode()
             # Written from a thread: tar writes the archive while it still reads the names.
             threading.Thread(target=_feed, args=(session, names), daemon=True).start()
@@ -1008,13 +1027,19 @@ class SshRemote:
                 return  # the server had none of them, or would not say: one by one, then
 
     @contextmanager
-    def _session(self, script: str) -> Iterator[openssh.Session]:
+    def _session(
+        self, script: str, started: openssh.Session | None = None
+    ) -> Iterator[openssh.Session]:
         """OpenSSH's client running the POSIX shell ``script`` on the server (whatever the
-        login shell); _NotBulk where the client cannot connect as paramiko would."""
-        argv = openssh.command_line(self.target, f"sh -c {shlex.quote(script)}")
-        if argv is None:
-            raise _NotBulk("OpenSSH's client cannot connect as configured")
-        with openssh.Session(argv, self.target.timeout) as session:
+        login shell), or ``started`` (running it already); _NotBulk where the client cannot
+        connect as paramiko would."""
+        if started is None:
+            argv = openssh.command_line(self.target, f"sh -c {shlex.quote(script)}")
+            if argv is None:
+                raise _NotBulk("OpenSSH's client cannot connect as configured")
+            started = openssh.Session(argv, self.target.timeout)
+        started.arm()
+        with started as session:
             try:
                 yield session
             except (tarstream.TarFormatError, BrokenPipeError):
@@ -1046,4 +1071,7 @@ class SshRemote:
         self._call("delete", path, remove)
 
     def close(self) -> None:
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
         self._pool.close()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from remotes.remote_helpers import add_file, cached_files, many_files
+from remotes.remote_helpers import add_directory, add_file, cached_files, many_files
 from remotes.remote_servers import (
     SSH_ALIAS,
     SshServer,
@@ -157,6 +157,44 @@ def test_many_objects_go_in_one_stream_each_way(
     assert logins(sshd) - before == 3
     assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(PUSH_STAGING)]
     assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
+
+
+def ssh_children() -> list[int]:
+    """Our OpenSSH clients still running."""
+    return [
+        pid
+        for pid in descendants(os.getpid())
+        if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text() == "ssh\n"
+    ]
+
+
+def test_a_directory_fetch_starts_its_files_session_ahead_and_leaves_no_client_behind(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    cache, other, third = tmp_path / "cache", tmp_path / "other", tmp_path / "third"
+    manifest = add_directory(cache, {f"d/{i}": os.urandom(100) for i in range(300)})
+    store = pushed_store(tmp_path, cache, [manifest])
+    remote = open_ssh(store)
+    before = logins(sshd)
+    try:
+        fetched = Transfer(remote, other, progress=False).fetch([manifest])
+        # The manifest's session and the files' one, started while the first ran.
+        assert logins(sshd) - before == 2
+    finally:
+        remote.close()
+    assert (fetched.transferred, fetched.failed) == (301, ())
+    # The files in the cache already: the session started ahead goes unused, and is ended.
+    shutil.copytree(other, third)
+    object_path(third, manifest).unlink()
+    remote = open_ssh(store)
+    try:
+        again = Transfer(remote, third, progress=False).fetch([manifest])
+        assert ssh_children() != []
+    finally:
+        remote.close()
+    assert (again.transferred, again.already_present) == (1, 300)
+    assert ssh_children() == []
 
 
 @pytest.mark.parametrize("cp_links", [True, False], ids=["busybox", "no cp -l, no mv -T"])
