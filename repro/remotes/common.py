@@ -30,6 +30,11 @@ MAX_DEPTH = 8
 MAX_TIMEOUT = 86400.0
 
 
+def silence(timeout: float) -> str:
+    """Why a server that stopped answering was given up on."""
+    return f"the server did not answer for {timeout:g} s (the remote's timeout option)"
+
+
 def check_key(key: str) -> str:
     """Return ``key`` if it is a clean relative POSIX path; a bug in the caller otherwise."""
     parts = key.split("/")

@@ -1,30 +1,54 @@
-"""The OpenSSH client, for streams of many objects: ``ssh HOST 'tar …'``.
+"""OpenSSH's client, and many objects at once over it as ``tar`` streams.
 
 paramiko decrypts every byte in Python (tens of MB/s) and SFTP costs a round trip or more per
 object; OpenSSH's client does its cryptography in C, and one ``tar`` stream carries thousands of
 objects. It is used only where it connects exactly as the paramiko path does: the same host,
 port, user, identity files and proxy command, host keys checked strictly against the same
 known_hosts files, no password and no prompt (BatchMode), nothing of ``~/.ssh/config`` but what
-``ssh.resolve_target`` already read from it. Anything else goes the paramiko way.
+``ssh.resolve_target`` already read from it. Anywhere else, and on a server where the tar way
+fails before it ever worked (no commands, no tar, a hostile tar), the ssh remote moves objects
+one by one over SFTP.
+
+On the server a fixed POSIX ``sh`` script runs, the remote's root and the keys quoted in it:
+``xargs tar -c`` for a pull; for a push, ``tar -x`` into a staging folder whose objects are then
+renamed or hard-linked into place, so a push cut anywhere names no partial object.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import posixpath
 import re
+import shlex
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
+
+from repro.errors import RemoteError
+from repro.fsutil import TEMP_PREFIX
+from repro.remotes import common, tarstream
+from repro.remotes.common import silence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from repro.remotes.ssh import Target
 
+# A push goes in sessions of at most this many objects and bytes: each is placed when it
+# ends, so a dropped connection costs at most one session's worth of sending.
+SESSION_OBJECTS = 10_000
+SESSION_BYTES = 512 << 20
+# A push unpacks into a folder of this name in the remote's root, then moves the objects into
+# place; one a killed push left is removed by a later push after a day.
+PUSH_STAGING = TEMP_PREFIX + "push-"
+PLACED = b"repro-placed"  # what the placing script says last, once all is in place
+T = TypeVar("T")
 # Host and user names that cannot be taken for an option or split into user@host.
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
 _PLAIN_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
@@ -93,10 +117,6 @@ def command_line(target: Target, remote_command: str) -> list[str] | None:
     for key in keys:
         argv += ["-i", key]
     return [*argv, "--", target.hostname, remote_command]
-
-
-class Silent(Exception):
-    """The stream moved no byte for the timeout: the server or the link stopped answering."""
 
 
 class Session:
@@ -187,3 +207,267 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Dropped(Exception):
+    """The stream's connection failed or fell silent: worth a retry."""
+
+
+class _NotBulk(Exception):
+    """The tar way failed short of a dropped connection (the server runs no commands, lacks
+    tar, refused a folder): the ssh remote's object-by-object way follows."""
+
+
+class TarStreams:
+    """Many objects at once to and from ``target``: what the ssh remote's ``get_many`` and
+    ``put_many`` do. ``works`` says whether the way works here: None until it did, or failed
+    before it ever did (False: never tried again). A dropped connection is retried after each
+    of ``delays``; then ``given_up(action, path, reason)`` makes the error raised."""
+
+    def __init__(
+        self,
+        target: Target,
+        delays: Sequence[float],
+        given_up: Callable[[str, str, str], RemoteError],
+    ) -> None:
+        self._target = target
+        self._delays = delays
+        self._given_up = given_up
+        self.works: bool | None = None
+        self._spare: Session | None = None  # a pull started ahead, waiting for its names
+
+    def get_many(
+        self, items: Sequence[tuple[str, str]], more: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """Download many objects in one ``tar`` stream through OpenSSH's client, each into its
+        destination file; yield (key, md5 of the bytes written) for each. Keys not yielded are
+        the caller's to get one by one: absent, not a regular file, or a server where this way
+        does not work (then never tried again). With ``more`` (a fetch's files follow its
+        manifests), the next call's session starts now: its login and the server's shell start
+        while this stream runs."""
+        remaining = dict(items)
+        for check_key in remaining:
+            common.check_key(check_key)
+        ready = [self._spare] if self._spare is not None else []  # started for this call
+        self._spare = None
+        if more and self.works is not False:
+            argv = command_line(self._target, f"sh -c {shlex.quote(self._pull_script())}")
+            if argv is not None:
+                self._spare = Session(argv, self._target.timeout, armed=False)
+        try:
+            yield from self._bulk(remaining, "read", lambda rest: self._get_session(rest, ready))
+        finally:
+            for unused in ready:
+                unused.close()
+
+    def _pull_script(self) -> str:
+        # xargs, not tar's -T: BusyBox's tar may lack it.
+        return f"cd -- {shlex.quote(self._target.root)} && exec xargs tar -cf -"
+
+    def _get_session(
+        self, remaining: dict[str, str], ready: MutableSequence[Session]
+    ) -> Iterator[tuple[str, str]]:
+        with self._session(self._pull_script(), ready.pop() if ready else None) as session:
+            names = "".join(f"{key}\n" for key in remaining).encode()
+            # Written from a thread: tar writes the archive while it still reads the names.
+            threading.Thread(target=_feed, args=(session, names), daemon=True).start()
+            reader = tarstream.Reader(session.stdout, session.touch)
+            while (member := reader.next()) is not None:
+                dest = remaining.get(member.name)
+                if dest is None or not member.regular:
+                    continue  # unasked (a hostile server's), or no plain file: left to get()
+                digest = hashlib.md5()
+                # A plain descriptor: a file object costs more than writing a small object.
+                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    for data in reader.data():
+                        digest.update(data)
+                        chunk = memoryview(data)
+                        while chunk:
+                            chunk = chunk[os.write(out, chunk) :]
+                finally:
+                    os.close(out)
+                yield member.name, digest.hexdigest()
+
+    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+        """Upload many (source file, key) pairs as ``tar`` streams through OpenSSH's client,
+        unpacked into a staging folder on the server and moved into place a folder at a time
+        (a killed push leaves no object under its name half-written); yield each key once it
+        is in place, with its size. Keys not yielded are the caller's to put one by one."""
+        remaining = {common.check_key(key): source for source, key in items}
+        yield from self._bulk(remaining, "write", self._put_session)
+
+    def _put_session(self, remaining: dict[str, str]) -> Iterator[tuple[str, int]]:
+        batch: list[tuple[str, str]] = []
+        size = 0
+        for key, source in remaining.items():
+            with suppress(OSError):  # a source gone is the caller's to report, one by one
+                size += os.stat(source).st_size
+                batch.append((key, source))
+            if len(batch) >= SESSION_OBJECTS or size >= SESSION_BYTES:
+                break
+        with self._session(self._placing_script([key for key, _ in batch])) as session:
+            # The script's heartbeat, read meanwhile, tells the watchdog the server is alive
+            # while its tar writes what we sent.
+            said: list[bytes] = []
+            reader = threading.Thread(target=_listen, args=(session, said), daemon=True)
+            reader.start()
+            mtime = int(time.time())
+            sizes: list[int] = []
+            try:
+                for key, source in batch:
+                    sizes.append(
+                        tarstream.write_member(session.stdin, key, source, mtime, session.touch)
+                    )
+                tarstream.end(session.stdin)
+                session.stdin.close()
+            except BrokenPipeError:
+                pass  # the server's side ended early: its exit status says why
+            except FileNotFoundError:
+                # An object left the cache meanwhile: one by one, each is reported.
+                raise _NotBulk("a source vanished") from None
+            reader.join()
+            self._ended(session)
+            if PLACED not in said:
+                raise _NotBulk("the server did not say the objects were placed")
+            for (key, _source), sent in zip(batch, sizes, strict=True):
+                yield key, sent
+
+    def _placing_script(self, keys: Sequence[str]) -> str:
+        """The shell script that unpacks a push into a staging folder and links its objects
+        into place, then says PLACED; it beats a heart meanwhile. A folder on the way that is
+        no folder (a symlink above all) stops it before anything is placed."""
+        folders = sorted({posixpath.dirname(key) for key in keys} - {""})
+        ways = sorted({way for folder in folders for way in _ancestors(folder)}, key=len)
+        tops = sorted({key.split("/", 1)[0] for key in keys})
+        staging = shlex.quote(f"{PUSH_STAGING}{os.urandom(8).hex()}")
+        root = shlex.quote(self._target.root)
+        beat = max(1, int(self._target.timeout / 3))
+        return "\n".join(
+            [
+                f"mkdir -p -- {root} && cd -- {root} || exit 1",
+                # Its sleep must not hold the output open, or the session outlives the script.
+                f"( while :; do echo .; sleep {beat} >/dev/null 2>&1; done ) & BEAT=$!",
+                "trap 'kill \"$BEAT\" 2>/dev/null' EXIT",
+                f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
+                "2>/dev/null",
+                f"S={staging} UNLINKED=",
+                'mkdir -- "$S" && (cd -- "$S" && exec tar -xof -) || { rm -rf -- "$S"; exit 1; }',
+                f"for D in {' '.join(map(shlex.quote, ways))}; do",
+                '  if [ -L "$D" ] || { [ -e "$D" ] && [ ! -d "$D" ]; }; then',
+                '    echo "$D is no folder" >&2; rm -rf -- "$S"; exit 3',
+                "  fi",
+                "done",
+                # A top folder the remote lacks (a first push) moves in one rename; into one
+                # it has, hard links: each object takes its name whole, in one step. Where cp
+                # cannot link (macOS), a rename per object.
+                f"for T in {' '.join(map(shlex.quote, tops))}; do",
+                '  if [ ! -e "$T" ] && [ ! -L "$T" ] && mv -T -- "$S/$T" "$T" 2>/dev/null; then',
+                "    continue",
+                "  fi",
+                '  cp -Rlf -- "$S/$T" . 2>/dev/null || UNLINKED=1',
+                "done",
+                f'[ -z "$UNLINKED" ] || for F in {" ".join(map(shlex.quote, folders))}; do',
+                '  [ -d "$S/$F" ] || continue',
+                '  mkdir -p -- "$F" && mv -f -- "$S/$F"/* "$F"/ || { rm -rf -- "$S"; exit 1; }',
+                "done",
+                'rm -rf -- "$S"',
+                f"echo {PLACED.decode()}",
+            ]
+        )
+
+    def _bulk(
+        self,
+        remaining: dict[str, str],
+        action: str,
+        session: Callable[[dict[str, str]], Iterator[tuple[str, T]]],
+    ) -> Iterator[tuple[str, T]]:
+        """Run ``session`` over what ``remaining`` still holds, yielding what it yields, until
+        nothing remains or the way fails for good. A dropped connection is retried like any
+        other operation's; before OpenSSH's way has ever worked, any failure leaves the rest to
+        paramiko's, which then says what is wrong in its own words (or just works)."""
+        if self.works is False:
+            return
+        delays = iter(self._delays)
+        while remaining:
+            moved = False
+            try:
+                for key, value in session(remaining):
+                    del remaining[key]
+                    moved = self.works = True
+                    yield key, value
+            except _Dropped as exc:
+                if not self.works:
+                    self.works = False
+                    return
+                delay = next(delays, None)
+                if delay is None:
+                    raise self._given_up(action, self._target.root, str(exc)) from None
+                time.sleep(delay)
+                continue
+            except _NotBulk:
+                self.works = self.works or False
+                return
+            self.works = True
+            if not moved:
+                return  # the server had none of them, or would not say: one by one, then
+
+    @contextmanager
+    def _session(self, script: str, started: Session | None = None) -> Iterator[Session]:
+        """OpenSSH's client running the POSIX shell ``script`` on the server (whatever the
+        login shell), or ``started`` (running it already); _NotBulk where the client cannot
+        connect as paramiko would."""
+        if started is None:
+            argv = command_line(self._target, f"sh -c {shlex.quote(script)}")
+            if argv is None:
+                raise _NotBulk("OpenSSH's client cannot connect as configured")
+            started = Session(argv, self._target.timeout)
+        started.arm()
+        with started as session:
+            try:
+                yield session
+            except (tarstream.TarFormatError, BrokenPipeError):
+                self._ended(session)
+                raise _NotBulk("the server's answer was no tar stream") from None
+            self._ended(session)
+
+    def _ended(self, session: Session) -> None:
+        """Wait for the session's end; raise _Dropped if its connection failed or fell silent,
+        _NotBulk if the command on the server failed."""
+        status = session.wait()
+        if session.silent:
+            raise _Dropped(silence(self._target.timeout))
+        if status == CLIENT_FAILED:
+            said = session.stderr_line()
+            # ssh's own words for a server that stopped answering (ConnectTimeout, ServerAlive*)
+            silent = "timed out" in said or "not responding" in said
+            raise _Dropped(silence(self._target.timeout) if silent else said)
+        if status != 0:
+            raise _NotBulk(session.stderr_line())
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+
+
+def _feed(session: Session, data: bytes) -> None:
+    """Write ``data`` to the session's command and close its input (a command that died
+    meanwhile took only part of it: its exit says why)."""
+    with suppress(OSError, ValueError):
+        session.stdin.write(data)
+        session.stdin.close()
+
+
+def _listen(session: Session, said: list[bytes]) -> None:
+    """Read what the command says, line by line, each a sign of life."""
+    while line := session.stdout.readline(256):  # a line without end cannot fill memory
+        session.touch()
+        if line.rstrip(b"\n") == PLACED:
+            said.append(PLACED)
+
+
+def _ancestors(folder: str) -> list[str]:
+    """``a``, ``a/b``, ``a/b/c`` for ``a/b/c``."""
+    parts = folder.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

@@ -29,7 +29,7 @@ import shlex
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -38,8 +38,8 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 
 from repro.errors import RemoteError, ReproError
-from repro.fsutil import TEMP_PREFIX, is_temp, temp_name
-from repro.remotes import common, openssh, tarstream
+from repro.fsutil import is_temp, temp_name
+from repro.remotes import common, openssh
 
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions); stay below it,
 # with the SFTP channels and the streams together.
@@ -56,14 +56,6 @@ STREAM_CHUNK = 1 << 20
 SFTP_CHUNK = 32 << 10
 # What the server must print for streams to be used: it runs commands through a shell.
 STREAM_PROBE = "printf repro-stream"
-# A push goes in sessions of at most this many objects and bytes: each is placed when it
-# ends, so a dropped connection costs at most one session's worth of sending.
-SESSION_OBJECTS = 10_000
-SESSION_BYTES = 512 << 20
-# A push unpacks into a folder of this name in the remote's root, then moves the objects into
-# place; one a killed push left is removed by a later push after a day.
-PUSH_STAGING = TEMP_PREFIX + "push-"
-PLACED = b"repro-placed"  # what the placing script says last, once all is in place
 # What a dropped connection raises; an SFTP status error (a plain OSError) leaves a channel usable.
 _BROKEN = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)
 # Seconds to wait before each retry once the connection dropped: five attempts in all and
@@ -109,11 +101,6 @@ class _Unreachable(RemoteError):
 
 class _Dropped(Exception):
     """The connection died under an operation, or has not come back yet: worth a retry."""
-
-
-class _NotBulk(Exception):
-    """OpenSSH's way of moving many objects failed short of a dropped connection (the server
-    runs no commands, lacks tar, refused a folder): paramiko's way, object by object, follows."""
 
 
 def open_remote(url: str, options: Mapping[str, str]) -> SshRemote:
@@ -254,7 +241,7 @@ def _connect(target: Target) -> paramiko.SSHClient:
         client.close()
         # paramiko reports a silent server in several ways, a timeout not always among them.
         silent = _timed_out(exc) or time.monotonic() - started >= target.timeout
-        reason = _silence(target) if silent else _reason(exc)
+        reason = common.silence(target.timeout) if silent else _reason(exc)
         raise _Unreachable(
             f"cannot connect to ssh server {where}: {reason}; check the host and port "
             "and that sshd runs there",
@@ -266,10 +253,6 @@ def _connect(target: Target) -> paramiko.SSHClient:
 def _timed_out(exc: BaseException) -> bool:
     """Whether ``exc`` is, or wraps (paramiko's banner error), a wait that timed out."""
     return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
-
-
-def _silence(target: Target) -> str:
-    return f"the server did not answer for {target.timeout:g} s (the remote's timeout option)"
 
 
 def _reason(exc: BaseException) -> str:
@@ -411,7 +394,7 @@ class _ChannelPool:
     def _dropped(self, exc: BaseException, transport: paramiko.Transport | None) -> _Dropped:
         if _timed_out(exc) or self.is_abandoned(transport):
             self.abandon(transport)
-            return _Dropped(_silence(self._target))
+            return _Dropped(common.silence(self._target.timeout))
         return _Dropped(_reason(exc))
 
     def _start_channel(
@@ -429,7 +412,7 @@ class _ChannelPool:
             return channel
         except (OSError, EOFError, paramiko.SSHException) as exc:
             if transport is self._abandoned:
-                raise TimeoutError(_silence(self._target)) from None
+                raise TimeoutError(common.silence(self._target.timeout)) from None
             raise paramiko.SSHException(_reason(exc)) from None
         finally:
             watchdog.cancel()
@@ -509,28 +492,6 @@ def _stderr(channel: paramiko.Channel) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-def _feed(session: openssh.Session, data: bytes) -> None:
-    """Write ``data`` to the session's command and close its input (a command that died
-    meanwhile took only part of it: its exit says why)."""
-    with suppress(OSError, ValueError):
-        session.stdin.write(data)
-        session.stdin.close()
-
-
-def _listen(session: openssh.Session, said: list[bytes]) -> None:
-    """Read what the command says, line by line, each a sign of life."""
-    while line := session.stdout.readline(256):  # a line without end cannot fill memory
-        session.touch()
-        if line.rstrip(b"\n") == PLACED:
-            said.append(PLACED)
-
-
-def _ancestors(folder: str) -> list[str]:
-    """``a``, ``a/b``, ``a/b/c`` for ``a/b/c``."""
-    parts = folder.split("/")
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 def _close_quietly(sftp: paramiko.SFTPClient) -> None:
     """Close a channel whose connection may be dead (closing sends a message, which fails)."""
     with suppress(OSError, EOFError, paramiko.SSHException):
@@ -549,10 +510,8 @@ class SshRemote:
         self._made_dirs: set[str] = set()
         self._made_dirs_lock = threading.Lock()
         self._streams_ok: bool | None = None
-        # Whether OpenSSH's client moves many objects at once here: None until it did or
-        # failed a first time.
-        self._openssh: bool | None = None
-        self._spare: openssh.Session | None = None  # a pull started ahead, waiting for names
+        # Many objects at once: tar streams through OpenSSH's client, where it works.
+        self._tar = openssh.TarStreams(target, RETRY_DELAYS, self._given_up)
         self._probe_lock = threading.Lock()
 
     def _path(self, key: str) -> str:
@@ -584,10 +543,7 @@ class SshRemote:
         except RemoteError:
             raise
         except _Dropped as exc:
-            error = self._lost(action, path, exc)
-            # The other threads' operations would each wait through their own attempts.
-            self._pool.give_up(error)
-            raise error from None
+            raise self._given_up(action, path, str(exc)) from None
         except FileNotFoundError:
             if missing_ok:
                 raise
@@ -603,12 +559,16 @@ class SshRemote:
                 "check the connection and retry"
             ) from None
 
-    def _lost(self, action: str, path: str, exc: _Dropped) -> RemoteError:
-        return RemoteError(
-            f"cannot {action} {path}: lost the connection to {self.target.display} ({exc}) "
+    def _given_up(self, action: str, path: str, reason: str) -> RemoteError:
+        """The error once a dropped connection's retries are spent; every other operation
+        fails at once with it too (each would wait through its own attempts)."""
+        error = RemoteError(
+            f"cannot {action} {path}: lost the connection to {self.target.display} ({reason}) "
             f"and {len(RETRY_DELAYS) + 1} attempts failed; check that the server is up and "
             "reachable, then run the command again (finished transfers are kept)"
         )
+        self._pool.give_up(error)
+        return error
 
     def _permission_error(self, action: str, path: str, exc: PermissionError) -> RemoteError:
         user, host = self.target.user, self.target.alias
@@ -848,219 +808,6 @@ class SshRemote:
                     self._streams_ok = False
             return self._streams_ok
 
-    def get_many(
-        self, items: Sequence[tuple[str, str]], more: bool = False
-    ) -> Iterator[tuple[str, str]]:
-        """Download many objects in one ``tar`` stream through OpenSSH's client, each into its
-        destination file; yield (key, md5 of the bytes written) for each. Keys not yielded are
-        the caller's to get one by one: absent, not a regular file, or a server where this way
-        does not work (then never tried again). With ``more`` (a fetch's files follow its
-        manifests), the next call's session starts now: its login and the server's shell start
-        while this stream runs."""
-        remaining = dict(items)
-        for check_key in remaining:
-            common.check_key(check_key)
-        ready = [self._spare] if self._spare is not None else []  # started for this call
-        self._spare = None
-        if more and self._openssh is not False:
-            argv = openssh.command_line(self.target, f"sh -c {shlex.quote(self._pull_script())}")
-            if argv is not None:
-                self._spare = openssh.Session(argv, self.target.timeout, armed=False)
-        try:
-            yield from self._bulk(remaining, "read", lambda rest: self._get_session(rest, ready))
-        finally:
-            for unused in ready:
-                unused.close()
-
-    def _pull_script(self) -> str:
-        # xargs, not tar's -T: BusyBox's tar may lack it.
-        return f"cd -- {shlex.quote(self.target.root)} && exec xargs tar -cf -"
-
-    def _get_session(
-        self, remaining: dict[str, str], ready: MutableSequence[openssh.Session]
-    ) -> Iterator[tuple[str, str]]:
-        with self._session(self._pull_script(), ready.pop() if ready else None) as session:
-            names = "".join(f"{key}\n" for key in remaining).encode()
-            # Written from a thread: tar writes the archive while it still reads the names.
-            threading.Thread(target=_feed, args=(session, names), daemon=True).start()
-            reader = tarstream.Reader(session.stdout, session.touch)
-            while (member := reader.next()) is not None:
-                dest = remaining.get(member.name)
-                if dest is None or not member.regular:
-                    continue  # unasked (a hostile server's), or no plain file: left to get()
-                digest = hashlib.md5()
-                # A plain descriptor: a file object costs more than writing a small object.
-                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    for data in reader.data():
-                        digest.update(data)
-                        chunk = memoryview(data)
-                        while chunk:
-                            chunk = chunk[os.write(out, chunk) :]
-                finally:
-                    os.close(out)
-                yield member.name, digest.hexdigest()
-
-    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
-        """Upload many (source file, key) pairs as ``tar`` streams through OpenSSH's client,
-        unpacked into a staging folder on the server and moved into place a folder at a time
-        (a killed push leaves no object under its name half-written); yield each key once it
-        is in place, with its size. Keys not yielded are the caller's to put one by one."""
-        remaining = {common.check_key(key): source for source, key in items}
-        yield from self._bulk(remaining, "write", self._put_session)
-
-    def _put_session(self, remaining: dict[str, str]) -> Iterator[tuple[str, int]]:
-        batch: list[tuple[str, str]] = []
-        size = 0
-        for key, source in remaining.items():
-            with suppress(OSError):  # a source gone is the caller's to report, one by one
-                size += os.stat(source).st_size
-                batch.append((key, source))
-            if len(batch) >= SESSION_OBJECTS or size >= SESSION_BYTES:
-                break
-        with self._session(self._placing_script([key for key, _ in batch])) as session:
-            # The script's heartbeat, read meanwhile, tells the watchdog the server is alive
-            # while its tar writes what we sent.
-            said: list[bytes] = []
-            reader = threading.Thread(target=_listen, args=(session, said), daemon=True)
-            reader.start()
-            mtime = int(time.time())
-            sizes: list[int] = []
-            try:
-                for key, source in batch:
-                    sizes.append(
-                        tarstream.write_member(session.stdin, key, source, mtime, session.touch)
-                    )
-                tarstream.end(session.stdin)
-                session.stdin.close()
-            except BrokenPipeError:
-                pass  # the server's side ended early: its exit status says why
-            except FileNotFoundError:
-                # An object left the cache meanwhile: one by one, each is reported.
-                raise _NotBulk("a source vanished") from None
-            reader.join()
-            self._ended(session)
-            if PLACED not in said:
-                raise _NotBulk("the server did not say the objects were placed")
-            for (key, _source), sent in zip(batch, sizes, strict=True):
-                yield key, sent
-
-    def _placing_script(self, keys: Sequence[str]) -> str:
-        """The shell script that unpacks a push into a staging folder and links its objects
-        into place, then says PLACED; it beats a heart meanwhile. A folder on the way that is
-        no folder (a symlink above all) stops it before anything is placed."""
-        folders = sorted({posixpath.dirname(key) for key in keys} - {""})
-        ways = sorted({way for folder in folders for way in _ancestors(folder)}, key=len)
-        tops = sorted({key.split("/", 1)[0] for key in keys})
-        staging = shlex.quote(f"{PUSH_STAGING}{os.urandom(8).hex()}")
-        root = shlex.quote(self.target.root)
-        beat = max(1, int(self.target.timeout / 3))
-        return "\n".join(
-            [
-                f"mkdir -p -- {root} && cd -- {root} || exit 1",
-                # Its sleep must not hold the output open, or the session outlives the script.
-                f"( while :; do echo .; sleep {beat} >/dev/null 2>&1; done ) & BEAT=$!",
-                "trap 'kill \"$BEAT\" 2>/dev/null' EXIT",
-                f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
-                "2>/dev/null",
-                f"S={staging} UNLINKED=",
-                'mkdir -- "$S" && (cd -- "$S" && exec tar -xof -) || { rm -rf -- "$S"; exit 1; }',
-                f"for D in {' '.join(map(shlex.quote, ways))}; do",
-                '  if [ -L "$D" ] || { [ -e "$D" ] && [ ! -d "$D" ]; }; then',
-                '    echo "$D is no folder" >&2; rm -rf -- "$S"; exit 3',
-                "  fi",
-                "done",
-                # A top folder the remote lacks (a first push) moves in one rename; into one
-                # it has, hard links: each object takes its name whole, in one step. Where cp
-                # cannot link (macOS), a rename per object.
-                f"for T in {' '.join(map(shlex.quote, tops))}; do",
-                '  if [ ! -e "$T" ] && [ ! -L "$T" ] && mv -T -- "$S/$T" "$T" 2>/dev/null; then',
-                "    continue",
-                "  fi",
-                '  cp -Rlf -- "$S/$T" . 2>/dev/null || UNLINKED=1',
-                "done",
-                f'[ -z "$UNLINKED" ] || for F in {" ".join(map(shlex.quote, folders))}; do',
-                '  [ -d "$S/$F" ] || continue',
-                '  mkdir -p -- "$F" && mv -f -- "$S/$F"/* "$F"/ || { rm -rf -- "$S"; exit 1; }',
-                "done",
-                'rm -rf -- "$S"',
-                f"echo {PLACED.decode()}",
-            ]
-        )
-
-    def _bulk(
-        self,
-        remaining: dict[str, str],
-        action: str,
-        session: Callable[[dict[str, str]], Iterator[tuple[str, T]]],
-    ) -> Iterator[tuple[str, T]]:
-        """Run ``session`` over what ``remaining`` still holds, yielding what it yields, until
-        nothing remains or the way fails for good. A dropped connection is retried like any
-        other operation's; before OpenSSH's way has ever worked, any failure leaves the rest to
-        paramiko's, which then says what is wrong in its own words (or just works)."""
-        if self._openssh is False:
-            return
-        delays = iter(RETRY_DELAYS)
-        while remaining:
-            moved = False
-            try:
-                for key, value in session(remaining):
-                    del remaining[key]
-                    moved = self._openssh = True
-                    yield key, value
-            except _Dropped as exc:
-                if not self._openssh:
-                    self._openssh = False
-                    return
-                delay = next(delays, None)
-                if delay is None:
-                    error = self._lost(action, self.target.root, exc)
-                    self._pool.give_up(error)
-                    raise error from None
-                time.sleep(delay)
-                continue
-            except _NotBulk:
-                self._openssh = self._openssh or False
-                return
-            self._openssh = True
-            if not moved:
-                return  # the server had none of them, or would not say: one by one, then
-
-    @contextmanager
-    def _session(
-        self, script: str, started: openssh.Session | None = None
-    ) -> Iterator[openssh.Session]:
-        """OpenSSH's client running the POSIX shell ``script`` on the server (whatever the
-        login shell), or ``started`` (running it already); _NotBulk where the client cannot
-        connect as paramiko would."""
-        if started is None:
-            argv = openssh.command_line(self.target, f"sh -c {shlex.quote(script)}")
-            if argv is None:
-                raise _NotBulk("OpenSSH's client cannot connect as configured")
-            started = openssh.Session(argv, self.target.timeout)
-        started.arm()
-        with started as session:
-            try:
-                yield session
-            except (tarstream.TarFormatError, BrokenPipeError):
-                self._ended(session)
-                raise _NotBulk("the server's answer was no tar stream") from None
-            self._ended(session)
-
-    def _ended(self, session: openssh.Session) -> None:
-        """Wait for the session's end; raise _Dropped if its connection failed or fell silent,
-        _NotBulk if the command on the server failed."""
-        status = session.wait()
-        if session.silent:
-            raise _Dropped(_silence(self.target))
-        if status == openssh.CLIENT_FAILED:
-            said = session.stderr_line()
-            # ssh's own words for a server that stopped answering (ConnectTimeout, ServerAlive*)
-            silent = "timed out" in said or "not responding" in said
-            raise _Dropped(_silence(self.target) if silent else said)
-        if status != 0:
-            raise _NotBulk(session.stderr_line())
-
     def delete(self, key: str) -> None:
         path = self._path(key)
 
@@ -1070,8 +817,16 @@ class SshRemote:
 
         self._call("delete", path, remove)
 
+    def get_many(
+        self, items: Sequence[tuple[str, str]], more: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """Many objects in one tar stream (see ``openssh.TarStreams.get_many``)."""
+        return self._tar.get_many(items, more)
+
+    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+        """Many objects in tar streams (see ``openssh.TarStreams.put_many``)."""
+        return self._tar.put_many(items)
+
     def close(self) -> None:
-        if self._spare is not None:
-            self._spare.close()
-            self._spare = None
+        self._tar.close()
         self._pool.close()

@@ -274,7 +274,7 @@ def test_big_objects_corrupt_or_truncated_are_never_accepted(
             whole = object_path(cache, truncated).read_bytes()
             (stored / object_key(truncated)).write_bytes(whole[: STREAM_ABOVE + 10])  # still big
             summary = Transfer(remote, other, progress=False).fetch([good, flipped, truncated])
-            assert remote._openssh is (way == "tar")  # type: ignore[attr-defined]
+            assert remote._tar.works is (way == "tar")  # type: ignore[attr-defined]
             assert remote._streams_ok is {"tar": None, "cat": True, "sftp": False}[way]  # type: ignore[attr-defined]
         finally:
             remote.close()

@@ -33,7 +33,8 @@ from repro.errors import CorruptObjectError, RemoteError
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer, TransferSummary
 from repro.remotes import open_remote, openssh, tarstream
-from repro.remotes.ssh import PUSH_STAGING, RETRY_DELAYS, SshRemote
+from repro.remotes.openssh import PUSH_STAGING
+from repro.remotes.ssh import RETRY_DELAYS, SshRemote
 
 
 def open_ssh(root: Path, options: dict[str, str] | None = None) -> SshRemote:
@@ -53,7 +54,7 @@ def push_and_fetch(
         remote = open_ssh(store)
         try:
             summaries.append(transfer(Transfer(remote, cache, progress=False), files))
-            ways.append(remote._openssh)
+            ways.append(remote._tar.works)
         finally:
             remote.close()
         cache = other
@@ -143,7 +144,7 @@ def test_many_objects_go_in_one_stream_each_way(
     try:
         pushed = Transfer(remote, cache, progress=False).push(files)
         fetched = Transfer(remote, other, progress=False).fetch(files)
-        assert remote._openssh is True
+        assert remote._tar.works is True
     finally:
         remote.close()
     assert (pushed.transferred, pushed.failed, fetched.transferred, fetched.failed) == (
@@ -244,7 +245,7 @@ def test_a_push_killed_midway_names_no_partial_object_and_its_leftovers_go_after
     cache = tmp_path / "cache"
     files = [add_file(cache, os.urandom(256 << 10)) for _ in range(64)]
     remote = open_ssh(store)
-    script = remote._placing_script([object_key(oid) for oid in files])
+    script = remote._tar._placing_script([object_key(oid) for oid in files])
     argv = openssh.command_line(remote.target, f"sh -c {shlex.quote(script)}")
     assert argv is not None
     command = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -432,7 +433,7 @@ def test_a_stream_cut_midway_resumes_with_what_is_left(home: Path, tmp_path: Pat
             assert cut_connections(server) > 0
             cut_when = len(cached_files(other))
             thread.join(timeout=120)
-            assert remote._openssh is True  # resumed the same way, not handed over
+            assert remote._tar.works is True  # resumed the same way, not handed over
         finally:
             remote.close()
     (fetched,) = result
