@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 # A push goes in sessions of at most this many objects and bytes: each is placed when it
 # ends, so a dropped connection costs at most one session's worth of sending.
-SESSION_OBJECTS = 10_000
+SESSION_OBJECTS = 50_000
 SESSION_BYTES = 512 << 20
 # A push unpacks into a folder of this name in the remote's root, then moves the objects into
 # place; one a killed push left is removed by a later push after a day.

@@ -160,6 +160,23 @@ def test_many_objects_go_in_one_stream_each_way(
     assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
 
 
+def test_a_big_push_goes_in_several_sessions(
+    sshd: SshServer, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each session's objects take their names when it ends: a cut costs at most one."""
+    monkeypatch.setattr(openssh, "SESSION_BYTES", 1 << 20)
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = [add_file(cache, os.urandom(300 << 10)) for _ in range(10)]
+    before = logins(sshd)
+    pushed, fetched, ways = push_and_fetch(tmp_path / "remote", cache, other, files)
+    assert ways == (True, True)
+    assert (pushed.transferred, fetched.transferred) == (10, 10)
+    # paramiko's listing, three sessions of four, four and two objects, and the fetch's one.
+    assert logins(sshd) - before == 5
+    assert same_objects(cache, other, files)
+
+
 def ssh_children() -> list[int]:
     """Our OpenSSH clients still running."""
     return [
