@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import Project, cli
 from remotes.remote_helpers import add_directory, add_file, cached_files, many_files
 from remotes.remote_servers import (
     SSH_ALIAS,
@@ -497,3 +498,45 @@ def test_a_server_stopped_midway_is_given_up_on_in_bounded_time(home: Path, tmp_
         finally:
             remote.close()
     assert fetched.failed == () and same_objects(cache, other, files)
+
+
+def test_ctrl_c_mid_pull_stops_at_once_and_leaves_nothing_behind(
+    project: Project, sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    store = tmp_path / "store"
+    (project.root / "big.bin").write_bytes(os.urandom(1 << 20) * 400)
+    project.ok("add", "big.bin")
+    project.ok("remote", "add", "-d", "store", f"ssh://{SSH_ALIAS}{store}")
+    project.ok("push")
+    cache = project.root / ".repro" / "cache"
+    shutil.rmtree(cache)
+    (project.root / "big.bin").unlink()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro", "pull"],
+        cwd=project.root,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own foreground group, as in a terminal
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 20 << 20 for p in cached_files(cache)):
+        assert proc.poll() is None and time.monotonic() < deadline, "no bytes arrived"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - started
+    assert proc.returncode == 130 and err.strip() == "interrupted", err
+    assert took < 3
+    assert cached_files(cache) == []  # the part that arrived is gone
+    assert not [p for p in descendants(1) if str(store) in _cmdline(p)]  # no ssh left behind
+    assert cli(project.root, "pull").code == 0
+    assert (project.root / "big.bin").stat().st_size == 400 << 20
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
