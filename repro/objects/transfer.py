@@ -138,7 +138,7 @@ class _Outcome:
         self.missing += other.missing
         self.failed += other.failed
 
-    def record(self, results: list[Result]) -> None:
+    def record(self, results: list[Result], advance: bool = True) -> None:
         nbytes = 0
         for item, result in results:
             if isinstance(result, FileNotFoundError):
@@ -148,7 +148,8 @@ class _Outcome:
             elif isinstance(result, int):
                 self.done[item] = result
                 nbytes += result
-        self._bar.advance(len(results), nbytes)  # once per batch: tqdm per object shows in profiles
+        if advance:  # once per batch: tqdm per object shows in profiles
+            self._bar.advance(len(results), nbytes)
 
 
 def _run(
@@ -186,7 +187,9 @@ def _run(
 
 PutGroup = Callable[[Sequence[tuple[str, str]]], None]
 GetMany = Callable[[Sequence[tuple[str, str]], bool], Iterable[tuple[str, str]]]
-PutMany = Callable[[Sequence[tuple[str, str]]], Iterable[tuple[str, int]]]
+PutMany = Callable[
+    [Sequence[tuple[str, str]], Callable[[int, int], None]], Iterable[tuple[str, int]]
+]
 GroupAction = Callable[[list[str]], list[Result]]
 
 
@@ -398,24 +401,34 @@ class Transfer:
         )
 
     def _push_many(self, object_ids: Sequence[ObjectId], bar: _Progress) -> _Outcome:
-        """Upload what the remote's ``put_many`` takes (all of it, or none); the rest is left
-        to the object-by-object way."""
+        """Upload what the remote's ``put_many`` takes; the rest is left to the object-by-object
+        way. The bar moves as objects are sent, though they take their names later."""
         outcome = _Outcome(bar)
         put_many: PutMany | None = getattr(self.remote, "put_many", None)
         if put_many is None or not object_ids:
             return outcome
         keys = {object_key(oid): oid for oid in object_ids}
         bar.add(len(keys))
+        sent = [0, 0]  # objects and bytes the bar counted
+
+        def on_sent(files: int, nbytes: int) -> None:
+            sent[0] += files
+            sent[1] += nbytes
+            bar.advance(files, nbytes)
+
         results: list[Result] = []
         try:
-            for key, size in put_many([(f"{self.cache_dir}/{key}", key) for key in keys]):
+            for key, size in put_many([(f"{self.cache_dir}/{key}", key) for key in keys], on_sent):
                 results.append((keys[key], size))
                 if len(results) >= BATCH:
-                    outcome.record(results)
+                    outcome.record(results, advance=False)
                     results = []
         finally:
-            outcome.record(results)
-            bar.add(len(outcome.done) - len(keys))  # what is left is counted again by its way
+            outcome.record(results, advance=False)
+            # What was sent but not placed, and what was not sent, go the other way, counted
+            # again there.
+            bar.advance(len(outcome.done) - sent[0], sum(outcome.done.values()) - sent[1])
+            bar.add(len(outcome.done) - len(keys))
         return outcome
 
     def _fetch_many(

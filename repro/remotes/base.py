@@ -11,7 +11,7 @@ file handle); a refusal such as permission denied is raised at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Protocol
@@ -66,6 +66,8 @@ class ManyAtOnce(Protocol):
         bytes written) for each, as ``get`` returns it. A dest not yielded may hold a part.
         ``more`` says another call follows soon, which the backend may prepare for."""
 
-    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+    def put_many(
+        self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
+    ) -> Iterator[tuple[str, int]]:
         """Upload each (source file, key) pair, atomically as ``put`` does; yield (key, bytes
-        sent) once it is in place."""
+        sent) once it is in place. ``sent(objects, bytes)`` hears of what has left meanwhile."""

@@ -289,15 +289,20 @@ class TarStreams:
                     os.close(out)
                 yield member.name, digest.hexdigest()
 
-    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+    def put_many(
+        self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
+    ) -> Iterator[tuple[str, int]]:
         """Upload many (source file, key) pairs as ``tar`` streams through OpenSSH's client,
         unpacked into a staging folder on the server and moved into place a folder at a time
         (a killed push leaves no object under its name half-written); yield each key once it
-        is in place, with its size. Keys not yielded are the caller's to put one by one."""
+        is in place, with its size. ``sent(1, size)`` hears of each object as it leaves.
+        Keys not yielded are the caller's to put one by one."""
         remaining = {common.check_key(key): source for source, key in items}
-        yield from self._bulk(remaining, "write", self._put_session)
+        yield from self._bulk(remaining, "write", lambda rest: self._put_session(rest, sent))
 
-    def _put_session(self, remaining: dict[str, str]) -> Iterator[tuple[str, int]]:
+    def _put_session(
+        self, remaining: dict[str, str], sent: Callable[[int, int], None] | None
+    ) -> Iterator[tuple[str, int]]:
         batch: list[tuple[str, str]] = []
         size = 0
         for key, source in remaining.items():
@@ -319,6 +324,8 @@ class TarStreams:
                     sizes.append(
                         tarstream.write_member(session.stdin, key, source, mtime, session.touch)
                     )
+                    if sent is not None:
+                        sent(1, sizes[-1])
                 tarstream.end(session.stdin)
                 session.stdin.close()
             except BrokenPipeError:
@@ -330,8 +337,8 @@ class TarStreams:
             self._ended(session)
             if PLACED not in said:
                 raise _NotBulk("the server did not say the objects were placed")
-            for (key, _source), sent in zip(batch, sizes, strict=True):
-                yield key, sent
+            for (key, _source), size in zip(batch, sizes, strict=True):
+                yield key, size
 
     def _placing_script(self, keys: Sequence[str]) -> str:
         """The shell script that unpacks a push into a staging folder and links its objects

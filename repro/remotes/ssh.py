@@ -823,9 +823,11 @@ class SshRemote:
         """Many objects in one tar stream (see ``openssh.TarStreams.get_many``)."""
         return self._tar.get_many(items, more)
 
-    def put_many(self, items: Sequence[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+    def put_many(
+        self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
+    ) -> Iterator[tuple[str, int]]:
         """Many objects in tar streams (see ``openssh.TarStreams.put_many``)."""
-        return self._tar.put_many(items)
+        return self._tar.put_many(items, sent)
 
     def close(self) -> None:
         self._tar.close()
