@@ -28,6 +28,8 @@ _PAX = (b"x", b"g")  # POSIX extended headers: the next member's (x) or every me
 # A long name or an extended header bigger than this is no header a tar of ours would write.
 _MAX_META = 1 << 16
 _CHUNK = 1 << 20
+# A pax size longer than this is beyond any file (2**64 has 20 digits).
+_MAX_DIGITS = 20
 # Smaller files go through the pipe's buffer with their headers; bigger ones by sendfile.
 _SMALL = 64 << 10
 
@@ -54,7 +56,8 @@ def _number(field: bytes) -> int:
 
 
 def _decimal(text: str) -> int:
-    if not text.isdigit():
+    # isdigit alone takes "²", which int() refuses, as it refuses more than 4,300 digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
         raise TarFormatError(f"bad size {text!r} in a pax header")
     return int(text)
 
@@ -74,12 +77,20 @@ class Reader:
         self._left = 0  # data bytes of the current member not yet read
         self._padding = 0
 
-    def _read(self, size: int) -> bytes:
-        data = self._stream.read(size)
-        if len(data) != size:
+    def _some(self, size: int) -> bytes:
+        """Up to ``size`` bytes, those that have come: ``progress`` hears of each piece, so
+        a slow but steady link (a megabyte taking longer than the timeout) never looks silent."""
+        data: bytes = self._stream.read1(size)  # type: ignore[attr-defined]
+        if not data:
             raise TarFormatError("the tar stream ended inside a member")
         if self._progress is not None:
-            self._progress(size)
+            self._progress(len(data))
+        return data
+
+    def _read(self, size: int) -> bytes:
+        data = self._some(size) if size else b""
+        while len(data) < size:
+            data += self._some(size - len(data))
         return data
 
     def _skip_rest(self) -> None:
@@ -141,7 +152,7 @@ class Reader:
     def data(self) -> Iterator[bytes]:
         """The current member's bytes, in chunks."""
         while self._left:
-            chunk = self._read(min(self._left, _CHUNK))
+            chunk = self._some(min(self._left, _CHUNK))
             self._left -= len(chunk)
             yield chunk
         if self._padding:

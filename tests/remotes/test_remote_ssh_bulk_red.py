@@ -1,0 +1,90 @@
+"""Attacks on the ssh remote's tar-stream way that test_remote_ssh_bulk.py does not cover: a
+server whose stream is slow but steady, whose tar headers are malformed in ways Python's own
+parsers reject differently, and whose tar ends a push early yet has the script say the objects
+were placed. Each must end in the objects moved (by this way or paramiko's) or a one-line error,
+never an internal error or a transfer given up on while bytes still flowed."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from remotes.remote_helpers import add_file, many_files
+from remotes.remote_servers import SshServer, running_sshd, trust_sshd
+from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
+
+from repro.objects.transfer import Transfer
+from repro.remotes import tarstream
+
+REAL = 'exec "$TAR" "$@"'
+
+
+def server_tar(tmp_path: Path, create: str = REAL, extract: str = REAL) -> str:
+    """The sshd line that puts first on the server's PATH a ``tar`` that runs ``create`` or
+    ``extract`` (shell text; ``$TAR`` is the real one) in place of a -c or -x."""
+    real = shutil.which("tar")
+    assert real
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "tar").write_text(
+        f'#!/bin/sh\nTAR={real}\ncase "$1" in\n  -c*) {create};;\n  -x*) {extract};;\nesac\n'
+        f"{REAL}\n"
+    )
+    (fake / "tar").chmod(0o755)
+    return f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+
+
+# A pipe that passes its input on in 16 KiB pieces, ten a second: a slow link, never silent.
+THROTTLE = (
+    "import os, sys, time\n"
+    "while data := os.read(0, 16384):\n"
+    "    sys.stdout.buffer.write(data); sys.stdout.buffer.flush(); time.sleep(0.1)\n"
+)
+
+
+def test_a_slow_but_steady_pull_is_not_taken_for_a_silent_server(
+    home: Path, tmp_path: Path, sshd: SshServer
+) -> None:
+    """160 KiB/s with a timeout of 1 s: bytes arrive every tenth of a second, yet an object of
+    600 KiB used to count as one read, its progress told only once all of it had come."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 4) + [add_file(cache, os.urandom(600 << 10))]
+    store = pushed_store(tmp_path, cache, files)
+    throttle = tmp_path / "throttle.py"
+    throttle.write_text(THROTTLE)
+    setenv = server_tar(tmp_path, create=f'"$TAR" "$@" | {sys.executable} {throttle}')
+    with running_sshd(tmp_path / "slow-sshd", setenv) as server:
+        trust_sshd(home, server)
+        remote = open_ssh(store, {"timeout": "1"})
+        try:
+            fetched = Transfer(remote, other, progress=False).fetch(files)
+            way = remote._openssh
+        finally:
+            remote.close()
+    assert (fetched.transferred, fetched.failed, way) == (5, (), True)
+    assert same_objects(cache, other, files)
+
+
+@pytest.mark.parametrize("size", ["\N{SUPERSCRIPT TWO}", "9" * 5000], ids=["digit", "long"])
+def test_a_pax_size_python_cannot_read_is_a_malformed_stream(size: str) -> None:
+    """str.isdigit takes "²" and int() does not; int() refuses more than 4300 digits. Either
+    escaped the reader as a ValueError: an internal error, not the fallback to paramiko."""
+    record = f"size={size}\n".encode()
+    length = len(record) + 2  # "N size=...\n" counts the digits of N too
+    while len(f"{length} ".encode()) + len(record) != length:
+        length += 1
+    data = f"{length} ".encode() + record
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(data)
+    member = tarfile.TarInfo("files/md5/ab/" + "c" * 30)
+    stream = pax.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512)
+    stream += member.tobuf(tarfile.USTAR_FORMAT) + bytes(1024)
+    reader = tarstream.Reader(io.BytesIO(stream))
+    with pytest.raises(tarstream.TarFormatError, match="bad size"):
+        reader.next()
