@@ -335,7 +335,8 @@ class TarStreams:
                 raise _NotBulk("a source vanished") from None
             reader.join()
             self._ended(session)
-            if PLACED not in said:
+            # A server that ended the stream early cannot have placed what it never got.
+            if PLACED not in said or len(sizes) < len(batch):
                 raise _NotBulk("the server did not say the objects were placed")
             for (key, _source), size in zip(batch, sizes, strict=True):
                 yield key, size

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from remotes.remote_helpers import add_file, many_files
 from remotes.remote_servers import SshServer, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
+from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer
 from repro.remotes import tarstream
 
@@ -64,7 +66,7 @@ def test_a_slow_but_steady_pull_is_not_taken_for_a_silent_server(
         remote = open_ssh(store, {"timeout": "1"})
         try:
             fetched = Transfer(remote, other, progress=False).fetch(files)
-            way = remote._openssh
+            way = remote._tar.works
         finally:
             remote.close()
     assert (fetched.transferred, fetched.failed, way) == (5, (), True)
@@ -88,3 +90,30 @@ def test_a_pax_size_python_cannot_read_is_a_malformed_stream(size: str) -> None:
     reader = tarstream.Reader(io.BytesIO(stream))
     with pytest.raises(tarstream.TarFormatError, match="bad size"):
         reader.next()
+
+
+def test_a_push_the_server_cut_short_yet_called_placed_goes_object_by_object(
+    home: Path, tmp_path: Path
+) -> None:
+    """The server's tar reads 4 KiB and exits 0; the script then places nothing and says it
+    placed all. The client, still sending, met a closed pipe: its count of members sent fell
+    short of the batch, and zip(strict=True) raised a ValueError, an internal error."""
+    setenv = server_tar(tmp_path, extract="head -c 4096 >/dev/null; exit 0")
+    cache = tmp_path / "cache"
+    files = [add_file(cache, os.urandom(2 << 20)) for _ in range(12)]
+    store = tmp_path / "remote"
+    with running_sshd(tmp_path / "sshd", setenv) as server:
+        trust_sshd(home, server)
+        remote = open_ssh(store)
+        try:
+            started = time.monotonic()
+            pushed = Transfer(remote, cache, progress=False).push(files)
+            took = time.monotonic() - started
+        finally:
+            remote.close()
+    assert (pushed.transferred, pushed.failed) == (12, ())
+    assert all(
+        (store / object_key(oid)).read_bytes() == object_path(cache, oid).read_bytes()
+        for oid in files
+    )
+    assert took < 60
