@@ -377,7 +377,12 @@ class TarStreams:
                 "done",
                 f'[ -z "$UNLINKED" ] || for F in {" ".join(map(shlex.quote, folders))}; do',
                 '  [ -d "$S/$F" ] || continue',
-                '  mkdir -p -- "$F" && mv -f -- "$S/$F"/* "$F"/ || { rm -rf -- "$S"; exit 1; }',
+                # Across file systems (a mount below the root) mv copies, straight into the
+                # name, and a full disk left part of an object there: the objects go first to
+                # a folder beside their own, then each takes its name in a rename.
+                '  mkdir -p -- "$F/$S" && mv -f -- "$S/$F"/* "$F/$S"/ &&',
+                '    mv -f -- "$F/$S"/* "$F"/ && rmdir -- "$F/$S" ||',
+                '    { rm -rf -- "$S" "$F/$S"; exit 1; }',
                 "done",
                 'rm -rf -- "$S"',
                 f"echo {PLACED.decode()}",

@@ -710,6 +710,11 @@ class SshRemote:
             src.seek(0)
             try:
                 sftp.putfo(src, tmp, confirm=False)
+                # paramiko drops the answers to pipelined writes, refusals and all (a full
+                # disk): only the size the server kept says whether every write landed.
+                kept, size = sftp.stat(tmp).st_size, os.fstat(src.fileno()).st_size
+                if kept != size:
+                    raise OSError(f"the server kept {kept} of its {size} bytes (a full disk?)")
                 self._rename(sftp, tmp, path)
             except BaseException:
                 leftovers.append(tmp)

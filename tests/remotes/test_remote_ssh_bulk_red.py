@@ -6,9 +6,11 @@ never an internal error or a transfer given up on while bytes still flowed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -19,6 +21,8 @@ from remotes.remote_helpers import add_file, many_files
 from remotes.remote_servers import SshServer, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
+from repro.errors import RemoteError
+from repro.fsutil import is_temp
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer
 from repro.remotes import tarstream
@@ -117,3 +121,40 @@ def test_a_push_the_server_cut_short_yet_called_placed_goes_object_by_object(
         for oid in files
     )
     assert took < 60
+
+
+@pytest.mark.parametrize("way", ["tar stream", "paramiko alone"])
+def test_a_push_into_a_full_file_system_below_the_root_names_no_partial_object(
+    home: Path, tmp_path: Path, sshd: SshServer, way: str, request: pytest.FixtureRequest
+) -> None:
+    """``files`` is a mount of its own (a volume for the objects), and it fills up. The tar
+    way's mv, as cp cannot link across mounts, copied straight into each final name; paramiko
+    drops the server's answers to pipelined writes, so a refused write went unseen and the
+    temp file, cut short, was renamed into place. Either way a truncated object took its
+    name, the push said it succeeded, and listings called it present from then on."""
+    if way == "paramiko alone":
+        request.getfixturevalue("no_openssh_client")
+    trust_sshd(home, sshd)
+    store = tmp_path / "remote"
+    (store / "files").mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(store / "files")],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"no tmpfs can be mounted here: {mounted.stderr.strip()}")
+    try:
+        cache = tmp_path / "cache"
+        files = [add_file(cache, os.urandom(600 << 10)) for _ in range(3)]
+        remote = open_ssh(store)
+        try:
+            with pytest.raises(RemoteError, match="kept .* bytes"):  # not all of them fit
+                Transfer(remote, cache, progress=False).push(files)
+        finally:
+            remote.close()
+        named = [p for p in (store / "files").rglob("*") if p.is_file() and not is_temp(p.name)]
+        hashed = {p.parent.name + p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in named}
+    finally:
+        subprocess.run(["umount", str(store / "files")], check=True)
+    assert hashed and all(name == md5 for name, md5 in hashed.items())
