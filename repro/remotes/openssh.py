@@ -355,7 +355,9 @@ class TarStreams:
             [
                 f"mkdir -p -- {root} && cd -- {root} || exit 1",
                 # Its sleep must not hold the output open, or the session outlives the script.
-                f"( while :; do echo .; sleep {beat} >/dev/null 2>&1; done ) & BEAT=$!",
+                # Nor must it outlive a script killed by a signal (no EXIT trap runs then).
+                f"( while kill -0 $$ 2>/dev/null; do echo .; sleep {beat} >/dev/null 2>&1; done"
+                ") & BEAT=$!",
                 "trap 'kill \"$BEAT\" 2>/dev/null' EXIT",
                 f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
                 "2>/dev/null",

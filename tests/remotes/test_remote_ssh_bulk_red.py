@@ -10,15 +10,18 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 from remotes.remote_helpers import add_file, many_files
-from remotes.remote_servers import SshServer, running_sshd, trust_sshd
+from remotes.remote_servers import SshServer, descendants, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
 from repro.errors import RemoteError
@@ -26,6 +29,7 @@ from repro.fsutil import is_temp
 from repro.objects.ids import object_key, object_path
 from repro.objects.transfer import Transfer
 from repro.remotes import tarstream
+from repro.remotes.ssh import RETRY_DELAYS
 
 REAL = 'exec "$TAR" "$@"'
 
@@ -158,3 +162,38 @@ def test_a_push_into_a_full_file_system_below_the_root_names_no_partial_object(
     finally:
         subprocess.run(["umount", str(store / "files")], check=True)
     assert hashed and all(name == md5 for name, md5 in hashed.items())
+
+
+def test_a_placing_script_killed_on_the_server_leaves_no_heartbeat_to_hang_the_push(
+    home: Path, tmp_path: Path
+) -> None:
+    """The script's shell dies by a signal (the OOM killer, an admin's kill -9): its EXIT trap
+    never runs, so its heartbeat lived on, holding the session open and telling the watchdog
+    the server was alive; the push waited forever. It must hand over within the bound."""
+    timeout = 1.0
+    bound = (len(RETRY_DELAYS) + 1) * timeout + sum(RETRY_DELAYS)
+    setenv = server_tar(tmp_path, extract="kill -9 $PPID; exit 1")
+    cache = tmp_path / "cache"
+    files = many_files(cache, 20)
+    store = tmp_path / "remote"
+    with running_sshd(tmp_path / "sshd", setenv) as server:
+        trust_sshd(home, server)
+        remote = open_ssh(store, {"timeout": str(timeout)})
+        result: list[object] = []
+        pushing = threading.Thread(
+            target=lambda: result.append(Transfer(remote, cache, progress=False).push(files))
+        )
+        started = time.monotonic()
+        pushing.start()
+        try:
+            pushing.join(timeout=bound + 20)
+            took = time.monotonic() - started
+        finally:
+            for pid in descendants(server.pid):  # the heartbeat, if it outlived its script
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            pushing.join()
+            remote.close()
+    assert took < bound + 10
+    (pushed,) = result
+    assert (pushed.transferred, pushed.failed) == (20, ())  # type: ignore[attr-defined]
