@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import IO, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paramiko
@@ -492,6 +492,26 @@ def _stderr(channel: paramiko.Channel) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
+def _write_file(sftp: paramiko.SFTPClient, source: IO[bytes], path: str) -> None:
+    """``source`` into the new file ``path``, every write's answer read. paramiko's putfo
+    pipelines its writes and drops their answers, refusals and all: on a full disk some
+    writes failed unseen, and a file cut short, or with holes, went on to take its name."""
+    with sftp.open(path, "wb") as out:
+        out.set_pipelined(True)
+        while chunk := source.read(SFTP_CHUNK):
+            out.write(chunk)
+        out.flush()
+        # The answers paramiko itself reads only once 100 writes are in flight.
+        pending = out._reqs  # type: ignore[attr-defined,unused-ignore]
+        try:
+            while pending:
+                sftp._read_response(pending.popleft())  # raises for a refused write
+        except OSError as exc:
+            raise OSError(
+                f"the server did not write all of it ({_reason(exc)}): is its disk full?"
+            ) from None
+
+
 def _close_quietly(sftp: paramiko.SFTPClient) -> None:
     """Close a channel whose connection may be dead (closing sends a message, which fails)."""
     with suppress(OSError, EOFError, paramiko.SSHException):
@@ -709,12 +729,7 @@ class SshRemote:
             tmp = posixpath.join(folder, temp_name(name))
             src.seek(0)
             try:
-                sftp.putfo(src, tmp, confirm=False)
-                # paramiko drops the answers to pipelined writes, refusals and all (a full
-                # disk): only the size the server kept says whether every write landed.
-                kept, size = sftp.stat(tmp).st_size, os.fstat(src.fileno()).st_size
-                if kept != size:
-                    raise OSError(f"the server kept {kept} of its {size} bytes (a full disk?)")
+                _write_file(sftp, src, tmp)
                 self._rename(sftp, tmp, path)
             except BaseException:
                 leftovers.append(tmp)
@@ -726,18 +741,20 @@ class SshRemote:
         with source.open("rb") as src:
             self._call("write", path, upload)
 
-    @staticmethod
-    def _rename(sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
+    def _rename(self, sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
         try:
             # Atomic and replaces an existing file, like rename(2).
             sftp.posix_rename(tmp, path)
         except OSError:
             # Servers without the OpenSSH extension: plain rename refuses an existing target,
-            # which then holds the same bytes (keys are content hashes).
+            # which then holds the same bytes (keys are content hashes) if it is a file; a
+            # folder someone made there (rename(2) refuses it too) holds no object.
             try:
                 sftp.rename(tmp, path)
             except OSError:
-                sftp.stat(path)
+                mode = sftp.lstat(path).st_mode or 0
+                if not stat.S_ISREG(mode):
+                    raise common.not_a_file(f"{path} on {self.target.display}", mode) from None
                 sftp.remove(tmp)
 
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
