@@ -15,7 +15,7 @@ import base64
 import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +30,7 @@ from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.response import StreamingBody
+from s3transfer.subscribers import BaseSubscriber
 
 from repro.errors import RemoteError, ReproError
 from repro.remotes.common import MAX_TIMEOUT, bulk_exists, check_key, folder_prefix, retrying
@@ -128,6 +129,8 @@ class S3Remote:
         self._client_lock = threading.Lock()
         self._s3: S3Client | None = None
         self._direct: _Direct | None = None
+        self._cancelled = threading.Event()
+        self._watch = _Watch(self._check_cancelled)
 
     def _client(self) -> S3Client:
         # boto3 sessions are not thread-safe but its clients are: build one client, once.
@@ -188,6 +191,7 @@ class S3Remote:
         where = f"s3://{self.bucket}/{self.root}{key}"
         if self._unanswered is not None:
             raise RemoteError(self._unanswered)
+        self._check_cancelled()
         try:
             yield
         except botocore.exceptions.ClientError as exc:
@@ -286,8 +290,15 @@ class S3Remote:
             # By name: each part is read from a handle of its own as it is sent, not held in
             # memory (as a file object's parts would be); the manager, unlike upload_file,
             # raises botocore's own errors.
+            # A part being sent reads its file a chunk at a time through the subscriber:
+            # after a cancel() the read fails, and the manager aborts the upload.
             with create_transfer_manager(self._client(), config) as manager:
-                manager.upload(str(source), self.bucket, name).result()
+                upload = manager.upload(str(source), self.bucket, name, subscribers=[self._watch])
+                try:
+                    upload.result()
+                except Exception:
+                    self._check_cancelled()  # the cancel, rather than the failure it caused
+                    raise
 
     def get(self, key: str, dest: str | os.PathLike[str]) -> str:
         name = self._name(key)
@@ -299,6 +310,7 @@ class S3Remote:
             part = size if size <= MULTIPART_ABOVE else _range_size(size)
             written = 0
             while written < part and (chunk := body.read(min(CHUNK, part - written))):
+                self._check_cancelled()
                 digest.update(chunk)
                 out.write(chunk)
                 written += len(chunk)
@@ -347,6 +359,7 @@ class S3Remote:
             )
             offset = start
             for chunk in response["Body"].iter_chunks(CHUNK):
+                self._check_cancelled()
                 if offset + len(chunk) > end:  # never write over the next part
                     raise wrong_size
                 view = memoryview(chunk)
@@ -362,10 +375,20 @@ class S3Remote:
             parts = [(start, pool.submit(fetch, start)) for start in range(part, size, part)]
             for start, fetched in parts:
                 fetched.result()
-                _hash_range(fd, start, min(start + part, size), digest)
+                _hash_range(fd, start, min(start + part, size), digest, self._check_cancelled)
         finally:
             # After an error, nothing new starts; the requests already sent finish.
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        """Stop the transfers under way, as at Ctrl-C: each raises a RemoteError at its next
+        chunk of 1 MiB (a multipart upload is then aborted, its parts dropped; the caller
+        removes the file a download was writing), and so does every later request."""
+        self._cancelled.set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise RemoteError(f"the transfers with {self.url} were cancelled")
 
     def delete(self, key: str) -> None:
         with self._errors("delete", key):
@@ -376,6 +399,16 @@ class S3Remote:
             if self._s3 is not None:
                 self._s3.close()
                 self._s3 = None
+
+
+class _Watch(BaseSubscriber):  # type: ignore[misc]
+    """Calls ``check`` (which may raise) as each chunk of an upload's part is read to be sent."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._check = check
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self._check()
 
 
 class _Direct:
@@ -471,11 +504,13 @@ def _range_size(size: int) -> int:
     return min(max(PART, -(-size // PART_WORKERS)), MAX_RANGE)
 
 
-def _hash_range(fd: int, start: int, end: int, digest: Any) -> None:
-    """Feed bytes ``start``..``end`` of ``fd`` to ``digest``."""
+def _hash_range(fd: int, start: int, end: int, digest: Any, check: Callable[[], None]) -> None:
+    """Feed bytes ``start``..``end`` of ``fd`` to ``digest``, calling ``check`` (which may
+    raise) before each chunk."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     while start < end:
+        check()
         count = os.preadv(fd, [view[: min(CHUNK, end - start)]], start)
         if not count:
             raise RemoteError("a downloaded part vanished from its file before it was hashed")
