@@ -130,7 +130,7 @@ class S3Remote:
         self._s3: S3Client | None = None
         self._direct: _Direct | None = None
         self._cancelled = threading.Event()
-        self._watch = _Watch(self._check_cancelled)
+        self._watch = _Watch(self._cancelled)
 
     def _client(self) -> S3Client:
         # boto3 sessions are not thread-safe but its clients are: build one client, once.
@@ -290,8 +290,7 @@ class S3Remote:
             # By name: each part is read from a handle of its own as it is sent, not held in
             # memory (as a file object's parts would be); the manager, unlike upload_file,
             # raises botocore's own errors.
-            # A part being sent reads its file a chunk at a time through the subscriber:
-            # after a cancel() the read fails, and the manager aborts the upload.
+            # Parts are read a chunk at a time as they are sent, which the subscriber watches.
             with create_transfer_manager(self._client(), config) as manager:
                 upload = manager.upload(str(source), self.bucket, name, subscribers=[self._watch])
                 try:
@@ -402,13 +401,16 @@ class S3Remote:
 
 
 class _Watch(BaseSubscriber):  # type: ignore[misc]
-    """Calls ``check`` (which may raise) as each chunk of an upload's part is read to be sent."""
+    """Cancels an upload at the next chunk one of its parts reads to send, once ``cancelled``
+    is set: the manager then fails every part's next read (a failure botocore does not retry,
+    unlike one of ours), sends no further part and aborts the upload."""
 
-    def __init__(self, check: Callable[[], None]) -> None:
-        self._check = check
+    def __init__(self, cancelled: threading.Event) -> None:
+        self._cancelled = cancelled
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        self._check()
+        if self._cancelled.is_set():
+            future.cancel()
 
 
 class _Direct:
