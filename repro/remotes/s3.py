@@ -162,12 +162,10 @@ class S3Remote:
                 read_timeout=self.timeout,
                 # Most S3-compatible servers (minio, ceph) want bucket names in the path.
                 s3={"addressing_style": "path" if endpoint else "auto"},
-                # botocore's default CRC32 of every body, sent as a trailer of a chunked upload
-                # (which some S3-compatible stores refuse) and checked on every download, costs
-                # 0.3 ms of the ~2 ms of CPU a small object takes: downloads are checked
-                # against their md5 anyway, and a put sends its Content-MD5, which every
-                # S3-compatible store checks.
-                request_checksum_calculation="when_required",
+                # botocore's default CRC32 check of every download costs 0.15 ms of the ~2 ms
+                # of CPU a small object takes, and each is checked against its md5 anyway.
+                # Uploads keep their CRC32 (sent as a trailer of a chunked body): without it,
+                # moto took 15 s of CPU for a 1 GiB upload in parts, against 10.6 s with it.
                 response_checksum_validation="when_required",
             )
             client: S3Client = session.client("s3", endpoint_url=endpoint, config=config)
