@@ -158,6 +158,7 @@ def _run(
     jobs: int | None,
     bar: _Progress,
     forkable: bool,
+    stop: Callable[[], None] | None = None,
 ) -> _Outcome:
     """Apply ``action`` to ``items`` in parallel.
 
@@ -181,7 +182,7 @@ def _run(
         parts = workers.split(items, jobs or host.cores())
         workers.run_parts(run_batch, parts, outcome.record)
         return outcome
-    _run_threads(run_batch, items, jobs or default_jobs(), outcome.record)
+    _run_threads(run_batch, items, jobs or default_jobs(), outcome.record, stop)
     return outcome
 
 
@@ -199,6 +200,7 @@ def _run_by_folder(
     jobs: int | None,
     bar: _Progress,
     forkable: bool,
+    stop: Callable[[], None] | None = None,
 ) -> _Outcome:
     """``action`` over the objects, a fan-out folder (``files/md5/ab``) of them at a time: a
     folder new on the receiving side is then built aside and renamed into place once, not
@@ -216,7 +218,7 @@ def _run_by_folder(
         return [result for group in batch for result in action(group)]
 
     if not forkable:
-        _run_threads(run_batch, groups, jobs or default_jobs(), outcome.record)
+        _run_threads(run_batch, groups, jobs or default_jobs(), outcome.record, stop)
         return outcome
     count = max(1, min(jobs or host.cores(), len(object_ids) // workers.MIN_ITEMS or 1))
     parts: list[list[list[str]]] = [[] for _ in range(count)]
@@ -247,6 +249,7 @@ def _run_threads(
     items: Sequence[T],
     jobs: int,
     record: Callable[[list[Result]], None],
+    stop: Callable[[], None] | None = None,
 ) -> None:
     pool_size = min(jobs, len(items))
     # Small batches per task: a future per object costs more than copying a small file.
@@ -257,9 +260,19 @@ def _run_threads(
         futures = [pool.submit(run_batch, batch) for batch in batches]
         for future in as_completed(futures):
             record(future.result())
+    except KeyboardInterrupt:
+        if stop is not None:
+            stop()  # the transfers running stop at their next chunk, not at their object's end
+        raise
     finally:
         # After an error or Ctrl-C nothing new starts; the transfers already running finish.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(remote: Remote) -> Callable[[], None] | None:
+    """What stops the remote's running transfers at Ctrl-C, if it can."""
+    stop: Callable[[], None] | None = getattr(remote, "cancel", None)
+    return stop
 
 
 def _check_ids(object_ids: Iterable[str]) -> list[str]:
@@ -368,7 +381,7 @@ class Transfer:
                     forkable=True,
                 )
             else:
-                first = _run(self._upload, to_upload, jobs, bar, remote.forkable)
+                first = _run(self._upload, to_upload, jobs, bar, remote.forkable, _stop(remote))
             first.merge(bulk)
             stored = on_remote | first.done.keys()
             ready: list[str] = []
@@ -389,7 +402,7 @@ class Transfer:
                     )
                 else:
                     ready.append(object_id)
-            second = _run(self._upload, ready, jobs, bar, remote.forkable)
+            second = _run(self._upload, ready, jobs, bar, remote.forkable, _stop(remote))
         finally:
             bar.close()
         return TransferSummary(
@@ -550,7 +563,9 @@ class Transfer:
             todo = [oid for oid in files if oid not in held]
             bulk = self._fetch_many(todo, bar, lambda oid: f"{cache_dir}/{object_key(oid)}")
             rest = [oid for oid in todo if oid not in bulk.done and oid not in bulk.settled]
-            second = _run_by_folder(self._download_group, rest, jobs, bar, remote.forkable)
+            second = _run_by_folder(
+                self._download_group, rest, jobs, bar, remote.forkable, _stop(remote)
+            )
             second.merge(bulk)
         finally:
             bar.close()

@@ -71,3 +71,11 @@ class ManyAtOnce(Protocol):
     ) -> Iterator[tuple[str, int]]:
         """Upload each (source file, key) pair, atomically as ``put`` does; yield (key, bytes
         sent) once it is in place. ``sent(objects, bytes)`` hears of what has left meanwhile."""
+
+
+class Cancellable(Protocol):
+    """What a backend whose single transfers run long (S3's large objects, in parts) may add:
+    the transfer layer calls it at Ctrl-C, before it waits for the running transfers."""
+
+    def cancel(self) -> None:
+        """Make every running transfer stop at its next chunk, and refuse new ones."""

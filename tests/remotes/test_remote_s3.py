@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,26 @@ def test_the_client_waits_the_timeout_option_and_pools_a_connection_per_transfer
     assert (config.connect_timeout, config.read_timeout) == (2.5, 2.5)
     assert config.retries["total_max_attempts"] == s3.ATTEMPTS
     assert config.max_pool_connections >= default_jobs() + s3.PART_WORKERS
+
+
+def test_small_objects_move_in_one_direct_request_each_way(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    """A small object's PUT and GET skip the client's per-call machinery (its CPU bounds how
+    many small objects a second a push or pull moves); listing still goes through it."""
+    remote = open_remote(f"s3://{make_bucket(s3_endpoint)}/x", {"endpointurl": s3_endpoint})
+    calls: list[str] = []
+    try:
+        client = remote._client()  # type: ignore[attr-defined]
+        client.meta.events.register("before-call.s3", lambda **kw: calls.append(kw["model"].name))
+        data = b"small object\n" * 100
+        (tmp_path / "src").write_bytes(data)
+        remote.put(tmp_path / "src", "files/md5/ab/cd")
+        assert remote.get("files/md5/ab/cd", tmp_path / "dest") == hashlib.md5(data).hexdigest()
+        assert (tmp_path / "dest").read_bytes() == data
+        assert calls == []
+        with pytest.raises(FileNotFoundError):  # an error answer: asked again by the client
+            remote.get("files/md5/ab/missing", tmp_path / "other")
+        assert calls == ["GetObject"]
+    finally:
+        remote.close()
