@@ -52,6 +52,21 @@ def platform() -> str:
     return "WSL2" if "microsoft" in version else "Linux"
 
 
+def aes_in_hardware() -> bool:
+    """Whether the CPU says it has AES instructions (x86's AES-NI, ARM's crypto extension):
+    then AES-GCM outruns ChaCha20 several times. Where it cannot say (no /proc), Apple's arm64
+    has them, and anything else is taken not to."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                name, _, flags = line.partition(":")
+                if name.strip() in ("flags", "Features"):
+                    return "aes" in flags.split()
+    except OSError:
+        pass
+    return MACOS and os.uname().machine == "arm64"
+
+
 def die_with_parent(lifeline: int) -> None:
     """Have this forked worker die as soon as its parent does: Linux's PR_SET_PDEATHSIG;
     elsewhere a thread that kills it when ``lifeline``, the read end of a pipe whose write

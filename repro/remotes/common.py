@@ -4,6 +4,7 @@ strategy. Temp names for uploads are fsutil's (``temp_name``, ``is_temp``)."""
 from __future__ import annotations
 
 import posixpath
+import re
 import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,16 @@ MAX_DEPTH = 8
 # The longest a remote's ``timeout`` option may be, in seconds: a day. Sockets refuse waits
 # beyond what time_t holds (about 1e11 s), and no answer is worth waiting for longer.
 MAX_TIMEOUT = 86400.0
+
+
+# Paths the server's login shell reads the same inside single quotes, whichever it is: fish
+# reads \' there, csh a ! and a newline, so a path with those never goes on a command line.
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9_./~@%+=:, -]+")
+
+
+def shell_safe(path: str) -> bool:
+    """Whether ``path``, quoted, may go into a command the server's login shell runs."""
+    return _SHELL_SAFE.fullmatch(path) is not None
 
 
 def silence(timeout: float) -> str:

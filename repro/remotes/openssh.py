@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import posixpath
+import queue
 import re
 import shlex
 import shutil
@@ -31,6 +32,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TypeVar
 
+from repro import host
 from repro.errors import RemoteError
 from repro.fsutil import TEMP_PREFIX
 from repro.remotes import common, tarstream
@@ -55,8 +57,18 @@ _PLAIN_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 # The identities paramiko tries when told none (OpenSSH would read them from the passwd
 # entry's home, not from $HOME as paramiko does).
 _DEFAULT_KEYS = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
 # What OpenSSH's client exits with when it, not the remote command, failed.
 CLIENT_FAILED = 255
+# Objects this big are hashed in a thread of their own while they are written.
+_HASH_ASIDE = 8 << 20
 # Writes to ssh gather this much: a pipe write per small object would cost ssh a packet each.
 _PIPE_BUFFER = 1 << 20
 # Of the remote side's stderr, only the start is kept, for an error message.
@@ -110,6 +122,11 @@ def command_line(target: Target, remote_command: str) -> list[str] | None:
         "PermitLocalCommand": "no",
         "LogLevel": "ERROR",
     }
+    if host.aes_in_hardware():
+        # OpenSSH puts ChaCha20 first, safe without AES instructions; with them AES-GCM moves
+        # a gigabyte over loopback in 3.0 s against ChaCha20's 4.6 s. Every OpenSSH since
+        # 6.5 has all of these.
+        options["Ciphers"] = ",".join(_CIPHERS)
     if target.proxy_command:
         options["ProxyCommand"] = target.proxy_command
     for name, value in options.items():
@@ -250,7 +267,7 @@ class TarStreams:
             common.check_key(check_key)
         ready = [self._spare] if self._spare is not None else []  # started for this call
         self._spare = None
-        if more and self.works is not False:
+        if more and self.works is not False and common.shell_safe(self._target.root):
             argv = command_line(self._target, f"sh -c {shlex.quote(self._pull_script())}")
             if argv is not None:
                 self._spare = Session(argv, self._target.timeout, armed=False)
@@ -276,18 +293,20 @@ class TarStreams:
                 dest = remaining.get(member.name)
                 if dest is None or not member.regular:
                     continue  # unasked (a hostile server's), or no plain file: left to get()
-                digest = hashlib.md5()
                 # A plain descriptor: a file object costs more than writing a small object.
                 out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    for data in reader.data():
-                        digest.update(data)
-                        chunk = memoryview(data)
-                        while chunk:
-                            chunk = chunk[os.write(out, chunk) :]
+                    if member.size >= _HASH_ASIDE:
+                        md5 = _write_hashing_aside(reader.data(), out)
+                    else:
+                        digest = hashlib.md5()
+                        for data in reader.data():
+                            digest.update(data)
+                            _write(out, data)
+                        md5 = digest.hexdigest()
                 finally:
                     os.close(out)
-                yield member.name, digest.hexdigest()
+                yield member.name, md5
 
     def put_many(
         self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
@@ -350,13 +369,14 @@ class TarStreams:
         tops = sorted({key.split("/", 1)[0] for key in keys})
         staging = shlex.quote(f"{PUSH_STAGING}{os.urandom(8).hex()}")
         root = shlex.quote(self._target.root)
-        beat = max(1, int(self._target.timeout / 3))
+        # A fraction of a second where sleep takes one (GNU, BusyBox), else a second.
+        beat = f"{{ sleep {self._target.timeout / 3:.2f} || sleep 1; }}"
         return "\n".join(
             [
                 f"mkdir -p -- {root} && cd -- {root} || exit 1",
                 # Its sleep must not hold the output open, or the session outlives the script.
                 # Nor must it outlive a script killed by a signal (no EXIT trap runs then).
-                f"( while kill -0 $$ 2>/dev/null; do echo .; sleep {beat} >/dev/null 2>&1; done"
+                f"( while kill -0 $$ 2>/dev/null; do echo .; {beat} >/dev/null 2>&1; done"
                 ") & BEAT=$!",
                 "trap 'kill \"$BEAT\" 2>/dev/null' EXIT",
                 f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
@@ -415,6 +435,8 @@ class TarStreams:
                 if not self.works:
                     self.works = False
                     return
+                if moved:  # it came back and moved objects: a new drop gets all its attempts
+                    delays = iter(self._delays)
                 delay = next(delays, None)
                 if delay is None:
                     raise self._given_up(action, self._target.root, str(exc)) from None
@@ -431,9 +453,11 @@ class TarStreams:
     def _session(self, script: str, started: Session | None = None) -> Iterator[Session]:
         """OpenSSH's client running the POSIX shell ``script`` on the server (whatever the
         login shell), or ``started`` (running it already); _NotBulk where the client cannot
-        connect as paramiko would."""
+        connect as paramiko would, or the root is no path a login shell reads the same."""
         if started is None:
-            argv = command_line(self._target, f"sh -c {shlex.quote(script)}")
+            argv = None
+            if common.shell_safe(self._target.root):
+                argv = command_line(self._target, f"sh -c {shlex.quote(script)}")
             if argv is None:
                 raise _NotBulk("OpenSSH's client cannot connect as configured")
             started = Session(argv, self._target.timeout)
@@ -474,12 +498,50 @@ def _feed(session: Session, data: bytes) -> None:
         session.stdin.close()
 
 
+def _write(fd: int, data: bytes) -> None:
+    chunk = memoryview(data)
+    while chunk:
+        chunk = chunk[os.write(fd, chunk) :]
+
+
+def _write_hashing_aside(chunks: Iterator[bytes], fd: int) -> str:
+    """Write ``chunks`` to ``fd`` and hash them in a thread of their own (writes and md5 let
+    go of the GIL) while this one reads the next: a big object costs the slower of reading
+    and writing, not their sum. Their md5."""
+    digest = hashlib.md5()
+    waiting: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+    failed: list[OSError] = []
+
+    def write_all() -> None:
+        while (data := waiting.get()) is not None:
+            if not failed:
+                digest.update(data)
+                try:
+                    _write(fd, data)
+                except OSError as exc:  # a full disk: said once the stream is read
+                    failed.append(exc)
+
+    writer = threading.Thread(target=write_all, daemon=True)
+    writer.start()
+    try:
+        for data in chunks:
+            if failed:
+                break
+            waiting.put(data)
+    finally:
+        waiting.put(None)
+        writer.join()
+    if failed:
+        raise failed[0]
+    return digest.hexdigest()
+
+
 def _listen(session: Session, said: list[bytes]) -> None:
     """Read what the command says, line by line, each a sign of life."""
     while line := session.stdout.readline(256):  # a line without end cannot fill memory
         session.touch()
-        if line.rstrip(b"\n") == PLACED:
-            said.append(PLACED)
+        if line.rstrip(b"\n") == PLACED and not said:
+            said.append(PLACED)  # once: a server repeating it cannot fill memory either
 
 
 def _ancestors(folder: str) -> list[str]:

@@ -772,7 +772,8 @@ class SshRemote:
             if not stat.S_ISREG(info.st_mode or 0):
                 raise common.not_a_file(f"{path} on {self.target.display}", info.st_mode or 0)
             left = info.st_size or 0
-            if streams and left >= STREAM_ABOVE and self._streams_work():
+            streamable = left >= STREAM_ABOVE and common.shell_safe(path)
+            if streams and streamable and self._streams_work():
                 return left
             with sftp.open(path, "rb") as remote_file:
                 # Up to the size lstat gave, not to the end: for a small object, the read

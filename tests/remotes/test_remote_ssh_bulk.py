@@ -305,6 +305,22 @@ def test_where_that_way_is_missing_paramiko_moves_objects_one_by_one(
     assert same_objects(cache, other, files)
 
 
+def test_a_root_no_login_shell_could_be_trusted_with_goes_over_sftp(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """fish reads \\' inside single quotes, csh a !: such a root (a cloned config may name
+    one) never goes on a command line; SFTP takes it as it is."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 20) + [add_file(cache, os.urandom(2 << 20))]  # streamed, else
+    store = tmp_path / "it's a \\ root!"
+    pushed, fetched, ways = push_and_fetch(store, cache, other, files)
+    assert ways == (False, False)
+    assert (pushed.transferred, fetched.transferred) == (21, 21)
+    assert (store / object_key(files[0])).exists()
+    assert same_objects(cache, other, files)
+
+
 HOSTILE_TAR = """#!{python}
 import io, sys, tarfile, time
 kind = {kind!r}
