@@ -59,6 +59,9 @@ from trash import rmtree
 HERE = Path(__file__).resolve().parent
 
 
+SETS = "many,big,mnist,pipeline"  # a full run's
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -70,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeat = 3 if args.quick else 5
     if args.code is None:
         args.code = "worktree" if args.quick else "HEAD"
-    if args.out is None and not args.quick:
+    full = not args.quick and args.ops is None and args.sets == SETS and not args.no_dvc
+    if args.out is None and full:
+        # Only a full run replaces the table; a partial one would overwrite it with a few rows.
         args.out = str(HERE / "RESULTS.md")
     for name in args.sets.split(","):
         if name not in FULL and name not in SERVER_SETS:
@@ -98,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small datasets, fewer tags")
-    parser.add_argument("--sets", default="many,big,mnist,pipeline", help="comma list of datasets")
+    parser.add_argument("--sets", default=SETS, help="comma list of datasets")
     parser.add_argument("--repeat", type=int, default=None, help="rounds per operation")
     parser.add_argument("--no-dvc", action="store_true", help="repro and the floor only")
     parser.add_argument(
@@ -116,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         help="write the Markdown table here (default: "
-        "benchmarks/RESULTS.md for a full run, nothing for --quick)",
+        "benchmarks/RESULTS.md for a full run, nothing for a partial one)",
     )
     parser.add_argument("--json", help="write the machine-readable results here")
     parser.add_argument(
