@@ -155,6 +155,13 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
         raise
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data``: a write may take less than it is given (a full disk, a signal)."""
+    chunk = memoryview(data)
+    while chunk:
+        chunk = chunk[os.write(fd, chunk) :]
+
+
 def copy_fd(src: int, dst: int) -> None:
     """Copy all of ``src`` (from its start) into ``dst`` inside the kernel.
 
@@ -182,7 +189,7 @@ def copy_fd(src: int, dst: int) -> None:
             if offset or exc.errno not in NO_KERNEL_COPY:
                 raise
     while data := os.pread(src, READ_CHUNK, offset):
-        os.write(dst, data)
+        write_all(dst, data)
         offset += len(data)
 
 

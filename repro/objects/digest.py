@@ -12,6 +12,8 @@ import os
 import threading
 from typing import Any
 
+from repro.fsutil import write_all
+
 CHUNK = 1 << 20
 
 _buffers = threading.local()
@@ -90,8 +92,7 @@ def copy_md5(src: int, dst: int) -> str:
     while count := os.readv(src, [buffer]):
         chunk = view[:count]
         digest.update(chunk)
-        while chunk:
-            chunk = chunk[os.write(dst, chunk) :]
+        write_all(dst, chunk)
     return str(digest.hexdigest())
 
 

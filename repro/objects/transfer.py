@@ -313,13 +313,19 @@ def _read_manifest(
 
 
 def _get_checked(remote: Remote, object_id: ObjectId, dest: str | Path) -> list[ObjectId]:
-    """Download an object into ``dest``; CorruptObjectError unless its bytes hash to its id,
-    and a manifest's entries must pass parse_manifest. The entries of a manifest, else []."""
-    if remote.get(object_key(object_id), dest) != content_md5(object_id):
+    """Download an object into ``dest`` and check it (``_verified``)."""
+    return _verified(remote, object_id, remote.get(object_key(object_id), dest), dest)
+
+
+def _verified(remote: Remote, object_id: ObjectId, md5: str, path: str | Path) -> list[ObjectId]:
+    """CorruptObjectError unless ``md5``, that of the bytes downloaded into ``path``, is the
+    object's id, and a manifest's entries must pass parse_manifest. The entries of a manifest,
+    else []."""
+    if md5 != content_md5(object_id):
         raise CorruptObjectError(object_id, remote.url)
     if not is_manifest(object_id):
         return []
-    with open(dest, "rb") as handle:
+    with open(path, "rb") as handle:
         return _entries(handle.read(), object_id, remote.url)
 
 
@@ -489,11 +495,7 @@ class Transfer:
         """Rename a downloaded object into place if its bytes hash to its id (and a manifest's
         pass parse_manifest); else remove it and say why."""
         try:
-            if md5 != content_md5(object_id):
-                raise CorruptObjectError(object_id, self.remote.url)
-            if is_manifest(object_id):
-                with open(tmp, "rb") as handle:
-                    _entries(handle.read(), object_id, self.remote.url)
+            _verified(self.remote, object_id, md5, tmp)
         except ReproError as exc:
             os.unlink(tmp)
             return exc
@@ -734,11 +736,8 @@ def _verify_many(
     for key, md5 in get_many([(key, dest) for key, (_oid, dest) in dests.items()], False):
         object_id, dest = dests[key]
         try:
-            if md5 != content_md5(object_id):
-                raise CorruptObjectError(object_id, remote.url)
-            if is_manifest(object_id):
-                with open(dest, "rb") as handle:
-                    manifests[object_id] = _entries(handle.read(), object_id, remote.url)
+            if entries := _verified(remote, object_id, md5, dest):
+                manifests[object_id] = entries
         except ReproError as exc:
             problems.append(str(exc))
         finally:

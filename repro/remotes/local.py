@@ -24,7 +24,15 @@ from urllib.parse import unquote, urlsplit
 
 from repro import host
 from repro.errors import RemoteError
-from repro.fsutil import build_aside, copy_fd, copy_into, copy_new, is_temp, temp_name
+from repro.fsutil import (
+    build_aside,
+    copy_fd,
+    copy_into,
+    copy_new,
+    is_temp,
+    temp_name,
+    write_all,
+)
 from repro.objects.digest import copy_md5
 from repro.remotes import common
 
@@ -133,8 +141,7 @@ def _copy_md5_overlapped(src: int, dst: int) -> str:
                 break
             chunk = memoryview(buffers[turn])[:count]
             hashed[turn] = hasher.submit(digest.update, chunk)
-            while chunk:
-                chunk = chunk[os.write(dst, chunk) :]
+            write_all(dst, chunk)
             turn ^= 1
     return digest.hexdigest()
 

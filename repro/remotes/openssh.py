@@ -34,7 +34,7 @@ from typing import IO, TypeVar
 
 from repro import host
 from repro.errors import RemoteError
-from repro.fsutil import TEMP_PREFIX
+from repro.fsutil import TEMP_PREFIX, write_all
 from repro.remotes import common, tarstream
 from repro.remotes.common import silence
 
@@ -267,8 +267,8 @@ class TarStreams:
             common.check_key(check_key)
         ready = [self._spare] if self._spare is not None else []  # started for this call
         self._spare = None
-        if more and self.works is not False and common.shell_safe(self._target.root):
-            argv = command_line(self._target, f"sh -c {shlex.quote(self._pull_script())}")
+        if more and self.works is not False:
+            argv = self._argv(self._pull_script())
             if argv is not None:
                 self._spare = Session(argv, self._target.timeout, armed=False)
         try:
@@ -302,7 +302,7 @@ class TarStreams:
                         digest = hashlib.md5()
                         for data in reader.data():
                             digest.update(data)
-                            _write(out, data)
+                            write_all(out, data)
                         md5 = digest.hexdigest()
                 finally:
                     os.close(out)
@@ -455,9 +455,7 @@ class TarStreams:
         login shell), or ``started`` (running it already); _NotBulk where the client cannot
         connect as paramiko would, or the root is no path a login shell reads the same."""
         if started is None:
-            argv = None
-            if common.shell_safe(self._target.root):
-                argv = command_line(self._target, f"sh -c {shlex.quote(script)}")
+            argv = self._argv(script)
             if argv is None:
                 raise _NotBulk("OpenSSH's client cannot connect as configured")
             started = Session(argv, self._target.timeout)
@@ -469,6 +467,14 @@ class TarStreams:
                 self._ended(session)
                 raise _NotBulk("the server's answer was no tar stream") from None
             self._ended(session)
+
+    def _argv(self, script: str) -> list[str] | None:
+        """``ssh`` running the POSIX shell ``script`` on the server, or None where the client
+        cannot connect as paramiko would, or the root is no path a login shell reads the same
+        (the script names it)."""
+        if not common.shell_safe(self._target.root):
+            return None
+        return command_line(self._target, f"sh -c {shlex.quote(script)}")
 
     def _ended(self, session: Session) -> None:
         """Wait for the session's end; raise _Dropped if its connection failed or fell silent,
@@ -498,12 +504,6 @@ def _feed(session: Session, data: bytes) -> None:
         session.stdin.close()
 
 
-def _write(fd: int, data: bytes) -> None:
-    chunk = memoryview(data)
-    while chunk:
-        chunk = chunk[os.write(fd, chunk) :]
-
-
 def _write_hashing_aside(chunks: Iterator[bytes], fd: int) -> str:
     """Write ``chunks`` to ``fd`` and hash them in a thread of their own (writes and md5 let
     go of the GIL) while this one reads the next: a big object costs the slower of reading
@@ -512,16 +512,16 @@ def _write_hashing_aside(chunks: Iterator[bytes], fd: int) -> str:
     waiting: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
     failed: list[OSError] = []
 
-    def write_all() -> None:
+    def write_and_hash() -> None:
         while (data := waiting.get()) is not None:
             if not failed:
                 digest.update(data)
                 try:
-                    _write(fd, data)
+                    write_all(fd, data)
                 except OSError as exc:  # a full disk: said once the stream is read
                     failed.append(exc)
 
-    writer = threading.Thread(target=write_all, daemon=True)
+    writer = threading.Thread(target=write_and_hash, daemon=True)
     writer.start()
     try:
         for data in chunks:
