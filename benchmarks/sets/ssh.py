@@ -208,17 +208,21 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
         return
     pulled: dict[str, Path] = {}
 
-    def pull_side(tool: Tool) -> tuple[Setup, Step]:
+    def pull_side(tool: Tool, verb: str = "pull") -> tuple[Setup, Step]:
+        """``verb`` "fetch": into the cache only, as rsync and sftp do (a pull as root also
+        copies every file into the work tree, a second write of each)."""
+        side = tool.name if verb == "pull" else f"{tool.name} {verb}"
+
         def setup(i: int) -> None:
-            clone = base / f"clone-{tool.name}-{i}"
+            clone = base / f"clone-{side.replace(' ', '-')}-{i}"
             r.run(["git", "clone", "-q", str(projects[tool.name]), str(clone)], base)
             set_remote(tool, clone, pushed[tool.name])
-            pulled[tool.name] = clone
+            pulled[side] = clone
 
         return setup, checked(
-            lambda: tool.cmd("pull", "-q"),
-            lambda: pulled[tool.name],
-            lambda: pulled[tool.name] / "data",
+            lambda: tool.cmd(verb, "-q"),
+            lambda: pulled[side],
+            lambda: pulled[side] / ("data" if verb == "pull" else ".repro/cache"),
         )
 
     def tool_pull(name: str, command: str) -> tuple[Setup, Step]:
@@ -232,6 +236,9 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
         )
 
     sides = {t.name: pull_side(t) for t in tools}
+    for tool in tools:
+        if tool.name == "repro":
+            sides["repro fetch"] = pull_side(tool, "fetch")
     extra = {
         "floor": f"rsync -a -e 'ssh -F {config}' {ALIAS}:{{source}}/ {{dest}}/",
         "sftp": f"mkdir {{dest}} && printf 'get -r {{source}}/. {{dest}}\\n' "

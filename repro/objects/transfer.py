@@ -364,6 +364,9 @@ class Transfer:
         )
         unreadable = {f.object_id for f in failed}
         asked = files + [oid for oid in wanted if is_manifest(oid) and oid not in unreadable]
+        prepare: Callable[[], None] | None = getattr(remote, "prepare_put", None)
+        if prepare is not None and files:
+            prepare()  # its login overlaps the question below
         on_remote = _remote_has(remote, asked)
         # Manifests absent locally are fine if the remote has them; else they are missing.
         missing = [

@@ -72,6 +72,10 @@ class ManyAtOnce(Protocol):
         """Upload each (source file, key) pair, atomically as ``put`` does; yield (key, bytes
         sent) once it is in place. ``sent(objects, bytes)`` hears of what has left meanwhile."""
 
+    def prepare_put(self) -> None:
+        """A ``put_many`` follows soon (the caller first asks what the remote has): the backend
+        may connect meanwhile. Whatever it starts, ``close`` ends if no put_many came."""
+
 
 class Cancellable(Protocol):
     """What a backend whose single transfers run long (S3's large objects, in parts) may add:

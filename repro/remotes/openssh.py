@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import posixpath
 import queue
 import re
 import shlex
@@ -54,6 +53,8 @@ T = TypeVar("T")
 # Host and user names that cannot be taken for an option or split into user@host.
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
 _PLAIN_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+# Keys the placing script reads back from the staging tree, split at line ends.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 # The identities paramiko tries when told none (OpenSSH would read them from the passwd
 # entry's home, not from $HOME as paramiko does).
 _DEFAULT_KEYS = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
@@ -252,6 +253,7 @@ class TarStreams:
         self._given_up = given_up
         self.works: bool | None = None
         self._spare: Session | None = None  # a pull started ahead, waiting for its names
+        self._spare_push: Session | None = None  # a push started ahead, waiting for its stream
 
     def get_many(
         self, items: Sequence[tuple[str, str]], more: bool = False
@@ -317,7 +319,16 @@ class TarStreams:
         is in place, with its size. ``sent(1, size)`` hears of each object as it leaves.
         Keys not yielded are the caller's to put one by one."""
         remaining = {common.check_key(key): source for source, key in items}
+        remaining = {key: source for key, source in remaining.items() if _PLAIN_KEY.fullmatch(key)}
         yield from self._bulk(remaining, "write", lambda rest: self._put_session(rest, sent))
+
+    def prepare_put(self) -> None:
+        """A ``put_many`` follows soon: start its first session now, so that its login and the
+        server's shell start while the caller still asks what the remote has."""
+        if self.works is not False and self._spare_push is None:
+            argv = self._argv(self._placing_script())
+            if argv is not None:
+                self._spare_push = Session(argv, self._target.timeout, armed=False)
 
     def _put_session(
         self, remaining: dict[str, str], sent: Callable[[int, int], None] | None
@@ -330,7 +341,8 @@ class TarStreams:
                 batch.append((key, source))
             if len(batch) >= SESSION_OBJECTS or size >= SESSION_BYTES:
                 break
-        with self._session(self._placing_script([key for key, _ in batch])) as session:
+        started, self._spare_push = self._spare_push, None
+        with self._session(self._placing_script(), started) as session:
             # The script's heartbeat, read meanwhile, tells the watchdog the server is alive
             # while its tar writes what we sent.
             said: list[bytes] = []
@@ -360,13 +372,11 @@ class TarStreams:
             for (key, _source), size in zip(batch, sizes, strict=True):
                 yield key, size
 
-    def _placing_script(self, keys: Sequence[str]) -> str:
+    def _placing_script(self) -> str:
         """The shell script that unpacks a push into a staging folder and links its objects
         into place, then says PLACED; it beats a heart meanwhile. A folder on the way that is
-        no folder (a symlink above all) stops it before anything is placed."""
-        folders = sorted({posixpath.dirname(key) for key in keys} - {""})
-        ways = sorted({way for folder in folders for way in _ancestors(folder)}, key=len)
-        tops = sorted({key.split("/", 1)[0] for key in keys})
+        no folder (a symlink above all) stops it before anything is placed. It names no key:
+        it takes them from what it unpacked, so it can start before the keys are known."""
         staging = shlex.quote(f"{PUSH_STAGING}{os.urandom(8).hex()}")
         root = shlex.quote(self._target.root)
         # A fraction of a second where sleep takes one (GNU, BusyBox), else a second.
@@ -383,7 +393,9 @@ class TarStreams:
                 "2>/dev/null",
                 f"S={staging} UNLINKED=",
                 'mkdir -- "$S" && (cd -- "$S" && exec tar -xof -) || { rm -rf -- "$S"; exit 1; }',
-                f"for D in {' '.join(map(shlex.quote, ways))}; do",
+                # Names split at line ends only, never globbed (put_many sends plain keys).
+                "set -f; IFS='\n'",
+                'for D in $(cd -- "$S" && find . -type d ! -name .); do',
                 '  if [ -L "$D" ] || { [ -e "$D" ] && [ ! -d "$D" ]; }; then',
                 '    echo "$D is no folder" >&2; rm -rf -- "$S"; exit 3',
                 "  fi",
@@ -391,20 +403,23 @@ class TarStreams:
                 # A top folder the remote lacks (a first push) moves in one rename; into one
                 # it has, hard links: each object takes its name whole, in one step. Where cp
                 # cannot link (macOS), a rename per object.
-                f"for T in {' '.join(map(shlex.quote, tops))}; do",
+                'for T in $(ls -A -- "$S"); do',
                 '  if [ ! -e "$T" ] && [ ! -L "$T" ] && mv -T -- "$S/$T" "$T" 2>/dev/null; then',
                 "    continue",
                 "  fi",
                 '  cp -Rlf -- "$S/$T" . 2>/dev/null || UNLINKED=1',
                 "done",
-                f'[ -z "$UNLINKED" ] || for F in {" ".join(map(shlex.quote, folders))}; do',
-                '  [ -d "$S/$F" ] || continue',
+                '[ -z "$UNLINKED" ] ||',
+                "for F in $(cd -- \"$S\" && find . -type f | sed 's|/[^/]*$||' | sort -u); do",
+                '  [ "$F" != . ] && [ -d "$S/$F" ] || continue',
                 # Across file systems (a mount below the root) mv copies, straight into the
                 # name, and a full disk left part of an object there: the objects go first to
                 # a folder beside their own, then each takes its name in a rename.
+                "  set +f",
                 '  mkdir -p -- "$F/$S" && mv -f -- "$S/$F"/* "$F/$S"/ &&',
                 '    mv -f -- "$F/$S"/* "$F"/ && rmdir -- "$F/$S" ||',
                 '    { rm -rf -- "$S" "$F/$S"; exit 1; }',
+                "  set -f",
                 "done",
                 'rm -rf -- "$S"',
                 f"echo {PLACED.decode()}",
@@ -491,9 +506,10 @@ class TarStreams:
             raise _NotBulk(session.stderr_line())
 
     def close(self) -> None:
-        if self._spare is not None:
-            self._spare.close()
-            self._spare = None
+        for spare in (self._spare, self._spare_push):
+            if spare is not None:
+                spare.close()
+        self._spare = self._spare_push = None
 
 
 def _feed(session: Session, data: bytes) -> None:
@@ -542,9 +558,3 @@ def _listen(session: Session, said: list[bytes]) -> None:
         session.touch()
         if line.rstrip(b"\n") == PLACED and not said:
             said.append(PLACED)  # once: a server repeating it cannot fill memory either
-
-
-def _ancestors(folder: str) -> list[str]:
-    """``a``, ``a/b``, ``a/b/c`` for ``a/b/c``."""
-    parts = folder.split("/")
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

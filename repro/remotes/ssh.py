@@ -852,6 +852,10 @@ class SshRemote:
         """Many objects in tar streams (see ``openssh.TarStreams.put_many``)."""
         return self._tar.put_many(items, sent)
 
+    def prepare_put(self) -> None:
+        """A put_many follows: its first session logs in now (``TarStreams.prepare_put``)."""
+        self._tar.prepare_put()
+
     def close(self) -> None:
         self._tar.close()
         self._pool.close()

@@ -216,6 +216,41 @@ def test_a_directory_fetch_starts_its_files_session_ahead_and_leaves_no_client_b
     assert ssh_children() == []
 
 
+def test_a_push_logs_in_for_its_stream_while_it_asks_what_the_remote_has(
+    sshd: SshServer, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream's login overlaps the listing; when nothing is left to send, the session
+    started for it is ended, and its script leaves nothing on the server."""
+    trust_sshd(home, sshd)
+    cache, store = tmp_path / "cache", tmp_path / "remote"
+    files = many_files(cache, 50)
+    remote = open_ssh(store)
+    clients_while_asking: list[list[int]] = []
+    asked = remote.exists
+
+    def exists(keys: list[str]) -> set[str]:
+        clients_while_asking.append(ssh_children())
+        return asked(keys)
+
+    monkeypatch.setattr(remote, "exists", exists)
+    before = logins(sshd)
+    try:
+        pushed = Transfer(remote, cache, progress=False).push(files)
+        assert logins(sshd) - before == 2  # paramiko's listing, and the stream's session
+        again = Transfer(remote, cache, progress=False).push(files)
+        assert len(ssh_children()) == 1  # the second push's session, unused until close
+    finally:
+        remote.close()
+    assert clients_while_asking[0] != [] and clients_while_asking[1] != []
+    assert (pushed.transferred, again.transferred, again.already_present) == (50, 0, 50)
+    assert ssh_children() == []
+    deadline = time.monotonic() + 10
+    while [p for p in store.iterdir() if p.name.startswith(PUSH_STAGING)]:
+        assert time.monotonic() < deadline, "the unused session left its staging folder"
+        time.sleep(0.1)
+    assert sorted(p.name for p in store.iterdir()) == ["files"]
+
+
 @pytest.mark.parametrize("cp_links", [True, False], ids=["busybox", "no cp -l, no mv -T"])
 def test_a_busybox_server_takes_the_same_way(home: Path, tmp_path: Path, cp_links: bool) -> None:
     """sh, tar, xargs, cp, mv and find all BusyBox's on the server (no GNU tar's -T there);
@@ -263,7 +298,7 @@ def test_a_push_killed_midway_names_no_partial_object_and_its_leftovers_go_after
     cache = tmp_path / "cache"
     files = [add_file(cache, os.urandom(256 << 10)) for _ in range(64)]
     remote = open_ssh(store)
-    script = remote._tar._placing_script([object_key(oid) for oid in files])
+    script = remote._tar._placing_script()
     argv = openssh.command_line(remote.target, f"sh -c {shlex.quote(script)}")
     assert argv is not None
     command = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
