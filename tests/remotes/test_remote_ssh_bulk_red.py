@@ -27,7 +27,7 @@ from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 from repro.errors import RemoteError
 from repro.fsutil import is_temp
 from repro.objects.ids import object_key, object_path
-from repro.objects.transfer import Transfer
+from repro.objects.transfer import Transfer, TransferSummary
 from repro.remotes import tarstream
 from repro.remotes.ssh import RETRY_DELAYS
 
@@ -217,3 +217,67 @@ def test_a_folder_at_an_objects_name_is_refused_not_taken_for_the_object(
             Transfer(remote, cache, progress=False).push(files)
     finally:
         remote.close()
+
+
+def server_tools(tmp_path: Path, **bodies: str) -> str:
+    """The sshd line that puts first on the server's PATH tools that run their shell text in
+    ``bodies`` in place of the real ones (``$REAL`` is the real one)."""
+    fake = tmp_path / "odd-bin"
+    fake.mkdir()
+    for tool, body in bodies.items():
+        (fake / tool).write_text(f"#!/bin/sh\nREAL={shutil.which(tool)}\n{body}\n")
+        (fake / tool).chmod(0o755)
+    return f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+
+
+# cp and mv as on macOS: no hard links, no -T; a rename per object.
+NO_LINKS = {
+    "cp": 'case "$1" in *l*) exit 1;; esac; exec "$REAL" "$@"',
+    "mv": 'case "$1" in -T) exit 1;; esac; exec "$REAL" "$@"',
+}
+
+
+@pytest.mark.parametrize(
+    "server", ["no find, cp cannot link", "no find, a symlink on the way", "an ls that fails"]
+)
+def test_a_server_whose_find_or_ls_fails_never_says_it_placed_what_it_did_not(
+    home: Path, tmp_path: Path, sshd: SshServer, server: str
+) -> None:
+    """A server without findutils (a minimal image), or whose ls fails. The placing script
+    took its folders from what find and ls printed and never looked at how they ended: the
+    symlink check checked nothing, nothing was placed, and the script said it placed all. The
+    push reported every object sent; the remote had none of them."""
+    trust_sshd(home, sshd)
+    cache, store, outside = tmp_path / "cache", tmp_path / "remote", tmp_path / "outside"
+    files = many_files(cache, 20)
+    outside.mkdir()
+    tools = {"find": 'echo "find: not found" >&2; exit 127'}
+    if server == "no find, cp cannot link":
+        tools.update(NO_LINKS)
+        pushed_store(tmp_path, cache, files[:5])  # its folders are there: a rename per object
+    elif server == "no find, a symlink on the way":
+        store.mkdir()
+        (store / "files").symlink_to(outside)  # another user's, to where they want objects
+    else:
+        tools = {"ls": "exit 2"}  # a first push: a rename of the whole top folder
+    with running_sshd(tmp_path / "odd-sshd", server_tools(tmp_path, **tools)) as odd:
+        trust_sshd(home, odd)
+        remote = open_ssh(store)
+        try:
+            pushed: TransferSummary | RemoteError = Transfer(remote, cache, progress=False).push(
+                files
+            )
+        except RemoteError as exc:
+            pushed = exc
+        finally:
+            remote.close()
+    assert list(outside.iterdir()) == []
+    if "symlink" in server:
+        assert isinstance(pushed, RemoteError) and "symlink, not a folder" in str(pushed), pushed
+        return
+    assert not isinstance(pushed, RemoteError), pushed
+    assert (pushed.transferred, pushed.failed) == (15 if "cp" in server else 20, ())
+    assert all(
+        (store / object_key(oid)).read_bytes() == object_path(cache, oid).read_bytes()
+        for oid in files
+    )
