@@ -392,7 +392,11 @@ class TarStreams:
                 f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
                 "2>/dev/null",
                 f"S={staging} UNLINKED=",
-                'mkdir -- "$S" && (cd -- "$S" && exec tar -xof -) || { rm -rf -- "$S"; exit 1; }',
+                # Only its user may write in it (a shared remote's group could, by umask 002,
+                # add what would then be placed); umask keeps a setgid root's group on it,
+                # which BusyBox's mkdir -m drops.
+                '(umask 077 && mkdir -- "$S") && (cd -- "$S" && exec tar -xof -) ||',
+                '  { rm -rf -- "$S"; exit 1; }',
                 # Names split at line ends only, never globbed (put_many sends plain keys).
                 "set -f; IFS='\n'",
                 # A find or ls that fails (a server without findutils) stops it: else it

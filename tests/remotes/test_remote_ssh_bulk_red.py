@@ -20,7 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from remotes.remote_helpers import add_file, many_files
+from remotes.remote_helpers import add_file, many_files, public_dir, remove_public_dir
 from remotes.remote_servers import SshServer, descendants, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
@@ -281,3 +281,58 @@ def test_a_server_whose_find_or_ls_fails_never_says_it_placed_what_it_did_not(
         (store / object_key(oid)).read_bytes() == object_path(cache, oid).read_bytes()
         for oid in files
     )
+
+
+SHARED_GROUP = 4242  # a group of the server's users that the remote belongs to
+# cp as NO_LINKS's, but the first time it runs (the script has checked its folders by then),
+# another member of the group acts: adds a folder to the push's staging folder and puts a
+# symlink of that name in the remote's root, to where that member may not write.
+ANOTHER_MEMBER = """if [ ! -e {mark} ]; then
+  : >{mark}
+  setpriv --reuid=65534 --regid={group} --clear-groups /bin/sh -c \\
+    'mkdir "$1/evil" && echo planted >"$1/evil/x"; ln -s "$2" evil' - "${{3%/*}}" {target}
+fi
+case "$1" in *l*) exit 1;; esac; exec "$REAL" "$@"
+"""
+
+
+def test_another_member_of_a_shared_remotes_group_cannot_have_a_push_place_their_files(
+    home: Path, tmp_path: Path, sshd: SshServer
+) -> None:
+    """A remote shared by a group: its root setgid and group-writable, its users' umask 002.
+    The staging folder took that umask, so every member of the group could write in it; and
+    as the script takes what it places from what is there, not from the keys, a folder added
+    after the check, with a symlink of its name in the root, had the pushing user move the
+    member's files through it, wherever it led (here on a server whose cp cannot link)."""
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv, to act as another user")
+    trust_sshd(home, sshd)
+    cache, target = tmp_path / "cache", tmp_path / "pushing-users-own"
+    files = many_files(cache, 20)
+    target.mkdir()
+    shared = public_dir("repro-shared-")
+    try:
+        store = shared / "remote"
+        store.mkdir()
+        os.chown(store, 0, SHARED_GROUP)
+        store.chmod(0o2775)
+        member = ANOTHER_MEMBER.format(mark=tmp_path / "acted", group=SHARED_GROUP, target=target)
+        # The users' umask 002 (pam_umask's usergroups, a profile's): sshd's sessions start
+        # with its own, 022, so the shell that runs the script sets it.
+        umask = 'umask 002; exec "$REAL" "$@"'
+        setenv = server_tools(tmp_path, cp=member, mv=NO_LINKS["mv"], sh=umask)
+        with running_sshd(tmp_path / "shared-sshd", setenv) as odd:
+            trust_sshd(home, odd)
+            remote = open_ssh(store)
+            try:
+                pushed = Transfer(remote, cache, progress=False).push(files)
+            finally:
+                remote.close()
+        assert (tmp_path / "acted").exists()  # the other member did act
+        assert list(target.iterdir()) == []
+        assert (pushed.transferred, pushed.failed) == (20, ())
+        assert (store / "files").stat().st_gid == SHARED_GROUP  # still the group's
+    finally:
+        with suppress(FileNotFoundError):
+            (shared / "remote" / "evil").unlink()
+        remove_public_dir(shared)
