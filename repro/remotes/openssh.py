@@ -431,6 +431,10 @@ class TarStreams:
                 '    { rm -rf -- "$S" "$F/$S"; exit 1; }',
                 "  set -f",
                 "done",
+                # Whatever the tools on the way did (a sort that fails), that way leaves no
+                # object behind, or the script has not placed them all.
+                '[ -z "$UNLINKED" ] || [ -z "$(cd -- "$S" && find . -type f)" ] ||',
+                '  { echo "objects were left unplaced" >&2; rm -rf -- "$S"; exit 1; }',
                 'rm -rf -- "$S"',
                 f"echo {PLACED.decode()}",
             ]

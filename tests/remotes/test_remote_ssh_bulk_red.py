@@ -238,21 +238,29 @@ NO_LINKS = {
 
 
 @pytest.mark.parametrize(
-    "server", ["no find, cp cannot link", "no find, a symlink on the way", "an ls that fails"]
+    "server",
+    [
+        "no find, cp cannot link",
+        "no find, a symlink on the way",
+        "an ls that fails",
+        "no sort, cp cannot link",
+    ],
 )
-def test_a_server_whose_find_or_ls_fails_never_says_it_placed_what_it_did_not(
+def test_a_server_whose_find_ls_or_sort_fails_never_says_it_placed_what_it_did_not(
     home: Path, tmp_path: Path, sshd: SshServer, server: str
 ) -> None:
-    """A server without findutils (a minimal image), or whose ls fails. The placing script
-    took its folders from what find and ls printed and never looked at how they ended: the
-    symlink check checked nothing, nothing was placed, and the script said it placed all. The
-    push reported every object sent; the remote had none of them."""
+    """A server without findutils (a minimal image), or whose ls or sort fails. The placing
+    script took its folders from what find, ls and sort printed, never looking at how they
+    ended: the symlink check checked nothing, nothing was placed, and the script said it
+    placed all. The push reported every object sent; the remote had none of them."""
     trust_sshd(home, sshd)
     cache, store, outside = tmp_path / "cache", tmp_path / "remote", tmp_path / "outside"
     files = many_files(cache, 20)
     outside.mkdir()
     tools = {"find": 'echo "find: not found" >&2; exit 127'}
-    if server == "no find, cp cannot link":
+    if "no sort" in server:
+        tools = {"sort": 'echo "sort: not found" >&2; exit 127', **NO_LINKS}
+    if "cp cannot link" in server:
         tools.update(NO_LINKS)
         pushed_store(tmp_path, cache, files[:5])  # its folders are there: a rename per object
     elif server == "no find, a symlink on the way":
