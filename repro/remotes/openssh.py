@@ -392,10 +392,18 @@ class TarStreams:
                 f"find . -maxdepth 1 -name '{PUSH_STAGING}*' -mtime +0 -exec rm -rf {{}} \\; "
                 "2>/dev/null",
                 f"S={staging} UNLINKED=",
-                'mkdir -- "$S" && (cd -- "$S" && exec tar -xof -) || { rm -rf -- "$S"; exit 1; }',
+                # Only its user may write in it (a shared remote's group could, by umask 002,
+                # add what would then be placed); umask keeps a setgid root's group on it,
+                # which BusyBox's mkdir -m drops.
+                '(umask 077 && mkdir -- "$S") && (cd -- "$S" && exec tar -xof -) ||',
+                '  { rm -rf -- "$S"; exit 1; }',
                 # Names split at line ends only, never globbed (put_many sends plain keys).
                 "set -f; IFS='\n'",
-                'for D in $(cd -- "$S" && find . -type d ! -name .); do',
+                # A find or ls that fails (a server without findutils) stops it: else it
+                # would check no folder, place nothing, and say all was placed.
+                'DIRS=$(cd -- "$S" && find . -type d ! -name .) && TOPS=$(ls -A -- "$S") ||',
+                '  { rm -rf -- "$S"; exit 1; }',
+                "for D in $DIRS; do",
                 '  if [ -L "$D" ] || { [ -e "$D" ] && [ ! -d "$D" ]; }; then',
                 '    echo "$D is no folder" >&2; rm -rf -- "$S"; exit 3',
                 "  fi",
@@ -403,14 +411,16 @@ class TarStreams:
                 # A top folder the remote lacks (a first push) moves in one rename; into one
                 # it has, hard links: each object takes its name whole, in one step. Where cp
                 # cannot link (macOS), a rename per object.
-                'for T in $(ls -A -- "$S"); do',
+                "for T in $TOPS; do",
                 '  if [ ! -e "$T" ] && [ ! -L "$T" ] && mv -T -- "$S/$T" "$T" 2>/dev/null; then',
                 "    continue",
                 "  fi",
                 '  cp -Rlf -- "$S/$T" . 2>/dev/null || UNLINKED=1',
                 "done",
+                '[ -z "$UNLINKED" ] || FILES=$(cd -- "$S" && find . -type f) ||',
+                '  { rm -rf -- "$S"; exit 1; }',
                 '[ -z "$UNLINKED" ] ||',
-                "for F in $(cd -- \"$S\" && find . -type f | sed 's|/[^/]*$||' | sort -u); do",
+                "for F in $(printf '%s\\n' \"$FILES\" | sed 's|/[^/]*$||' | sort -u); do",
                 '  [ "$F" != . ] && [ -d "$S/$F" ] || continue',
                 # Across file systems (a mount below the root) mv copies, straight into the
                 # name, and a full disk left part of an object there: the objects go first to
@@ -421,6 +431,10 @@ class TarStreams:
                 '    { rm -rf -- "$S" "$F/$S"; exit 1; }',
                 "  set -f",
                 "done",
+                # Whatever the tools on the way did (a sort that fails), that way leaves no
+                # object behind, or the script has not placed them all.
+                '[ -z "$UNLINKED" ] || [ -z "$(cd -- "$S" && find . -type f)" ] ||',
+                '  { echo "objects were left unplaced" >&2; rm -rf -- "$S"; exit 1; }',
                 'rm -rf -- "$S"',
                 f"echo {PLACED.decode()}",
             ]

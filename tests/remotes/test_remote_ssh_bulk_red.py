@@ -20,14 +20,14 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from remotes.remote_helpers import add_file, many_files
+from remotes.remote_helpers import add_file, many_files, public_dir, remove_public_dir
 from remotes.remote_servers import SshServer, descendants, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
 from repro.errors import RemoteError
 from repro.fsutil import is_temp
 from repro.objects.ids import object_key, object_path
-from repro.objects.transfer import Transfer
+from repro.objects.transfer import Transfer, TransferSummary
 from repro.remotes import tarstream
 from repro.remotes.ssh import RETRY_DELAYS
 
@@ -217,3 +217,130 @@ def test_a_folder_at_an_objects_name_is_refused_not_taken_for_the_object(
             Transfer(remote, cache, progress=False).push(files)
     finally:
         remote.close()
+
+
+def server_tools(tmp_path: Path, **bodies: str) -> str:
+    """The sshd line that puts first on the server's PATH tools that run their shell text in
+    ``bodies`` in place of the real ones (``$REAL`` is the real one)."""
+    fake = tmp_path / "odd-bin"
+    fake.mkdir()
+    for tool, body in bodies.items():
+        (fake / tool).write_text(f"#!/bin/sh\nREAL={shutil.which(tool)}\n{body}\n")
+        (fake / tool).chmod(0o755)
+    return f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+
+
+# cp and mv as on macOS: no hard links, no -T; a rename per object.
+NO_LINKS = {
+    "cp": 'case "$1" in *l*) exit 1;; esac; exec "$REAL" "$@"',
+    "mv": 'case "$1" in -T) exit 1;; esac; exec "$REAL" "$@"',
+}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        "no find, cp cannot link",
+        "no find, a symlink on the way",
+        "an ls that fails",
+        "no sort, cp cannot link",
+    ],
+)
+def test_a_server_whose_find_ls_or_sort_fails_never_says_it_placed_what_it_did_not(
+    home: Path, tmp_path: Path, sshd: SshServer, server: str
+) -> None:
+    """A server without findutils (a minimal image), or whose ls or sort fails. The placing
+    script took its folders from what find, ls and sort printed, never looking at how they
+    ended: the symlink check checked nothing, nothing was placed, and the script said it
+    placed all. The push reported every object sent; the remote had none of them."""
+    trust_sshd(home, sshd)
+    cache, store, outside = tmp_path / "cache", tmp_path / "remote", tmp_path / "outside"
+    files = many_files(cache, 20)
+    outside.mkdir()
+    tools = {"find": 'echo "find: not found" >&2; exit 127'}
+    if "no sort" in server:
+        tools = {"sort": 'echo "sort: not found" >&2; exit 127', **NO_LINKS}
+    if "cp cannot link" in server:
+        tools.update(NO_LINKS)
+        pushed_store(tmp_path, cache, files[:5])  # its folders are there: a rename per object
+    elif server == "no find, a symlink on the way":
+        store.mkdir()
+        (store / "files").symlink_to(outside)  # another user's, to where they want objects
+    else:
+        tools = {"ls": "exit 2"}  # a first push: a rename of the whole top folder
+    with running_sshd(tmp_path / "odd-sshd", server_tools(tmp_path, **tools)) as odd:
+        trust_sshd(home, odd)
+        remote = open_ssh(store)
+        try:
+            pushed: TransferSummary | RemoteError = Transfer(remote, cache, progress=False).push(
+                files
+            )
+        except RemoteError as exc:
+            pushed = exc
+        finally:
+            remote.close()
+    assert list(outside.iterdir()) == []
+    if "symlink" in server:
+        assert isinstance(pushed, RemoteError) and "symlink, not a folder" in str(pushed), pushed
+        return
+    assert not isinstance(pushed, RemoteError), pushed
+    assert (pushed.transferred, pushed.failed) == (15 if "cp" in server else 20, ())
+    assert all(
+        (store / object_key(oid)).read_bytes() == object_path(cache, oid).read_bytes()
+        for oid in files
+    )
+
+
+SHARED_GROUP = 4242  # a group of the server's users that the remote belongs to
+# cp as NO_LINKS's, but the first time it runs (the script has checked its folders by then),
+# another member of the group acts: adds a folder to the push's staging folder and puts a
+# symlink of that name in the remote's root, to where that member may not write.
+ANOTHER_MEMBER = """if [ ! -e {mark} ]; then
+  : >{mark}
+  setpriv --reuid=65534 --regid={group} --clear-groups /bin/sh -c \\
+    'mkdir "$1/evil" && echo planted >"$1/evil/x"; ln -s "$2" evil' - "${{3%/*}}" {target}
+fi
+case "$1" in *l*) exit 1;; esac; exec "$REAL" "$@"
+"""
+
+
+def test_another_member_of_a_shared_remotes_group_cannot_have_a_push_place_their_files(
+    home: Path, tmp_path: Path, sshd: SshServer
+) -> None:
+    """A remote shared by a group: its root setgid and group-writable, its users' umask 002.
+    The staging folder took that umask, so every member of the group could write in it; and
+    as the script takes what it places from what is there, not from the keys, a folder added
+    after the check, with a symlink of its name in the root, had the pushing user move the
+    member's files through it, wherever it led (here on a server whose cp cannot link)."""
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv, to act as another user")
+    trust_sshd(home, sshd)
+    cache, target = tmp_path / "cache", tmp_path / "pushing-users-own"
+    files = many_files(cache, 20)
+    target.mkdir()
+    shared = public_dir("repro-shared-")
+    try:
+        store = shared / "remote"
+        store.mkdir()
+        os.chown(store, 0, SHARED_GROUP)
+        store.chmod(0o2775)
+        member = ANOTHER_MEMBER.format(mark=tmp_path / "acted", group=SHARED_GROUP, target=target)
+        # The users' umask 002 (pam_umask's usergroups, a profile's): sshd's sessions start
+        # with its own, 022, so the shell that runs the script sets it.
+        umask = 'umask 002; exec "$REAL" "$@"'
+        setenv = server_tools(tmp_path, cp=member, mv=NO_LINKS["mv"], sh=umask)
+        with running_sshd(tmp_path / "shared-sshd", setenv) as odd:
+            trust_sshd(home, odd)
+            remote = open_ssh(store)
+            try:
+                pushed = Transfer(remote, cache, progress=False).push(files)
+            finally:
+                remote.close()
+        assert (tmp_path / "acted").exists()  # the other member did act
+        assert list(target.iterdir()) == []
+        assert (pushed.transferred, pushed.failed) == (20, ())
+        assert (store / "files").stat().st_gid == SHARED_GROUP  # still the group's
+    finally:
+        with suppress(FileNotFoundError):
+            (shared / "remote" / "evil").unlink()
+        remove_public_dir(shared)
