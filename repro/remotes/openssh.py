@@ -9,9 +9,10 @@ known_hosts files, no password and no prompt (BatchMode), nothing of ``~/.ssh/co
 fails before it ever worked (no commands, no tar, a hostile tar), the ssh remote moves objects
 one by one over SFTP.
 
-On the server a fixed POSIX ``sh`` script runs, the remote's root and the keys quoted in it:
-``xargs tar -c`` for a pull; for a push, ``tar -x`` into a staging folder whose objects are then
-renamed or hard-linked into place, so a push cut anywhere names no partial object.
+On the server a fixed POSIX ``sh`` script runs, the remote's root quoted in it: ``xargs tar -c``
+for a pull, the keys on its input; for a push, ``tar -x`` into a staging folder whose objects are
+then renamed or hard-linked into place, so a push cut anywhere names no partial object (that
+script names no key: it can start, and log in, before the push knows what it will send).
 """
 
 from __future__ import annotations
