@@ -14,6 +14,7 @@ import pytest
 from helpers import TEST_IMAGE, Project
 
 from repro.errors import ReproError
+from repro.runners.docker.client import import_docker
 from repro.runners.docker.runner import DockerRunner, mount_target
 from repro.runners.spec import Resources, RunSpec
 
@@ -215,6 +216,42 @@ def test_quiet_with_nothing_running_asks_the_engine_nothing() -> None:
     with runner.quiet(), runner.quiet():
         pass
     assert runner._client is None
+
+
+class _LaggingContainer:
+    """A container as docker-py sees it while the engine's state lags: it still says running
+    whatever ``reload`` asks, and its pause is refused with ``refusal``."""
+
+    id = short_id = "c0ffee"
+    status = "running"
+
+    def __init__(self, refusal: str) -> None:
+        self._refusal = refusal
+
+    def pause(self) -> None:
+        raise import_docker().errors.APIError(self._refusal)
+
+    def reload(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "Container c0ffee is not running",  # dockerd's words
+        "Cannot pause container c0ffee: cannot pause a stopped container: unknown",  # containerd's
+    ],
+)
+def test_a_stage_that_exited_as_quiet_began_is_not_a_failure(refusal: str) -> None:
+    """A stage that ends as the workspace check begins: the engine refuses its pause while its
+    state still says running (a race under load, not provoked at will: hence the stand-in)."""
+    runner = DockerRunner()
+    runner._running["c0ffee"] = _LaggingContainer(refusal)
+    with runner.quiet():
+        pass
+    runner._running["c0ffee"] = _LaggingContainer("Cannot pause container c0ffee: out of memory")
+    with pytest.raises(ReproError, match="could not pause stage container c0ffee"), runner.quiet():
+        pass
 
 
 # -- engine refusals -----------------------------------------------------------------------------

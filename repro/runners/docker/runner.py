@@ -410,12 +410,15 @@ class DockerRunner:
             except docker.errors.NotFound:
                 continue  # removed meanwhile (Ctrl-C, or it finished)
             except docker.errors.APIError as exc:
-                # "not running": it exited between the listing and the pause, as the engine
-                # says before its state shows it.
-                if "not running" not in _first_line(exc) and _still_running(container):
+                # "not running" (runc) or "a stopped container" (containerd): it exited
+                # between the listing and the pause, as the engine says before its state
+                # shows it.
+                said = _first_line(exc)
+                exited = "not running" in said or "stopped container" in said
+                if not exited and _still_running(container):
                     raise ReproError(
                         f"could not pause stage container {container.short_id} to check the "
-                        f"workspace safely: {_first_line(exc)}; retry without -j"
+                        f"workspace safely: {said}; retry without -j"
                     ) from None
                 continue  # it exited: it writes nothing more
             paused.append(container)
