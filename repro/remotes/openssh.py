@@ -319,8 +319,11 @@ class TarStreams:
         (a killed push leaves no object under its name half-written); yield each key once it
         is in place, with its size. ``sent(1, size)`` hears of each object as it leaves.
         Keys not yielded are the caller's to put one by one."""
-        remaining = {common.check_key(key): source for source, key in items}
-        remaining = {key: source for key, source in remaining.items() if _PLAIN_KEY.fullmatch(key)}
+        remaining = {
+            key: source
+            for source, key in items
+            if _PLAIN_KEY.fullmatch(common.check_key(key))  # others go over SFTP
+        }
         yield from self._bulk(remaining, "write", lambda rest: self._put_session(rest, sent))
 
     def prepare_put(self) -> None:
@@ -418,24 +421,24 @@ class TarStreams:
                 "  fi",
                 '  cp -Rlf -- "$S/$T" . 2>/dev/null || UNLINKED=1',
                 "done",
-                '[ -z "$UNLINKED" ] || FILES=$(cd -- "$S" && find . -type f) ||',
-                '  { rm -rf -- "$S"; exit 1; }',
-                '[ -z "$UNLINKED" ] ||',
-                "for F in $(printf '%s\\n' \"$FILES\" | sed 's|/[^/]*$||' | sort -u); do",
-                '  [ "$F" != . ] && [ -d "$S/$F" ] || continue',
+                'if [ -n "$UNLINKED" ]; then',
+                '  FILES=$(cd -- "$S" && find . -type f) || { rm -rf -- "$S"; exit 1; }',
+                "  for F in $(printf '%s\\n' \"$FILES\" | sed 's|/[^/]*$||' | sort -u); do",
+                '    [ "$F" != . ] && [ -d "$S/$F" ] || continue',
                 # Across file systems (a mount below the root) mv copies, straight into the
                 # name, and a full disk left part of an object there: the objects go first to
                 # a folder beside their own, then each takes its name in a rename.
-                "  set +f",
-                '  mkdir -p -- "$F/$S" && mv -f -- "$S/$F"/* "$F/$S"/ &&',
-                '    mv -f -- "$F/$S"/* "$F"/ && rmdir -- "$F/$S" ||',
-                '    { rm -rf -- "$S" "$F/$S"; exit 1; }',
-                "  set -f",
-                "done",
-                # Whatever the tools on the way did (a sort that fails), that way leaves no
+                "    set +f",
+                '    mkdir -p -- "$F/$S" && mv -f -- "$S/$F"/* "$F/$S"/ &&',
+                '      mv -f -- "$F/$S"/* "$F"/ && rmdir -- "$F/$S" ||',
+                '      { rm -rf -- "$S" "$F/$S"; exit 1; }',
+                "    set -f",
+                "  done",
+                # Whatever the tools on the way did (a sort that fails), this way leaves no
                 # object behind, or the script has not placed them all.
-                '[ -z "$UNLINKED" ] || [ -z "$(cd -- "$S" && find . -type f)" ] ||',
-                '  { echo "objects were left unplaced" >&2; rm -rf -- "$S"; exit 1; }',
+                '  [ -z "$(cd -- "$S" && find . -type f)" ] ||',
+                '    { echo "objects were left unplaced" >&2; rm -rf -- "$S"; exit 1; }',
+                "fi",
                 'rm -rf -- "$S"',
                 f"echo {PLACED.decode()}",
             ]

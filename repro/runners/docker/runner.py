@@ -410,7 +410,7 @@ class DockerRunner:
             except docker.errors.NotFound:
                 continue  # removed meanwhile (Ctrl-C, or it finished)
             except docker.errors.APIError as exc:
-                # "not running" (runc) or "a stopped container" (containerd): it exited
+                # "not running" (dockerd) or "a stopped container" (containerd): it exited
                 # between the listing and the pause, as the engine says before its state
                 # shows it.
                 said = _first_line(exc)
