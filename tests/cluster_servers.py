@@ -12,6 +12,7 @@ worker never reads the user's project.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remotes.remote_servers import free_port
 
 AUDIT = Path(__file__).resolve().parent / "cluster_audit.py"
 WORKERS = 3
@@ -154,32 +154,49 @@ def start_worker(cluster: LoopbackCluster, worker: Worker, env: dict[str, str]) 
     )
 
 
+def start_scheduler(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A scheduler on a port of its own choosing (a port picked here and handed over could be
+    taken by then), and its address once it listens: from the file it writes when it does."""
+    log = open(folder / "scheduler.log", "wb")  # noqa: SIM115 - the scheduler's, kept open
+    address_file = folder / "scheduler.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+        + ["--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
+        + ["--scheduler-file", str(address_file)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            address: str = json.loads(address_file.read_text(encoding="utf-8"))["address"]
+            return process, address
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    log_text = (folder / "scheduler.log").read_text(errors="replace")[-2000:]
+    pytest.fail(f"the Dask scheduler did not start:\n{log_text}")
+
+
 @contextlib.contextmanager
 def running_cluster(env: dict[str, str]) -> Iterator[LoopbackCluster]:
     """The scheduler, three engines and three workers; all of it gone again afterwards, even
     when starting failed half-way."""
     folder = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: socket paths
-    port = free_port()
-    cluster = LoopbackCluster(f"tcp://127.0.0.1:{port}", folder / "projects", folder / "opened")
-    cluster.projects.mkdir()
-    cluster.opened.touch()
     tag = f"rc{os.getpid()}"
     processes: list[subprocess.Popen[bytes]] = []
+    workers: list[Worker] = []
     try:
-        scheduler_log = open(folder / "scheduler.log", "wb")  # noqa: SIM115
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-                + ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                stdout=scheduler_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+        scheduler, address = start_scheduler(folder)
+        processes.append(scheduler)
+        cluster = LoopbackCluster(address, folder / "projects", folder / "opened", workers)
+        cluster.projects.mkdir()
+        cluster.opened.touch()
         for index in range(WORKERS):
             engine = Engine(f"{tag}-{index}", folder / f"e{index}")
             worker = Worker(f"w{index}", engine, folder / f"w{index}")
-            cluster.workers.append(worker)
+            workers.append(worker)
             start_engine(engine)
             start_worker(cluster, worker, env)
             assert worker.process is not None
@@ -192,6 +209,6 @@ def running_cluster(env: dict[str, str]) -> Iterator[LoopbackCluster]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        for worker in cluster.workers:
+        for worker in workers:
             stop_engine(worker.engine)
         subprocess.run(["rm", "-rf", str(folder)], check=False)
