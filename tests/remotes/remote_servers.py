@@ -93,20 +93,31 @@ def running_sshd(
         keygen(user_key)
         # sshd reads it as the user who logs in.
         shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
-    port = port or free_port()
     config = folder / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {folder}/sshd.pid\n"
-        f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
-        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\n"
-        f"LogLevel INFO\n{extra_config}"
-    )
-    # sshd says when it listens; wait for that line rather than polling the port.
-    process, log = start_server([str(SSHD), "-D", "-e", "-f", str(config)], "Server listening")
+    for _attempt in range(5):
+        chosen = port or free_port()
+        config.write_text(
+            f"Port {chosen}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+            f"PidFile {folder}/sshd.pid\n"
+            f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
+            "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\n"
+            f"LogLevel INFO\n{extra_config}"
+        )
+        try:
+            # sshd says when it listens; wait for that line rather than polling the port.
+            command = [str(SSHD), "-D", "-e", "-f", str(config)]
+            process, log = start_server(command, "Server listening")
+            break
+        except pytest.fail.Exception as failed:
+            # A port picked free here may be taken (an outgoing connection's) before sshd binds.
+            if port or "Address already in use" not in str(failed):
+                raise
+    else:
+        pytest.fail("sshd found no free port in five tries")
     try:
         yield SshServer(
-            port=port,
+            port=chosen,
             user=user or getpass.getuser(),
             user_key=user_key,
             host_public_key=" ".join((folder / "host_key.pub").read_text().split()[:2]),
