@@ -7,6 +7,9 @@ optional and commands that never touch a remote start fast.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import types
 from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -22,6 +25,8 @@ class Backend(NamedTuple):
     options: frozenset[str]  # config keys it understands
     dependency: str | None = None  # the third-party package it imports
     extra: str | None = None  # the pip extra that installs it
+    # Modules the dependency imports at once but seldom uses: they load at first use.
+    deferred: tuple[str, ...] = ()
 
 
 _LOCAL = Backend("repro.remotes.local", frozenset())
@@ -33,6 +38,8 @@ BACKENDS: dict[str, Backend] = {
         frozenset({"user", "port", "keyfile", "password", "timeout"}),
         "paramiko",
         "ssh",
+        # paramiko imports invoke (half of its own import time) for ssh_config's "Match exec".
+        ("invoke",),
     ),
     "s3": Backend(
         "repro.remotes.s3",
@@ -89,6 +96,8 @@ def open_remote(url: str, options: Mapping[str, str]) -> Remote:
             f"unknown option {', '.join(map(repr, unknown))} for remote '{url}' "
             f"(allowed: {allowed}); fix it with 'repro remote modify'"
         )
+    for name in backend.deferred:
+        _defer(name)
     try:
         module = importlib.import_module(backend.module)
     except ModuleNotFoundError as exc:
@@ -100,3 +109,20 @@ def open_remote(url: str, options: Mapping[str, str]) -> Remote:
         ) from exc
     remote: Remote = module.open_remote(url, {k: v for k, v in options.items() if k != "url"})
     return remote
+
+
+class _Deferred(types.ModuleType):
+    """Stands in ``sys.modules`` for a module not imported yet; the first attribute asked of
+    it imports the module and answers from it."""
+
+    def __getattr__(self, attr: str) -> object:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _defer(name: str) -> None:
+    """Let ``import name`` give a stand-in that imports the module at its first use (importlib's
+    LazyLoader does not do: the import statement itself asks the module for its ``__spec__``)."""
+    if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        sys.modules[name] = _Deferred(name)

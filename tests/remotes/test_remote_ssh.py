@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,6 +117,38 @@ def test_options_alone_are_enough_without_ssh_config(
     finally:
         remote.close()
     assert (tmp_path / "remote/files/md5/ab/cd").read_bytes() == b"via options"
+
+
+def test_match_exec_in_ssh_config_still_counts_though_invoke_loads_only_for_it(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """paramiko runs ``Match exec`` through invoke, which repro lets load only when used (it
+    is half of paramiko's import time): both, in a fresh interpreter."""
+    trust_sshd(home, sshd)
+    plain = (home / ".ssh" / "config").read_text()
+    with_port_only_from_match = plain.replace(f"  Port {sshd.port}\n", "")
+    assert with_port_only_from_match != plain
+    with_port_only_from_match = (
+        f'Match host 127.0.0.1 exec "test -d {tmp_path}"\n  Port {sshd.port}\n'
+        + with_port_only_from_match
+    )
+    program = (
+        "import sys\n"
+        "from repro.remotes import open_remote\n"
+        f"remote = open_remote('ssh://{SSH_ALIAS}{tmp_path}/remote', {{}})\n"
+        "print(remote.exists(['files/md5/ab/cd']), type(sys.modules['invoke']).__name__)\n"
+        "remote.close()\n"
+    )
+    said = {}
+    for name, config in (("plain", plain), ("match", with_port_only_from_match)):
+        (home / ".ssh" / "config").write_text(config)
+        ran = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+        )
+        assert ran.returncode == 0, ran.stderr
+        said[name] = ran.stdout.split()
+    assert said["plain"] == ["set()", "_Deferred"]  # connected; invoke never loaded
+    assert said["match"] == ["set()", "module"]  # the port came from Match exec, through invoke
 
 
 def test_options_beat_the_url_which_beats_ssh_config(home: Path) -> None:
