@@ -8,6 +8,7 @@ object take an object's name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -459,44 +460,73 @@ class Transfer:
         bar: _Progress,
         final: Callable[[ObjectId], str],
         more: bool = False,
+        aside: bool = False,
     ) -> _Outcome:
         """Download what the remote's ``get_many`` gives into each object's ``final`` path,
         each verified and renamed into place like one downloaded alone; the rest is left to
-        the object-by-object way. ``more``: another call follows (get_many's hint)."""
+        the object-by-object way. ``more``: another call follows (get_many's hint). ``aside``:
+        the final paths are the cache's, and a cache folder absent now is built aside and
+        renamed into place once, not object by object (as ``_download_group`` does)."""
         outcome = _Outcome(bar)
         get_many: GetMany | None = getattr(self.remote, "get_many", None)
         if get_many is None or not object_ids:
             return outcome
-        wanted: dict[str, tuple[ObjectId, str, str]] = {}  # key -> (id, temp file, final)
-        made: set[str] = set()
+        wanted: dict[str, tuple[ObjectId, str, str]] = {}  # key -> (id, file written, final)
+        stagings: dict[str, str | None] = {}  # final folder -> the one built aside, or None
+        aside = aside and self._can_build_aside()
         for object_id in object_ids:
             target = final(object_id)
             folder, _, name = target.rpartition("/")
-            if folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                made.add(folder)
-            wanted[object_key(object_id)] = (object_id, f"{folder}/{temp_name(name)}", target)
+            if folder not in stagings:
+                stagings[folder] = self._staging_for(folder) if aside else None
+                if stagings[folder] is None:
+                    os.makedirs(folder, exist_ok=True)
+            staging = stagings[folder]
+            written = f"{staging}/{name}" if staging else f"{folder}/{temp_name(name)}"
+            wanted[object_key(object_id)] = (object_id, written, target)
         bar.add(len(wanted))
         results: list[Result] = []
         try:
-            pairs = [(key, tmp) for key, (_oid, tmp, _end) in wanted.items()]
+            pairs = [(key, written) for key, (_oid, written, _end) in wanted.items()]
             for key, md5 in get_many(pairs, more):
-                object_id, tmp, target = wanted.pop(key)
-                results.append((object_id, self._place(object_id, md5, tmp, target)))
+                object_id, written, target = wanted.pop(key)
+                in_place = stagings[target.rpartition("/")[0]] is not None
+                results.append((object_id, self._place(object_id, md5, written, target, in_place)))
                 if len(results) >= BATCH:
                     outcome.record(results)
                     results = []
         finally:
             outcome.record(results)
             bar.add(-len(wanted))  # counted again by the way that takes them
-            for _object_id, tmp, _target in wanted.values():  # what a failed stream began
+            for _object_id, written, _target in wanted.values():  # what a failed stream began
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                    os.unlink(written)
+            # Only verified objects are left in them now.
+            for folder, staging in stagings.items():
+                if staging is not None:
+                    _move_in(staging, folder)
         return outcome
 
-    def _place(self, object_id: ObjectId, md5: str, tmp: str, target: str) -> int | ReproError:
+    def _can_build_aside(self) -> bool:
+        """Whether a folder made in the cache's root can be renamed into its files' tree."""
+        files = f"{self.cache_dir}/{PREFIX}"
+        os.makedirs(files, exist_ok=True)
+        return os.stat(files).st_dev == os.stat(self.cache_dir).st_dev
+
+    def _staging_for(self, folder: str) -> str | None:
+        """A new folder in the cache's root to build ``folder`` in; None when it exists."""
+        if os.path.isdir(folder):
+            return None
+        staging = f"{self.cache_dir}/{staging_name(FOLDER_STAGING)}"
+        os.mkdir(staging)
+        return staging
+
+    def _place(
+        self, object_id: ObjectId, md5: str, tmp: str, target: str, in_place: bool = False
+    ) -> int | ReproError:
         """Rename a downloaded object into place if its bytes hash to its id (and a manifest's
-        pass parse_manifest); else remove it and say why."""
+        pass parse_manifest); else remove it and say why. ``in_place``: it is written where it
+        stays (a folder built aside)."""
         try:
             _verified(self.remote, object_id, md5, tmp)
         except ReproError as exc:
@@ -504,7 +534,8 @@ class Transfer:
             return exc
         os.chmod(tmp, 0o444)
         size = os.stat(tmp).st_size
-        os.replace(tmp, target)
+        if not in_place:
+            os.replace(tmp, target)
         return size
 
     def _upload(self, object_id: ObjectId) -> int:
@@ -566,7 +597,9 @@ class Transfer:
             files = list(dict.fromkeys([oid for oid in wanted if not is_manifest(oid)] + listed))
             held = held_objects(cache_dir, files)
             todo = [oid for oid in files if oid not in held]
-            bulk = self._fetch_many(todo, bar, lambda oid: f"{cache_dir}/{object_key(oid)}")
+            bulk = self._fetch_many(
+                todo, bar, lambda oid: f"{cache_dir}/{object_key(oid)}", aside=True
+            )
             rest = [oid for oid in todo if oid not in bulk.done and oid not in bulk.settled]
             second = _run_by_folder(
                 self._download_group, rest, jobs, bar, remote.forkable, _stop(remote)
@@ -669,6 +702,20 @@ class Transfer:
         }
         held = held_objects(self.cache_dir, expanded)
         return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
+
+
+def _move_in(staging: str, folder: str) -> None:
+    """Rename the folder ``staging`` to ``folder``; where that exists by then (another fetch
+    made it), each of its files instead."""
+    try:
+        os.rename(staging, folder)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+    for name in os.listdir(staging):
+        os.replace(f"{staging}/{name}", f"{folder}/{name}")
+    os.rmdir(staging)
 
 
 def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:

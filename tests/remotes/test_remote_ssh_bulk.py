@@ -15,6 +15,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,87 @@ def test_many_objects_go_in_one_stream_each_way(
     assert logins(sshd) - before == 3
     assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(PUSH_STAGING)]
     assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
+
+
+def _pushed(cache: Path, store: Path, count: int) -> list[str]:
+    files = many_files(cache, count)
+    remote = open_ssh(store)
+    try:
+        Transfer(remote, cache, progress=False).push(files)
+    finally:
+        remote.close()
+    return files
+
+
+def _fetch_with(
+    store: Path, other: Path, files: list[str], on_object: Callable[[int], None]
+) -> TransferSummary:
+    """Fetch ``files`` from ``store`` into ``other``, calling ``on_object(n)`` as the stream
+    hands over its ``n``-th object."""
+    remote = open_ssh(store)
+    streamed = remote.get_many
+
+    def get_many(items: Sequence[tuple[str, str]], more: bool = False) -> Iterator[tuple[str, str]]:
+        for count, got in enumerate(streamed(items, more), 1):
+            on_object(count)
+            yield got
+
+    remote.get_many = get_many  # type: ignore[method-assign]
+    try:
+        return Transfer(remote, other, progress=False).fetch(files)
+    finally:
+        remote.close()
+
+
+def test_a_fetch_builds_the_cache_folders_it_lacks_aside_and_joins_one_made_meanwhile(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = _pushed(cache, tmp_path / "remote", 300)
+    late = files[-1]  # its folder is made, with a file in it, while the stream runs
+    made_meanwhile = object_path(other, late).parent
+    stagings: list[list[str]] = []
+
+    def another_fetch(count: int) -> None:
+        if count == 1:
+            stagings.append([p.name for p in other.iterdir() if p.name.startswith(".repro")])
+            assert not object_path(other, files[0]).exists()  # built aside, not in place
+            made_meanwhile.mkdir(parents=True)
+            (made_meanwhile / ("f" * 30)).write_bytes(b"another fetch's object")
+
+    fetched = _fetch_with(tmp_path / "remote", other, files, another_fetch)
+
+    assert (fetched.transferred, fetched.failed) == (300, ())
+    assert len(stagings[0]) == len({object_path(other, oid).parent for oid in files})
+    assert same_objects(cache, other, files)
+    assert (made_meanwhile / ("f" * 30)).read_bytes() == b"another fetch's object"
+    assert not [p for p in other.iterdir() if p.name.startswith(".repro")]  # no staging left
+    assert not [p for p in cached_files(other) if p.name.startswith(".")]
+    assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other) if p.name[0] != "f")
+
+
+def test_a_fetch_stopped_midway_keeps_what_it_verified_and_leaves_no_staging(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = _pushed(cache, tmp_path / "remote", 300)
+
+    def ctrl_c(count: int) -> None:
+        if count == 101:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fetch_with(tmp_path / "remote", other, files, ctrl_c)
+
+    kept = [oid for oid in files if object_path(other, oid).exists()]
+    assert len(kept) == 100 and same_objects(cache, other, kept)
+    assert not [p for p in other.iterdir() if p.name.startswith(".repro")]
+    assert len(cached_files(other)) == 100  # nothing half-written, under any name
+    fetched = _fetch_with(tmp_path / "remote", other, files, lambda count: None)
+    assert (fetched.transferred, fetched.already_present, fetched.failed) == (200, 100, ())
+    assert same_objects(cache, other, files)
 
 
 def test_a_big_push_goes_in_several_sessions(
