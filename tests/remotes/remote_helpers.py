@@ -53,9 +53,15 @@ def many_files(cache_dir: Path, count: int, tag: str = "") -> list[str]:
     return [add_file(cache_dir, f"object {tag}{i}\n".encode()) for i in range(count)]
 
 
+def files_under(root: Path) -> list[Path]:
+    """Every file below ``root``. Read while a transfer runs: a folder it renames or removes
+    meanwhile (a staging folder) is passed over, where ``rglob`` would raise."""
+    return sorted(Path(folder, name) for folder, _subs, names in os.walk(root) for name in names)
+
+
 def cached_files(cache_dir: Path) -> list[Path]:
     """Every file under the cache, temp files included."""
-    return sorted(p for p in cache_dir.rglob("*") if p.is_file())
+    return files_under(cache_dir)
 
 
 class CountingRemote:
@@ -170,7 +176,7 @@ def chown_tree(root: Path, uid: int) -> None:
 
 def objects_in(remote: Path) -> int:
     """Objects under their final name (temp names start with a dot)."""
-    return sum(1 for p in remote.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return sum(1 for p in files_under(remote) if not p.name.startswith("."))
 
 
 def start_push(project: Project, begun: Callable[[], bool]) -> subprocess.Popen[str]:
