@@ -471,27 +471,35 @@ class Transfer:
         get_many: GetMany | None = getattr(self.remote, "get_many", None)
         if get_many is None or not object_ids:
             return outcome
-        wanted: dict[str, tuple[ObjectId, str, str]] = {}  # key -> (id, file written, final)
+        # key -> (id, file written, final path or None where it is written in place)
+        wanted: dict[str, tuple[ObjectId, str, str | None]] = {}
         stagings: dict[str, str | None] = {}  # final folder -> the one built aside, or None
-        aside = aside and self._can_build_aside()
-        for object_id in object_ids:
-            target = final(object_id)
-            folder, _, name = target.rpartition("/")
-            if folder not in stagings:
-                stagings[folder] = self._staging_for(folder) if aside else None
-                if stagings[folder] is None:
-                    os.makedirs(folder, exist_ok=True)
-            staging = stagings[folder]
-            written = f"{staging}/{name}" if staging else f"{folder}/{temp_name(name)}"
-            wanted[object_key(object_id)] = (object_id, written, target)
+        try:
+            aside = aside and self._can_build_aside()
+            for object_id in object_ids:
+                target = final(object_id)
+                folder, _, name = target.rpartition("/")
+                if folder not in stagings:
+                    stagings[folder] = self._staging_for(folder) if aside else None
+                    if stagings[folder] is None:
+                        os.makedirs(folder, exist_ok=True)
+                staging = stagings[folder]
+                wanted[object_key(object_id)] = (
+                    (object_id, f"{staging}/{name}", None)
+                    if staging
+                    else (object_id, f"{folder}/{temp_name(name)}", target)
+                )
+        except BaseException:
+            for staging in filter(None, stagings.values()):
+                os.rmdir(staging)  # still empty
+            raise
         bar.add(len(wanted))
         results: list[Result] = []
         try:
             pairs = [(key, written) for key, (_oid, written, _end) in wanted.items()]
             for key, md5 in get_many(pairs, more):
-                object_id, written, target = wanted.pop(key)
-                in_place = stagings[target.rpartition("/")[0]] is not None
-                results.append((object_id, self._place(object_id, md5, written, target, in_place)))
+                object_id, written, rename_to = wanted.pop(key)
+                results.append((object_id, self._place(object_id, md5, written, rename_to)))
                 if len(results) >= BATCH:
                     outcome.record(results)
                     results = []
@@ -522,11 +530,11 @@ class Transfer:
         return staging
 
     def _place(
-        self, object_id: ObjectId, md5: str, tmp: str, target: str, in_place: bool = False
+        self, object_id: ObjectId, md5: str, tmp: str, target: str | None
     ) -> int | ReproError:
-        """Rename a downloaded object into place if its bytes hash to its id (and a manifest's
-        pass parse_manifest); else remove it and say why. ``in_place``: it is written where it
-        stays (a folder built aside)."""
+        """Rename a downloaded object to ``target`` if its bytes hash to its id (and a
+        manifest's pass parse_manifest); else remove it and say why. No ``target``: it was
+        written where it stays (in a folder built aside)."""
         try:
             _verified(self.remote, object_id, md5, tmp)
         except ReproError as exc:
@@ -534,7 +542,7 @@ class Transfer:
             return exc
         os.chmod(tmp, 0o444)
         size = os.stat(tmp).st_size
-        if not in_place:
+        if target is not None:
             os.replace(tmp, target)
         return size
 
