@@ -498,8 +498,12 @@ class Transfer:
         try:
             pairs = [(key, written) for key, (_oid, written, _end) in wanted.items()]
             for key, md5 in get_many(pairs, more):
-                object_id, written, rename_to = wanted.pop(key)
-                results.append((object_id, self._place(object_id, md5, written, rename_to)))
+                object_id, written, rename_to = wanted[key]
+                placed = self._place(object_id, md5, written, rename_to)
+                # Only now: a Ctrl-C while it was checked leaves it to the cleanup below,
+                # which must not move unchecked bytes in with their folder.
+                del wanted[key]
+                results.append((object_id, placed))
                 if len(results) >= BATCH:
                     outcome.record(results)
                     results = []

@@ -1,0 +1,143 @@
+"""Attacks on a fetch that builds the cache folders it lacks aside (``Transfer._fetch_many``):
+Ctrl-C while an object is checked, a folder's name taken meanwhile by something that is no
+folder, and a server whose tar hands over an object twice. No object may take its name unless
+its bytes hash to it, and nothing the fetch began may be left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from remotes.remote_helpers import cached_files, many_files
+from remotes.remote_servers import SshServer, running_sshd, trust_sshd
+from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
+
+from repro.objects import transfer
+from repro.objects.ids import content_md5, object_key, object_path
+from repro.objects.transfer import Transfer, TransferSummary
+from repro.remotes.base import Remote
+
+
+def _fetch(
+    store: Path, cache: Path, files: list[str], on_object: Callable[[int], None] | None = None
+) -> TransferSummary:
+    """Fetch ``files`` from the ssh remote at ``store`` into ``cache``; ``on_object(n)`` runs as
+    the stream hands over its ``n``-th object (what another process does meanwhile)."""
+    remote = open_ssh(store)
+    if on_object is not None:
+        streamed = remote.get_many
+
+        def get_many(
+            items: Sequence[tuple[str, str]], more: bool = False
+        ) -> Iterator[tuple[str, str]]:
+            for count, got in enumerate(streamed(items, more), 1):
+                on_object(count)
+                yield got
+
+        remote.get_many = get_many  # type: ignore[method-assign]
+    try:
+        return Transfer(remote, cache, progress=False).fetch(files)
+    finally:
+        remote.close()
+
+
+def _leftovers(cache: Path) -> list[str]:
+    """Stagings and temp files: what a fetch began and did not finish."""
+    return [
+        str(path)
+        for path in [*cache.iterdir(), *cached_files(cache)]
+        if path.name.startswith(".repro")
+    ]
+
+
+def _corrupt(store: Path, object_id: str) -> None:
+    stored = store / object_key(object_id)
+    stored.chmod(0o644)
+    stored.write_bytes(b"rotten bytes on the remote")
+
+
+@pytest.mark.parametrize("folder_exists", [False, True])
+def test_ctrl_c_while_a_corrupt_object_is_checked_never_lets_it_take_its_name(
+    sshd: SshServer,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    folder_exists: bool,
+) -> None:
+    """The remote holds a rotten copy of one object. Ctrl-C arrives while the fetch checks it:
+    the rotten bytes must not reach the cache under the object's name (its folder built aside
+    and renamed in), nor stay behind under a temp name (its folder already there)."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 20)
+    store = pushed_store(tmp_path, cache, files)
+    rotten = files[7]
+    _corrupt(store, rotten)
+    if folder_exists:
+        object_path(other, rotten).parent.mkdir(parents=True)
+    checked = transfer._verified
+
+    def verified(remote: Remote, object_id: str, md5: str, path: str | Path) -> list[str]:
+        if object_id == rotten:
+            assert md5 != content_md5(rotten)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, at this very moment
+        return checked(remote, object_id, md5, path)
+
+    monkeypatch.setattr(transfer, "_verified", verified)
+    with pytest.raises(KeyboardInterrupt):
+        _fetch(store, other, files)
+    assert not object_path(other, rotten).exists()
+    assert _leftovers(other) == []
+    kept = [oid for oid in files if object_path(other, oid).exists()]
+    assert same_objects(cache, other, kept)
+
+
+TWICE_TAR = """#!{python}
+import sys, tarfile
+forged_first = {forged_first!r}
+names = [a for a in sys.argv[1:] if a.startswith("files/")]  # from xargs
+out = sys.stdout.buffer
+def member(name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    out.write(info.tobuf(tarfile.GNU_FORMAT))
+    out.write(data + bytes(-len(data) % 512))
+for name in names:
+    real = open(name, "rb").read()
+    for data in ([b"forged", real] if forged_first else [real, b"forged"]):
+        member(name, data)
+out.write(bytes(1024))
+out.flush()
+"""
+
+
+@pytest.mark.parametrize("forged_first", [False, True])
+def test_an_object_handed_over_twice_is_taken_once_and_only_if_sound(
+    home: Path, tmp_path: Path, sshd: SshServer, forged_first: bool
+) -> None:
+    """The server's tar sends every object twice, once with forged bytes. Whichever comes
+    first, no forged byte reaches the cache (root ignores the 0444 of a verified object), and
+    every object ends up sound."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 30)
+    store = pushed_store(tmp_path, cache, files)
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "tar").write_text(TWICE_TAR.format(python=sys.executable, forged_first=forged_first))
+    (fake / "tar").chmod(0o755)
+    with running_sshd(tmp_path / "twice-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
+        trust_sshd(home, server)
+        fetched = _fetch(store, other, files)
+    if forged_first:
+        assert {f.object_id for f in fetched.failed} == set(files)
+        assert not [oid for oid in files if object_path(other, oid).exists()]
+    else:
+        assert (fetched.transferred, fetched.failed) == (30, ())
+    kept = [oid for oid in files if object_path(other, oid).exists()]
+    assert same_objects(cache, other, kept)
+    assert _leftovers(other) == []
