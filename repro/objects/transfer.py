@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -513,10 +514,17 @@ class Transfer:
             for _object_id, written, _target in wanted.values():  # what a failed stream began
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(written)
-            # Only verified objects are left in them now.
+            # Only verified objects are left in them now. Each goes in, or is removed, even
+            # where another cannot go in (its name taken meanwhile by a file or a symlink).
+            errors: list[OSError] = []
             for folder, staging in stagings.items():
                 if staging is not None:
-                    _move_in(staging, folder)
+                    try:
+                        _move_in(staging, folder)
+                    except OSError as exc:
+                        errors.append(exc)
+            if errors:
+                raise errors[0]
         return outcome
 
     def _can_build_aside(self) -> bool:
@@ -718,16 +726,21 @@ class Transfer:
 
 def _move_in(staging: str, folder: str) -> None:
     """Rename the folder ``staging`` to ``folder``; where that exists by then (another fetch
-    made it), each of its files instead."""
+    made it), each of its files instead. Where they cannot go in (a file or a symlink took the
+    folder's name meanwhile), ``staging`` is removed and the error raised."""
     try:
-        os.rename(staging, folder)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-            raise
-    for name in os.listdir(staging):
-        os.replace(f"{staging}/{name}", f"{folder}/{name}")
-    os.rmdir(staging)
+        try:
+            os.rename(staging, folder)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        for name in os.listdir(staging):
+            os.replace(f"{staging}/{name}", f"{folder}/{name}")
+        os.rmdir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:

@@ -96,6 +96,37 @@ def test_ctrl_c_while_a_corrupt_object_is_checked_never_lets_it_take_its_name(
     assert same_objects(cache, other, kept)
 
 
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_a_cache_folder_made_meanwhile_as_no_folder_leaves_no_staging_behind(
+    sshd: SshServer, home: Path, tmp_path: Path, kind: str
+) -> None:
+    """Another process makes a file, or a symlink, at the name of a cache folder this fetch is
+    building aside. That folder cannot go in, and the fetch may fail, but it must leave no
+    staging behind, and the folders it built that can go in do."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 200)
+    store = pushed_store(tmp_path, cache, files)
+    taken = object_path(other, files[0]).parent
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def another_process(count: int) -> None:
+        if count == 1:
+            if kind == "file":
+                taken.write_bytes(b"not a folder")
+            else:
+                taken.symlink_to(elsewhere)
+
+    with pytest.raises(OSError):
+        _fetch(store, other, files, another_process)
+    assert _leftovers(other) == []
+    assert list(elsewhere.iterdir()) == []
+    kept = [oid for oid in files if object_path(other, oid).parent != taken]
+    assert all(object_path(other, oid).exists() for oid in kept)
+    assert same_objects(cache, other, kept)
+
+
 TWICE_TAR = """#!{python}
 import sys, tarfile
 forged_first = {forged_first!r}
