@@ -5,15 +5,22 @@ its bytes hash to it, and nothing the fetch began may be left behind."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from helpers import Project, cli
 from remotes.remote_helpers import cached_files, many_files
-from remotes.remote_servers import SshServer, running_sshd, trust_sshd
+from remotes.remote_servers import SSH_ALIAS, SshServer, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
 from repro.objects import transfer
@@ -172,3 +179,136 @@ def test_an_object_handed_over_twice_is_taken_once_and_only_if_sound(
     kept = [oid for oid in files if object_path(other, oid).exists()]
     assert same_objects(cache, other, kept)
     assert _leftovers(other) == []
+
+
+def test_two_fetches_at_once_into_one_cache_build_the_same_folders_and_both_succeed(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """Both find every folder absent and build it aside: one renames each in, the other moves
+    its objects in one by one. Every object ends up sound, and no staging is left."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 400)
+    store = pushed_store(tmp_path, cache, files)
+    summaries: list[TransferSummary] = []
+    errors: list[BaseException] = []
+    both_streaming = threading.Barrier(2, timeout=30)
+
+    def fetch() -> None:
+        def meet(count: int) -> None:
+            if count == 1:
+                both_streaming.wait()  # each holds its stagings when the other starts
+
+        try:
+            summaries.append(_fetch(store, other, files, meet))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(summaries) == 2
+    assert all(summary.ok for summary in summaries)
+    assert same_objects(cache, other, files)
+    assert _leftovers(other) == []
+    assert len(cached_files(other)) == len(files)
+
+
+def test_a_cache_whose_objects_live_on_another_file_system_fetches_object_by_object(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """``files/md5`` is a symlink to tmpfs: no folder built in the cache's root can be renamed
+    there, so none is built; the objects arrive whole, and nothing is left in either place."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no /dev/shm on a file system of its own")
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 100)
+    store = pushed_store(tmp_path, cache, files)
+    elsewhere = Path(tempfile.mkdtemp(dir=shm, prefix="repro-red-"))
+    try:
+        (other / "files").mkdir(parents=True)
+        (other / "files" / "md5").symlink_to(elsewhere)
+        fetched = _fetch(store, other, files)
+        assert (fetched.transferred, fetched.failed) == (100, ())
+        assert same_objects(cache, other, files)
+        assert _leftovers(other) == []
+        assert not [p for p in elsewhere.rglob("*") if p.name.startswith(".repro")]
+    finally:
+        shutil.rmtree(elsewhere)
+
+
+STALLING_TAR = """#!{python}
+import subprocess, sys, time
+names = [a for a in sys.argv[1:] if a.startswith("files/")]
+real = subprocess.Popen(["{tar}", "-cf", "-", *names], stdout=subprocess.PIPE)
+out = sys.stdout.buffer
+blocks = 0
+while block := real.stdout.read(512):
+    out.write(block)
+    blocks += 1
+    if len(names) > 1 and blocks == {stall_after}:
+        out.flush()
+        time.sleep(120)  # a stream that stalls midway: the pull is killed meanwhile
+out.flush()
+"""
+
+
+def test_a_pull_killed_mid_stream_names_no_unchecked_object_and_the_next_pull_cleans_up(
+    project: Project, sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """A real ``repro pull`` of a directory is SIGKILLed while its stream stalls halfway: its
+    stagings stay (nothing could remove them), no object is under its name unchecked, and the
+    next pull removes them and fetches everything."""
+    trust_sshd(home, sshd)
+    store = tmp_path / "store"
+    data = project.root / "data"
+    data.mkdir()
+    for i in range(300):
+        (data / f"f{i}.txt").write_bytes(f"object {i}\n".encode() * 20)
+    project.ok("add", "data")
+    project.ok("remote", "add", "-d", "store", f"ssh://{SSH_ALIAS}{store}")
+    project.ok("push")
+    cache = project.root / ".repro" / "cache"
+    shutil.rmtree(cache)
+    shutil.rmtree(data)
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    # 300 objects of 2 blocks each: about half of them before the stall.
+    script = STALLING_TAR.format(python=sys.executable, tar=shutil.which("tar"), stall_after=300)
+    (fake / "tar").write_text(script)
+    (fake / "tar").chmod(0o755)
+    with running_sshd(tmp_path / "stall-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
+        trust_sshd(home, server)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repro", "pull"],
+            cwd=project.root,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while sum(1 for p in cached_files(cache) if ".repro-tmp-folder-" in str(p)) < 100:
+                assert proc.poll() is None and time.monotonic() < deadline, "no stream"
+                time.sleep(0.02)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stagings = [p for p in cache.iterdir() if p.name.startswith(".repro-tmp-folder-")]
+    assert stagings
+    objects = cache / "files" / "md5"
+    for path in cached_files(objects):
+        if not path.name.startswith("."):
+            assert content_md5_of(path) == path.parent.name + path.name
+    trust_sshd(home, sshd)
+    assert cli(project.root, "pull").code == 0
+    assert not [p for p in cache.iterdir() if p.name.startswith(".repro")]
+    assert not [p for p in cached_files(cache) if p.name.startswith(".repro-tmp")]
+    assert (data / "f7.txt").read_bytes() == b"object 7\n" * 20
+
+
+def content_md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
