@@ -515,13 +515,14 @@ class Transfer:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(written)
             # Only verified objects are left in them now. Each goes in, or is removed, even
-            # where another cannot go in (its name taken meanwhile by a file or a symlink).
-            errors: list[OSError] = []
+            # where another cannot go in (its name taken meanwhile by a file or a symlink) or
+            # a second Ctrl-C came meanwhile.
+            errors: list[BaseException] = []
             for folder, staging in stagings.items():
                 if staging is not None:
                     try:
                         _move_in(staging, folder)
-                    except OSError as exc:
+                    except BaseException as exc:
                         errors.append(exc)
             if errors:
                 raise errors[0]

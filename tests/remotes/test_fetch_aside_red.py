@@ -312,3 +312,28 @@ def test_a_pull_killed_mid_stream_names_no_unchecked_object_and_the_next_pull_cl
 
 def content_md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_a_second_ctrl_c_while_the_stagings_go_in_leaves_none_behind(
+    sshd: SshServer, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user presses Ctrl-C again while a stopped fetch moves its verified folders in:
+    each staging still goes in (or is removed), none is left in the cache's root."""
+    trust_sshd(home, sshd)
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    files = many_files(cache, 200)
+    store = pushed_store(tmp_path, cache, files)
+    move_in = transfer._move_in
+    calls: list[str] = []
+
+    def moved_in_then_ctrl_c(staging: str, folder: str) -> None:
+        move_in(staging, folder)
+        calls.append(folder)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(transfer, "_move_in", moved_in_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _fetch(store, other, files)
+    assert _leftovers(other) == []
+    assert same_objects(cache, other, files)
