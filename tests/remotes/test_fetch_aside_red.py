@@ -5,6 +5,7 @@ its bytes hash to it, and nothing the fetch began may be left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -250,7 +251,9 @@ def test_a_cache_whose_objects_live_on_another_file_system_fetches_object_by_obj
 
 
 STALLING_TAR = """#!{python}
-import subprocess, sys, time
+import os, subprocess, sys, time
+with open({pids!r}, "a") as pids:  # the test ends those that stall
+    pids.write(f"{{os.getpid()}}\\n")
 names = [a for a in sys.argv[1:] if a.startswith("files/")]
 real = subprocess.Popen(["{tar}", "-cf", "-", *names], stdout=subprocess.PIPE)
 out = sys.stdout.buffer
@@ -265,12 +268,14 @@ out.flush()
 """
 
 
-def test_a_pull_killed_mid_stream_names_no_unchecked_object_and_the_next_pull_cleans_up(
-    project: Project, sshd: SshServer, home: Path, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_pull_stopped_mid_stream_names_no_unchecked_object_and_leaves_nothing_for_long(
+    project: Project, sshd: SshServer, home: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    """A real ``repro pull`` of a directory is SIGKILLed while its stream stalls halfway: its
-    stagings stay (nothing could remove them), no object is under its name unchecked, and the
-    next pull removes them and fetches everything."""
+    """A real ``repro pull`` of a directory gets SIGKILL or Ctrl-C while its stream stalls
+    halfway. Killed, its stagings stay (nothing could remove them) and the next pull removes
+    them; stopped, it moves in what it verified and leaves nothing. Either way no object is
+    under its name unchecked, and the next pull fetches everything."""
     trust_sshd(home, sshd)
     store = tmp_path / "store"
     data = project.root / "data"
@@ -286,7 +291,10 @@ def test_a_pull_killed_mid_stream_names_no_unchecked_object_and_the_next_pull_cl
     fake = tmp_path / "fake-bin"
     fake.mkdir()
     # 300 objects of 2 blocks each: about half of them before the stall.
-    script = STALLING_TAR.format(python=sys.executable, tar=shutil.which("tar"), stall_after=300)
+    pids = fake / "pids"
+    script = STALLING_TAR.format(
+        python=sys.executable, tar=shutil.which("tar"), stall_after=300, pids=str(pids)
+    )
     (fake / "tar").write_text(script)
     (fake / "tar").chmod(0o755)
     with running_sshd(tmp_path / "stall-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
@@ -294,7 +302,8 @@ def test_a_pull_killed_mid_stream_names_no_unchecked_object_and_the_next_pull_cl
         proc = subprocess.Popen(
             [sys.executable, "-m", "repro", "pull"],
             cwd=project.root,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         )
         try:
@@ -303,10 +312,19 @@ def test_a_pull_killed_mid_stream_names_no_unchecked_object_and_the_next_pull_cl
                 assert proc.poll() is None and time.monotonic() < deadline, "no stream"
                 time.sleep(0.02)
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, sig)
+            _, err = proc.communicate(timeout=30)
+            for pid in pids.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGTERM)  # its ssh session, and client, end too
     stagings = [p for p in cache.iterdir() if p.name.startswith(".repro-tmp-folder-")]
-    assert stagings
+    if sig == signal.SIGKILL:
+        assert stagings
+    else:
+        assert proc.returncode == 130 and err.strip() == "interrupted", err
+        assert stagings == []
+        assert not [p for p in cached_files(cache) if p.name.startswith(".repro-tmp")]
+        assert len(cached_files(cache / "files" / "md5")) >= 100  # what it verified went in
     objects = cache / "files" / "md5"
     for path in cached_files(objects):
         if not path.name.startswith("."):
