@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -498,8 +499,12 @@ class Transfer:
         try:
             pairs = [(key, written) for key, (_oid, written, _end) in wanted.items()]
             for key, md5 in get_many(pairs, more):
-                object_id, written, rename_to = wanted.pop(key)
-                results.append((object_id, self._place(object_id, md5, written, rename_to)))
+                object_id, written, rename_to = wanted[key]
+                placed = self._place(object_id, md5, written, rename_to)
+                # Only now: a Ctrl-C while it was checked leaves it to the cleanup below,
+                # which must not move unchecked bytes in with their folder.
+                del wanted[key]
+                results.append((object_id, placed))
                 if len(results) >= BATCH:
                     outcome.record(results)
                     results = []
@@ -509,10 +514,18 @@ class Transfer:
             for _object_id, written, _target in wanted.values():  # what a failed stream began
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(written)
-            # Only verified objects are left in them now.
+            # Only verified objects are left in them now. Each goes in, or is removed, even
+            # where another cannot go in (its name taken meanwhile by a file or a symlink) or
+            # a second Ctrl-C came meanwhile.
+            errors: list[BaseException] = []
             for folder, staging in stagings.items():
                 if staging is not None:
-                    _move_in(staging, folder)
+                    try:
+                        _move_in(staging, folder)
+                    except BaseException as exc:
+                        errors.append(exc)
+            if errors:
+                raise errors[0]
         return outcome
 
     def _can_build_aside(self) -> bool:
@@ -714,16 +727,21 @@ class Transfer:
 
 def _move_in(staging: str, folder: str) -> None:
     """Rename the folder ``staging`` to ``folder``; where that exists by then (another fetch
-    made it), each of its files instead."""
+    made it), each of its files instead. Where they cannot go in (a file or a symlink took the
+    folder's name meanwhile), ``staging`` is removed and the error raised."""
     try:
-        os.rename(staging, folder)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-            raise
-    for name in os.listdir(staging):
-        os.replace(f"{staging}/{name}", f"{folder}/{name}")
-    os.rmdir(staging)
+        try:
+            os.rename(staging, folder)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        for name in os.listdir(staging):
+            os.replace(f"{staging}/{name}", f"{folder}/{name}")
+        os.rmdir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def verify_remote(remote: Remote, jobs: int | None = None, progress: bool = True) -> list[str]:
