@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,35 +30,12 @@ from remotes.remote_helpers import (
     remove_public_dir,
 )
 from remotes.remote_servers import SSH_ALIAS, SshServer, running_sshd, trust_sshd
-from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
+from remotes.test_remote_ssh_bulk import fetch_watching, pushed_store, same_objects
 
 from repro.objects import transfer
 from repro.objects.ids import content_md5, object_key, object_path
-from repro.objects.transfer import Transfer, TransferSummary
+from repro.objects.transfer import TransferSummary
 from repro.remotes.base import Remote
-
-
-def _fetch(
-    store: Path, cache: Path, files: list[str], on_object: Callable[[int], None] | None = None
-) -> TransferSummary:
-    """Fetch ``files`` from the ssh remote at ``store`` into ``cache``; ``on_object(n)`` runs as
-    the stream hands over its ``n``-th object (what another process does meanwhile)."""
-    remote = open_ssh(store)
-    if on_object is not None:
-        streamed = remote.get_many
-
-        def get_many(
-            items: Sequence[tuple[str, str]], more: bool = False
-        ) -> Iterator[tuple[str, str]]:
-            for count, got in enumerate(streamed(items, more), 1):
-                on_object(count)
-                yield got
-
-        remote.get_many = get_many  # type: ignore[method-assign]
-    try:
-        return Transfer(remote, cache, progress=False).fetch(files)
-    finally:
-        remote.close()
 
 
 def _leftovers(cache: Path) -> list[str]:
@@ -105,7 +82,7 @@ def test_ctrl_c_while_a_corrupt_object_is_checked_never_lets_it_take_its_name(
 
     monkeypatch.setattr(transfer, "_verified", verified)
     with pytest.raises(KeyboardInterrupt):
-        _fetch(store, other, files)
+        fetch_watching(store, other, files)
     assert not object_path(other, rotten).exists()
     assert _leftovers(other) == []
     kept = [oid for oid in files if object_path(other, oid).exists()]
@@ -135,7 +112,7 @@ def test_a_cache_folder_made_meanwhile_as_no_folder_leaves_no_staging_behind(
                 taken.symlink_to(elsewhere)
 
     with pytest.raises(OSError):
-        _fetch(store, other, files, another_process)
+        fetch_watching(store, other, files, another_process)
     assert _leftovers(other) == []
     assert list(elsewhere.iterdir()) == []
     kept = [oid for oid in files if object_path(other, oid).parent != taken]
@@ -179,7 +156,7 @@ def test_an_object_handed_over_twice_is_taken_once_and_only_if_sound(
     (fake / "tar").chmod(0o755)
     with running_sshd(tmp_path / "twice-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
         trust_sshd(home, server)
-        fetched = _fetch(store, other, files)
+        fetched = fetch_watching(store, other, files)
     if forged_first:
         assert {f.object_id for f in fetched.failed} == set(files)
         assert not [oid for oid in files if object_path(other, oid).exists()]
@@ -209,7 +186,7 @@ def test_two_fetches_at_once_into_one_cache_build_the_same_folders_and_both_succ
                 both_streaming.wait()  # each holds its stagings when the other starts
 
         try:
-            summaries.append(_fetch(store, other, files, meet))
+            summaries.append(fetch_watching(store, other, files, meet))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -241,7 +218,7 @@ def test_a_cache_whose_objects_live_on_another_file_system_fetches_object_by_obj
     try:
         (other / "files").mkdir(parents=True)
         (other / "files" / "md5").symlink_to(elsewhere)
-        fetched = _fetch(store, other, files)
+        fetched = fetch_watching(store, other, files)
         assert (fetched.transferred, fetched.failed) == (100, ())
         assert same_objects(cache, other, files)
         assert _leftovers(other) == []
@@ -360,7 +337,7 @@ def test_a_second_ctrl_c_while_the_stagings_go_in_leaves_none_behind(
 
     monkeypatch.setattr(transfer, "_move_in", moved_in_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        _fetch(store, other, files)
+        fetch_watching(store, other, files)
     assert _leftovers(other) == []
     assert same_objects(cache, other, files)
 
@@ -411,7 +388,7 @@ def test_as_an_unprivileged_user_a_killed_fetchs_stagings_go_at_the_next_fetch(
             if count == 150:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        status = _as_nobody(nobody_home, lambda: _fetch(store, other, files, killed_at))
+        status = _as_nobody(nobody_home, lambda: fetch_watching(store, other, files, killed_at))
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         stagings = [p for p in other.iterdir() if p.name.startswith(".repro-tmp-folder-")]
         assert stagings and all(p.stat().st_uid == NOBODY for p in stagings)
@@ -421,7 +398,7 @@ def test_as_an_unprivileged_user_a_killed_fetchs_stagings_go_at_the_next_fetch(
         assert sum(oct(p.stat().st_mode)[-3:] != "444" for p in left) <= 1
 
         def fetch_all() -> None:
-            assert _fetch(store, other, files).ok
+            assert fetch_watching(store, other, files).ok
 
         assert _as_nobody(nobody_home, fetch_all) == 0
         assert _leftovers(other) == []

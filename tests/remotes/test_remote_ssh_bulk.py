@@ -172,20 +172,23 @@ def _pushed(cache: Path, store: Path, count: int) -> list[str]:
     return files
 
 
-def _fetch_with(
-    store: Path, other: Path, files: list[str], on_object: Callable[[int], None]
+def fetch_watching(
+    store: Path, other: Path, files: list[str], on_object: Callable[[int], None] | None = None
 ) -> TransferSummary:
-    """Fetch ``files`` from ``store`` into ``other``, calling ``on_object(n)`` as the stream
-    hands over its ``n``-th object."""
+    """Fetch ``files`` from the ssh remote at ``store`` into ``other``; ``on_object(n)`` runs as
+    the stream hands over its ``n``-th object (what another process or a Ctrl-C does then)."""
     remote = open_ssh(store)
-    streamed = remote.get_many
+    if on_object is not None:
+        streamed = remote.get_many
 
-    def get_many(items: Sequence[tuple[str, str]], more: bool = False) -> Iterator[tuple[str, str]]:
-        for count, got in enumerate(streamed(items, more), 1):
-            on_object(count)
-            yield got
+        def get_many(
+            items: Sequence[tuple[str, str]], more: bool = False
+        ) -> Iterator[tuple[str, str]]:
+            for count, got in enumerate(streamed(items, more), 1):
+                on_object(count)
+                yield got
 
-    remote.get_many = get_many  # type: ignore[method-assign]
+        remote.get_many = get_many  # type: ignore[method-assign]
     try:
         return Transfer(remote, other, progress=False).fetch(files)
     finally:
@@ -209,7 +212,7 @@ def test_a_fetch_builds_the_cache_folders_it_lacks_aside_and_joins_one_made_mean
             made_meanwhile.mkdir(parents=True)
             (made_meanwhile / ("f" * 30)).write_bytes(b"another fetch's object")
 
-    fetched = _fetch_with(tmp_path / "remote", other, files, another_fetch)
+    fetched = fetch_watching(tmp_path / "remote", other, files, another_fetch)
 
     assert (fetched.transferred, fetched.failed) == (300, ())
     assert len(stagings[0]) == len({object_path(other, oid).parent for oid in files})
@@ -233,13 +236,13 @@ def test_a_fetch_stopped_midway_keeps_what_it_verified_and_leaves_no_staging(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _fetch_with(tmp_path / "remote", other, files, ctrl_c)
+        fetch_watching(tmp_path / "remote", other, files, ctrl_c)
 
     kept = [oid for oid in files if object_path(other, oid).exists()]
     assert len(kept) == 100 and same_objects(cache, other, kept)
     assert not [p for p in other.iterdir() if p.name.startswith(".repro")]
     assert len(cached_files(other)) == 100  # nothing half-written, under any name
-    fetched = _fetch_with(tmp_path / "remote", other, files, lambda count: None)
+    fetched = fetch_watching(tmp_path / "remote", other, files)
     assert (fetched.transferred, fetched.already_present, fetched.failed) == (200, 100, ())
     assert same_objects(cache, other, files)
 
