@@ -517,15 +517,15 @@ class Transfer:
             # Only verified objects are left in them now. Each goes in, or is removed, even
             # where another cannot go in (its name taken meanwhile by a file or a symlink) or
             # a second Ctrl-C came meanwhile.
-            errors: list[BaseException] = []
+            first_error: BaseException | None = None
             for folder, staging in stagings.items():
                 if staging is not None:
                     try:
                         _move_in(staging, folder)
                     except BaseException as exc:
-                        errors.append(exc)
-            if errors:
-                raise errors[0]
+                        first_error = first_error or exc
+            if first_error is not None:
+                raise first_error
         return outcome
 
     def _can_build_aside(self) -> bool:

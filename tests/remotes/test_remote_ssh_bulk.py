@@ -162,16 +162,6 @@ def test_many_objects_go_in_one_stream_each_way(
     assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
 
 
-def _pushed(cache: Path, store: Path, count: int) -> list[str]:
-    files = many_files(cache, count)
-    remote = open_ssh(store)
-    try:
-        Transfer(remote, cache, progress=False).push(files)
-    finally:
-        remote.close()
-    return files
-
-
 def fetch_watching(
     store: Path, other: Path, files: list[str], on_object: Callable[[int], None] | None = None
 ) -> TransferSummary:
@@ -200,7 +190,8 @@ def test_a_fetch_builds_the_cache_folders_it_lacks_aside_and_joins_one_made_mean
 ) -> None:
     trust_sshd(home, sshd)
     cache, other = tmp_path / "cache", tmp_path / "other"
-    files = _pushed(cache, tmp_path / "remote", 300)
+    files = many_files(cache, 300)
+    store = pushed_store(tmp_path, cache, files)
     late = files[-1]  # its folder is made, with a file in it, while the stream runs
     made_meanwhile = object_path(other, late).parent
     stagings: list[list[str]] = []
@@ -212,7 +203,7 @@ def test_a_fetch_builds_the_cache_folders_it_lacks_aside_and_joins_one_made_mean
             made_meanwhile.mkdir(parents=True)
             (made_meanwhile / ("f" * 30)).write_bytes(b"another fetch's object")
 
-    fetched = fetch_watching(tmp_path / "remote", other, files, another_fetch)
+    fetched = fetch_watching(store, other, files, another_fetch)
 
     assert (fetched.transferred, fetched.failed) == (300, ())
     assert len(stagings[0]) == len({object_path(other, oid).parent for oid in files})
@@ -229,20 +220,21 @@ def test_a_fetch_stopped_midway_keeps_what_it_verified_and_leaves_no_staging(
 ) -> None:
     trust_sshd(home, sshd)
     cache, other = tmp_path / "cache", tmp_path / "other"
-    files = _pushed(cache, tmp_path / "remote", 300)
+    files = many_files(cache, 300)
+    store = pushed_store(tmp_path, cache, files)
 
     def ctrl_c(count: int) -> None:
         if count == 101:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fetch_watching(tmp_path / "remote", other, files, ctrl_c)
+        fetch_watching(store, other, files, ctrl_c)
 
     kept = [oid for oid in files if object_path(other, oid).exists()]
     assert len(kept) == 100 and same_objects(cache, other, kept)
     assert not [p for p in other.iterdir() if p.name.startswith(".repro")]
     assert len(cached_files(other)) == 100  # nothing half-written, under any name
-    fetched = fetch_watching(tmp_path / "remote", other, files)
+    fetched = fetch_watching(store, other, files)
     assert (fetched.transferred, fetched.already_present, fetched.failed) == (200, 100, ())
     assert same_objects(cache, other, files)
 
