@@ -133,6 +133,23 @@ def clone(src: int, dst: int) -> bool:
     return False
 
 
+_F_SETPIPE_SZ = 1031  # linux/fcntl.h (F_LINUX_SPECIFIC_BASE + 7)
+WIDE_PIPE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
+
+
+def widen_pipe(fd: int) -> None:
+    """Let the pipe ``fd`` hold a megabyte instead of 64 KiB, where the host can (Linux): a
+    process streaming into a pipe then runs ahead while its reader is busy elsewhere, instead
+    of the two taking turns. Elsewhere, or past the limit an unprivileged user may set, the
+    pipe stays as it is."""
+    if LINUX:
+        import fcntl
+        from contextlib import suppress
+
+        with suppress(OSError):
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, WIDE_PIPE)
+
+
 _F_GETPATH = 50  # sys/fcntl.h on macOS: the path an open file was found by
 
 

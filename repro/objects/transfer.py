@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -36,7 +37,7 @@ from repro.objects.ids import (
     object_path,
 )
 from repro.objects.manifest import parse_manifest
-from repro.objects.store import held_objects
+from repro.objects.store import READ_ONLY, held_objects
 
 TYPE_CHECKING = False  # no import of typing at run time
 if TYPE_CHECKING:
@@ -553,11 +554,12 @@ class Transfer:
         except ReproError as exc:
             os.unlink(tmp)
             return exc
-        os.chmod(tmp, 0o444)
-        size = os.stat(tmp).st_size
+        info = os.stat(tmp)
+        if stat.S_IMODE(info.st_mode) != READ_ONLY:  # get_many may have made it so already
+            os.chmod(tmp, READ_ONLY)
         if target is not None:
             os.replace(tmp, target)
-        return size
+        return info.st_size
 
     def _upload(self, object_id: ObjectId) -> int:
         key = object_key(object_id)
@@ -657,7 +659,7 @@ class Transfer:
         placed = False
         try:
             _get_checked(self.remote, object_id, tmp)
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, READ_ONLY)
             size = os.stat(tmp).st_size
             if not aside:
                 os.replace(tmp, target)

@@ -62,8 +62,9 @@ class ManyAtOnce(Protocol):
     def get_many(
         self, items: Sequence[tuple[str, str]], more: bool = False
     ) -> Iterator[tuple[str, str]]:
-        """Download each (key, dest file) pair's key into its file; yield (key, md5 of the
-        bytes written) for each, as ``get`` returns it. A dest not yielded may hold a part.
+        """Download each (key, dest file) pair's key into its file (new files, which it may
+        make read-only); yield (key, md5 of the bytes written) for each, as ``get`` returns
+        it. A dest not yielded may hold a part.
         ``more`` says another call follows soon, which the backend may prepare for."""
 
     def put_many(

@@ -69,6 +69,8 @@ _CIPHERS = (
 )
 # What OpenSSH's client exits with when it, not the remote command, failed.
 CLIENT_FAILED = 255
+# The mode of what ``get_many`` writes: a cache object's.
+READ_ONLY = 0o444
 # Objects this big are hashed in a thread of their own while they are written.
 _HASH_ASIDE = 8 << 20
 # Writes to ssh gather this much: a pipe write per small object would cost ssh a packet each.
@@ -157,6 +159,10 @@ class Session:
             bufsize=_PIPE_BUFFER,
             start_new_session=True,  # a Ctrl-C is the caller's to handle, not ssh's
         )
+        # ssh goes on reading the connection while the caller writes a file, and the caller's
+        # tar writer goes on writing while ssh encrypts.
+        for pipe in (self._process.stdin, self._process.stdout):
+            host.widen_pipe(pipe.fileno())  # type: ignore[union-attr]
         self._done = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
         threading.Thread(target=self._watch, daemon=True).start()
@@ -297,7 +303,9 @@ class TarStreams:
                 if dest is None or not member.regular:
                     continue  # unasked (a hostile server's), or no plain file: left to get()
                 # A plain descriptor: a file object costs more than writing a small object.
-                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                # Read-only from the start, as a cache object is (no chmod for each): the
+                # descriptor still writes.
+                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, READ_ONLY)
                 try:
                     if member.size >= _HASH_ASIDE:
                         md5 = _write_hashing_aside(reader.data(), out)
@@ -307,6 +315,11 @@ class TarStreams:
                             digest.update(data)
                             write_all(out, data)
                         md5 = digest.hexdigest()
+                except BaseException:
+                    # A retry opens it again, which its mode would forbid to all but root.
+                    with suppress(FileNotFoundError):
+                        os.unlink(dest)
+                    raise
                 finally:
                     os.close(out)
                 yield member.name, md5

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -172,6 +173,44 @@ def remove_public_dir(path: Path) -> None:
 def chown_tree(root: Path, uid: int) -> None:
     for path in [root, *root.rglob("*")]:
         os.lchown(path, uid, uid)
+
+
+def start_as_nobody(home: Path, work: Callable[[], object]) -> int:
+    """``work`` in a forked child running as nobody with ``home`` as its HOME (the Python
+    install lives under /root, which nobody cannot enter: a fork, with everything imported);
+    its pid. The child exits 0 once ``work`` returns, 3 if it raised (printing why)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.environ["HOME"] = str(home)
+            work()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def as_nobody(home: Path, work: Callable[[], object]) -> int:
+    """``work`` run by ``start_as_nobody``; its wait status."""
+    return os.waitpid(start_as_nobody(home, work), 0)[1]
+
+
+def nobody_ssh_home(home: Path, server: SshServer, folder: Path) -> Path:
+    """``folder``/home: a copy of ``home``'s ~/.ssh (which names ``server``) with a copy of
+    its key that nobody may read, once the caller chowns ``folder`` to nobody."""
+    nobody_home = folder / "home"
+    shutil.copytree(home / ".ssh", nobody_home / ".ssh")
+    key = nobody_home / ".ssh" / "key"
+    shutil.copy(server.user_key, key)
+    config = nobody_home / ".ssh" / "config"
+    config.write_text(config.read_text().replace(str(server.user_key), str(key)))
+    return nobody_home
 
 
 def objects_in(remote: Path) -> int:

@@ -15,17 +15,17 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import Project, cli
 from remotes.remote_helpers import (
     NOBODY,
+    as_nobody,
     cached_files,
     chown_tree,
     many_files,
+    nobody_ssh_home,
     public_dir,
     remove_public_dir,
 )
@@ -342,26 +342,6 @@ def test_a_second_ctrl_c_while_the_stagings_go_in_leaves_none_behind(
     assert same_objects(cache, other, files)
 
 
-def _as_nobody(home: Path, work: Callable[[], object]) -> int:
-    """``work`` in a forked child running as nobody (the Python install lives under /root,
-    which nobody cannot enter: a fork, with everything imported); its wait status."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 3
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.environ["HOME"] = str(home)
-            work()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return os.waitpid(pid, 0)[1]
-
-
 def test_as_an_unprivileged_user_a_killed_fetchs_stagings_go_at_the_next_fetch(
     sshd: SshServer, home: Path, tmp_path: Path
 ) -> None:
@@ -375,12 +355,7 @@ def test_as_an_unprivileged_user_a_killed_fetchs_stagings_go_at_the_next_fetch(
     store = pushed_store(tmp_path, cache, files)
     public = public_dir("repro-red-")
     try:
-        nobody_home, other = public / "home", public / "cache"
-        shutil.copytree(home / ".ssh", nobody_home / ".ssh")
-        key = nobody_home / ".ssh" / "key"
-        shutil.copy(sshd.user_key, key)
-        config = nobody_home / ".ssh" / "config"
-        config.write_text(config.read_text().replace(str(sshd.user_key), str(key)))
+        nobody_home, other = nobody_ssh_home(home, sshd, public), public / "cache"
         other.mkdir()
         chown_tree(public, NOBODY)
 
@@ -388,7 +363,7 @@ def test_as_an_unprivileged_user_a_killed_fetchs_stagings_go_at_the_next_fetch(
             if count == 150:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        status = _as_nobody(nobody_home, lambda: fetch_watching(store, other, files, killed_at))
+        status = as_nobody(nobody_home, lambda: fetch_watching(store, other, files, killed_at))
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         stagings = [p for p in other.iterdir() if p.name.startswith(".repro-tmp-folder-")]
         assert stagings and all(p.stat().st_uid == NOBODY for p in stagings)
@@ -400,7 +375,7 @@ def test_as_an_unprivileged_user_a_killed_fetchs_stagings_go_at_the_next_fetch(
         def fetch_all() -> None:
             assert fetch_watching(store, other, files).ok
 
-        assert _as_nobody(nobody_home, fetch_all) == 0
+        assert as_nobody(nobody_home, fetch_all) == 0
         assert _leftovers(other) == []
         assert same_objects(cache, other, files)
     finally:

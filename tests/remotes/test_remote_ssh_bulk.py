@@ -20,7 +20,18 @@ from pathlib import Path
 
 import pytest
 from helpers import Project, cli
-from remotes.remote_helpers import add_directory, add_file, cached_files, many_files
+from remotes.remote_helpers import (
+    NOBODY,
+    add_directory,
+    add_file,
+    cached_files,
+    chown_tree,
+    many_files,
+    nobody_ssh_home,
+    public_dir,
+    remove_public_dir,
+    start_as_nobody,
+)
 from remotes.remote_servers import (
     SSH_ALIAS,
     SshServer,
@@ -589,6 +600,49 @@ def test_a_stream_cut_midway_resumes_with_what_is_left(home: Path, tmp_path: Pat
     assert cut_when < 4000
     assert same_objects(cache, other, files)
     assert logins(server) - before == 2
+
+
+def test_as_an_unprivileged_user_a_stream_cut_midway_resumes_though_it_writes_read_only(
+    home: Path, tmp_path: Path
+) -> None:
+    """The stream makes each file read-only from the start (no chmod for each object), so the
+    file of the object a cut interrupted must go: the resumed stream writes it again, as a
+    user whom that mode binds."""
+    import paramiko  # noqa: F401 - imported before the fork: nobody cannot read /root
+
+    with running_sshd(tmp_path / "sshd") as server:
+        trust_sshd(home, server)
+        cache = tmp_path / "cache"
+        files = [add_file(cache, os.urandom(64 << 10)) for _ in range(3000)]
+        store = pushed_store(tmp_path, cache, files)
+        public = public_dir("repro-cut-")
+        try:
+            nobody_home, other = nobody_ssh_home(home, server, public), public / "cache"
+            other.mkdir()
+            chown_tree(public, NOBODY)
+
+            def fetch_all() -> None:
+                remote = open_ssh(store)
+                try:
+                    fetched = Transfer(remote, other, progress=False).fetch(files)
+                    assert remote._tar.works is True  # resumed the same way
+                finally:
+                    remote.close()
+                assert (fetched.transferred, fetched.failed) == (3000, ()), fetched
+
+            child = start_as_nobody(nobody_home, fetch_all)
+            try:
+                _wait_for_objects(other, 200)
+                assert cut_connections(server) > 0
+                cut_when = len(cached_files(other))
+            finally:
+                status = os.waitpid(child, 0)[1]
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            assert cut_when < 3000
+            assert same_objects(cache, other, files)
+            assert {oct(p.stat().st_mode)[-3:] for p in cached_files(other)} == {"444"}
+        finally:
+            remove_public_dir(public)
 
 
 def test_a_server_stopped_midway_is_given_up_on_in_bounded_time(home: Path, tmp_path: Path) -> None:
