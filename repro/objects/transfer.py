@@ -23,7 +23,7 @@ from typing import NamedTuple, TypeVar
 
 from repro import host, workers
 from repro.errors import CorruptObjectError, RemoteError, ReproError
-from repro.fsutil import TEMP_PREFIX, build_aside, remove_dead_stagings, staging_name, temp_name
+from repro.fsutil import TEMP_PREFIX, remove_dead_stagings, staging_name, temp_name
 from repro.objects.ids import (
     PREFIX,
     ObjectId,
@@ -344,6 +344,7 @@ class Transfer:
         self.cache_dir = cache_dir
         self.jobs = jobs
         self.progress = progress
+        self._aside: bool | None = None  # whether cache folders can be built aside
 
     def push(self, object_ids: Iterable[ObjectId]) -> TransferSummary:
         """Upload the objects (manifests expanded) that the remote lacks; manifests go last."""
@@ -530,10 +531,13 @@ class Transfer:
         return outcome
 
     def _can_build_aside(self) -> bool:
-        """Whether a folder made in the cache's root can be renamed into its files' tree."""
-        files = f"{self.cache_dir}/{PREFIX}"
-        os.makedirs(files, exist_ok=True)
-        return os.stat(files).st_dev == os.stat(self.cache_dir).st_dev
+        """Whether a folder made in the cache's root can be renamed into its files' tree
+        (asked once per transfer)."""
+        if self._aside is None:
+            files = f"{self.cache_dir}/{PREFIX}"
+            os.makedirs(files, exist_ok=True)
+            self._aside = os.stat(files).st_dev == os.stat(self.cache_dir).st_dev
+        return self._aside
 
     def _staging_for(self, folder: str) -> str | None:
         """A new folder in the cache's root to build ``folder`` in; None when it exists."""
@@ -673,24 +677,24 @@ class Transfer:
 
     def _download_group(self, group: list[ObjectId]) -> list[Result]:
         """Download the objects of one cache folder (``files/md5/ab``), each verified. A folder
-        the cache lacks is built aside, under a temp name in the cache's root, and renamed into
-        place once; a kill leaves it there, never a half-written object under its name."""
-        cache_dir = self.cache_dir
-        folder = f"{cache_dir}/{PREFIX}{fanout(group[0])}"
-        if not os.path.isdir(folder):
-            os.makedirs(folder.rpartition("/")[0], exist_ok=True)
-            results: list[Result] = []
+        the cache lacks is built aside, under a temp name in the cache's root, and moved into
+        place once, as a stream's are (``_move_in``: where another fetch made it meanwhile,
+        its verified objects go in one by one, none downloaded again); a kill leaves it
+        there, never a half-written object under its name."""
+        folder = f"{self.cache_dir}/{PREFIX}{fanout(group[0])}"
+        staging = self._staging_for(folder) if self._can_build_aside() else None
+        if staging is None:  # the folder exists, or lies on another filesystem
+            return [_one(self._download, oid) for oid in group]
 
-            def fill(staging: str) -> None:
-                def aside(oid: ObjectId) -> int:
-                    return self._download(oid, f"{staging}/{name_in_fanout(oid)}", aside=True)
+        def aside(oid: ObjectId) -> int:
+            return self._download(oid, f"{staging}/{name_in_fanout(oid)}", aside=True)
 
-                results.extend(_one(aside, oid) for oid in group)
-
-            if build_aside(f"{cache_dir}/{staging_name(FOLDER_STAGING)}", folder, fill):
-                return results
-        # The folder exists (perhaps made meanwhile by another fetch): each object on its own.
-        return [_one(self._download, oid) for oid in group]
+        try:
+            return [_one(aside, oid) for oid in group]
+        finally:
+            # Only verified objects are in it (_download removes any other), even after a
+            # Ctrl-C: they go in with it.
+            _move_in(staging, folder)
 
     def _pending_path(self, object_id: ObjectId) -> Path:
         """Where a fetched manifest waits (a dot-name, which no listing counts) for its files."""

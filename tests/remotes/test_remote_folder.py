@@ -3,6 +3,7 @@ and the cache's folders on fetch."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -165,11 +166,53 @@ def test_fetch_into_a_folder_made_meanwhile(
         Path(folder, "someone-else").write_bytes(b"x")  # every folder now exists, not empty
 
     monkeypatch.setattr(os, "rename", _Counting(os.rename, other_fetch_first))
+    get = _Counting(remote.get)
+    monkeypatch.setattr(remote, "get", get)
     summary = Transfer(remote, cache, progress=False).fetch(ids)
     assert summary.transferred == len(ids) and not summary.failed
+    assert get.calls == len(ids)  # what was built aside goes in, none downloaded again
     for object_id in ids:
-        assert object_path(cache, object_id).is_file()
+        assert (
+            object_path(cache, object_id).read_bytes()
+            == object_path(source_cache, object_id).read_bytes()
+        )
+        assert object_path(cache, object_id).stat().st_mode & 0o777 == 0o444
+        assert object_path(cache, object_id).with_name("someone-else").read_bytes() == b"x"
     assert [p.name for p in cache.iterdir()] == ["files"]
+
+
+def test_a_fetch_stopped_midway_keeps_the_objects_it_verified_in_a_new_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while a new cache folder is being built aside: the objects already verified
+    in it go in with it (not thrown away with the folder), nothing else does, and no staging
+    folder is left."""
+    source_cache, cache = tmp_path / "source-cache", tmp_path / "cache"
+    contents = (f"object {i}".encode() for i in range(1_000_000))
+    # All in one fan-out folder (files/md5/ab), so one group is cut in its middle.
+    ids = [add_file(source_cache, c) for c in contents if hashlib.md5(c).hexdigest()[:2] == "ab"]
+    ids = ids[:30]
+    remote = LocalRemote(tmp_path / "remote")
+    Transfer(remote, source_cache, progress=False).push(ids)
+    real_get, asked = remote.get, []
+
+    def get(key: str, dest: str) -> str:
+        asked.append(key)
+        if len(asked) == 11:
+            raise KeyboardInterrupt
+        return real_get(key, dest)
+
+    monkeypatch.setattr(remote, "get", get)
+    with pytest.raises(KeyboardInterrupt):
+        Transfer(remote, cache, jobs=1, progress=False).fetch(ids)
+    kept = [oid for oid in ids if object_path(cache, oid).exists()]
+    assert len(kept) == 10
+    assert all(
+        object_path(cache, oid).read_bytes() == object_path(source_cache, oid).read_bytes()
+        for oid in kept
+    )
+    assert [p.name for p in cache.iterdir()] == ["files"]  # no staging folder left
+    assert len(_everything_under(cache / "files" / "md5" / "ab")) == 10  # nor a partial file
 
 
 def test_fetch_removes_what_a_killed_fetch_of_this_host_left(tmp_path: Path) -> None:
