@@ -2,7 +2,8 @@
 file a failed member was writing, and widens the ssh client's pipes (``TarStreams._get_session``,
 ``Transfer._place``, ``host.widen_pipe``): odd umasks as root and as an unprivileged user, a
 member past the threaded-hashing size cut midway (once, and every time), a full disk (bytes and
-inodes), the ``verify_remote`` path, and a user over ``pipe-user-pages-soft``. No object may
+inodes), the ``verify_remote`` path, a user over ``pipe-user-pages-soft``, and a Ctrl-C that
+leaves the hashing-aside writer running after its descriptor was closed. No object may
 take its name unless its bytes hash to it, nothing half-written may be left, a retry must work
 as a user whom file modes bind, and every failure must end in one line."""
 
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,6 +40,7 @@ from remotes.remote_helpers import (
 from remotes.remote_servers import SSH_ALIAS, SshServer, logins, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
+from repro import fsutil
 from repro.objects.ids import object_path
 from repro.objects.transfer import Transfer, verify_remote
 from repro.remotes import openssh
@@ -512,3 +515,49 @@ def test_a_user_over_the_soft_pipe_quota_still_fetches(
         assert _in_child(fetch, 0o022, USER, user_home) == 0
         _all_sound_and_read_only(cache)
         assert same_objects(source, cache, files)
+
+
+def test_ctrl_c_while_a_big_object_is_hashed_aside_writes_nothing_into_the_next_file_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C comes while ``_write_hashing_aside`` waits for its writer thread (a slow disk:
+    up to 64 chunks queued). The stream's caller closes the object's descriptor and goes on;
+    the writer, still running, must not write the queued chunks into whatever file takes that
+    descriptor's number next (the next object's, in a program that catches the Ctrl-C: its
+    md5 is the stream's, so those bytes would reach the cache under its name)."""
+    release, written, all_given = threading.Event(), threading.Event(), threading.Event()
+    tries: list[int] = []
+    real_write_all = fsutil.write_all
+
+    def slow_write_all(fd: int, data: bytes | memoryview) -> None:
+        tries.append(fd)
+        try:
+            if len(tries) == 1:
+                assert all_given.wait(10)
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the stream waits for it
+                release.wait(10)
+            real_write_all(fd, data)
+        finally:
+            if len(tries) == 5:
+                written.set()
+
+    monkeypatch.setattr(openssh, "write_all", slow_write_all)
+
+    def chunks() -> Iterator[bytes]:
+        yield from (bytes([65 + i]) * 65536 for i in range(5))
+        all_given.set()  # the stream now waits for its writer
+
+    out = os.open(tmp_path / "object", os.O_WRONLY | os.O_CREAT, 0o444)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            openssh._write_hashing_aside(chunks(), out)
+    finally:
+        os.close(out)
+    next_file = os.open(tmp_path / "next", os.O_WRONLY | os.O_CREAT, 0o444)
+    try:
+        assert next_file == out  # the lowest free number: the one just closed
+        release.set()
+        assert written.wait(10)  # the writer tried all it had been given
+    finally:
+        os.close(next_file)
+    assert (tmp_path / "next").read_bytes() == b""
