@@ -558,18 +558,29 @@ def _write_hashing_aside(chunks: Iterator[bytes], fd: int) -> str:
     digest = hashlib.md5()
     waiting: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
     failed: list[OSError] = []
+    # The writer's own descriptor, which it closes: a Ctrl-C that ends the wait for it lets the
+    # caller close ``fd`` while chunks are still queued, and they must go to this file (by then
+    # removed), never into the next file opened under that number.
+    own = os.dup(fd)
 
     def write_and_hash() -> None:
-        while (data := waiting.get()) is not None:
-            if not failed:
-                digest.update(data)
-                try:
-                    write_all(fd, data)
-                except OSError as exc:  # a full disk: said once the stream is read
-                    failed.append(exc)
+        try:
+            while (data := waiting.get()) is not None:
+                if not failed:
+                    digest.update(data)
+                    try:
+                        write_all(own, data)
+                    except OSError as exc:  # a full disk: said once the stream is read
+                        failed.append(exc)
+        finally:
+            os.close(own)
 
     writer = threading.Thread(target=write_and_hash, daemon=True)
-    writer.start()
+    try:
+        writer.start()
+    except RuntimeError:  # no thread started: the descriptor is still ours
+        os.close(own)
+        raise
     try:
         for data in chunks:
             if failed:
