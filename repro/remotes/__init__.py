@@ -38,8 +38,10 @@ BACKENDS: dict[str, Backend] = {
         frozenset({"user", "port", "keyfile", "password", "timeout"}),
         "paramiko",
         "ssh",
-        # paramiko imports invoke (half of its own import time) for ssh_config's "Match exec".
-        ("invoke",),
+        # paramiko imports invoke (half of its own import time) for ssh_config's "Match exec",
+        # and its package loads its transport and cryptography, which a remote that moves
+        # everything through OpenSSH's client never uses: only paramiko.config is read then.
+        ("invoke", "paramiko"),
     ),
     "s3": Backend(
         "repro.remotes.s3",
@@ -113,16 +115,32 @@ def open_remote(url: str, options: Mapping[str, str]) -> Remote:
 
 class _Deferred(types.ModuleType):
     """Stands in ``sys.modules`` for a module not imported yet; the first attribute asked of
-    it imports the module and answers from it."""
+    it imports the module and answers from it. A package's stand-in has the package's
+    ``__path__``: its submodules import on their own, without the package's ``__init__``."""
 
     def __getattr__(self, attr: str) -> object:
         if sys.modules.get(self.__name__) is self:
             del sys.modules[self.__name__]
-        return getattr(importlib.import_module(self.__name__), attr)
+        module = importlib.import_module(self.__name__)
+        # Submodules imported through the stand-in are the real package's too (its __init__
+        # found them in sys.modules, which binds no attribute).
+        prefix = f"{self.__name__}."
+        for name, submodule in list(sys.modules.items()):
+            child = name[len(prefix) :]
+            if name.startswith(prefix) and "." not in child and not hasattr(module, child):
+                setattr(module, child, submodule)
+        return getattr(module, attr)
 
 
 def _defer(name: str) -> None:
     """Let ``import name`` give a stand-in that imports the module at its first use (importlib's
     LazyLoader does not do: the import statement itself asks the module for its ``__spec__``)."""
-    if name not in sys.modules and importlib.util.find_spec(name) is not None:
-        sys.modules[name] = _Deferred(name)
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return
+    stand_in = _Deferred(name)
+    if spec.submodule_search_locations is not None:
+        stand_in.__path__ = list(spec.submodule_search_locations)
+    sys.modules[name] = stand_in

@@ -36,6 +36,8 @@ from typing import IO, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paramiko
+from paramiko.config import SSHConfig, SSHConfigDict
+from paramiko.ssh_exception import ConfigParseError, SSHException
 
 from repro.errors import RemoteError, ReproError
 from repro.fsutil import is_temp, temp_name
@@ -57,7 +59,7 @@ SFTP_CHUNK = 32 << 10
 # What the server must print for streams to be used: it runs commands through a shell.
 STREAM_PROBE = "printf repro-stream"
 # What a dropped connection raises; an SFTP status error (a plain OSError) leaves a channel usable.
-_BROKEN = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)
+_BROKEN = (SSHException, EOFError, ConnectionError, TimeoutError)
 # Seconds to wait before each retry once the connection dropped: five attempts in all and
 # 7.5 s of waiting at most, long enough for sshd to restart or a link to come back.
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
@@ -162,13 +164,13 @@ def _timeout(text: str | None, url: str) -> float:
     return seconds
 
 
-def _ssh_config(host: str) -> paramiko.SSHConfigDict:
+def _ssh_config(host: str) -> SSHConfigDict:
     path = SSH_CONFIG.expanduser()
     if not path.is_file():
-        return paramiko.SSHConfigDict()
+        return SSHConfigDict()
     try:
-        return paramiko.SSHConfig.from_path(str(path)).lookup(host)
-    except (OSError, paramiko.ConfigParseError) as exc:
+        return SSHConfig.from_path(str(path)).lookup(host)
+    except (OSError, ConfigParseError) as exc:
         raise ReproError(f"cannot read {path}: {exc}; fix or move it") from exc
 
 
@@ -184,14 +186,18 @@ class _UnknownHostKey(Exception):
         self.key = key
 
 
-# The ignore is for mypy without types-paramiko, where the base class is Any.
-class _RefuseUnknownHosts(paramiko.MissingHostKeyPolicy):  # type: ignore[misc,unused-ignore]
-    """Refuse a host whose key is not known: adding it blindly would defeat host keys."""
+def _refuse_unknown_hosts() -> paramiko.MissingHostKeyPolicy:
+    """A policy that refuses a host whose key is not known: adding it blindly would defeat
+    host keys. (Made here, not at import: paramiko's client module loads its transport.)"""
 
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        raise _UnknownHostKey(hostname, key)
+    # The ignore is for mypy without types-paramiko, where the base class is Any.
+    class RefuseUnknownHosts(paramiko.MissingHostKeyPolicy):  # type: ignore[misc,unused-ignore]
+        def missing_host_key(
+            self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+        ) -> None:
+            raise _UnknownHostKey(hostname, key)
+
+    return RefuseUnknownHosts()
 
 
 def _connect(target: Target) -> paramiko.SSHClient:
@@ -200,7 +206,7 @@ def _connect(target: Target) -> paramiko.SSHClient:
         # "system" host keys are never written back, whatever happens during connect.
         with suppress(FileNotFoundError):
             client.load_system_host_keys(known_hosts)
-    client.set_missing_host_key_policy(_RefuseUnknownHosts())
+    client.set_missing_host_key_policy(_refuse_unknown_hosts())
     where = f"{target.hostname}:{target.port}"
     started = time.monotonic()
     try:

@@ -3,6 +3,7 @@ a server that stops answering."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -149,6 +150,44 @@ def test_match_exec_in_ssh_config_still_counts_though_invoke_loads_only_for_it(
         said[name] = ran.stdout.split()
     assert said["plain"] == ["set()", "_Deferred"]  # connected; invoke never loaded
     assert said["match"] == ["set()", "module"]  # the port came from Match exec, through invoke
+
+
+def test_a_fetch_through_openssh_never_loads_paramikos_transport_which_sftp_still_gets(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """paramiko's package loads its transport and cryptography (0.14 s of every ssh command);
+    a fetch whose objects all come through OpenSSH's tar stream reads only paramiko.config,
+    and the first SFTP request still finds the whole of paramiko: in a fresh interpreter."""
+    trust_sshd(home, sshd)
+    store = tmp_path / "remote"
+    ids = []
+    for i in range(20):
+        data = f"object {i}\n".encode()
+        object_id = hashlib.md5(data).hexdigest()
+        path = store / object_key(object_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        ids.append(object_id)
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from repro.objects.transfer import Transfer\n"
+        "from repro.remotes import open_remote\n"
+        f"remote = open_remote('ssh://{SSH_ALIAS}{store}', {{}})\n"
+        f"cache = Path({str(tmp_path / 'cache')!r})\n"
+        f"done = Transfer(remote, cache, progress=False).fetch({ids!r})\n"
+        "print(done.transferred, 'paramiko.transport' in sys.modules)\n"
+        f"print(len(remote.exists({[object_key(oid) for oid in ids]!r} + ['files/md5/ab/cd'])))\n"
+        "import paramiko\n"
+        "same = paramiko.config.SSHConfig is paramiko.SSHConfig\n"
+        "print('paramiko.transport' in sys.modules, same)\n"
+        "remote.close()\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["20", "False", "20", "True", "True"]
 
 
 def test_options_beat_the_url_which_beats_ssh_config(home: Path) -> None:
