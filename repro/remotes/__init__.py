@@ -119,16 +119,21 @@ class _Deferred(types.ModuleType):
     ``__path__``: its submodules import on their own, without the package's ``__init__``."""
 
     def __getattr__(self, attr: str) -> object:
-        if sys.modules.get(self.__name__) is self:
+        first = sys.modules.get(self.__name__) is self
+        if first:
             del sys.modules[self.__name__]
         module = importlib.import_module(self.__name__)
-        # Submodules imported through the stand-in are the real package's too (its __init__
-        # found them in sys.modules, which binds no attribute).
-        prefix = f"{self.__name__}."
-        for name, submodule in list(sys.modules.items()):
-            child = name[len(prefix) :]
-            if name.startswith(prefix) and "." not in child and not hasattr(module, child):
-                setattr(module, child, submodule)
+        if first:
+            # Submodules imported through the stand-in are the real package's too (its
+            # __init__ found them in sys.modules, which binds no attribute).
+            prefix = f"{self.__name__}."
+            for name, submodule in list(sys.modules.items()):
+                child = name[len(prefix) :]
+                if name.startswith(prefix) and "." not in child and not hasattr(module, child):
+                    setattr(module, child, submodule)
+        # Whoever imported the stand-in keeps it: from now on it answers from its own
+        # namespace, a copy of the module's, without coming here again.
+        self.__dict__.update(module.__dict__)
         return getattr(module, attr)
 
 
