@@ -35,6 +35,7 @@ from typing import IO, TypeVar
 from repro import host
 from repro.errors import RemoteError
 from repro.fsutil import TEMP_PREFIX, write_all
+from repro.objects.store import READ_ONLY  # what get_many writes is a cache object's mode
 from repro.remotes import common, tarstream
 from repro.remotes.common import silence
 
@@ -69,8 +70,6 @@ _CIPHERS = (
 )
 # What OpenSSH's client exits with when it, not the remote command, failed.
 CLIENT_FAILED = 255
-# The mode of what ``get_many`` writes: a cache object's.
-READ_ONLY = 0o444
 # Objects this big are hashed in a thread of their own while they are written.
 _HASH_ASIDE = 8 << 20
 # Writes to ssh gather this much: a pipe write per small object would cost ssh a packet each.
