@@ -175,18 +175,24 @@ def chown_tree(root: Path, uid: int) -> None:
         os.lchown(path, uid, uid)
 
 
-def start_as_nobody(home: Path, work: Callable[[], object]) -> int:
-    """``work`` in a forked child running as nobody with ``home`` as its HOME (the Python
-    install lives under /root, which nobody cannot enter: a fork, with everything imported);
-    its pid. The child exits 0 once ``work`` returns, 3 if it raised (printing why)."""
+def start_child(
+    home: Path, work: Callable[[], object], uid: int | None = NOBODY, umask: int | None = None
+) -> int:
+    """``work`` in a forked child with ``home`` as its HOME, running as ``uid`` (None: as we
+    are) under ``umask`` if given (the Python install lives under /root, which nobody cannot
+    enter: a fork, with everything imported); its pid. The child exits 0 once ``work``
+    returns, 3 if it raised (printing why)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 3
         try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
             os.environ["HOME"] = str(home)
+            if umask is not None:
+                os.umask(umask)
             work()
             code = 0
         except BaseException:
@@ -197,8 +203,18 @@ def start_as_nobody(home: Path, work: Callable[[], object]) -> int:
 
 
 def as_nobody(home: Path, work: Callable[[], object]) -> int:
-    """``work`` run by ``start_as_nobody``; its wait status."""
-    return os.waitpid(start_as_nobody(home, work), 0)[1]
+    """``work`` run by ``start_child`` as nobody; its wait status."""
+    return os.waitpid(start_child(home, work), 0)[1]
+
+
+def server_path(folder: Path, **scripts: str) -> str:
+    """The sshd line that puts ``folder``, holding each of ``scripts`` (name: its text) as an
+    executable, first on the PATH of every session: the server's tools replaced by ours."""
+    folder.mkdir()
+    for name, text in scripts.items():
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return f"SetEnv PATH={folder}:/usr/bin:/bin\n"
 
 
 def nobody_ssh_home(home: Path, server: SshServer, folder: Path) -> Path:

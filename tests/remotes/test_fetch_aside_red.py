@@ -28,6 +28,7 @@ from remotes.remote_helpers import (
     nobody_ssh_home,
     public_dir,
     remove_public_dir,
+    server_path,
 )
 from remotes.remote_servers import SSH_ALIAS, SshServer, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import fetch_watching, pushed_store, same_objects
@@ -150,11 +151,9 @@ def test_an_object_handed_over_twice_is_taken_once_and_only_if_sound(
     cache, other = tmp_path / "cache", tmp_path / "other"
     files = many_files(cache, 30)
     store = pushed_store(tmp_path, cache, files)
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    (fake / "tar").write_text(TWICE_TAR.format(python=sys.executable, forged_first=forged_first))
-    (fake / "tar").chmod(0o755)
-    with running_sshd(tmp_path / "twice-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
+    script = TWICE_TAR.format(python=sys.executable, forged_first=forged_first)
+    setenv = server_path(tmp_path / "fake-bin", tar=script)
+    with running_sshd(tmp_path / "twice-sshd", setenv) as server:
         trust_sshd(home, server)
         fetched = fetch_watching(store, other, files)
     if forged_first:
@@ -266,15 +265,12 @@ def test_a_pull_stopped_mid_stream_names_no_unchecked_object_and_leaves_nothing_
     shutil.rmtree(cache)
     shutil.rmtree(data)
     fake = tmp_path / "fake-bin"
-    fake.mkdir()
     # 300 objects of 2 blocks each: about half of them before the stall.
     pids = fake / "pids"
     script = STALLING_TAR.format(
         python=sys.executable, tar=shutil.which("tar"), stall_after=300, pids=str(pids)
     )
-    (fake / "tar").write_text(script)
-    (fake / "tar").chmod(0o755)
-    with running_sshd(tmp_path / "stall-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
+    with running_sshd(tmp_path / "stall-sshd", server_path(fake, tar=script)) as server:
         trust_sshd(home, server)
         proc = subprocess.Popen(
             [sys.executable, "-m", "repro", "pull"],

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,13 +35,15 @@ from remotes.remote_helpers import (
     nobody_ssh_home,
     public_dir,
     remove_public_dir,
+    server_path,
+    start_child,
 )
 from remotes.remote_servers import SSH_ALIAS, SshServer, logins, running_sshd, trust_sshd
-from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
+from remotes.test_remote_ssh_bulk import fetch_watching, open_ssh, pushed_store, same_objects
 
 from repro import fsutil
 from repro.objects.ids import object_path
-from repro.objects.transfer import Transfer, verify_remote
+from repro.objects.transfer import verify_remote
 from repro.remotes import openssh
 
 # Another unprivileged user than nobody: the pipe test fills this user's pipe quota, which
@@ -52,36 +53,15 @@ BIG = openssh._HASH_ASIDE + (1 << 20)  # hashed in a thread of its own while wri
 _F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032
 
 
-def _start_child(work: Callable[[], object], umask: int, uid: int | None, home: Path) -> int:
-    """``work`` in a forked child with ``umask``, as ``uid`` if given (everything imported
-    already: the Python install lives under /root); its pid. It exits 0, or 3 if it raised."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 3
-        try:
-            if uid is not None:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-            os.environ["HOME"] = str(home)
-            os.umask(umask)
-            work()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
 def _exit_code(pid: int) -> int:
     status = os.waitpid(pid, 0)[1]
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
 
 
 def _in_child(work: Callable[[], object], umask: int, uid: int | None, home: Path) -> int:
-    """``work`` run by ``_start_child``; its exit code."""
-    return _exit_code(_start_child(work, umask, uid, home))
+    """``work`` run by ``start_child`` as ``uid`` (None: root) under ``umask``; its exit
+    code."""
+    return _exit_code(start_child(home, work, uid, umask))
 
 
 @contextlib.contextmanager
@@ -150,12 +130,7 @@ def test_fetched_objects_are_read_only_whatever_the_umask(
             chown_tree(cache, uid)
 
         def fetch() -> None:
-            remote = open_ssh(store)
-            try:
-                fetched = Transfer(remote, cache, progress=False).fetch(files)
-                assert remote._tar.works is True
-            finally:
-                remote.close()
+            fetched = fetch_watching(store, cache, files, tar_way=True)
             assert fetched.ok and fetched.transferred == len(files) + 5, fetched
 
         assert _in_child(fetch, umask, uid, user_home) == 0
@@ -208,8 +183,8 @@ def _cutting_server(
     """An sshd whose tar hands over the small objects, then half of the big one, and drops the
     connection (or first stalls, with ``stall``): the first time only, or ``always``."""
     fake = tmp_path / "cut-bin"
-    fake.mkdir()
-    with running_sshd(tmp_path / "cut-sshd", f"SetEnv PATH={fake}:/usr/bin:/bin\n") as server:
+    # Its tar is written once the server runs: it names the listener.
+    with running_sshd(tmp_path / "cut-sshd", server_path(fake)) as server:
         script = CUT_TAR.format(
             python=sys.executable,
             runs=str(fake / "runs"),
@@ -244,12 +219,7 @@ def test_a_big_object_cut_midway_while_hashed_aside_is_written_again_by_the_resu
         with _workplace(home, server, uid) as (user_home, cache):
 
             def fetch() -> None:
-                remote = open_ssh(store)
-                try:
-                    fetched = Transfer(remote, cache, progress=False).fetch(files)
-                    assert remote._tar.works is True  # resumed the same way
-                finally:
-                    remote.close()
+                fetched = fetch_watching(store, cache, files, tar_way=True)  # resumed so
                 assert fetched.ok and fetched.transferred == len(files) + 5, fetched
 
             assert _in_child(fetch, 0o077, uid, user_home) == 0
@@ -310,14 +280,10 @@ def test_ctrl_c_while_a_big_object_is_hashed_aside_leaves_nothing_and_the_next_f
 
         def fetch() -> None:
             with contextlib.suppress(KeyboardInterrupt):
-                remote = open_ssh(store)
-                try:
-                    Transfer(remote, cache, progress=False).fetch(files)
-                finally:
-                    remote.close()
+                fetch_watching(store, cache, files)
                 raise AssertionError("no Ctrl-C came")
 
-        child = _start_child(fetch, 0o077, USER, user_home)
+        child = start_child(user_home, fetch, USER, 0o077)
         try:
             deadline = time.monotonic() + 15
             while not stalled.exists():  # its tar writes it once it stalls
@@ -334,11 +300,7 @@ def test_ctrl_c_while_a_big_object_is_hashed_aside_leaves_nothing_and_the_next_f
         assert len(cached_files(cache)) >= 40  # the small ones, verified before the stall
 
         def fetch_all() -> None:
-            remote = open_ssh(store)
-            try:
-                assert Transfer(remote, cache, progress=False).fetch(files).ok
-            finally:
-                remote.close()
+            assert fetch_watching(store, cache, files).ok
 
         assert _in_child(fetch_all, 0o077, USER, user_home) == 0
         _all_sound_and_read_only(cache)
@@ -358,21 +320,14 @@ def test_an_object_handed_over_twice_to_an_unprivileged_user_is_taken_once_and_o
     source = tmp_path / "cache"
     files = many_files(source, 30)
     store = pushed_store(tmp_path, source, files)
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    (fake / "tar").write_text(TWICE_TAR.format(python=sys.executable, forged_first=forged_first))
-    (fake / "tar").chmod(0o755)
-    setenv = f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+    script = TWICE_TAR.format(python=sys.executable, forged_first=forged_first)
+    setenv = server_path(tmp_path / "fake-bin", tar=script)
     with running_sshd(tmp_path / "twice-sshd", setenv) as server:
         trust_sshd(home, server)
         with _workplace(home, server, USER) as (user_home, cache):
 
             def fetch() -> None:
-                remote = open_ssh(store)
-                try:
-                    fetched = Transfer(remote, cache, progress=False).fetch(files)
-                finally:
-                    remote.close()
+                fetched = fetch_watching(store, cache, files)
                 if forged_first:
                     assert {f.object_id for f in fetched.failed} == set(files), fetched
                 else:
@@ -501,12 +456,7 @@ def test_a_user_over_the_soft_pipe_quota_still_fetches(
                 finally:
                     session.close()
                 assert max(sizes) < 1 << 20, sizes
-                remote = open_ssh(store)
-                try:
-                    fetched = Transfer(remote, cache, progress=False).fetch(files)
-                    assert remote._tar.works is True
-                finally:
-                    remote.close()
+                fetched = fetch_watching(store, cache, files, tar_way=True)
                 assert fetched.ok and fetched.transferred == len(files) + 5, fetched
             finally:
                 for fd in held:

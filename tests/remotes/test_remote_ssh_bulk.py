@@ -30,7 +30,8 @@ from remotes.remote_helpers import (
     nobody_ssh_home,
     public_dir,
     remove_public_dir,
-    start_as_nobody,
+    server_path,
+    start_child,
 )
 from remotes.remote_servers import (
     SSH_ALIAS,
@@ -174,10 +175,15 @@ def test_many_objects_go_in_one_stream_each_way(
 
 
 def fetch_watching(
-    store: Path, other: Path, files: list[str], on_object: Callable[[int], None] | None = None
+    store: Path,
+    other: Path,
+    files: list[str],
+    on_object: Callable[[int], None] | None = None,
+    tar_way: bool = False,
 ) -> TransferSummary:
     """Fetch ``files`` from the ssh remote at ``store`` into ``other``; ``on_object(n)`` runs as
-    the stream hands over its ``n``-th object (what another process or a Ctrl-C does then)."""
+    the stream hands over its ``n``-th object (what another process or a Ctrl-C does then).
+    ``tar_way``: the fetch must have taken (or resumed) OpenSSH's tar way, not paramiko's."""
     remote = open_ssh(store)
     if on_object is not None:
         streamed = remote.get_many
@@ -191,7 +197,9 @@ def fetch_watching(
 
         remote.get_many = get_many  # type: ignore[method-assign]
     try:
-        return Transfer(remote, other, progress=False).fetch(files)
+        fetched = Transfer(remote, other, progress=False).fetch(files)
+        assert remote._tar.works is True or not tar_way
+        return fetched
     finally:
         remote.close()
 
@@ -488,15 +496,11 @@ def pushed_store(tmp_path: Path, cache: Path, files: list[str]) -> Path:
     return store
 
 
-def hostile_server(tmp_path: Path, kind: str) -> tuple[Path, str]:
-    """A folder with a ``tar`` that answers as ``kind`` says, and the sshd line that puts it
-    first on the PATH of every session."""
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
+def hostile_server(tmp_path: Path, kind: str) -> str:
+    """The sshd line that puts first on the PATH of every session a ``tar`` that answers as
+    ``kind`` says."""
     script = HOSTILE_TAR.format(python=sys.executable, kind=kind, outside=str(tmp_path / "abs"))
-    (fake / "tar").write_text(script)
-    (fake / "tar").chmod(0o755)
-    return fake, f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+    return server_path(tmp_path / "fake-bin", tar=script)
 
 
 @pytest.mark.parametrize("kind", ["garbage", "escaping", "cut", "silent"])
@@ -509,7 +513,7 @@ def test_a_hostile_tar_on_the_server_hands_over_to_paramiko(
     cache, other = tmp_path / "cache", tmp_path / "other"
     files = many_files(cache, 40)
     store = pushed_store(tmp_path, cache, files)
-    _fake, setenv = hostile_server(tmp_path, kind)
+    setenv = hostile_server(tmp_path, kind)
     timeout = 2.0
     with running_sshd(tmp_path / "hostile-sshd", setenv) as server:
         trust_sshd(home, server)
@@ -535,7 +539,7 @@ def test_a_tar_whose_bytes_lie_is_refused_object_by_object(
     cache, other = tmp_path / "cache", tmp_path / "other"
     files = many_files(cache, 20)
     store = pushed_store(tmp_path, cache, files)
-    _fake, setenv = hostile_server(tmp_path, "lying")
+    setenv = hostile_server(tmp_path, "lying")
     with running_sshd(tmp_path / "hostile-sshd", setenv) as server:
         trust_sshd(home, server)
         remote = open_ssh(store)
@@ -622,15 +626,10 @@ def test_as_an_unprivileged_user_a_stream_cut_midway_resumes_though_it_writes_re
             chown_tree(public, NOBODY)
 
             def fetch_all() -> None:
-                remote = open_ssh(store)
-                try:
-                    fetched = Transfer(remote, other, progress=False).fetch(files)
-                    assert remote._tar.works is True  # resumed the same way
-                finally:
-                    remote.close()
+                fetched = fetch_watching(store, other, files, tar_way=True)  # resumed so
                 assert (fetched.transferred, fetched.failed) == (3000, ()), fetched
 
-            child = start_as_nobody(nobody_home, fetch_all)
+            child = start_child(nobody_home, fetch_all)
             try:
                 _wait_for_objects(other, 200)
                 assert cut_connections(server) > 0

@@ -20,7 +20,13 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from remotes.remote_helpers import add_file, many_files, public_dir, remove_public_dir
+from remotes.remote_helpers import (
+    add_file,
+    many_files,
+    public_dir,
+    remove_public_dir,
+    server_path,
+)
 from remotes.remote_servers import SshServer, descendants, running_sshd, trust_sshd
 from remotes.test_remote_ssh_bulk import open_ssh, pushed_store, same_objects
 
@@ -39,14 +45,11 @@ def server_tar(tmp_path: Path, create: str = REAL, extract: str = REAL) -> str:
     ``extract`` (shell text; ``$TAR`` is the real one) in place of a -c or -x."""
     real = shutil.which("tar")
     assert real
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    (fake / "tar").write_text(
+    script = (
         f'#!/bin/sh\nTAR={real}\ncase "$1" in\n  -c*) {create};;\n  -x*) {extract};;\nesac\n'
         f"{REAL}\n"
     )
-    (fake / "tar").chmod(0o755)
-    return f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+    return server_path(tmp_path / "fake-bin", tar=script)
 
 
 # A pipe that passes its input on in 16 KiB pieces, ten a second: a slow link, never silent.
@@ -222,12 +225,10 @@ def test_a_folder_at_an_objects_name_is_refused_not_taken_for_the_object(
 def server_tools(tmp_path: Path, **bodies: str) -> str:
     """The sshd line that puts first on the server's PATH tools that run their shell text in
     ``bodies`` in place of the real ones (``$REAL`` is the real one)."""
-    fake = tmp_path / "odd-bin"
-    fake.mkdir()
-    for tool, body in bodies.items():
-        (fake / tool).write_text(f"#!/bin/sh\nREAL={shutil.which(tool)}\n{body}\n")
-        (fake / tool).chmod(0o755)
-    return f"SetEnv PATH={fake}:/usr/bin:/bin\n"
+    scripts = {
+        tool: f"#!/bin/sh\nREAL={shutil.which(tool)}\n{body}\n" for tool, body in bodies.items()
+    }
+    return server_path(tmp_path / "odd-bin", **scripts)
 
 
 # cp and mv as on macOS: no hard links, no -T; a rename per object.
