@@ -289,8 +289,12 @@ def test_ctrl_c_while_a_big_object_is_hashed_aside_leaves_nothing_and_the_next_f
             while not stalled.exists():  # its tar writes it once it stalls
                 assert time.monotonic() < deadline, "the stream never stalled"
                 time.sleep(0.01)
-            half = [p for p in cached_files(cache) if p.stat().st_size >= BIG // 4]
-            assert half and all(p.stat().st_mode & 0o777 == 0o400 for p in half), half
+            # What the tar sent before it stalled may still be in the pipes: wait for our side
+            # to have written it.
+            while not (half := [p for p in cached_files(cache) if p.stat().st_size >= BIG // 4]):
+                assert time.monotonic() < deadline, "half of the big object never arrived"
+                time.sleep(0.01)
+            assert all(p.stat().st_mode & 0o777 == 0o400 for p in half), half
         finally:
             os.kill(child, signal.SIGINT)
             code = _exit_code(child)
