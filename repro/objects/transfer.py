@@ -558,12 +558,10 @@ class Transfer:
         except ReproError as exc:
             os.unlink(tmp)
             return exc
-        info = os.stat(tmp)
-        if stat.S_IMODE(info.st_mode) != READ_ONLY:  # get_many may have made it so already
-            os.chmod(tmp, READ_ONLY)
+        size = _read_only(tmp)
         if target is not None:
             os.replace(tmp, target)
-        return info.st_size
+        return size
 
     def _upload(self, object_id: ObjectId) -> int:
         key = object_key(object_id)
@@ -663,8 +661,7 @@ class Transfer:
         placed = False
         try:
             _get_checked(self.remote, object_id, tmp)
-            os.chmod(tmp, READ_ONLY)
-            size = os.stat(tmp).st_size
+            size = _read_only(tmp)
             if not aside:
                 os.replace(tmp, target)
             placed = True
@@ -729,6 +726,15 @@ class Transfer:
         }
         held = held_objects(self.cache_dir, expanded)
         return {oid: states[(oid in held, oid in on_remote)] for oid in expanded}
+
+
+def _read_only(path: str) -> int:
+    """Make a downloaded object read-only, as the cache keeps it (unless it was written so:
+    get_many may); its size."""
+    info = os.stat(path)
+    if stat.S_IMODE(info.st_mode) != READ_ONLY:
+        os.chmod(path, READ_ONLY)
+    return info.st_size
 
 
 def _move_in(staging: str, folder: str) -> None:
