@@ -192,7 +192,7 @@ def _run(
 PutGroup = Callable[[Sequence[tuple[str, str]]], None]
 GetMany = Callable[[Sequence[tuple[str, str]], bool], Iterable[tuple[str, str]]]
 PutMany = Callable[
-    [Sequence[tuple[str, str]], Callable[[int, int], None]], Iterable[tuple[str, int]]
+    [Sequence[tuple[str, str]], Callable[[int, int], None], bool], Iterable[tuple[str, int]]
 ]
 GroupAction = Callable[[list[str]], list[Result]]
 
@@ -383,7 +383,9 @@ class Transfer:
         bar = _Progress("push", self.progress)
         put_group: PutGroup | None = getattr(remote, "put_group", None)
         try:
-            bulk = self._push_many(to_upload, bar)
+            # Manifests the remote lacks follow the files: the files' way may prepare for them.
+            more = any(oid not in on_remote for oid in manifests)
+            bulk = self._push_many(to_upload, bar, more)
             to_upload = [oid for oid in to_upload if oid not in bulk.done]
             if put_group is not None and remote.forkable:
                 first = _run_by_folder(
@@ -415,7 +417,12 @@ class Transfer:
                     )
                 else:
                     ready.append(object_id)
+            # Once every file is in place, the same way as the files (no second kind of
+            # connection for a few small objects), else one by one.
+            last = self._push_many(ready, bar)
+            ready = [oid for oid in ready if oid not in last.done]
             second = _run(self._upload, ready, jobs, bar, remote.forkable, _stop(remote))
+            second.merge(last)
         finally:
             bar.close()
         return TransferSummary(
@@ -426,9 +433,12 @@ class Transfer:
             failed=tuple(failed + first.failed + second.failed),
         )
 
-    def _push_many(self, object_ids: Sequence[ObjectId], bar: _Progress) -> _Outcome:
+    def _push_many(
+        self, object_ids: Sequence[ObjectId], bar: _Progress, more: bool = False
+    ) -> _Outcome:
         """Upload what the remote's ``put_many`` takes; the rest is left to the object-by-object
-        way. The bar moves as objects are sent, though they take their names later."""
+        way. The bar moves as objects are sent, though they take their names later. ``more``:
+        another call follows."""
         outcome = _Outcome(bar)
         put_many: PutMany | None = getattr(self.remote, "put_many", None)
         if put_many is None or not object_ids:
@@ -444,7 +454,8 @@ class Transfer:
 
         results: list[Result] = []
         try:
-            for key, size in put_many([(f"{self.cache_dir}/{key}", key) for key in keys], on_sent):
+            items = [(f"{self.cache_dir}/{key}", key) for key in keys]
+            for key, size in put_many(items, on_sent, more):
                 results.append((keys[key], size))
                 if len(results) >= BATCH:
                     outcome.record(results, advance=False)

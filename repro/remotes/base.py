@@ -68,10 +68,14 @@ class ManyAtOnce(Protocol):
         ``more`` says another call follows soon, which the backend may prepare for."""
 
     def put_many(
-        self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
+        self,
+        items: Sequence[tuple[str, str]],
+        sent: Callable[[int, int], None] | None = None,
+        more: bool = False,
     ) -> Iterator[tuple[str, int]]:
         """Upload each (source file, key) pair, atomically as ``put`` does; yield (key, bytes
-        sent) once it is in place. ``sent(objects, bytes)`` hears of what has left meanwhile."""
+        sent) once it is in place. ``sent(objects, bytes)`` hears of what has left meanwhile.
+        ``more`` says another call follows (a push's manifests), which it may prepare for."""
 
     def prepare_put(self) -> None:
         """A ``put_many`` follows soon (the caller first asks what the remote has): the backend

@@ -12,7 +12,10 @@ one by one over SFTP.
 On the server a fixed POSIX ``sh`` script runs, the remote's root quoted in it: ``xargs tar -c``
 for a pull, the keys on its input; for a push, ``tar -x`` into a staging folder whose objects are
 then renamed or hard-linked into place, so a push cut anywhere names no partial object (that
-script names no key: it can start, and log in, before the push knows what it will send).
+script names no key: it can start, and log in, before the push knows what it will send). Before
+its stream, that session answers the push's question, which objects the remote has, with a
+``find`` of the folders it names (``exists``): a push that streams logs in once and never
+loads paramiko's transport.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import posixpath
 import queue
 import re
 import shlex
@@ -27,7 +31,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableSequence, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TypeVar
@@ -51,6 +55,11 @@ SESSION_BYTES = 512 << 20
 # place; one a killed push left is removed by a later push after a day.
 PUSH_STAGING = TEMP_PREFIX + "push-"
 PLACED = b"repro-placed"  # what the placing script says last, once all is in place
+LISTED = b"repro-listed"  # what the listing script says last, once find went through
+# A listing names at most this many folders on its command line (a push's: 256 at most).
+_LISTED_FOLDERS = 1024
+# A listed line longer than this is no key of ours (keys are about 50 characters).
+_LISTED_LINE = 4096
 T = TypeVar("T")
 # Host and user names that cannot be taken for an option or split into user@host.
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
@@ -184,6 +193,10 @@ class Session:
         self.touch()
         self._armed = True
 
+    def disarm(self) -> None:
+        """Silence no longer counts: the session waits for the caller, not the server."""
+        self._armed = False
+
     def _drain(self) -> None:
         stream = self._process.stderr
         assert stream is not None
@@ -253,13 +266,18 @@ class TarStreams:
         target: Target,
         delays: Sequence[float],
         given_up: Callable[[str, str, str], RemoteError],
+        reached: Callable[[], None] = lambda: None,
     ) -> None:
         self._target = target
         self._delays = delays
         self._given_up = given_up
+        # Told once a session answered: the server was there, so a connection that fails
+        # later in this command (paramiko's first one included) has dropped, and may pass.
+        self._reached = reached
         self.works: bool | None = None
         self._spare: Session | None = None  # a pull started ahead, waiting for its names
         self._spare_push: Session | None = None  # a push started ahead, waiting for its stream
+        self._spare_asked = False  # whether exists asked its question of that session
 
     def get_many(
         self, items: Sequence[tuple[str, str]], more: bool = False
@@ -323,20 +341,108 @@ class TarStreams:
                     os.close(out)
                 yield member.name, md5
 
+    def exists(self, keys: Iterable[str]) -> set[str] | None:
+        """Which of ``keys`` the remote has as regular files, from one ``find`` of their
+        folders through OpenSSH's client: asked of the push session ``prepare_put`` started
+        (no second login), else in a session of its own. None where this way does not work
+        here: the caller asks over SFTP, which also says what is wrong. A folder on the way
+        that is a symlink counts as holding nothing."""
+        wanted = {common.check_key(key) for key in keys}
+        folders = sorted({posixpath.dirname(key) for key in wanted})
+        if (
+            self.works is False
+            or len(folders) > _LISTED_FOLDERS
+            or not all(_PLAIN_KEY.fullmatch(folder) for folder in folders)
+        ):
+            return None
+        question = f"{' '.join(folders)}\n".encode()
+        if self._spare_push is not None and not self._spare_asked:
+            # None: the server did not answer as it should, or in time; SFTP asks then, and
+            # says what is wrong (one more OpenSSH login would wait as long again).
+            return self._ask_spare(self._spare_push, question, wanted)
+        delays = iter(self._delays)
+        while True:
+            try:
+                root = shlex.quote(self._target.root)
+                script = "\n".join(
+                    [
+                        # No root yet (a first push): nothing there.
+                        f"[ -e {root} ] || [ -L {root} ] || {{ echo {LISTED.decode()}; exit; }}",
+                        f"cd -- {root} || exit 1",
+                        self._listing_script(),
+                    ]
+                )
+                with self._session(script) as session:
+                    session.stdin.write(question)
+                    session.stdin.close()
+                    found = _listing(session, wanted)
+            except _Dropped as exc:
+                if not self.works:
+                    return None  # paramiko's way says what is wrong, in its own words
+                delay = next(delays, None)
+                if delay is None:
+                    raise self._given_up("check", self._target.root, str(exc)) from None
+                time.sleep(delay)
+                continue
+            except _NotBulk:
+                return None
+            # ``works`` stays as it was: the way that moves objects has yet to prove itself.
+            self._reached()
+            return found
+
+    def _ask_spare(self, spare: Session, question: bytes, wanted: set[str]) -> set[str] | None:
+        """``wanted``'s keys the waiting push session finds before it reads its stream; None
+        (the session gone) if it does not answer as it should."""
+        spare.arm()
+        try:
+            spare.stdin.write(question)
+            spare.stdin.flush()
+            found = _listing(spare, wanted)
+        except (_NotBulk, OSError):
+            self._spare_push = None
+            spare.close()
+            return None
+        spare.disarm()  # silent again until its stream comes
+        self._spare_asked = True
+        self._reached()
+        return found
+
+    def _listing_script(self) -> str:
+        """The shell script that answers the question on its first line (the folders to
+        list, blank-separated; none: no question) with their regular files, then LISTED."""
+        return "\n".join(
+            [
+                "set -f; IFS=' '",  # the folders split at blanks, never globbed
+                "read -r ASK || exit 1",  # one byte at a time from a pipe: no more than its line
+                'if [ -n "$ASK" ]; then',
+                # A folder absent makes find say so and end with 1; find missing, with 127.
+                # -P (find's default): a folder that is a symlink is not followed.
+                "  find $ASK -maxdepth 1 -type f 2>/dev/null",
+                '  [ "$?" -le 1 ] || exit 1',
+                f"  echo {LISTED.decode()}",
+                "fi",
+                "unset IFS; set +f",
+            ]
+        )
+
     def put_many(
-        self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
+        self,
+        items: Sequence[tuple[str, str]],
+        sent: Callable[[int, int], None] | None = None,
+        more: bool = False,
     ) -> Iterator[tuple[str, int]]:
         """Upload many (source file, key) pairs as ``tar`` streams through OpenSSH's client,
         unpacked into a staging folder on the server and moved into place a folder at a time
         (a killed push leaves no object under its name half-written); yield each key once it
         is in place, with its size. ``sent(1, size)`` hears of each object as it leaves.
-        Keys not yielded are the caller's to put one by one."""
+        Keys not yielded are the caller's to put one by one. With ``more`` (a push's manifests
+        follow its files), the next call's session logs in while this one streams."""
         remaining = {
             key: source
             for source, key in items
             if _PLAIN_KEY.fullmatch(common.check_key(key))  # others go over SFTP
         }
-        yield from self._bulk(remaining, "write", lambda rest: self._put_session(rest, sent))
+        yield from self._bulk(remaining, "write", lambda rest: self._put_session(rest, sent, more))
 
     def prepare_put(self) -> None:
         """A ``put_many`` follows soon: start its first session now, so that its login and the
@@ -347,46 +453,58 @@ class TarStreams:
                 self._spare_push = Session(argv, self._target.timeout, armed=False)
 
     def _put_session(
-        self, remaining: dict[str, str], sent: Callable[[int, int], None] | None
+        self,
+        remaining: dict[str, str],
+        sent: Callable[[int, int], None] | None,
+        more: bool,
     ) -> Iterator[tuple[str, int]]:
-        batch: list[tuple[str, str]] = []
-        size = 0
-        for key, source in remaining.items():
-            with suppress(OSError):  # a source gone is the caller's to report, one by one
-                size += os.stat(source).st_size
-                batch.append((key, source))
-            if len(batch) >= SESSION_OBJECTS or size >= SESSION_BYTES:
-                break
         started, self._spare_push = self._spare_push, None
+        asked, self._spare_asked = self._spare_asked, False
         with self._session(self._placing_script(), started) as session:
+            if more:
+                self.prepare_put()  # the next session logs in while this one streams
+            if not asked:
+                session.stdin.write(b"\n")  # no question
             # The script's heartbeat, read meanwhile, tells the watchdog the server is alive
             # while its tar writes what we sent.
             said: list[bytes] = []
             reader = threading.Thread(target=_listen, args=(session, said), daemon=True)
             reader.start()
             mtime = int(time.time())
-            sizes: list[int] = []
+            written: list[tuple[str, int]] = []
+            vanished: list[str] = []
+            total = 0
+            whole = False  # whether the archive went out to its end
             try:
-                for key, source in batch:
-                    sizes.append(
-                        tarstream.write_member(session.stdin, key, source, mtime, session.touch)
-                    )
+                for key, source in remaining.items():
+                    try:
+                        size = tarstream.write_member(
+                            session.stdin, key, source, mtime, session.touch
+                        )
+                    except FileNotFoundError:
+                        # Left the cache meanwhile (its open failed: nothing of it was
+                        # written): the caller's to report, one by one, not another session's.
+                        vanished.append(key)
+                        continue
+                    written.append((key, size))
+                    total += size
                     if sent is not None:
-                        sent(1, sizes[-1])
+                        sent(1, size)
+                    if len(written) >= SESSION_OBJECTS or total >= SESSION_BYTES:
+                        break
                 tarstream.end(session.stdin)
                 session.stdin.close()
+                whole = True
             except BrokenPipeError:
                 pass  # the server's side ended early: its exit status says why
-            except FileNotFoundError:
-                # An object left the cache meanwhile: one by one, each is reported.
-                raise _NotBulk("a source vanished") from None
+            for key in vanished:
+                del remaining[key]
             reader.join()
             self._ended(session)
             # A server that ended the stream early cannot have placed what it never got.
-            if PLACED not in said or len(sizes) < len(batch):
+            if PLACED not in said or not whole:
                 raise _NotBulk("the server did not say the objects were placed")
-            for (key, _source), size in zip(batch, sizes, strict=True):
-                yield key, size
+            yield from written
 
     def _placing_script(self) -> str:
         """The shell script that unpacks a push into a staging folder and links its objects
@@ -400,6 +518,8 @@ class TarStreams:
         return "\n".join(
             [
                 f"mkdir -p -- {root} && cd -- {root} || exit 1",
+                # A question first (exists), asked while the push waits for its stream.
+                self._listing_script(),
                 # Its sleep must not hold the output open, or the session outlives the script.
                 # Nor must it outlive a script killed by a signal (no EXIT trap runs then).
                 f"( while kill -0 $$ 2>/dev/null; do echo .; {beat} >/dev/null 2>&1; done"
@@ -474,7 +594,9 @@ class TarStreams:
             try:
                 for key, value in session(remaining):
                     del remaining[key]
-                    moved = self.works = True
+                    if not moved:
+                        moved = self.works = True
+                        self._reached()
                     yield key, value
             except _Dropped as exc:
                 if not self.works:
@@ -540,6 +662,21 @@ class TarStreams:
             if spare is not None:
                 spare.close()
         self._spare = self._spare_push = None
+        self._spare_asked = False
+
+
+def _listing(session: Session, wanted: set[str]) -> set[str]:
+    """The keys of ``wanted`` that the listing script, running in ``session``, names, read up
+    to its last line (LISTED) and no further; _NotBulk if it ends before."""
+    found: set[str] = set()
+    # Lines of a known length at most: a hostile server's endless line is cut.
+    while line := session.stdout.readline(_LISTED_LINE):
+        session.touch()
+        if line == LISTED + b"\n":
+            return found
+        if line.endswith(b"\n") and (key := line[:-1].decode(errors="replace")) in wanted:
+            found.add(key)
+    raise _NotBulk("the server's listing ended early")
 
 
 def _feed(session: Session, data: bytes) -> None:

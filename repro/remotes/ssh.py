@@ -295,6 +295,11 @@ class _ChannelPool:
         self._abandoned: paramiko.Transport | None = None  # the last one closed for silence
         self._streams = threading.BoundedSemaphore(MAX_STREAMS)
 
+    def reached(self) -> None:
+        """The server answered another connection of this command (OpenSSH's): a first
+        connection of ours that fails now has dropped, and is tried again."""
+        self._connected = True
+
     def _transport(self) -> paramiko.Transport:
         with self._connect_lock:
             transport = self._client.get_transport() if self._client else None
@@ -537,7 +542,7 @@ class SshRemote:
         self._made_dirs_lock = threading.Lock()
         self._streams_ok: bool | None = None
         # Many objects at once: tar streams through OpenSSH's client, where it works.
-        self._tar = openssh.TarStreams(target, RETRY_DELAYS, self._given_up)
+        self._tar = openssh.TarStreams(target, RETRY_DELAYS, self._given_up, self._pool.reached)
         self._probe_lock = threading.Lock()
 
     def _path(self, key: str) -> str:
@@ -623,7 +628,11 @@ class SshRemote:
         return self._call("check", path, is_file)
 
     def exists(self, keys: Iterable[str]) -> set[str]:
-        return common.bulk_exists(keys, self._exists_one, self.list)
+        wanted = list(keys)
+        found = self._tar.exists(wanted)  # one find through OpenSSH's client, where it works
+        if found is not None:
+            return found
+        return common.bulk_exists(wanted, self._exists_one, self.list)
 
     def list(self, prefix: str) -> Iterator[str]:
         return (key for key, _ in self.list_sizes(prefix))
@@ -853,10 +862,13 @@ class SshRemote:
         return self._tar.get_many(items, more)
 
     def put_many(
-        self, items: Sequence[tuple[str, str]], sent: Callable[[int, int], None] | None = None
+        self,
+        items: Sequence[tuple[str, str]],
+        sent: Callable[[int, int], None] | None = None,
+        more: bool = False,
     ) -> Iterator[tuple[str, int]]:
         """Many objects in tar streams (see ``openssh.TarStreams.put_many``)."""
-        return self._tar.put_many(items, sent)
+        return self._tar.put_many(items, sent, more)
 
     def prepare_put(self) -> None:
         """A put_many follows: its first session logs in now (``TarStreams.prepare_put``)."""

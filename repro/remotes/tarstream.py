@@ -215,8 +215,9 @@ def write_member(
     out: IO[bytes], name: str, source: str, mtime: int, progress: Callable[[int], None]
 ) -> int:
     """Append the file ``source`` as ``name``: exactly the size its header states, or
-    OSError (a file that shrinks meanwhile must not shift the members after it). ``progress``
-    hears of every piece written."""
+    OSError (a file that shrinks meanwhile must not shift the members after it). A source
+    that is gone raises FileNotFoundError before anything is written. ``progress`` hears of
+    every piece written."""
     handle = os.open(source, os.O_RDONLY)
     try:
         size = os.fstat(handle).st_size

@@ -3,7 +3,6 @@ a server that stops answering."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import Project, cli
 from remotes.remote_helpers import (
+    add_directory,
     add_file,
     cached_files,
     many_files,
@@ -27,6 +27,7 @@ from remotes.remote_servers import (
     descendants,
     free_port,
     keygen,
+    logins,
     running_sshd,
     trust_sshd,
 )
@@ -152,32 +153,30 @@ def test_match_exec_in_ssh_config_still_counts_though_invoke_loads_only_for_it(
     assert said["match"] == ["set()", "module"]  # the port came from Match exec, through invoke
 
 
-def test_a_fetch_through_openssh_never_loads_paramikos_transport_which_sftp_still_gets(
+def test_a_push_and_a_fetch_through_openssh_never_load_paramikos_transport_which_sftp_gets(
     sshd: SshServer, home: Path, tmp_path: Path
 ) -> None:
     """paramiko's package loads its transport and cryptography (0.14 s of every ssh command);
-    a fetch whose objects all come through OpenSSH's tar stream reads only paramiko.config,
-    and the first SFTP request still finds the whole of paramiko: in a fresh interpreter."""
+    a push (its question, its files, then its directory manifest) and a fetch whose objects
+    all go through OpenSSH's tar streams read only paramiko.config, and the first SFTP
+    request still finds the whole of paramiko: in a fresh interpreter."""
     trust_sshd(home, sshd)
+    cache = tmp_path / "cache"
+    ids = [add_file(cache, f"object {i}\n".encode()) for i in range(20)]
+    ids.append(add_directory(cache, {f"d/{i}": f"in a folder {i}\n".encode() for i in range(5)}))
     store = tmp_path / "remote"
-    ids = []
-    for i in range(20):
-        data = f"object {i}\n".encode()
-        object_id = hashlib.md5(data).hexdigest()
-        path = store / object_key(object_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        ids.append(object_id)
     program = (
         "import sys\n"
         "from pathlib import Path\n"
         "from repro.objects.transfer import Transfer\n"
         "from repro.remotes import open_remote\n"
         f"remote = open_remote('ssh://{SSH_ALIAS}{store}', {{}})\n"
-        f"cache = Path({str(tmp_path / 'cache')!r})\n"
-        f"done = Transfer(remote, cache, progress=False).fetch({ids!r})\n"
+        f"cache, other = Path({str(cache)!r}), Path({str(tmp_path / 'other')!r})\n"
+        f"done = Transfer(remote, cache, progress=False).push({ids!r})\n"
         "print(done.transferred, 'paramiko.transport' in sys.modules)\n"
-        f"print(len(remote.exists({[object_key(oid) for oid in ids]!r} + ['files/md5/ab/cd'])))\n"
+        f"done = Transfer(remote, other, progress=False).fetch({ids!r})\n"
+        "print(done.transferred, 'paramiko.transport' in sys.modules)\n"
+        "print(len(list(remote.list('files/'))))\n"  # over SFTP
         "import paramiko\n"
         "same = paramiko.config.SSHConfig is paramiko.SSHConfig\n"
         "print('paramiko.transport' in sys.modules, same)\n"
@@ -185,11 +184,16 @@ def test_a_fetch_through_openssh_never_loads_paramikos_transport_which_sftp_stil
         "print('SSHClient' in vars(sys.modules['repro.remotes.ssh'].paramiko))\n"
         "remote.close()\n"
     )
+    before = logins(sshd)
     ran = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
     )
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split() == ["20", "False", "20", "True", "True", "True"]
+    assert ran.stdout.split() == ["26", "False", "26", "False", "26", "True", "True", "True"]
+    # The push: files (after the question), then the manifest; the fetch: manifest, files.
+    # Then SFTP.
+    assert logins(sshd) - before == 5
+    assert (store / object_key(ids[-1])).read_bytes() == object_path(cache, ids[-1]).read_bytes()
 
 
 def test_options_beat_the_url_which_beats_ssh_config(home: Path) -> None:

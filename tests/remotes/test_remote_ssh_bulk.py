@@ -168,8 +168,8 @@ def test_many_objects_go_in_one_stream_each_way(
         (),
     )
     assert same_objects(cache, other, files)
-    # paramiko's listing for the push, one session to push, one to fetch.
-    assert logins(sshd) - before == 3
+    # One session to push (which first said what the remote had), one to fetch.
+    assert logins(sshd) - before == 2
     assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(PUSH_STAGING)]
     assert all(oct(p.stat().st_mode)[-3:] == "444" for p in cached_files(other))
 
@@ -270,8 +270,9 @@ def test_a_big_push_goes_in_several_sessions(
     pushed, fetched, ways = push_and_fetch(tmp_path / "remote", cache, other, files)
     assert ways == (True, True)
     assert (pushed.transferred, fetched.transferred) == (10, 10)
-    # paramiko's listing, three sessions of four, four and two objects, and the fetch's one.
-    assert logins(sshd) - before == 5
+    # Three sessions of four, four and two objects (the first said what the remote had), and
+    # the fetch's one.
+    assert logins(sshd) - before == 4
     assert same_objects(cache, other, files)
 
 
@@ -313,11 +314,12 @@ def test_a_directory_fetch_starts_its_files_session_ahead_and_leaves_no_client_b
     assert ssh_children() == []
 
 
-def test_a_push_logs_in_for_its_stream_while_it_asks_what_the_remote_has(
+def test_a_push_asks_what_the_remote_has_of_the_session_that_will_carry_its_stream(
     sshd: SshServer, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The stream's login overlaps the listing; when nothing is left to send, the session
-    started for it is ended, and its script leaves nothing on the server."""
+    """One login: the stream's session answers the question before it reads the stream (its
+    login began before the push knew what it would ask). When nothing is left to send, that
+    session is ended, and its script leaves nothing on the server."""
     trust_sshd(home, sshd)
     cache, store = tmp_path / "cache", tmp_path / "remote"
     files = many_files(cache, 50)
@@ -330,11 +332,14 @@ def test_a_push_logs_in_for_its_stream_while_it_asks_what_the_remote_has(
         return asked(keys)
 
     monkeypatch.setattr(remote, "exists", exists)
+    monkeypatch.setattr(remote, "_exists_one", lambda key: pytest.fail("asked over SFTP"))
+    monkeypatch.setattr(remote, "list", lambda prefix: pytest.fail("listed over SFTP"))
     before = logins(sshd)
     try:
         pushed = Transfer(remote, cache, progress=False).push(files)
-        assert logins(sshd) - before == 2  # paramiko's listing, and the stream's session
+        assert logins(sshd) - before == 1
         again = Transfer(remote, cache, progress=False).push(files)
+        assert logins(sshd) - before == 2
         assert len(ssh_children()) == 1  # the second push's session, unused until close
     finally:
         remote.close()
@@ -346,6 +351,128 @@ def test_a_push_logs_in_for_its_stream_while_it_asks_what_the_remote_has(
         assert time.monotonic() < deadline, "the unused session left its staging folder"
         time.sleep(0.1)
     assert sorted(p.name for p in store.iterdir()) == ["files"]
+
+
+def test_an_object_gone_from_the_cache_midway_is_left_out_of_the_stream_not_the_rest(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """A gc running meanwhile removed one object after the push chose it: the stream goes on
+    without it, in the same session, and the push says it is missing."""
+    trust_sshd(home, sshd)
+    cache = tmp_path / "cache"
+    files = many_files(cache, 30)
+    gone = files[10]
+    remote = open_ssh(tmp_path / "remote")
+    streamed = remote.put_many
+
+    def put_many(
+        items: Sequence[tuple[str, str]],
+        sent: Callable[[int, int], None] | None = None,
+        more: bool = False,
+    ) -> Iterator[tuple[str, int]]:
+        object_path(cache, gone).unlink(missing_ok=True)
+        return streamed(items, sent, more)
+
+    remote.put_many = put_many  # type: ignore[method-assign]
+    before = logins(sshd)
+    try:
+        pushed = Transfer(remote, cache, progress=False).push(files)
+        assert remote._tar.works is True
+    finally:
+        remote.close()
+    assert pushed.transferred == 29 and pushed.missing == (gone,) and not pushed.failed
+    assert logins(sshd) - before == 1
+    assert not (tmp_path / "remote" / object_key(gone)).exists()
+
+
+def test_the_listing_counts_regular_files_only_and_no_symlinked_folder(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """What ``find`` lists is what the SFTP way's lstat would count, but for a folder of the
+    layout that is a symlink: it holds nothing (a push then refuses to write through it)."""
+    trust_sshd(home, sshd)
+    cache, store = tmp_path / "cache", tmp_path / "remote"
+    plain, in_symlink, as_folder, as_link, absent = many_files(cache, 5)
+    elsewhere = tmp_path / "elsewhere"
+    for oid in (plain, in_symlink):
+        target = (elsewhere if oid == in_symlink else store) / object_key(oid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(object_path(cache, oid).read_bytes())
+    (store / object_key(in_symlink)).parent.symlink_to(
+        elsewhere / object_key(in_symlink).rsplit("/", 1)[0]
+    )
+    (store / object_key(as_folder)).mkdir(parents=True)
+    (store / object_key(as_link)).parent.mkdir(parents=True, exist_ok=True)
+    (store / object_key(as_link)).symlink_to(store / object_key(plain))
+    keys = [object_key(oid) for oid in (plain, in_symlink, as_folder, as_link, absent)]
+    for prepared in (False, True):
+        remote = open_ssh(store)
+        remote._exists_one = lambda key: pytest.fail("asked over SFTP")  # type: ignore[method-assign]
+        remote.list = lambda prefix: pytest.fail("listed over SFTP")  # type: ignore[method-assign]
+        try:
+            if prepared:
+                remote.prepare_put()
+            assert remote.exists(keys) == {object_key(plain)}
+        finally:
+            remote.close()
+    remote = open_ssh(store)
+    try:
+        with pytest.raises(RemoteError, match="is a symlink, not a folder"):
+            Transfer(remote, cache, progress=False).push([in_symlink])
+    finally:
+        remote.close()
+    assert sorted(p.name for p in (elsewhere / object_key(in_symlink)).parent.iterdir()) == [
+        in_symlink[2:]
+    ]
+
+
+@pytest.mark.parametrize(
+    "find",
+    [
+        "exit 127",  # no find on the server
+        "exit 2",  # a find that failed
+        'echo "$PWD/files/md5/x"; exit 0',  # answered, but the script's last line is ours
+        "head -c 5000000 /dev/zero | tr '\\0' a; echo",  # an endless line, then the end
+    ],
+    ids=["missing", "failed", "foreign", "endless line"],
+)
+def test_a_listing_that_fails_or_lies_about_its_form_leaves_the_question_to_sftp(
+    home: Path, tmp_path: Path, find: str
+) -> None:
+    """Whatever the server's find does, the answer is SFTP's where the listing did not end as
+    it should, no key it did not name, and read in bounded memory; the push that follows
+    completes."""
+    cache = tmp_path / "cache"
+    files = many_files(cache, 70)  # more than a few: SFTP lists folders rather than asking
+    there = files[::2]
+    store = tmp_path / "remote"
+    for oid in there:
+        path = store / object_key(oid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(object_path(cache, oid).read_bytes())
+    setenv = server_path(tmp_path / "fake-bin", find=f"#!/bin/sh\n{find}\n")
+    with running_sshd(tmp_path / "odd-sshd", setenv) as server:
+        trust_sshd(home, server)
+        keys = [object_key(oid) for oid in files]
+        for prepared in (False, True):
+            remote = open_ssh(store)
+            try:
+                if prepared:
+                    remote.prepare_put()
+                found = remote.exists(keys)
+            finally:
+                remote.close()
+            if find.startswith("exit"):
+                assert found == {object_key(oid) for oid in there}  # SFTP's answer
+            else:
+                assert found == set()  # nothing of ours listed: the push sends them again
+        remote = open_ssh(store)
+        try:
+            pushed = Transfer(remote, cache, progress=False).push(files)
+        finally:
+            remote.close()
+    assert pushed.ok and pushed.transferred + pushed.already_present == 70
+    assert all((store / key).read_bytes() for key in keys)
 
 
 @pytest.mark.parametrize("cp_links", [True, False], ids=["busybox", "no cp -l, no mv -T"])
@@ -680,6 +807,49 @@ def test_a_server_stopped_midway_is_given_up_on_in_bounded_time(home: Path, tmp_
         finally:
             remote.close()
     assert fetched.failed == () and same_objects(cache, other, files)
+
+
+def test_a_server_that_stops_before_it_answers_the_push_is_given_up_on_in_bounded_time(
+    home: Path, tmp_path: Path
+) -> None:
+    """The push's session logged in, then the server stopped: its question goes unanswered.
+    The watchdog ends that session, SFTP's first connection waits once more, and one line
+    says the server did not answer; resumed, the next push completes."""
+    timeout = 1.0
+    bound = (len(RETRY_DELAYS) + 1) * timeout + sum(RETRY_DELAYS)
+    with running_sshd(tmp_path / "sshd") as server:
+        trust_sshd(home, server)
+        cache = tmp_path / "cache"
+        files = many_files(cache, 100)
+        remote = open_ssh(tmp_path / "remote", {"timeout": str(timeout)})
+        try:
+            before = logins(server)
+            remote.prepare_put()
+            deadline = time.monotonic() + 30
+            while logins(server) == before:
+                assert time.monotonic() < deadline, "the session never logged in"
+                time.sleep(0.05)
+            stopped = [server.pid, *descendants(server.pid)]
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            started = time.monotonic()
+            try:
+                with pytest.raises(RemoteError) as caught:
+                    Transfer(remote, cache, progress=False).push(files)
+                waited = time.monotonic() - started
+            finally:
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
+        finally:
+            remote.close()
+        assert "did not answer" in str(caught.value) and "\n" not in str(caught.value)
+        assert 2 * timeout <= waited < bound + 5
+        remote = open_ssh(tmp_path / "remote")
+        try:
+            pushed = Transfer(remote, cache, progress=False).push(files)
+        finally:
+            remote.close()
+    assert (pushed.transferred, pushed.failed) == (100, ())
 
 
 def test_ctrl_c_mid_pull_stops_at_once_and_leaves_nothing_behind(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,9 +71,12 @@ def cmd_push(args: argparse.Namespace, ui: UI) -> int:
 
     project = open_project(ui)
     remote = open_named_remote(project, args.remote)
-    outputs.catch_edits_before_push(project)
-    wanted = _needs(project, args)
     try:
+        prepare: Callable[[], None] | None = getattr(remote, "prepare_put", None)
+        if prepare is not None:
+            prepare()  # its login overlaps the reading of the outputs below
+        outputs.catch_edits_before_push(project)
+        wanted = _needs(project, args)
         transfer = Transfer(remote, project.cache_dir, args.jobs, ui.progress)
         summary = transfer.push(sorted(wanted.objects))
         if args.run_cache:
