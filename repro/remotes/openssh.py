@@ -348,6 +348,8 @@ class TarStreams:
         here: the caller asks over SFTP, which also says what is wrong. A folder on the way
         that is a symlink counts as holding nothing."""
         wanted = {common.check_key(key) for key in keys}
+        if not wanted:
+            return set()  # an empty question would read as none, and never be answered
         folders = sorted({posixpath.dirname(key) for key in wanted})
         if (
             self.works is False
@@ -360,18 +362,18 @@ class TarStreams:
             # None: the server did not answer as it should, or in time; SFTP asks then, and
             # says what is wrong (one more OpenSSH login would wait as long again).
             return self._ask_spare(self._spare_push, question, wanted)
+        root = shlex.quote(self._target.root)
+        script = "\n".join(
+            [
+                # No root yet (a first push): nothing there.
+                f"[ -e {root} ] || [ -L {root} ] || {{ echo {LISTED.decode()}; exit; }}",
+                f"cd -- {root} || exit 1",
+                self._listing_script(),
+            ]
+        )
         delays = iter(self._delays)
         while True:
             try:
-                root = shlex.quote(self._target.root)
-                script = "\n".join(
-                    [
-                        # No root yet (a first push): nothing there.
-                        f"[ -e {root} ] || [ -L {root} ] || {{ echo {LISTED.decode()}; exit; }}",
-                        f"cd -- {root} || exit 1",
-                        self._listing_script(),
-                    ]
-                )
                 with self._session(script) as session:
                     session.stdin.write(question)
                     session.stdin.close()
@@ -401,6 +403,9 @@ class TarStreams:
         except (_NotBulk, OSError):
             self._spare_push = None
             spare.close()
+            # The push's stream needs what its question did (a login, sh, find): before the
+            # way ever worked, paramiko's takes the rest, as after any first failure (_bulk).
+            self.works = self.works or False
             return None
         spare.disarm()  # silent again until its stream comes
         self._spare_asked = True

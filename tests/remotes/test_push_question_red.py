@@ -58,8 +58,10 @@ FIND = "/usr/bin/find"
 # Shorter pauses between the five attempts, so that a test of the bound waits seconds, not
 # minutes: the bound is len(RETRY_DELAYS) + 1 timeouts plus the pauses, whatever they are.
 FAST_DELAYS = (0.1, 0.1, 0.1, 0.1)
-# Scheduling slack on top of a bound, on a busy two-core machine.
-SLACK = 1.5
+# Slack on top of a bound: the watchdog looks every timeout / 4, so each of the five attempts
+# may end a quarter timeout late, and a busy two-core machine starts processes slowly (the
+# same 5 s as the other bounded-time tests).
+SLACK = 5.0
 
 PutMany = Callable[
     [Sequence[tuple[str, str]], Callable[[int, int], None] | None, bool],
@@ -94,11 +96,13 @@ def plant(store: Path, cache: Path, oids: Iterable[str]) -> None:
 
 
 def placed(store: Path) -> dict[str, bytes]:
-    """Every object under its final name (no part of its path a temp name): key -> bytes."""
+    """Every object under its final name (files/md5/ab/cdef, no temp name): key -> bytes."""
     found = {}
     for path in files_under(store):
         key = path.relative_to(store).as_posix()
-        if not any(part.startswith(".") for part in key.split("/")):
+        parts = key.split("/")
+        layout = len(parts) == 4 and parts[:2] == ["files", "md5"] and "/." not in key
+        if layout and stat.S_ISREG(path.lstat().st_mode):  # never open a FIFO planted there
             found[key] = path.read_bytes()
     return found
 
@@ -201,12 +205,6 @@ def one_line_error(err: str) -> str:
 
 
 # -- the question ----------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="exists() of no key asks the prepared push session an empty line, to which the "
-    "listing script prints no repro-listed; _listing then reads the heartbeat's dots as an "
-    "endless listing, each a sign of life, and the push never ends",
-)
 def test_a_push_with_nothing_to_send_ends_at_once(
     sshd: SshServer, home: Path, tmp_path: Path, fast_retries: None
 ) -> None:
