@@ -275,6 +275,8 @@ class TarStreams:
         # later in this command (paramiko's first one included) has dropped, and may pass.
         self._reached = reached
         self.works: bool | None = None
+        # Sessions started ahead, each taken whole by one call: the remote serves threads.
+        self._spare_lock = threading.Lock()
         self._spare: Session | None = None  # a pull started ahead, waiting for its names
         self._spare_push: Session | None = None  # a push started ahead, waiting for its stream
         self._spare_asked = False  # whether exists asked its question of that session
@@ -291,12 +293,13 @@ class TarStreams:
         remaining = dict(items)
         for check_key in remaining:
             common.check_key(check_key)
-        ready = [self._spare] if self._spare is not None else []  # started for this call
-        self._spare = None
+        with self._spare_lock:
+            ready = [self._spare] if self._spare is not None else []  # started for this call
+            self._spare = None
         if more and self.works is not False:
             argv = self._argv(self._pull_script())
             if argv is not None:
-                self._spare = Session(argv, self._target.timeout, armed=False)
+                self._keep_spare(Session(argv, self._target.timeout, armed=False), push=False)
         try:
             yield from self._bulk(remaining, "read", lambda rest: self._get_session(rest, ready))
         finally:
@@ -358,10 +361,17 @@ class TarStreams:
         ):
             return None
         question = f"{' '.join(folders)}\n".encode()
-        if self._spare_push is not None and not self._spare_asked:
+        with self._spare_lock:
+            spare = None if self._spare_asked else self._spare_push
+            if spare is not None:
+                self._spare_push = None  # this call's, until it is asked
+        if spare is not None:
             # None: the server did not answer as it should, or in time; SFTP asks then, and
             # says what is wrong (one more OpenSSH login would wait as long again).
-            return self._ask_spare(self._spare_push, question, wanted)
+            found = self._ask_spare(spare, question, wanted)
+            if found is not None:
+                self._keep_spare(spare, push=True, asked=True)
+            return found
         root = shlex.quote(self._target.root)
         script = "\n".join(
             [
@@ -401,16 +411,26 @@ class TarStreams:
             spare.stdin.flush()
             found = _listing(spare, wanted)
         except (_NotBulk, OSError):
-            self._spare_push = None
             spare.close()
             # The push's stream needs what its question did (a login, sh, find): before the
             # way ever worked, paramiko's takes the rest, as after any first failure (_bulk).
             self.works = self.works or False
             return None
         spare.disarm()  # silent again until its stream comes
-        self._spare_asked = True
         self._reached()
         return found
+
+    def _keep_spare(self, session: Session, push: bool, asked: bool = False) -> None:
+        """Keep ``session`` for the next call that takes one (a push's if ``push``); where
+        another thread kept one meanwhile, end it."""
+        with self._spare_lock:
+            if push and self._spare_push is None:
+                self._spare_push, self._spare_asked = session, asked
+                return
+            if not push and self._spare is None:
+                self._spare = session
+                return
+        session.close()
 
     def _listing_script(self) -> str:
         """The shell script that answers the question on its first line (the folders to
@@ -452,10 +472,12 @@ class TarStreams:
     def prepare_put(self) -> None:
         """A ``put_many`` follows soon: start its first session now, so that its login and the
         server's shell start while the caller still asks what the remote has."""
-        if self.works is not False and self._spare_push is None:
-            argv = self._argv(self._placing_script())
-            if argv is not None:
-                self._spare_push = Session(argv, self._target.timeout, armed=False)
+        with self._spare_lock:
+            if self.works is False or self._spare_push is not None:
+                return
+        argv = self._argv(self._placing_script())
+        if argv is not None:
+            self._keep_spare(Session(argv, self._target.timeout, armed=False), push=True)
 
     def _put_session(
         self,
@@ -463,8 +485,9 @@ class TarStreams:
         sent: Callable[[int, int], None] | None,
         more: bool,
     ) -> Iterator[tuple[str, int]]:
-        started, self._spare_push = self._spare_push, None
-        asked, self._spare_asked = self._spare_asked, False
+        with self._spare_lock:
+            started, self._spare_push = self._spare_push, None
+            asked, self._spare_asked = self._spare_asked, False
         with self._session(self._placing_script(), started) as session:
             if more:
                 self.prepare_put()  # the next session logs in while this one streams
@@ -663,11 +686,13 @@ class TarStreams:
             raise _NotBulk(session.stderr_line())
 
     def close(self) -> None:
-        for spare in (self._spare, self._spare_push):
+        with self._spare_lock:
+            spares = (self._spare, self._spare_push)
+            self._spare = self._spare_push = None
+            self._spare_asked = False
+        for spare in spares:
             if spare is not None:
                 spare.close()
-        self._spare = self._spare_push = None
-        self._spare_asked = False
 
 
 def _listing(session: Session, wanted: set[str]) -> set[str]:

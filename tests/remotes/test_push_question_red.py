@@ -36,6 +36,7 @@ from remotes.remote_helpers import (
     many_files,
     server_path,
     ssh_project,
+    start_push,
 )
 from remotes.remote_servers import (
     SshServer,
@@ -158,6 +159,39 @@ def push_or_error(remote: SshRemote, cache: Path, ids: list[str]) -> TransferSum
         return Transfer(remote, cache, progress=False).push(ids)
     except RemoteError as exc:
         return exc
+
+
+def push_stopped_at(
+    server: SshServer,
+    store: Path,
+    cache: Path,
+    ids: list[str],
+    timeout: float,
+    call: int,
+    then: Callable[[], object] = lambda: None,
+) -> tuple[TransferSummary | RemoteError, float, set[str]]:
+    """Push ``ids``, stopping the server as the push calls ``put_many`` for the ``call``-th
+    time (``then()`` runs just before); what the push ended with, how long after the stop,
+    and which of ``ids`` were on the store at its end (the server resumed after)."""
+    remote = open_ssh(store, {"timeout": str(timeout)})
+    stopped: list[int] = []
+    when: list[float] = []
+
+    def stop_there(count: int) -> None:
+        if count == call:
+            then()
+            stopped.extend(stop(server))
+            when.append(time.monotonic())
+
+    wrap_put_many(remote, stop_there)
+    try:
+        try:
+            outcome = push_or_error(remote, cache, ids)
+            return outcome, time.monotonic() - when[0], on_store(store, ids)
+        finally:
+            resume(stopped)
+    finally:
+        remote.close()
 
 
 def clients_of(store: Path) -> list[int]:
@@ -494,25 +528,7 @@ def test_a_server_stopped_between_its_answer_and_the_stream_is_given_up_on_in_bo
     manifest, files = directory(cache, 40)
     with running_sshd(tmp_path / "sshd") as server:
         trust_sshd(home, server)
-        remote = open_ssh(store, {"timeout": str(timeout)})
-        stopped: list[int] = []
-        when: list[float] = []
-
-        def stop_first(call: int) -> None:
-            if call == 1:
-                stopped.extend(stop(server))
-                when.append(time.monotonic())
-
-        wrap_put_many(remote, stop_first)
-        try:
-            try:
-                outcome = push_or_error(remote, cache, [manifest])
-                waited = time.monotonic() - when[0]
-                stranded = on_store(store, [manifest])
-            finally:
-                resume(stopped)
-        finally:
-            remote.close()
+        outcome, waited, stranded = push_stopped_at(server, store, cache, [manifest], timeout, 1)
         assert isinstance(outcome, RemoteError), outcome
         assert "did not answer" in str(outcome) and "\n" not in str(outcome)
         assert waited < bound(timeout) + SLACK, f"gave up after {waited:.1f} s"
@@ -538,27 +554,16 @@ def test_a_server_stopped_during_the_manifests_session_leaves_no_manifest_before
     manifest, files = directory(cache, 40)
     with running_sshd(tmp_path / "sshd") as server:
         trust_sshd(home, server)
-        remote = open_ssh(store, {"timeout": str(timeout)})
-        stopped: list[int] = []
-        when: list[float] = []
         files_there: list[set[str]] = []
-
-        def stop_second(call: int) -> None:
-            if call == 2:
-                files_there.append(on_store(store, files))
-                stopped.extend(stop(server))
-                when.append(time.monotonic())
-
-        wrap_put_many(remote, stop_second)
-        try:
-            try:
-                outcome = push_or_error(remote, cache, [manifest])
-                waited = time.monotonic() - when[0]
-                stranded = on_store(store, [manifest])
-            finally:
-                resume(stopped)
-        finally:
-            remote.close()
+        outcome, waited, stranded = push_stopped_at(
+            server,
+            store,
+            cache,
+            [manifest],
+            timeout,
+            2,
+            then=lambda: files_there.append(on_store(store, files)),
+        )
         assert files_there == [set(files)]
         assert isinstance(outcome, RemoteError), outcome
         assert "did not answer" in str(outcome) and "\n" not in str(outcome)
@@ -596,13 +601,7 @@ def test_a_connection_cut_while_a_manifest_is_placed_names_no_manifest_then_resu
         cache = project.root / ".repro" / "cache"
         ids = [p.parent.name + p.name for p in objects_of(cache)]
         manifests = [oid for oid in ids if oid.endswith(".dir")]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "repro", "push"],
-            cwd=project.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_push(project, lambda: True)
         try:
             wait_until(lambda: mark.exists() or proc.poll() is not None, "no manifest came", 60)
             assert proc.poll() is None, proc.communicate()

@@ -16,6 +16,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -383,6 +384,46 @@ def test_an_object_gone_from_the_cache_midway_is_left_out_of_the_stream_not_the_
     assert pushed.transferred == 29 and pushed.missing == (gone,) and not pushed.failed
     assert logins(sshd) - before == 1
     assert not (tmp_path / "remote" / object_key(gone)).exists()
+
+
+def test_pushes_from_several_threads_on_one_remote_each_ask_and_stream_their_own(
+    sshd: SshServer, home: Path, tmp_path: Path
+) -> None:
+    """The cluster pushes each stage's inputs from its own thread through one remote: each
+    prepares a session, asks, and streams. The session started ahead goes to one of them
+    whole; two threads writing their questions to it hung both for ever (the second one's
+    line went into the first one's stream, and the heartbeat read as an endless listing)."""
+    trust_sshd(home, sshd)
+    cache = tmp_path / "cache"
+    groups = [many_files(cache, 30, tag=f"{n}-") for n in range(4)]
+    remote = open_ssh(tmp_path / "remote", {"timeout": "5"})
+    results: dict[int, TransferSummary] = {}
+    barrier = threading.Barrier(len(groups))
+
+    def push(n: int) -> None:
+        barrier.wait()
+        remote.prepare_put()
+        results[n] = Transfer(remote, cache, progress=False).push(groups[n])
+
+    threads = [threading.Thread(target=push, args=(n,), daemon=True) for n in range(len(groups))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads), "a push never ended"
+    finally:
+        remote.close()
+    assert ssh_children() == []
+    assert {n: (r.transferred, r.failed) for n, r in results.items()} == {
+        n: (30, ()) for n in range(len(groups))
+    }
+    store = tmp_path / "remote"
+    assert all(
+        (store / object_key(oid)).read_bytes() == object_path(cache, oid).read_bytes()
+        for group in groups
+        for oid in group
+    )
 
 
 def test_the_listing_counts_regular_files_only_and_no_symlinked_folder(
@@ -831,7 +872,8 @@ def test_a_server_that_stops_before_it_answers_the_push_is_given_up_on_in_bounde
                 time.sleep(0.05)
             stopped = [server.pid, *descendants(server.pid)]
             for pid in stopped:
-                os.kill(pid, signal.SIGSTOP)
+                with suppress(ProcessLookupError):  # one that ended meanwhile
+                    os.kill(pid, signal.SIGSTOP)
             started = time.monotonic()
             try:
                 with pytest.raises(RemoteError) as caught:
@@ -839,7 +881,8 @@ def test_a_server_that_stops_before_it_answers_the_push_is_given_up_on_in_bounde
                 waited = time.monotonic() - started
             finally:
                 for pid in stopped:
-                    os.kill(pid, signal.SIGCONT)
+                    with suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
         finally:
             remote.close()
         assert "did not answer" in str(caught.value) and "\n" not in str(caught.value)
