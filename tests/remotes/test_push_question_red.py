@@ -154,6 +154,15 @@ def resume(pids: Iterable[int]) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
+def push_to(store: Path, cache: Path, ids: list[str]) -> TransferSummary:
+    """Push ``ids`` from ``cache`` to the ssh remote at ``store``, in a remote of its own."""
+    remote = open_ssh(store)
+    try:
+        return Transfer(remote, cache, progress=False).push(ids)
+    finally:
+        remote.close()
+
+
 def push_or_error(remote: SshRemote, cache: Path, ids: list[str]) -> TransferSummary | RemoteError:
     try:
         return Transfer(remote, cache, progress=False).push(ids)
@@ -319,19 +328,11 @@ def test_a_server_that_lists_files_it_lacks_gets_their_manifest_without_them(
     setenv, script = fake_find(tmp_path, f'printf "%s\\n" {lies}\nexec {FIND} "$@"')
     with running_sshd(tmp_path / "lying-sshd", setenv) as server:
         trust_sshd(home, server)
-        remote = open_ssh(store)
-        try:
-            lied_to = Transfer(remote, cache, progress=False).push([manifest])
-        finally:
-            remote.close()
+        lied_to = push_to(store, cache, [manifest])
         assert (lied_to.transferred, lied_to.already_present, lied_to.ok) == (1, 5, True)
         assert on_store(store, [*files, manifest]) == {manifest} and all_whole(store)
         honest(script)
-        remote = open_ssh(store)
-        try:
-            truly = Transfer(remote, cache, progress=False).push([manifest])
-        finally:
-            remote.close()
+        truly = push_to(store, cache, [manifest])
     assert (truly.transferred, truly.already_present, truly.ok) == (5, 1, True)
     assert on_store(store, [*files, manifest]) == {*files, manifest} and all_whole(store)
 
@@ -469,11 +470,7 @@ def test_another_users_closed_fan_out_folder_is_an_error_in_one_line_and_is_left
     assert {p.name: p.read_bytes() for p in closed.iterdir()} == held
     assert all_whole(store)
     closed.chmod(0o755)  # still root's: nobody may read it, not write in it
-    remote = open_ssh(store)
-    try:
-        pushed = Transfer(remote, cache, progress=False).push(files)
-    finally:
-        remote.close()
+    pushed = push_to(store, cache, files)
     assert pushed.ok and pushed.already_present >= 1
     assert on_store(store, files) == set(files) and all_whole(store)
 
@@ -533,11 +530,7 @@ def test_a_server_stopped_between_its_answer_and_the_stream_is_given_up_on_in_bo
         assert "did not answer" in str(outcome) and "\n" not in str(outcome)
         assert waited < bound(timeout) + SLACK, f"gave up after {waited:.1f} s"
         assert stranded == set()
-        remote = open_ssh(store)
-        try:
-            pushed = Transfer(remote, cache, progress=False).push([manifest])
-        finally:
-            remote.close()
+        pushed = push_to(store, cache, [manifest])
     assert pushed.ok
     assert on_store(store, [*files, manifest]) == {*files, manifest} and all_whole(store)
 
@@ -570,11 +563,7 @@ def test_a_server_stopped_during_the_manifests_session_leaves_no_manifest_before
         assert waited < bound(timeout) + SLACK, f"gave up after {waited:.1f} s"
         assert stranded == set()
         assert all_whole(store)
-        remote = open_ssh(store)
-        try:
-            pushed = Transfer(remote, cache, progress=False).push([manifest])
-        finally:
-            remote.close()
+        pushed = push_to(store, cache, [manifest])
     assert pushed.ok
     assert on_store(store, [*files, manifest]) == {*files, manifest} and all_whole(store)
 
@@ -855,10 +844,6 @@ def test_a_directory_file_gone_midway_keeps_its_manifest_off_and_no_session_behi
     assert on_store(store, [*files, manifest]) == set(files) - {gone} and all_whole(store)
     assert ssh_children() == []
     add_file(cache, content)
-    remote = open_ssh(store)
-    try:
-        again = Transfer(remote, cache, progress=False).push([manifest])
-    finally:
-        remote.close()
+    again = push_to(store, cache, [manifest])
     assert (again.transferred, again.already_present, again.ok) == (2, 9, True)
     assert on_store(store, [*files, manifest]) == {*files, manifest} and all_whole(store)
