@@ -125,8 +125,15 @@ def running_sshd(
             log=log,
         )
     finally:
+        # A test that failed while the server was stopped must not leave it stopped: a stopped
+        # process takes no SIGTERM, and its sessions would hold logins on this machine.
+        resume([process.pid, *descendants(process.pid)])
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def descendants(pid: int) -> list[int]:
@@ -142,6 +149,25 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def stop_server(server: SshServer) -> list[int]:
+    """SIGSTOP the server and every session it runs; the pids stopped (the listener first, so
+    that it forks no session meanwhile; a session that ended meanwhile is skipped)."""
+    os.kill(server.pid, signal.SIGSTOP)
+    stopped = [server.pid]
+    for pid in descendants(server.pid):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+    return stopped
+
+
+def resume(pids: list[int]) -> None:
+    """SIGCONT what ``stop_server`` stopped (a process that ended meanwhile is skipped)."""
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def cut_connections(server: SshServer, listener_too: bool = False) -> int:

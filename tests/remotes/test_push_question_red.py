@@ -12,7 +12,6 @@ and every failure must end, in bounded time, in one line; the next command then 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import signal
@@ -43,7 +42,9 @@ from remotes.remote_servers import (
     cut_connections,
     descendants,
     logins,
+    resume,
     running_sshd,
+    stop_server,
     trust_sshd,
 )
 from remotes.test_remote_ssh_bulk import open_ssh, ssh_children
@@ -140,20 +141,6 @@ def wrap_put_many(remote: SshRemote, before: Callable[[int], object]) -> None:
     remote.put_many = put_many  # type: ignore[method-assign]
 
 
-def stop(server: SshServer) -> list[int]:
-    """SIGSTOP the server and every session it runs; the pids stopped."""
-    pids = [server.pid, *descendants(server.pid)]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    return pids
-
-
-def resume(pids: Iterable[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-
-
 def push_to(store: Path, cache: Path, ids: list[str]) -> TransferSummary:
     """Push ``ids`` from ``cache`` to the ssh remote at ``store``, in a remote of its own."""
     remote = open_ssh(store)
@@ -189,7 +176,7 @@ def push_stopped_at(
     def stop_there(count: int) -> None:
         if count == call:
             then()
-            stopped.extend(stop(server))
+            stopped.extend(stop_server(server))
             when.append(time.monotonic())
 
     wrap_put_many(remote, stop_there)

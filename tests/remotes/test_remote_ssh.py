@@ -4,7 +4,6 @@ a server that stops answering."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,11 +23,12 @@ from remotes.remote_helpers import (
 from remotes.remote_servers import (
     SSH_ALIAS,
     SshServer,
-    descendants,
     free_port,
     keygen,
     logins,
+    resume,
     running_sshd,
+    stop_server,
     trust_sshd,
 )
 
@@ -298,18 +298,13 @@ def test_a_stopped_sshd_is_given_up_on_in_bounded_time(
         ssh_project(project, home, server, remote, 2000)
         project.ok("remote", "modify", "store", "timeout", str(timeout))
         proc = start_push(project, lambda: objects_in(remote) > 0)
-        # The listener first, so that it forks no session while its sessions are stopped.
-        os.kill(server.pid, signal.SIGSTOP)
-        stopped = [server.pid, *descendants(server.pid)]
-        for pid in stopped[1:]:
-            os.kill(pid, signal.SIGSTOP)
+        stopped = stop_server(server)
         started = time.monotonic()
         try:
             _, err = proc.communicate(timeout=bound + 30)
             waited = time.monotonic() - started
         finally:
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+            resume(stopped)
         assert proc.returncode == 1, err
         assert len(err.strip().splitlines()) == 1, err
         assert "did not answer" in err and "run the command again" in err, err

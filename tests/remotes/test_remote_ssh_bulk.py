@@ -16,7 +16,6 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,9 @@ from remotes.remote_servers import (
     cut_connections,
     descendants,
     logins,
+    resume,
     running_sshd,
+    stop_server,
     trust_sshd,
 )
 
@@ -824,16 +825,13 @@ def test_a_server_stopped_midway_is_given_up_on_in_bounded_time(home: Path, tmp_
             Transfer(remote, cache, progress=False).push(files)
             thread, result = _fetch_in_thread(remote, other, files)
             _wait_for_objects(other, 200)
-            stopped = [server.pid, *descendants(server.pid)]
-            for pid in stopped:
-                os.kill(pid, signal.SIGSTOP)
+            stopped = stop_server(server)
             started = time.monotonic()
             try:
                 thread.join(timeout=bound + 30)
                 waited = time.monotonic() - started
             finally:
-                for pid in stopped:
-                    os.kill(pid, signal.SIGCONT)
+                resume(stopped)
         finally:
             remote.close()
         (error,) = result
@@ -870,19 +868,14 @@ def test_a_server_that_stops_before_it_answers_the_push_is_given_up_on_in_bounde
             while logins(server) == before:
                 assert time.monotonic() < deadline, "the session never logged in"
                 time.sleep(0.05)
-            stopped = [server.pid, *descendants(server.pid)]
-            for pid in stopped:
-                with suppress(ProcessLookupError):  # one that ended meanwhile
-                    os.kill(pid, signal.SIGSTOP)
+            stopped = stop_server(server)
             started = time.monotonic()
             try:
                 with pytest.raises(RemoteError) as caught:
                     Transfer(remote, cache, progress=False).push(files)
                 waited = time.monotonic() - started
             finally:
-                for pid in stopped:
-                    with suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGCONT)
+                resume(stopped)
         finally:
             remote.close()
         assert "did not answer" in str(caught.value) and "\n" not in str(caught.value)
