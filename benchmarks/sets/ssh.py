@@ -1,8 +1,10 @@
 """The ssh set: `push` and `pull` over a real OpenSSH server on loopback, of the many set
 (20,000 files of 4 KiB; quick: 2,000) and of the big one (1 GiB; quick: 64 MiB), for repro,
 DVC 3 (dvc-ssh) and what people use instead: `rsync` over ssh (the floor column) and `sftp`
-in batch mode. Scratch paths go into their command lines unquoted: keep them plain. Each
-round pushes to a new folder on the server and pulls into a fresh clone.
+in batch mode; the pull also against `rsync` followed by `cp -al` (each file fetched once,
+then a second name for it, as a pull with a hardlinked work tree makes). Scratch paths go into
+their command lines unquoted: keep them plain. Each round pushes to a new folder on the server
+and pulls into a fresh clone.
 
 The server is a private `sshd` with throwaway keys, started for this set and stopped after
 it; every command runs with a HOME of the set's own, whose ~/.ssh names the server. A tool
@@ -225,12 +227,14 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
             lambda: pulled[side] / ("data" if verb == "pull" else ".repro/cache"),
         )
 
-    def tool_pull(name: str, command: str) -> tuple[Setup, Step]:
+    def tool_pull(name: str, command: str, source: str) -> tuple[Setup, Step]:
+        """``source``: whose pushed folder it pulls."""
+
         def setup(i: int) -> None:
             pulled[name] = base / f"pulled-{name}-{i}"
 
         return setup, checked(
-            lambda: command.format(source=pushed[name], dest=pulled[name]),
+            lambda: command.format(source=pushed[source], dest=pulled[name]),
             lambda: base,
             lambda: pulled[name],
         )
@@ -239,14 +243,21 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
     for tool in tools:
         if tool.name == "repro":
             sides["repro fetch"] = pull_side(tool, "fetch")
-    extra = {
-        "floor": f"rsync -a -e 'ssh -F {config}' {ALIAS}:{{source}}/ {{dest}}/",
-        "sftp": f"mkdir {{dest}} && printf 'get -r {{source}}/. {{dest}}\\n' "
-        f"| sftp -F {config} -q -b - {ALIAS}",
+    rsync = f"rsync -a -e 'ssh -F {config}' {ALIAS}:{{source}}/ {{dest}}/"
+    pulls: dict[str, tuple[str, str]] = {  # side: (whose pushed folder it pulls, command)
+        "floor": ("floor", rsync),
+        "sftp": (
+            "sftp",
+            f"mkdir {{dest}} && printf 'get -r {{source}}/. {{dest}}\\n' "
+            f"| sftp -F {config} -q -b - {ALIAS}",
+        ),
+        # A pull's whole work done by the fastest tools: each file once (rsync, as into a
+        # cache), then a second name for each (cp -al, as a work tree of hard links).
+        "rsync+links": ("floor", f"{rsync} && cp -al {{dest}} {{dest}}.tree"),
     }
-    for name, command in extra.items():
-        if name in pushed:
-            sides[name] = tool_pull(name, command)
+    for name, (source, command) in pulls.items():
+        if source in pushed:
+            sides[name] = tool_pull(name, command, source)
     case = Case(ds.name, "ssh_pull", "rsync -a over ssh")
     alternate(case, bench.args.repeat, sides)
     _record(bench, case)
@@ -254,7 +265,8 @@ def _dataset(bench: Bench, ds: Dataset, base: Path, port: int, missing: list[str
 
 def _record(bench: Bench, case: Case) -> None:
     bench.record(case)
-    others = [f"{side} {case.median(side):.3f}s" for side in case.samples if side == "sftp"]
+    shown = ("sftp", "rsync+links")
+    others = [f"{side} {case.median(side):.3f}s" for side in case.samples if side in shown]
     if others:
         bench.log(f"  {'':6} {'':18} " + "  ".join(others))
     case.note = "; ".join(
