@@ -37,7 +37,7 @@ into a virtualenv of its own; both tools then start from a clean interpreter, wi
 
 A full run takes about 20 minutes on 2 cores; --quick --no-dvc about 90 seconds. The sets
 against servers on loopback run only when --sets names them: s3 (moto; about 35 minutes) and
-ssh (a private sshd; about 20).
+ssh (a private sshd; about 20); --server-data big moves only the 1 GiB file through them.
 
 Only the Python standard library is used.
 """
@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in FULL and name not in SERVER_SETS:
             known = ", ".join([*FULL, *SERVER_SETS])
             parser.error(f"unknown dataset {name!r}; choose from {known}")
+    for name in args.server_data.split(","):
+        if name not in ("many", "big"):
+            parser.error(f"unknown --server-data {name!r}; choose from many, big")
     bench = Bench(args)
     try:
         result = measure(bench)
@@ -131,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--render", metavar="JSON", help="only write --out from a --json file")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated datasets")
+    parser.add_argument(
+        "--server-data",
+        default="many,big",
+        help="the datasets the s3 and ssh sets move (comma list of many, big; default both)",
+    )
     return parser
 
 

@@ -62,7 +62,7 @@ def run(bench: Bench) -> None:
         bench.log(f"s3: {name} is not installed ({INSTALL[name]}); its column is left out")
     if bench.dvc is not None:
         _ensure_dvc_s3(bench)
-    for name in ("many", "big"):
+    for name in bench.args.server_data.split(","):
         dataset = QUICK[name] if bench.args.quick else FULL[name]
         with moto_server(bench.scratch / "logs" / "moto.log") as server:
             S3Set(bench, dataset, server, others).run()

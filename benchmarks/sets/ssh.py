@@ -55,7 +55,7 @@ def run(bench: Bench) -> None:
         _write_ssh_home(home, base / "sshd", port)
         bench.runner.env["HOME"] = str(home)  # every command of the set sees this ~/.ssh
         try:
-            for name in ("many", "big"):
+            for name in bench.args.server_data.split(","):
                 _dataset(bench, catalogue[name], base / name, port, missing)
         finally:
             if env_home is None:
