@@ -87,7 +87,11 @@ def test_a_cancel_stops_a_large_upload_and_aborts_it(s3_endpoint: str, tmp_path:
 
 
 @pytest.mark.usefixtures("small_parts")
-def test_a_cancel_stops_a_large_download(s3_endpoint: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("split_idle", [2.0, 0.0], ids=["one stream", "ranges"])
+def test_a_cancel_stops_a_large_download(
+    s3_endpoint: str, tmp_path: Path, split_idle: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3, "SPLIT_IDLE", split_idle)  # never split, or always
     bucket = make_bucket(s3_endpoint)
     data = os.urandom(SIZE)
     boto3.client("s3", endpoint_url=s3_endpoint).put_object(

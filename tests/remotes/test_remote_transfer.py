@@ -110,18 +110,25 @@ def test_fetch_brings_every_object_verified_and_read_only(
     assert (again.transferred, again.already_present) == (0, 21)
 
 
-@pytest.mark.parametrize("size", [1000, 11 << 20])
+@pytest.mark.parametrize(
+    ("size", "split_idle"),
+    [(1000, 2.0), (11 << 20, 2.0), (11 << 20, 0.0)],
+    ids=["small", "large", "large-ranges"],
+)
 def test_fetch_rejects_corrupt_and_truncated_objects(
     backend: Backend,
     cache: Path,
     other_cache: Path,
     size: int,
+    split_idle: float,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Large objects take each backend's large path: the folder's overlapped copy and hash,
-    # S3's multipart upload and ranged parallel download (in parts of S3's smallest size).
+    # S3's multipart upload and its download as one stream or, after its first part, in
+    # ranges (never or always split; parts of S3's smallest size).
     monkeypatch.setattr(s3, "PART", 5 << 20)
     monkeypatch.setattr(s3, "MULTIPART_ABOVE", 5 << 20)
+    monkeypatch.setattr(s3, "SPLIT_IDLE", split_idle)
     good, flipped, truncated = (add_file(cache, os.urandom(size)) for _ in range(3))
     Transfer(backend.remote, cache, progress=False).push([good, flipped, truncated])
     data = bytearray(object_path(cache, flipped).read_bytes())
