@@ -42,22 +42,22 @@ else:
     S3Client = Any
 
 CHUNK = 1 << 20
-# A large object moves in parts of at least this size, PART_WORKERS at a time, each way:
-# S3 allows parts of 5 MiB to 5 GiB, and 10,000 of them (64 MiB parts reach 625 GiB; a
-# larger object gets larger parts). Measured on 1 GiB against moto on loopback (a loaded
-# machine, load 9): 16 MiB parts took 48 s up and 75 s down, 64 MiB 36 s and 29 s, 128 MiB
-# 37 s and 20 s, one request 26 s and 21 s. Few large parts win there because moto reads
-# the whole object for every ranged GET; on S3 itself parts of 64 MiB still keep 8
-# connections busy, which is what makes a large object fast (one connection rarely passes
-# 100 MB/s).
-PART = 64 << 20
+# A large object goes up in parts of at least this size, PART_WORKERS at a time: S3 allows
+# parts of 5 MiB to 5 GiB, and 10,000 of them (16 MiB parts reach 156 GiB; a larger object
+# gets larger parts); AWS's own tools send 8 MiB. On S3 the connections in flight make a large
+# object fast (one rarely passes 100 MB/s), not the part size. moto decodes each part's
+# chunked body by appending to a bytes object, a copy of all it holds per 1 MiB chunk, so its
+# CPU a byte grows with the part size: uploads of 1 GiB alternated 3 times took 6.0-7.4 s
+# (moto 6.6-8.3 s of CPU) in 16 MiB parts, 6.2-8.6 s (6.6-9.6) in 8 MiB parts and 7.9-9.3 s
+# (8.9-10.4) in 64 MiB parts.
+PART = 16 << 20
 PART_WORKERS = 8
 MAX_PARTS = 10_000
 # Above this an object moves in parts (a multipart upload is atomic too: the object appears
 # when it completes); up to it, in one request, which two parts would barely beat.
 MULTIPART_ABOVE = 2 * PART
 # A large download starts as one stream, the GET of the whole object, hashed in order as it
-# lands (md5 is one pass, in order). Once PART bytes have come, if the hash spent at
+# lands (md5 is one pass, in order). Once SPLIT_AFTER bytes have come, if the hash spent at
 # least SPLIT_IDLE of the time waiting for them (the stream is under a third of md5's speed,
 # ~700 MB/s here), the rest is split into PART_WORKERS ranges of equal size (rclone: 4 streams
 # above 256 MiB), all requested at once, up to MAX_RANGE each: on S3, one connection rarely
@@ -68,6 +68,7 @@ MULTIPART_ABOVE = 2 * PART
 # more connections share. Measured on loopback, 1 GiB, 2 cores, alternating: one stream
 # 2.8 s against eight ranges 8.2 s on moto (which reads the whole object again for every
 # ranged GET) and 3.6 s on s3rver; four ranges 4.5 s and 3.8 s, two 5.7 s and 3.3 s.
+SPLIT_AFTER = 64 << 20
 SPLIT_IDLE = 2 / 3
 MAX_RANGE = 1 << 30
 # Objects up to this size are put from memory, in one request sent directly (_Direct).
@@ -491,7 +492,7 @@ class _Part:
 class _LargeGet:
     """A large object into ``fd``: first as the one stream of ``body`` (the GET of the whole
     object), hashed in order by the calling thread as it lands, read back from the page cache
-    (no disk read, no memory beyond one buffer however large the object). Once PART
+    (no disk read, no memory beyond one buffer however large the object). Once SPLIT_AFTER
     bytes have come, if the hash spent at least SPLIT_IDLE of the time waiting for them, the
     rest comes in ranged GETs, PART_WORKERS at a time, each pinned to ``etag`` (a replaced
     object fails the request rather than mixing two versions; an endpoint that gives no ETag
@@ -563,7 +564,7 @@ class _LargeGet:
                 if not chunk:
                     break
                 self._write(part, chunk)
-                if not probed and part.landed >= PART:
+                if not probed and part.landed >= SPLIT_AFTER:
                     probed = True
                     if self._slow():
                         self._split(pool, part)

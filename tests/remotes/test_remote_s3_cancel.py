@@ -24,6 +24,7 @@ from repro.remotes import open_remote, s3
 
 PART = 8 << 20  # small parts, so that a test object of a few of them is "large"
 SIZE = 12 * PART
+BIG_PULL = 160 << 20  # large (over MULTIPART_ABOVE), and not pulled before the Ctrl-C comes
 PROMPT = 1.0 + 1.5  # seconds: the promise, and slack for a loaded machine
 
 
@@ -31,6 +32,7 @@ PROMPT = 1.0 + 1.5  # seconds: the promise, and slack for a loaded machine
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3, "PART", PART)
     monkeypatch.setattr(s3, "MULTIPART_ABOVE", 2 * PART)
+    monkeypatch.setattr(s3, "SPLIT_AFTER", PART)
 
 
 def cancel_when(
@@ -116,7 +118,7 @@ def test_ctrl_c_in_a_large_pull_exits_130_at_once_and_the_next_pull_completes(
 ) -> None:
     bucket = make_bucket(s3_endpoint)
     data = project.root / "big.bin"
-    data.write_bytes(os.urandom(s3.MULTIPART_ABOVE + (32 << 20)))  # the real sizes: a CLI
+    data.write_bytes(os.urandom(BIG_PULL))  # the real sizes: a CLI
     project.ok("add", "big.bin")
     project.ok("remote", "add", "-d", "store", f"s3://{bucket}/store")
     project.ok("remote", "modify", "store", "endpointurl", s3_endpoint)
@@ -146,4 +148,4 @@ def test_ctrl_c_in_a_large_pull_exits_130_at_once_and_the_next_pull_completes(
     assert [path for path in cache.rglob("*") if path.is_file()] == []
     assert not data.exists()
     project.ok("pull")
-    assert data.stat().st_size == s3.MULTIPART_ABOVE + (32 << 20)
+    assert data.stat().st_size == BIG_PULL

@@ -103,6 +103,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     first part whatever the speed of the stream."""
     monkeypatch.setattr(s3, "PART", 1 << 20)
     monkeypatch.setattr(s3, "MULTIPART_ABOVE", 2 << 20)
+    monkeypatch.setattr(s3, "SPLIT_AFTER", 1 << 20)
     monkeypatch.setattr(s3, "SPLIT_IDLE", 0.0)
 
 
@@ -159,6 +160,7 @@ def test_a_slow_stream_is_split_into_ranges_and_arrives_whole(
 ) -> None:
     monkeypatch.setattr(s3, "PART", 1 << 20)
     monkeypatch.setattr(s3, "MULTIPART_ABOVE", 2 << 20)
+    monkeypatch.setattr(s3, "SPLIT_AFTER", 1 << 20)
     data = os.urandom(BIG)
     bucket = stored(s3_endpoint, data)
     ranges: list[str] = []

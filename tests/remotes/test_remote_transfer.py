@@ -128,6 +128,7 @@ def test_fetch_rejects_corrupt_and_truncated_objects(
     # ranges (never or always split; parts of S3's smallest size).
     monkeypatch.setattr(s3, "PART", 5 << 20)
     monkeypatch.setattr(s3, "MULTIPART_ABOVE", 5 << 20)
+    monkeypatch.setattr(s3, "SPLIT_AFTER", 5 << 20)
     monkeypatch.setattr(s3, "SPLIT_IDLE", split_idle)
     good, flipped, truncated = (add_file(cache, os.urandom(size)) for _ in range(3))
     Transfer(backend.remote, cache, progress=False).push([good, flipped, truncated])
