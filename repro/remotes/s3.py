@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import boto3
 import botocore.exceptions
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
@@ -243,6 +244,11 @@ class S3Remote:
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise RemoteError(f"cannot {action} {where}: {exc}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            # What botocore lets through from reading a body: a TLS failure mid-stream.
+            raise RemoteError(
+                f"cannot {action} {where}: the connection failed ({exc}); run the command again"
+            ) from None
 
     def _exists_one(self, key: str) -> bool:
         try:
@@ -476,10 +482,11 @@ def _hash_range(fd: int, start: int, end: int, digest: Any, check: Callable[[], 
 
 
 class _Part:
-    """Bytes ``start``..``end`` of a large object, coming on one connection: ``landed`` is
-    how far they are written, ``error`` why the connection ended early."""
+    """Bytes ``start``..``end`` of a large object, coming on one connection (the ``answer``
+    being read): ``landed`` is how far they are written, ``error`` why the connection ended
+    early."""
 
-    __slots__ = ("start", "end", "landed", "finished", "error")
+    __slots__ = ("start", "end", "landed", "finished", "error", "answer")
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start
@@ -487,6 +494,7 @@ class _Part:
         self.landed = start
         self.finished = False
         self.error: BaseException | None = None
+        self.answer: StreamingBody | None = None
 
 
 class _LargeGet:
@@ -515,6 +523,7 @@ class _LargeGet:
         self._fd = fd
         self._changed = threading.Condition()
         self._parts = [_Part(0, size)]  # contiguous, in order
+        self._parts[0].answer = body
         self._began = time.monotonic()
         self._waited = 0.0  # seconds the hash waited for bytes
         self._waiting_since: float | None = None  # when the wait under way began
@@ -527,7 +536,12 @@ class _LargeGet:
             self._hash(digest)
         finally:
             with self._changed:
-                self._stopped = True  # the connections still open end at their next chunk
+                self._stopped = True  # no part starts, none writes again
+                reading = [part.answer for part in self._parts if not part.finished]
+            # A read waiting on a stalled or trickling server ends now, not at its timeout.
+            for answer in reading:
+                if answer is not None:
+                    _shut(answer)
             pool.shutdown(wait=True, cancel_futures=True)
             self._body.close()
 
@@ -599,8 +613,15 @@ class _LargeGet:
                 Range=f"bytes={part.start}-{part.end - 1}",
                 **pinned,
             )
-            for chunk in response["Body"].iter_chunks(CHUNK):
+            answer: StreamingBody = response["Body"]
+            with self._changed:
+                stopped = self._stopped
+                part.answer = answer
+            if stopped:
+                _shut(answer)
+            for chunk in answer.iter_chunks(CHUNK):
                 self._write(part, chunk)
+            answer.close()
 
     def _write(self, part: _Part, chunk: bytes) -> None:
         with self._changed:
@@ -641,3 +662,16 @@ class _LargeGet:
             f"s3://{self._remote.bucket}/{self._name} sent a part of the wrong size: it changed "
             "during the download; run the command again"
         )
+
+
+def _shut(answer: StreamingBody) -> None:
+    """Shut the connection ``answer`` is read from (urllib3's shutdown: a read blocked in
+    another thread ends at once, which closing alone does not do), else close it."""
+    raw = getattr(answer, "_raw_stream", None)
+    shutdown: Callable[[], None] | None = getattr(raw, "shutdown", None)
+    # urllib3 refuses (ValueError, RuntimeError) a connection that went back to its pool.
+    with suppress(OSError, ValueError, RuntimeError):
+        if shutdown is not None:
+            shutdown()
+        else:
+            answer.close()

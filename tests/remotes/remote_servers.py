@@ -1,25 +1,37 @@
 """Real servers for the remote tests, on loopback: a private OpenSSH server with throwaway keys
-(and the ~/.ssh setup a user would write for it), and buckets on an S3 endpoint.
+(and the ~/.ssh setup a user would write for it), buckets on an S3 endpoint, and a front to an
+S3 endpoint that misbehaves on purpose.
 
 These are plain helpers, imported by the tests and by conftest.py (which keeps only fixtures).
 """
 
 from __future__ import annotations
 
+import datetime
 import getpass
+import http.client
+import ipaddress
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_ALIAS = "repro-test-sshd"
@@ -217,3 +229,129 @@ def running_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# Bytes a second on each connection of a "slow" front: a hundredth of what md5 hashes on one core.
+SLOW_RATE = 4 << 20
+# Of a "trickle" front: never silent long enough to time out, never done in a test's time.
+TRICKLE_RATE = 128 << 10
+
+
+@contextmanager
+def hostile_front(
+    upstream: str,
+    tamper: str,
+    ranges: list[str] | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[str]:
+    """An S3 endpoint forwarding every request to ``upstream``, its answers to GETs changed as
+    ``tamper`` says: "no-etag", "chunked" (no Content-Length), "whole" (ranges ignored),
+    "slow" (SLOW_RATE bytes a second on each connection), "trickle" (TRICKLE_RATE: never
+    silent, never done) or "bad-tls" (half the body, then a TLS record that is garbage). The
+    Range of each GET is added to ``ranges`` ("" for none). ``tls``: the certificate and key
+    it answers HTTPS with."""
+    target = urlsplit(upstream)
+
+    class Front(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = dict(self.headers.items())
+            get = self.command == "GET"
+            if get and ranges is not None:
+                ranges.append(self.headers.get("Range", ""))
+            if get and tamper == "whole":
+                headers.pop("Range", None)
+            connection = http.client.HTTPConnection(target.hostname or "", target.port)
+            connection.request(self.command, self.path, body=body, headers=headers)
+            answer = connection.getresponse()
+            data = answer.read()
+            connection.close()
+            self.send_response(answer.status)
+            dropped = {"transfer-encoding", "connection", "content-length"}
+            if get and tamper == "no-etag":
+                dropped.add("etag")
+            for name, value in answer.getheaders():
+                if name.lower() not in dropped:
+                    self.send_header(name, value)
+            if get and tamper == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+                return
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            rate = {"slow": SLOW_RATE, "trickle": TRICKLE_RATE}.get(tamper) if get else None
+            if rate is not None:
+                for start in range(0, len(data), rate // 10):
+                    self.wfile.write(data[start : start + rate // 10])
+                    time.sleep(0.1)
+                return
+            if get and tamper == "bad-tls":
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                # Application data, TLS 1.2 framing, 32 bytes no key decrypts.
+                os.write(self.connection.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+                self.close_connection = True
+                return
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = forward
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client dropping a part it no longer wants is no failure here
+
+    server = Server(("127.0.0.1", 0), Front)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, signed by its own key, and the key: (cert.pem, key.pem)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

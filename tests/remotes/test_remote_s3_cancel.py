@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 from helpers import Project
-from remotes.remote_servers import make_bucket
+from remotes.remote_servers import hostile_front, make_bucket
 
 from repro.errors import RemoteError
 from repro.remotes import open_remote, s3
@@ -111,6 +111,39 @@ def test_a_cancel_stops_a_large_download(
         assert waited < PROMPT, f"took {waited:.1f} s"
     finally:
         remote.close()
+
+
+@pytest.mark.usefixtures("small_parts")
+@pytest.mark.parametrize("split_idle", [2.0, 0.0], ids=["one stream", "ranges"])
+def test_a_cancel_stops_a_large_download_from_a_trickling_server(
+    s3_endpoint: str, tmp_path: Path, split_idle: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that sends a little every tenth of a second never times out: the cancel must
+    end the reads that wait on it at once, not when their chunk is full (4 s here: chunks of
+    512 KiB at 128 KiB/s), nor at the server's last byte (minutes away)."""
+    monkeypatch.setattr(s3, "SPLIT_IDLE", split_idle)
+    monkeypatch.setattr(s3, "CHUNK", 512 << 10)
+    monkeypatch.setattr(s3, "SPLIT_AFTER", 512 << 10)
+    bucket = make_bucket(s3_endpoint)
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(
+        Bucket=bucket, Key="x/files/md5/ab/big", Body=os.urandom(SIZE)
+    )
+    ranges: list[str] = []
+    dest = tmp_path / "dest"
+    with hostile_front(s3_endpoint, "trickle", ranges) as endpoint:
+        remote = open_remote(f"s3://{bucket}/x", {"endpointurl": endpoint, "timeout": "5"})
+        assert isinstance(remote, s3.S3Remote)
+        try:
+            waited = cancel_when(
+                remote,
+                # The front has every request: the whole object's, and after the split (its
+                # first chunk, 4 s) the ranges', one a worker.
+                lambda: len(ranges) == (1 if split_idle > 1 else 1 + s3.PART_WORKERS),
+                lambda: remote.get("files/md5/ab/big", dest),
+            )
+            assert waited < PROMPT, f"took {waited:.1f} s"
+        finally:
+            remote.close()
 
 
 def test_ctrl_c_in_a_large_pull_exits_130_at_once_and_the_next_pull_completes(
