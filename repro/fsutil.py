@@ -155,11 +155,17 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
         raise
 
 
-def write_all(fd: int, data: bytes | memoryview) -> None:
-    """Write all of ``data``: a write may take less than it is given (a full disk, a signal)."""
+def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
+    """Write all of ``data``, at the file's position or at ``offset`` (which leaves the position
+    alone): a write may take less than it is given (a full disk, a signal)."""
     chunk = memoryview(data)
     while chunk:
-        chunk = chunk[os.write(fd, chunk) :]
+        if offset is None:
+            count = os.write(fd, chunk)
+        else:
+            count = os.pwrite(fd, chunk, offset)
+            offset += count
+        chunk = chunk[count:]
 
 
 def copy_fd(src: int, dst: int) -> None:

@@ -35,6 +35,7 @@ from botocore.response import StreamingBody
 from s3transfer.subscribers import BaseSubscriber
 
 from repro.errors import RemoteError, ReproError
+from repro.fsutil import write_all
 from repro.remotes.common import MAX_TIMEOUT, bulk_exists, check_key, folder_prefix, retrying
 
 if TYPE_CHECKING:
@@ -632,13 +633,9 @@ class _LargeGet:
         self._remote._check_cancelled()
         if part.landed + len(chunk) > part.end:  # never write over the next part
             raise self._wrong_size()
-        view, offset = memoryview(chunk), part.landed
-        while view:
-            count = os.pwrite(self._fd, view, offset)
-            offset += count
-            view = view[count:]
+        write_all(self._fd, chunk, part.landed)
         with self._changed:
-            part.landed = offset
+            part.landed += len(chunk)
             self._changed.notify_all()
 
     @contextmanager
